@@ -1,0 +1,3 @@
+from mrctl.cli import main
+
+main()

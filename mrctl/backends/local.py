@@ -1,0 +1,172 @@
+"""`--backend local`: a redis-server child process and N worker child processes on this host.
+
+Children run in their own sessions, so a Ctrl-C in the terminal reaches only the master,
+which then tears them down in order. Workers get the job's code through Redis, exactly as
+they do in containers: nothing here relies on the shared filesystem.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mrctl.broker import Broker
+from mrctl.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalCluster:
+    """Owns a redis-server and worker processes; a context manager that always cleans up."""
+
+    def __init__(self, workers: int, redis_memory: str = "1gb", replacements: int = 8) -> None:
+        self.size = workers
+        self.redis_memory = redis_memory
+        self.replacement_budget = replacements
+        self.password = secrets.token_hex(16)
+        self.port = 0
+        self.dir = Path(tempfile.mkdtemp(prefix="mrctl-local-"))
+        self.redis: subprocess.Popen | None = None
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.states: dict[str, str] = {}
+        self._next = 1
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+
+    def __enter__(self) -> LocalCluster:
+        try:
+            self._start_redis()
+            for _ in range(self.size):
+                self._start_worker()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- start ----------------------------------------------------------------------------
+
+    def _start_redis(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            raise InfraError(
+                "redis-server is not installed (apt-get install redis-server), "
+                "or run on Docker with --backend docker"
+            )
+        self.port = _free_port()
+        config = "\n".join([
+            f"port {self.port}", "bind 127.0.0.1", f"requirepass {self.password}",
+            'save ""', "appendonly no", f"maxmemory {self.redis_memory}",
+            "maxmemory-policy noeviction", f"dir {self.dir}", "",
+        ])
+        logfile = (self.dir / "redis.log").open("wb")
+        # The config (with the password) goes through stdin, never the command line.
+        self.redis = subprocess.Popen([exe, "-"], stdin=subprocess.PIPE, stdout=logfile,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.redis.stdin.write(config.encode())
+        self.redis.stdin.close()
+        self._wait_redis()
+
+    def _wait_redis(self, timeout: float = 10.0) -> None:
+        broker = Broker(self.redis_url, retries=0)
+        deadline = time.monotonic() + timeout
+        try:
+            while not broker.ping():
+                if self.redis.poll() is not None or time.monotonic() > deadline:
+                    output = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                    raise InfraError(f"redis-server did not become ready:\n{output}")
+                time.sleep(0.05)
+        finally:
+            broker.close()
+
+    def _start_worker(self) -> str:
+        name = f"worker-{self._next}"
+        self._next += 1
+        env = {**os.environ, "MRCTL_REDIS_URL": self.redis_url, "MRCTL_WORKER_NAME": name,
+               "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+        logfile = (self.dir / f"{name}.log").open("wb")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "mrctl", "worker"], env=env, stdout=logfile,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.states[name] = "starting"
+        return name
+
+    def wait_ready(self, broker: Broker, timeout: float = 30.0) -> None:
+        """Wait until every worker has sent a heartbeat."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info, _, _ = broker.worker_rows()
+            if all(n in info for n in self.live_workers()):
+                for n in self.live_workers():
+                    self.states.pop(n, None)
+                return
+            for name, proc in self.workers.items():
+                if proc.poll() is not None:
+                    raise InfraError(f"{name} exited during start-up:\n{self.worker_log(name)}")
+            if time.monotonic() > deadline:
+                raise InfraError(f"workers did not report ready within {timeout:g}s")
+            time.sleep(0.05)
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def live_workers(self) -> list[str]:
+        return [n for n, p in self.workers.items() if p.poll() is None]
+
+    def supervise(self) -> list[str]:
+        """Replace workers that exited, within the replacement budget; what happened, in words."""
+        news = []
+        for name, proc in list(self.workers.items()):
+            if proc.returncode is None and proc.poll() is not None:
+                self.states[name] = "dead"
+                news.append(f"{name} exited with code {proc.returncode}")
+                if self.replacement_budget > 0:
+                    self.replacement_budget -= 1
+                    self.states[name] = "replaced"
+                    new = self._start_worker()
+                    news.append(f"started {new} to replace {name}")
+        return news
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.workers[name].send_signal(sig)
+
+    def worker_log(self, name: str) -> str:
+        path = self.dir / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        procs = [p for p in self.workers.values() if p.poll() is None]
+        if self.redis is not None:
+            procs.append(self.redis)
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 3.0
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)

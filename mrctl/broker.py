@@ -1,0 +1,284 @@
+"""Every Redis command mrctl sends. The master and the workers both go through this module,
+so the two sides of the protocol cannot drift apart.
+
+Redis errors are translated here: a lost connection or a full Redis (maxmemory with
+noeviction) becomes an `InfraError` that says what happened and what to change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from mrctl import keys, lua
+from mrctl.errors import InfraError
+
+
+class RedisFull(InfraError):
+    """Redis hit its maxmemory limit; nothing was evicted, the job cannot go on."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task a worker now holds: `attempt` is its fencing token."""
+
+    tid: str
+    attempt: int
+    fields: dict[str, str]
+    data: Any  # map: the chunk bytes; reduce: {map_index: blob}
+
+
+@contextlib.contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if "OOM" in str(exc) or "maxmemory" in str(exc):
+            raise RedisFull(
+                f"Redis is full while {what}: it reached its maxmemory limit and mrctl never lets "
+                "it drop data. Use a smaller chunk_size, more reducers, a combiner, or give "
+                "Redis more memory (--redis-memory)."
+            ) from None
+        raise InfraError(f"Redis refused a command while {what}: {exc}") from None
+    except redis.exceptions.AuthenticationError as exc:
+        raise InfraError(f"Redis rejected mrctl's password while {what}: {exc}") from None
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise InfraError(f"lost the connection to Redis while {what}: {exc}") from None
+
+
+def _decode(mapping: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode(errors="replace") for k, v in mapping.items()}
+
+
+class Broker:
+    """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
+
+    def __init__(self, url: str, retries: int = 5) -> None:
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+        self.r = redis.Redis.from_url(
+            url, retry=retry, socket_connect_timeout=5, socket_keepalive=True,
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        )
+        self._claim = self.r.register_script(lua.CLAIM)
+        self._commit = self.r.register_script(lua.COMMIT)
+        self._fail = self.r.register_script(lua.FAIL)
+        self._reap = self.r.register_script(lua.REAP)
+        self._beat = self.r.register_script(lua.BEAT)
+        self._now = self.r.register_script(lua.NOW)
+
+    def close(self) -> None:
+        self.r.close()
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+
+    def now_ms(self) -> int:
+        with translated_errors("reading the clock"):
+            return int(self._now())
+
+    # -- job publication (master) ---------------------------------------------------------
+
+    def publish_job(self, job: str, meta: dict[str, Any], code: dict[str, str]) -> None:
+        """Make `job` the cluster's current job: its settings and code first, then the pointer."""
+        with translated_errors("publishing the job"):
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hset(keys.meta(job), mapping={k: str(v) for k, v in meta.items()})
+            pipe.hset(keys.code(job), mapping=code)
+            pipe.set(keys.current_job(), job)
+            pipe.execute()
+
+    def add_map_task(self, job: str, tid: str, fields: dict[str, Any], chunk: bytes) -> None:
+        """Store a chunk and queue the map task that reads it (one transaction)."""
+        with translated_errors(f"queueing {tid}"):
+            pipe = self.r.pipeline(transaction=True)
+            pipe.set(keys.chunk(job, tid), chunk)
+            pipe.hset(keys.task(job, tid), mapping={**fields, "state": "pending", "attempt": 0})
+            pipe.rpush(keys.queue(job), tid)
+            pipe.execute()
+
+    def add_reduce_tasks(self, job: str, reducers: int) -> None:
+        with translated_errors("queueing reduce tasks"):
+            pipe = self.r.pipeline(transaction=True)
+            for r in range(reducers):
+                tid = f"r:{r}"
+                pipe.hset(keys.task(job, tid), mapping={
+                    "kind": "reduce", "index": r, "state": "pending", "attempt": 0})
+                pipe.rpush(keys.queue(job), tid)
+            pipe.execute()
+
+    def set_meta(self, job: str, **fields: Any) -> None:
+        with translated_errors("updating the job"):
+            self.r.hset(keys.meta(job), mapping={k: str(v) for k, v in fields.items()})
+
+    def requeue_expired(self, job: str, max_attempts: int, task_timeout: float) -> int:
+        """Atomically end every attempt whose lease or task_timeout ran out: requeue or fail."""
+        with translated_errors("checking leases"):
+            return int(self._reap(
+                keys=self._fail_keys(job),
+                args=[keys.task_prefix(job), max_attempts, f"{task_timeout:g}"],
+            ))
+
+    def stats(self, job: str) -> dict[str, int]:
+        with translated_errors("reading progress"):
+            return {k.decode(): int(v) for k, v in self.r.hgetall(keys.stats(job)).items()}
+
+    def meta(self, job: str) -> dict[str, str]:
+        with translated_errors("reading the job"):
+            return _decode(self.r.hgetall(keys.meta(job)))
+
+    def task(self, job: str, tid: str) -> dict[str, str]:
+        with translated_errors(f"reading {tid}"):
+            return _decode(self.r.hgetall(keys.task(job, tid)))
+
+    def running(self, job: str) -> list[str]:
+        with translated_errors("reading leases"):
+            return [t.decode() for t in self.r.zrange(keys.leases(job), 0, -1)]
+
+    def events(self, job: str, after: str = "0-0") -> list[tuple[str, dict[str, str]]]:
+        """Events appended after stream id `after`, oldest first."""
+        with translated_errors("reading events"):
+            found = self.r.xrange(keys.events(job), min=f"({after}", count=200)
+        return [(eid.decode(), _decode(fields)) for eid, fields in found]
+
+    def reduce_output(self, job: str, r: int) -> bytes:
+        with translated_errors(f"reading the output of reduce {r}"):
+            data = self.r.get(keys.out(job, r))
+        if data is None:
+            raise InfraError(f"reduce task r:{r} committed but its output is missing from Redis")
+        return data
+
+    def worker_rows(self) -> tuple[dict[str, dict[str, Any]], dict[str, int], int]:
+        """(worker -> info, worker -> last beat ms, server now ms) in one round trip."""
+        with translated_errors("reading workers"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(keys.workers())
+            pipe.hgetall(keys.beats())
+            info, beats = pipe.execute()
+            now = self.now_ms()
+        return (
+            {k.decode(): json.loads(v) for k, v in info.items()},
+            {k.decode(): int(v) for k, v in beats.items()},
+            now,
+        )
+
+    def current_job(self) -> str | None:
+        with translated_errors("reading the current job"):
+            job = self.r.get(keys.current_job())
+        return job.decode() if job else None
+
+    def delete_job(self, job: str) -> None:
+        """Remove every key of `job` (used after the output is written)."""
+        with translated_errors("cleaning up"):
+            batch = list(self.r.scan_iter(match=keys.all_of_job(job), count=1000))
+            for i in range(0, len(batch), 500):
+                self.r.delete(*batch[i:i + 500])
+
+    def used_memory(self) -> tuple[int, int]:
+        """(used_memory, used_memory_peak) in bytes, from INFO memory."""
+        with translated_errors("reading memory use"):
+            info = self.r.info("memory")
+        return int(info["used_memory"]), int(info["used_memory_peak"])
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def load_job(self, job: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(meta, code) of a published job."""
+        with translated_errors("loading the job"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(keys.meta(job))
+            pipe.hgetall(keys.code(job))
+            meta, code = pipe.execute()
+        return _decode(meta), {k.decode(): v.decode() for k, v in code.items()}
+
+    def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
+        """Atomically take the next queued task into a visible in-flight record with a lease."""
+        with translated_errors("claiming a task"):
+            got = self._claim(
+                keys=[keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job)],
+                args=[keys.task_prefix(job), worker, int(lease_s * 1000), int(timeout_s * 1000)],
+            )
+            if not got:
+                return None
+            tid, attempt = got[0].decode(), int(got[1])
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(keys.task(job, tid))
+            if tid.startswith("m:"):
+                pipe.get(keys.chunk(job, tid))
+            else:
+                pipe.hgetall(keys.part(job, int(tid[2:])))
+            fields, data = pipe.execute()
+        if isinstance(data, dict):
+            data = {int(k): v for k, v in data.items()}
+        return Claim(tid, attempt, _decode(fields), data)
+
+    def heartbeat(
+        self, worker: str, info: dict[str, Any], job: str | None = None,
+        tid: str | None = None, attempt: int = 0, lease_s: float = 0.0,
+    ) -> bool:
+        """Record the worker as alive and renew its task's lease; False once superseded."""
+        task_key = keys.task(job, tid) if job and tid else keys.workers()
+        leases = keys.leases(job) if job else keys.workers()
+        with translated_errors("sending a heartbeat"):
+            return bool(self._beat(
+                keys=[keys.workers(), keys.beats(), leases, task_key],
+                args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000)],
+            ))
+
+    def commit_map(
+        self, job: str, tid: str, attempt: int, worker: str,
+        blobs: dict[int, bytes], counters: dict[str, int],
+    ) -> bool:
+        """Atomically publish a map attempt's partition blobs, iff it is the current attempt."""
+        index = tid[2:]
+        writes = [(keys.part(job, r), index, blob) for r, blob in blobs.items()]
+        return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid), counters, writes)
+
+    def commit_reduce(
+        self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
+    ) -> bool:
+        """Atomically publish a reduce attempt's output and drop its consumed input."""
+        writes = [(keys.out(job, r), "", blob)]
+        return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r), counters, writes)
+
+    def _commit_attempt(
+        self, job: str, tid: str, attempt: int, worker: str, consumed: str,
+        counters: dict[str, int], writes: list[tuple[str, str, bytes]],
+    ) -> bool:
+        args: list[Any] = [tid, attempt, worker, len(counters)]
+        for name, value in counters.items():
+            args += [name, value]
+        for write in writes:
+            args += list(write)
+        with translated_errors(f"committing {tid}"):
+            return bool(self._commit(
+                keys=[keys.task(job, tid), keys.leases(job), keys.deadlines(job),
+                      keys.stats(job), keys.events(job), consumed],
+                args=args,
+            ))
+
+    def fail_attempt(
+        self, job: str, tid: str, attempt: int, worker: str, max_attempts: int,
+        message: str, traceback: str, kind: str = "error",
+    ) -> int:
+        """Record a failed attempt: 1 requeued, 2 the task failed for good, 0 not current."""
+        with translated_errors(f"reporting the failure of {tid}"):
+            return int(self._fail(
+                keys=self._fail_keys(job),
+                args=[keys.task_prefix(job), max_attempts, tid, attempt, worker, kind,
+                      message, traceback],
+            ))
+
+    def _fail_keys(self, job: str) -> list[str]:
+        return [keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
+                keys.queue(job), keys.meta(job)]

@@ -1,0 +1,165 @@
+"""The `mrctl` command: a thin skin over the library. Each command parses its options, calls
+one library function and prints. Errors are mapped to exit codes in one place (`_errors`).
+
+Exit codes: 0 success, 1 job failed, 2 usage or spec error, 3 infrastructure error
+(Docker, Redis, redis-server, image build), 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mrctl.errors import MrctlError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec "
+    "error, 3 infrastructure error (Docker or Redis unavailable, image build failed), "
+    "130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
+)
+
+app = typer.Typer(
+    help="MapReduce on Redis and Docker containers.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors(fn: F) -> F:
+    """Map mrctl's exception root to exit codes: message on stderr, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except MrctlError as exc:
+            typer.echo(f"mrctl: error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("mrctl: interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup_logging(level: int, handler: logging.Handler | None = None) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [handler or logging.StreamHandler(sys.stderr)]
+    if handler is None:
+        root.handlers[0].setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root.setLevel(level)
+
+
+SpecArg = Annotated[Path, typer.Argument(help="The job spec (YAML), e.g. jobspecs/wordcount.yaml.")]
+
+
+@app.command()
+@_errors
+def run(
+    spec: SpecArg,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Number of workers.")] = None,
+    input: Annotated[list[str] | None, typer.Option(
+        "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output path; .json/.jsonl/.tsv picks the format.")] = None,
+    backend: Annotated[str | None, typer.Option(help="docker | local | inline.")] = None,
+    reducers: Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")] = None,
+    chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
+    task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
+    max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
+    keep: Annotated[bool, typer.Option(help="Leave the cluster running (mrctl down removes it).")] = False,
+    offline: Annotated[bool | None, typer.Option(
+        "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
+    redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
+    plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Run a MapReduce job.
+
+    Example: mrctl run jobspecs/wordcount.yaml --workers 4
+
+    Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec
+    error, 3 infrastructure error (Docker or Redis unavailable, image build failed),
+    130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+    """
+    from mrctl.runner import RunOptions, run_job
+    from mrctl.spec import Overrides, load_spec
+    from mrctl.view import ReporterLogHandler, choose_reporter
+
+    overrides = Overrides(
+        inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
+        chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
+        max_attempts=max_attempts,
+    )
+    job = load_spec(spec, overrides)
+    mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
+    reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
+    _setup_logging(logging.INFO, ReporterLogHandler(reporter))
+    options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline)
+    reporter.start()
+    try:
+        final = run_job(job, options, on_snapshot=reporter.update)
+    except MrctlError as exc:
+        snapshot = getattr(exc, "snapshot", None)
+        if snapshot is not None:
+            reporter.finish(snapshot)
+        raise
+    finally:
+        reporter.close()
+    reporter.finish(final)
+
+
+@app.command()
+@_errors
+def validate(spec: SpecArg) -> None:
+    """Check a job spec and its job module without running anything.
+
+    Example: mrctl validate jobspecs/wordcount.yaml
+    """
+    from mrctl.spec import load_spec
+
+    job = load_spec(spec)
+    typer.echo(f"{spec}: ok — job {job.name!r}, {len(job.inputs)} input file(s), "
+               f"{job.workers} workers, {job.reducers} reducers, output {job.output_path}")
+
+
+@app.command()
+@_errors
+def worker(
+    redis_url: Annotated[str, typer.Option(envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0")],
+    name: Annotated[str | None, typer.Option(envvar="MRCTL_WORKER_NAME", help="This worker's name.")] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when the current job ends.")] = False,
+    parent_pid: Annotated[int | None, typer.Option(envvar="MRCTL_PARENT_PID", hidden=True)] = None,
+) -> None:
+    """Run a worker: claim tasks from Redis and run them (what each container runs).
+
+    Example: MRCTL_REDIS_URL=redis://:secret@127.0.0.1:6379/0 mrctl worker --name worker-1
+    """
+    import signal
+
+    from mrctl.broker import Broker
+    from mrctl.worker import Worker, WorkerOptions
+
+    _setup_logging(logging.INFO)
+    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
+        f"%(asctime)s {name or ''} %(levelname)s %(message)s", "%H:%M:%S"))
+    # SIGTERM ends the worker at once: its lease expires and the task runs elsewhere.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    options = WorkerOptions(burst=burst, parent_pid=parent_pid)
+    w = Worker(Broker(redis_url), name=name, options=options) if name else Worker(
+        Broker(redis_url), options=options)
+    raise typer.Exit(w.run())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,233 @@
+"""Every Docker call mrctl makes, through docker-py. No other module imports `docker`.
+
+Docker errors are translated here into `InfraError` with a message that says what to do.
+Objects mrctl creates carry labels (`mrctl.cluster`, `mrctl.role`, `mrctl.job`): labels are
+their identity, and cleanup only ever selects by them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from mrctl.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+LABEL_CLUSTER = "mrctl.cluster"
+LABEL_ROLE = "mrctl.role"
+LABEL_JOB = "mrctl.job"
+LABEL_CREATED = "mrctl.created"
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    status: str  # created | running | exited | paused | dead ...
+    labels: dict[str, str]
+    exit_code: int | None
+    oom_killed: bool
+    host_ports: dict[str, int]  # "6379/tcp" -> published host port
+
+
+@contextlib.contextmanager
+def _translated(action: str) -> Iterator[None]:
+    try:
+        yield
+    except docker.errors.NotFound as exc:
+        raise InfraError(f"{action}: not found ({exc.explanation or exc})") from None
+    except docker.errors.APIError as exc:
+        raise InfraError(f"{action}: Docker said: {exc.explanation or exc}") from None
+    except docker.errors.DockerException as exc:
+        raise InfraError(f"{action}: {exc}") from None
+
+
+class DockerHost:
+    """A connection to the Docker engine (DOCKER_HOST or the local socket)."""
+
+    def __init__(self, timeout: int = 120) -> None:
+        try:
+            self.client = docker.from_env(timeout=timeout)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise InfraError(
+                "cannot reach the Docker engine: "
+                f"{exc}. Is Docker running, and may this user use it (docker ps)? "
+                "Or run with --backend local."
+            ) from None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> DockerHost:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- images ---------------------------------------------------------------------------
+
+    def image_id(self, ref: str) -> str | None:
+        """The id of a local image, or None when it is not here."""
+        try:
+            return self.client.images.get(ref).id
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise InfraError(f"looking up image {ref}: {exc.explanation or exc}") from None
+
+    def image_labels(self, ref: str) -> dict[str, str]:
+        with _translated(f"inspecting image {ref}"):
+            return dict(self.client.images.get(ref).labels or {})
+
+    def try_pull(self, ref: str) -> bool:
+        """Pull an image; False (with the reason logged) when no registry can serve it."""
+        repo, _, tag = ref.partition(":")
+        try:
+            self.client.images.pull(repo, tag=tag or "latest")
+            return True
+        except docker.errors.DockerException as exc:
+            log.debug("pull of %s failed: %s", ref, exc)
+            return False
+
+    def import_rootfs(self, tar_path: str, ref: str, changes: list[str]) -> str:
+        """`docker import` a root filesystem tarball as image `ref`; returns its id."""
+        repo, _, tag = ref.partition(":")
+        with _translated(f"importing {tar_path} as {ref}"):
+            self.client.api.import_image_from_file(
+                tar_path, repository=repo, tag=tag or "latest", changes=changes
+            )
+        image_id = self.image_id(ref)
+        if image_id is None:
+            raise InfraError(f"docker import of {tar_path} did not produce {ref}")
+        return image_id
+
+    def build(
+        self,
+        context_dir: str,
+        dockerfile: str,
+        ref: str,
+        buildargs: dict[str, str],
+        labels: dict[str, str],
+        on_line: Callable[[str], None] = lambda line: None,
+    ) -> str:
+        """Build an image from a context directory without pulling; returns its id."""
+        try:
+            image, logs = self.client.images.build(
+                path=context_dir, dockerfile=dockerfile, tag=ref, buildargs=buildargs,
+                labels=labels, rm=True, forcerm=True, pull=False,
+            )
+            for chunk in logs:
+                line = str(chunk.get("stream", "")).rstrip()
+                if line:
+                    on_line(line)
+            return image.id
+        except docker.errors.BuildError as exc:
+            tail = "\n".join(
+                str(c.get("stream") or c.get("error") or "").rstrip() for c in exc.build_log
+            )[-3000:]
+            raise InfraError(f"building image {ref} failed: {exc.msg}\n{tail}") from None
+        except docker.errors.DockerException as exc:
+            raise InfraError(f"building image {ref} failed: {exc}") from None
+
+    def images(self, label: str) -> list[tuple[str, str, int]]:
+        """(tags, id, size) of local images carrying `label`."""
+        with _translated("listing images"):
+            found = self.client.images.list(filters={"label": label})
+        return [(", ".join(i.tags) or "<none>", i.short_id, i.attrs.get("Size", 0)) for i in found]
+
+    # -- networks and containers ----------------------------------------------------------
+
+    def create_network(self, name: str, labels: dict[str, str]) -> None:
+        with _translated(f"creating network {name}"):
+            self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+
+    def run_container(self, name: str, image: str, **options: Any) -> ContainerInfo:
+        """Start a detached container; `options` are docker-py `containers.run` options."""
+        with _translated(f"starting container {name}"):
+            container = self.client.containers.run(image, name=name, detach=True, **options)
+            container.reload()
+            return _info(container)
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        """Every container (running or not) carrying all of `labels`."""
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        with _translated("listing containers"):
+            found = self.client.containers.list(all=True, filters=filters)
+        return sorted((_info(c) for c in found), key=lambda c: c.name)
+
+    def container(self, name: str) -> ContainerInfo | None:
+        try:
+            return _info(self.client.containers.get(name))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise InfraError(f"inspecting container {name}: {exc.explanation or exc}") from None
+
+    def logs(self, name: str, tail: int | str = "all", follow: bool = False) -> Iterator[bytes]:
+        with _translated(f"reading logs of {name}"):
+            container = self.client.containers.get(name)
+            if not follow:
+                yield container.logs(tail=tail, stdout=True, stderr=True)
+                return
+            stream = container.logs(tail=tail, stream=True, follow=True)
+        with _translated(f"following logs of {name}"):
+            yield from stream
+
+    def kill(self, name: str, signal: str = "SIGKILL") -> None:
+        with _translated(f"killing {name}"):
+            self.client.containers.get(name).kill(signal=signal)
+
+    def pause(self, name: str) -> None:
+        with _translated(f"pausing {name}"):
+            self.client.containers.get(name).pause()
+
+    def unpause(self, name: str) -> None:
+        with _translated(f"unpausing {name}"):
+            self.client.containers.get(name).unpause()
+
+    def remove_container(self, name_or_id: str) -> None:
+        """Force-remove (kill + remove) a container; gone already is fine."""
+        try:
+            self.client.api.remove_container(name_or_id, force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise InfraError(f"removing {name_or_id}: {exc.explanation or exc}") from None
+
+    def networks(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        with _translated("listing networks"):
+            return [(n.name, n.attrs.get("Labels") or {}) for n in self.client.networks.list(filters=filters)]
+
+    def remove_network(self, name: str) -> None:
+        try:
+            self.client.networks.get(name).remove()
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise InfraError(f"removing network {name}: {exc.explanation or exc}") from None
+
+
+def _info(container: Any) -> ContainerInfo:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    ports: dict[str, int] = {}
+    for port, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
+        if bindings:
+            ports[port] = int(bindings[0]["HostPort"])
+    name = attrs.get("Name", container.name).lstrip("/")
+    return ContainerInfo(
+        id=container.id, name=name, status=state.get("Status", container.status),
+        labels=dict(attrs.get("Config", {}).get("Labels") or {}),
+        exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
+        host_ports=ports,
+    )

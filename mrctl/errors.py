@@ -1,0 +1,42 @@
+"""The one exception root of mrctl and the exit code each kind of failure maps to.
+
+Third-party errors (YAML, Redis, Docker) are translated into these where they enter mrctl,
+with a message that says what happened and what to do. The CLI maps them to exit codes once.
+"""
+
+from __future__ import annotations
+
+
+class MrctlError(Exception):
+    """Root of every error mrctl reports to a user; `exit_code` is the process exit status."""
+
+    exit_code = 1
+
+
+class JobFailed(MrctlError):
+    """The job ran but a task failed for good (user code raised on every attempt, or hung)."""
+
+    exit_code = 1
+
+
+class SpecError(MrctlError):
+    """A job spec, a flag or a job module is wrong: the user's mistake, fixable by editing."""
+
+    exit_code = 2
+
+
+class InfraError(MrctlError):
+    """Something mrctl needs is unavailable: redis-server, Docker, an image, the network."""
+
+    exit_code = 3
+
+
+class Interrupted(MrctlError):
+    """The run was stopped by a signal; exit code is 128 + the signal number (130, 143)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum

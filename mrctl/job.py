@@ -1,0 +1,99 @@
+"""The public job API: subclass `Mapper` and `Reducer` in a job module.
+
+A job module is one Python file. Its classes are shipped to the workers as source text through
+Redis, so a job may import only the standard library and packages installed in the worker image.
+
+Keys and values are plain data: str, int, float, bool, None, and lists/tuples/dicts of those.
+Keys must be hashable once lists are read as tuples (so no dicts as keys).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mrctl import codec
+
+
+class Mapper:
+    """Turns input lines into (key, value) pairs.
+
+    `setup` and `teardown` run once per map task (one chunk of input), like mrjob's
+    `mapper_init` / `mapper_final`; `teardown` may yield extra pairs.
+    """
+
+    def setup(self) -> None:
+        """Called once per task before the first line."""
+
+    def map(self, line: str) -> Iterable[tuple[Any, Any]]:
+        """Yield (key, value) pairs for one input line (without its line ending)."""
+        raise NotImplementedError("a Mapper must define map(self, line)")
+
+    def map_chunk(self, lines: list[str]) -> Iterable[tuple[Any, Any]]:
+        """Yield the pairs of a whole chunk of lines at once.
+
+        The default calls `map` per line. Override it for speed when a job can work on many
+        lines at a time (e.g. one regex over the joined text); `map` stays the simple default.
+        """
+        mapper = self.map
+        for line in lines:
+            yield from mapper(line)
+
+    def teardown(self) -> Iterable[tuple[Any, Any]] | None:
+        """Called once per task after the last line; may yield final pairs."""
+        return None
+
+    def partition(self, key: Any, num_partitions: int) -> int:
+        """Choose the reduce partition of `key`: a stable crc32 of its encoding, mod R.
+
+        Never Python's `hash()`, which is salted per process and would scatter a key's values
+        over several reducers.
+        """
+        return zlib.crc32(codec.encode_key(key)) % num_partitions
+
+
+class Reducer:
+    """Turns each key and all of its values into output pairs.
+
+    `reduce` may yield (key, value) pairs, or return a single value, which is emitted as
+    (key, value). Values arrive in input order (map task order, then the order they were
+    emitted). A Reducer used as a combiner must be associative and commutative in effect,
+    because it runs on each map task's output separately.
+    """
+
+    def setup(self) -> None:
+        """Called once per task before the first key."""
+
+    def reduce(self, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]] | Any:
+        raise NotImplementedError("a Reducer must define reduce(self, key, values)")
+
+    def teardown(self) -> Iterable[tuple[Any, Any]] | None:
+        """Called once per task after the last key; may yield final pairs."""
+        return None
+
+
+def reduce_pairs(reducer: Reducer, key: Any, values: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """Normalise a `reduce` call: a generator yields pairs, any other return value is one value."""
+    result = reducer.reduce(key, values)
+    if isinstance(result, Iterator):
+        for pair in result:
+            yield _as_pair(pair, reducer)
+    else:
+        yield key, result
+
+
+def teardown_pairs(task_object: Mapper | Reducer) -> Iterator[tuple[Any, Any]]:
+    """The pairs a `teardown` yields, if any."""
+    result = task_object.teardown()
+    if result is not None:
+        for pair in result:
+            yield _as_pair(pair, task_object)
+
+
+def _as_pair(pair: Any, owner: object) -> tuple[Any, Any]:
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise TypeError(
+            f"{type(owner).__name__} yielded {pair!r}; expected a (key, value) pair"
+        )
+    return pair[0], pair[1]

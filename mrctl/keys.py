@@ -1,0 +1,103 @@
+"""Every Redis key mrctl uses, and nothing else builds one. These strings are a wire protocol
+between the master and the workers (pinned in tests/test_keys.py).
+
+Task ids: "m:<i>" for map task i (0-based, input order), "r:<r>" for reduce partition r.
+Times stored in keys are milliseconds of the Redis server clock (TIME), so that the master and
+workers on other hosts never compare their own clocks.
+"""
+
+from __future__ import annotations
+
+PREFIX = "mrctl"
+
+
+# mrctl:current -> string: id of the job workers should serve (set by the master, one per cluster)
+def current_job() -> str:
+    return f"{PREFIX}:current"
+
+
+# mrctl:workers -> hash: worker name -> JSON {state, task, attempt, tasks_done, pid, host}
+def workers() -> str:
+    return f"{PREFIX}:workers"
+
+
+# mrctl:beats -> hash: worker name -> last heartbeat (ms, Redis clock)
+def beats() -> str:
+    return f"{PREFIX}:beats"
+
+
+def job_prefix(job: str) -> str:
+    return f"{PREFIX}:{job}:"
+
+
+# mrctl:<job>:meta -> hash: name, module, mapper, reducer, combiner, reducers, max_attempts,
+#   task_timeout, encoding_errors, state (running|succeeded|failed|cancelled), phase, failed_task
+def meta(job: str) -> str:
+    return f"{job_prefix(job)}meta"
+
+
+# mrctl:<job>:code -> hash: job module file name -> source text (the job's code travels as source)
+def code(job: str) -> str:
+    return f"{job_prefix(job)}code"
+
+
+# mrctl:<job>:queue -> list: ids of tasks waiting for a worker (RPUSH, LPOP: FIFO)
+def queue(job: str) -> str:
+    return f"{job_prefix(job)}queue"
+
+
+# mrctl:<job>:task:<tid> -> hash: kind, index, state (pending|running|done|failed), attempt
+#   (incremented at each claim), worker, claimed_ms, committed, failures, error, traceback,
+#   and for maps the input position: file, start, end, first_line
+def task_prefix(job: str) -> str:
+    return f"{job_prefix(job)}task:"
+
+
+def task(job: str, tid: str) -> str:
+    return f"{task_prefix(job)}{tid}"
+
+
+# mrctl:<job>:leases -> zset: running tid -> lease deadline (ms); renewed by the heartbeat
+def leases(job: str) -> str:
+    return f"{job_prefix(job)}leases"
+
+
+# mrctl:<job>:deadlines -> zset: running tid -> claimed_ms + task_timeout (ms); never renewed
+def deadlines(job: str) -> str:
+    return f"{job_prefix(job)}deadlines"
+
+
+# mrctl:<job>:chunk:<tid> -> string: the input bytes of map task tid; deleted by its commit
+def chunk(job: str, tid: str) -> str:
+    return f"{job_prefix(job)}chunk:{tid}"
+
+
+# mrctl:<job>:part:<r> -> hash: map index -> msgpack blob of that map's committed pairs for
+#   partition r; written only by a successful commit, deleted by reduce r's commit
+def part_prefix(job: str) -> str:
+    return f"{job_prefix(job)}part:"
+
+
+def part(job: str, r: int) -> str:
+    return f"{part_prefix(job)}{r}"
+
+
+# mrctl:<job>:out:<r> -> string: msgpack list of reduce r's output pairs, sorted by key
+def out(job: str, r: int) -> str:
+    return f"{job_prefix(job)}out:{r}"
+
+
+# mrctl:<job>:stats -> hash of counters: maps_done, reduces_done, retries, refused, failures,
+#   lost, timeouts, records_in, records_out, bytes_done, decode_errors
+def stats(job: str) -> str:
+    return f"{job_prefix(job)}stats"
+
+
+# mrctl:<job>:events -> stream (capped ~1000): kind, tid, attempt, worker, message
+def events(job: str) -> str:
+    return f"{job_prefix(job)}events"
+
+
+def all_of_job(job: str) -> str:
+    """A SCAN pattern matching every key of one job."""
+    return f"{job_prefix(job)}*"

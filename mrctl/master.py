@@ -1,0 +1,192 @@
+"""The master: plans the input, feeds map tasks with back-pressure, reaps expired attempts,
+crosses the barrier into the reduce phase, and merges the reduce outputs.
+
+Each call to `tick()` is one step of that loop; the driver (mrctl.runner) calls it repeatedly.
+The master never runs user code: it ships the job module as source and only reads plain data.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from mrctl import codec, tasks
+from mrctl.broker import Broker
+from mrctl.chunks import ChunkRef, plan_chunks, read_chunk
+from mrctl.errors import JobFailed
+from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
+from mrctl.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+_EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": logging.ERROR}
+
+
+@dataclass
+class Master:
+    spec: JobSpec
+    broker: Broker
+    job_id: str
+    clock: Callable[[], float] = time.monotonic
+    window: int = 0  # map chunks held in Redis at once; 0 means 2 per worker (at least 4)
+    t0: float | None = None  # when the run started (cluster start-up counts as "starting")
+
+    def __post_init__(self) -> None:
+        self.window = self.window or max(4, 2 * self.spec.workers)
+        self.t0 = self.clock() if self.t0 is None else self.t0
+        self.phase = "starting"
+        self.phase_times: dict[str, list[float]] = {"starting": [0.0, 0.0]}
+        self.plan: list[ChunkRef] = []
+        self.fed = 0
+        self._lines_fed: dict[str, int] = {}
+        self._events: deque[Event] = deque(maxlen=50)
+        self._last_event = "0-0"
+        self._stats: dict[str, int] = {}
+
+    # -- phases ---------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.clock() - self.t0
+
+    def set_phase(self, phase: str) -> None:
+        now = self.elapsed()
+        self.phase_times[self.phase][1] = now
+        self.phase_times[phase] = [now, now]
+        self.phase = phase
+        log.info("phase: %s", phase)
+
+    def phase_seconds(self) -> tuple[tuple[str, float], ...]:
+        self.phase_times[self.phase][1] = self.elapsed()
+        return tuple((p, round(b - a, 3)) for p, (a, b) in self.phase_times.items())
+
+    def start(self) -> None:
+        """Plan the chunks and publish the job (settings and code) for the workers."""
+        self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size)
+        spec = self.spec
+        meta = {
+            "name": spec.name, "module": spec.module.name, "mapper": spec.mapper,
+            "reducer": spec.reducer, "combiner": spec.combiner or "", "reducers": spec.reducers,
+            "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
+            "encoding_errors": spec.encoding_errors, "state": "running",
+            "map_tasks": len(self.plan), "created": time.time(),
+        }
+        code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
+        self.broker.publish_job(self.job_id, meta, code)
+        log.info("job %s: %d map tasks over %d input files, %d reducers",
+                 self.job_id, len(self.plan), len(spec.inputs), spec.reducers)
+
+    def tick(self) -> bool:
+        """One step of the master loop; True once every reduce task has committed."""
+        if self.phase == "starting":
+            self.set_phase("map")
+            self.broker.set_meta(self.job_id, phase="map")
+        self.broker.requeue_expired(self.job_id, self.spec.max_attempts, self.spec.task_timeout)
+        self._stats = self.broker.stats(self.job_id)
+        self._drain_events()
+        if self.broker.meta(self.job_id).get("state") == "failed":
+            raise JobFailed(self.failure_message())
+        if self.phase == "map":
+            self._feed(self._stats.get("maps_done", 0))
+            if self._stats.get("maps_done", 0) == len(self.plan):
+                self.set_phase("barrier")
+                self.broker.add_reduce_tasks(self.job_id, self.spec.reducers)
+                self.set_phase("reduce")
+                self.broker.set_meta(self.job_id, phase="reduce")
+        return self.phase == "reduce" and self._stats.get("reduces_done", 0) == self.spec.reducers
+
+    def _feed(self, maps_done: int) -> None:
+        """Queue the next chunks while fewer than `window` are held in Redis (back-pressure)."""
+        while self.fed < len(self.plan) and self.fed - maps_done < self.window:
+            ref = self.plan[self.fed]
+            data = read_chunk(ref)
+            first_line = self._lines_fed.get(str(ref.path), 0) + 1
+            self._lines_fed[str(ref.path)] = first_line - 1 + data.count(b"\n")
+            fields = {"kind": "map", "index": self.fed, "file": str(ref.path),
+                      "start": ref.start, "end": ref.end, "first_line": first_line}
+            self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
+            self.fed += 1
+
+    def finish(self, status: str) -> None:
+        self.broker.set_meta(self.job_id, state=status, phase="done")
+
+    def output_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """Every reduce output pair, merged in key order."""
+        outputs = [tasks.unpack_pairs(self.broker.reduce_output(self.job_id, r))
+                   for r in range(self.spec.reducers)]
+        return heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
+
+    def failure_message(self) -> str:
+        tid = self.broker.meta(self.job_id).get("failed_task", "?")
+        t = self.broker.task(self.job_id, tid)
+        where = ""
+        if "file" in t:
+            where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
+        tb = t.get("traceback", "").rstrip()
+        return (
+            f"task {tid} failed on all {t.get('attempt', '?')} attempts (max_attempts "
+            f"{self.spec.max_attempts}){where}\n"
+            f"  last error (attempt {t.get('error_attempt', '?')} on {t.get('error_worker', '?')}, "
+            f"{t.get('error_kind', 'error')}): {t.get('error', '?')}"
+            + (f"\n  worker traceback:\n{tb}" if tb else "")
+        )
+
+    # -- what a view shows ----------------------------------------------------------------
+
+    def _drain_events(self) -> None:
+        for eid, e in self.broker.events(self.job_id, self._last_event):
+            self._last_event = eid
+            text = f"{e.get('tid')} attempt {e.get('attempt')} on {e.get('worker')}: {e.get('msg')}"
+            self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
+            log.log(_EVENT_LOG.get(e.get("kind", ""), logging.INFO), "%s", text)
+
+    def add_event(self, kind: str, message: str) -> None:
+        self._events.append(Event(self.elapsed(), kind, message))
+
+    def snapshot(self, worker_states: dict[str, str] | None = None,
+                 status: str = "running", error: str | None = None) -> JobSnapshot:
+        """The job as it is now; `worker_states` adds what only the backend knows (dead, ...)."""
+        stats = self._stats
+        running = self.broker.running(self.job_id) if self.phase in ("map", "reduce") else []
+        return JobSnapshot(
+            job_id=self.job_id, name=self.spec.name, phase=self.phase, elapsed=self.elapsed(),
+            status=status, error=error,
+            map=self._progress("map", stats.get("maps_done", 0), len(self.plan),
+                               sum(t.startswith("m:") for t in running),
+                               stats.get("bytes_done", 0), sum(c.size for c in self.plan)),
+            reduce=self._progress("reduce", stats.get("reduces_done", 0), self.spec.reducers,
+                                  sum(t.startswith("r:") for t in running), 0, 0),
+            workers=self._worker_rows(worker_states or {}),
+            events=tuple(self._events)[-8:],
+            retries=stats.get("retries", 0), refused=stats.get("refused", 0),
+            failures=stats.get("failures", 0), records_in=stats.get("records_in", 0),
+            records_out=stats.get("records_out", 0), decode_errors=stats.get("decode_errors", 0),
+            phase_seconds=self.phase_seconds(),
+            output_path=str(self.spec.output_path),
+        )
+
+    def _progress(self, phase: str, done: int, total: int, running: int,
+                  bytes_done: int, bytes_total: int) -> PhaseProgress:
+        start, end = self.phase_times.get(phase, (None, None))
+        finished = end if phase != self.phase and start is not None else None
+        return PhaseProgress(done, total, running, bytes_done, bytes_total, start, finished)
+
+    def _worker_rows(self, states: dict[str, str]) -> tuple[WorkerRow, ...]:
+        info, beats, now = self.broker.worker_rows()
+        rows = []
+        for name in sorted(set(info) | set(states), key=_natural):
+            w = info.get(name, {})
+            age = (now - beats[name]) / 1000 if name in beats else None
+            state = states.get(name) or w.get("state", "starting")
+            rows.append(WorkerRow(name, state, w.get("task"), w.get("attempt"),
+                                  w.get("tasks_done", 0), age))
+        return tuple(rows)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    base, _, num = name.rpartition("-")
+    return (base, int(num)) if num.isdigit() else (name, 0)

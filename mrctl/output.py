@@ -1,0 +1,65 @@
+"""Writing a job's output atomically: a temp file beside the target, then os.replace.
+
+A failed or interrupted run never leaves a partial output file or a temp file behind.
+Formats: json (one object, keys in sorted order), jsonl ({"key", "value"} per line), tsv.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mrctl.errors import SpecError
+
+
+def _json_key(key: Any) -> str:
+    return key if isinstance(key, str) else json.dumps(key, ensure_ascii=False)
+
+
+def _lines(pairs: Iterable[tuple[Any, Any]], fmt: str) -> Iterable[str]:
+    if fmt == "json":
+        yield "{"
+        sep = ""
+        for key, value in pairs:
+            yield f"{sep}{json.dumps(_json_key(key), ensure_ascii=False)}: " + json.dumps(
+                value, ensure_ascii=False
+            )
+            sep = ", "
+        yield "}\n"
+    elif fmt == "jsonl":
+        for key, value in pairs:
+            yield json.dumps({"key": key, "value": value}, ensure_ascii=False) + "\n"
+    elif fmt == "tsv":
+        for key, value in pairs:
+            v = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            yield f"{_json_key(key)}\t{v}\n"
+    else:
+        raise SpecError(f"unknown output format {fmt!r}")
+
+
+def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:
+    """Write `pairs` (already sorted) to `path` atomically; returns the number of pairs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+
+    def counted() -> Iterable[tuple[Any, Any]]:
+        nonlocal count
+        for pair in pairs:
+            count += 1
+            yield pair
+
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(_lines(counted(), fmt))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count

@@ -1,0 +1,152 @@
+"""`run_job`: the Python API under `mrctl run`.
+
+It starts a cluster (docker or local backend), drives the master until the reduce phase is
+complete, writes the output atomically and tears the cluster down, whatever happens. The
+`inline` backend runs the same job classes sequentially in this process (see mrctl.inline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mrctl.broker import Broker
+from mrctl.errors import InfraError, Interrupted, MrctlError
+from mrctl.master import Master
+from mrctl.output import write_output
+from mrctl.signals import SignalGuard
+from mrctl.snapshot import JobSnapshot
+from mrctl.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+SnapshotSink = Callable[[JobSnapshot], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    keep: bool = False  # leave the cluster running after the job (docker backend)
+    redis_memory: str = "1gb"  # Redis maxmemory (noeviction: full means the job fails)
+    tick_s: float = 0.05  # master loop period
+    snapshot_s: float = 0.2  # how often views get a fresh snapshot
+    replacements: int | None = None  # dead workers replaced at most this often (default 2N)
+    offline: bool | None = None  # docker images: None = pull if possible, else build locally
+    ready_timeout_s: float = 60.0
+
+
+class Cluster(Protocol):
+    """What the master loop needs from a backend."""
+
+    redis_url: str
+    states: dict[str, str]
+
+    def wait_ready(self, broker: Broker, timeout: float) -> None: ...
+    def supervise(self) -> list[str]: ...
+    def live_workers(self) -> list[str]: ...
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.AbstractContextManager:
+    """The backend's cluster as a context manager that always tears down."""
+    replacements = options.replacements if options.replacements is not None else 2 * spec.workers
+    if spec.backend == "local":
+        from mrctl.backends.local import LocalCluster
+
+        return LocalCluster(spec.workers, options.redis_memory, replacements)
+    from mrctl.backends.docker import DockerCluster
+
+    return DockerCluster(spec, job_id, options.redis_memory, replacements,
+                         keep=options.keep, offline=options.offline)
+
+
+def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
+            on_snapshot: SnapshotSink | None = None) -> JobSnapshot:
+    """Run a job to completion and return its final snapshot.
+
+    Raises JobFailed (a task failed on every attempt), InfraError (Redis, Docker, redis-server)
+    or Interrupted (SIGINT/SIGTERM); each carries the final snapshot as `.snapshot`. No partial
+    output file is ever left behind, and every process/container started is stopped.
+    """
+    sink = on_snapshot or (lambda snap: None)
+    job_id = new_job_id()
+    t0 = time.monotonic()
+    if spec.backend == "inline":
+        from mrctl.inline import run_inline
+
+        return run_inline(spec, job_id, sink)
+    state: dict[str, Any] = {"last": JobSnapshot(job_id, spec.name, "starting", 0.0)}
+    sink(state["last"])
+    try:
+        with SignalGuard():
+            with open_cluster(spec, options, job_id) as cluster:
+                final = _run_on(cluster, spec, options, job_id, t0, state, sink)
+                teardown_from = time.monotonic()
+            teardown_s = round(time.monotonic() - teardown_from, 3)
+        final = dataclasses.replace(
+            final, phase="done", elapsed=time.monotonic() - t0,
+            phase_seconds=final.phase_seconds + (("teardown", teardown_s),),
+        )
+        sink(final)
+        return final
+    except KeyboardInterrupt:
+        raise _with_snapshot(Interrupted(2), state, t0) from None
+    except MrctlError as exc:
+        raise _with_snapshot(exc, state, t0) from None
+
+
+def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t0: float,
+            state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
+    broker = Broker(cluster.redis_url)
+    master = Master(spec, broker, job_id, t0=t0)
+    state["master"] = master
+    master.start()
+    cluster.wait_ready(broker, options.ready_timeout_s)
+    _drive(master, cluster, options, state, sink)
+    master.set_phase("output")
+    state["last"] = master.snapshot(cluster.states)
+    sink(state["last"])
+    write_output(spec.output_path, master.output_pairs(), spec.output_format)
+    master.finish("succeeded")
+    master.set_phase("teardown")
+    snap = master.snapshot(cluster.states, status="succeeded")
+    state["last"] = snap
+    sink(snap)
+    broker.close()
+    return dataclasses.replace(snap, phase_seconds=snap.phase_seconds[:-1])
+
+
+def _drive(master: Master, cluster: Cluster, options: RunOptions,
+           state: dict[str, Any], sink: SnapshotSink) -> None:
+    next_snapshot = 0.0
+    while True:
+        done = master.tick()
+        for news in cluster.supervise():
+            log.warning("%s", news)
+            master.add_event("replaced", news)
+        if not cluster.live_workers():
+            raise InfraError("every worker is gone and no replacement could be started")
+        now = time.monotonic()
+        if done or now >= next_snapshot:
+            state["last"] = master.snapshot(cluster.states)
+            sink(state["last"])
+            next_snapshot = now + options.snapshot_s
+        if done:
+            return
+        time.sleep(options.tick_s)
+
+
+def _with_snapshot(exc: MrctlError, state: dict[str, Any], t0: float) -> MrctlError:
+    status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+    last: JobSnapshot = state["last"]
+    exc.snapshot = dataclasses.replace(  # type: ignore[attr-defined]
+        last, status=status, error=str(exc), elapsed=time.monotonic() - t0, phase="done")
+    return exc

@@ -1,0 +1,71 @@
+"""What a running job looks like at one instant: plain frozen data, taken by the master.
+
+Views (rich live display, plain log lines, `mrctl status`, the `--json` summary) are pure
+functions of a `JobSnapshot`; the master knows nothing about how it is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Phases in the order a run goes through them.
+PHASES = ("starting", "map", "barrier", "reduce", "output", "teardown", "done")
+
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    """Progress of the map or the reduce phase. Times are seconds since the job started."""
+
+    done: int = 0
+    total: int = 0
+    running: int = 0
+    bytes_done: int = 0
+    bytes_total: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    """One worker as the master last saw it.
+
+    state: starting | idle | mapping | reducing | dead | replaced
+    """
+
+    name: str
+    state: str
+    task: str | None = None
+    attempt: int | None = None
+    tasks_done: int = 0
+    heartbeat_age: float | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth telling a learner: kind is retry | refused | failed | lost | timeout | replaced | info."""
+
+    at: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    job_id: str
+    name: str
+    phase: str
+    elapsed: float
+    status: str = "running"  # running | succeeded | failed | interrupted
+    map: PhaseProgress = field(default_factory=PhaseProgress)
+    reduce: PhaseProgress = field(default_factory=PhaseProgress)
+    workers: tuple[WorkerRow, ...] = ()
+    events: tuple[Event, ...] = ()
+    retries: int = 0
+    refused: int = 0
+    failures: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    decode_errors: int = 0
+    phase_seconds: tuple[tuple[str, float], ...] = ()
+    output_path: str | None = None
+    error: str | None = None

@@ -1,0 +1,167 @@
+"""Running one map or reduce task on plain bytes: no Redis, no processes.
+
+Workers call these between a claim and a commit; the inline backend calls them in a loop.
+
+Blob layout (msgpack): a flat list [key1, values1, key2, values2, ...] where each `values`
+is the list of values of that key, in emission order.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mrctl import codec
+from mrctl.job import Mapper, Reducer, reduce_pairs, teardown_pairs
+
+_REPLACEMENT = "\ufffd".encode()
+
+
+class InputDecodeError(ValueError):
+    """Undecodable bytes in the input under the `strict` encoding policy."""
+
+
+@dataclass(frozen=True)
+class MapResult:
+    blobs: dict[int, bytes]  # partition -> blob; empty partitions are absent
+    records_in: int
+    records_out: int
+    decode_errors: int
+
+
+@dataclass(frozen=True)
+class ReduceResult:
+    pairs: list[tuple[Any, Any]]  # sorted by codec.sort_key of the key
+    records_in: int
+
+
+def decode_lines(data: bytes, errors: str = "replace") -> tuple[list[str], int]:
+    """Split a chunk into lines without their endings; count undecodable bytes replaced.
+
+    Lines end at "\\n"; a "\\r" before it is dropped too. Under errors="strict", undecodable
+    bytes raise InputDecodeError naming the line (1-based, within the chunk).
+    """
+    try:
+        text = data.decode("utf-8")
+        bad = 0
+    except UnicodeDecodeError as exc:
+        if errors == "strict":
+            line = data.count(b"\n", 0, exc.start)
+            err = InputDecodeError(
+                f"undecodable bytes {data[exc.start:exc.end]!r} (not UTF-8) "
+                "with encoding: strict"
+            )
+            err.mrctl_line = line  # type: ignore[attr-defined]
+            raise err from None
+        text = data.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - data.count(_REPLACEMENT)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines, bad
+
+
+def run_map(
+    mapper: Mapper, combiner: Reducer | None, data: bytes, partitions: int,
+    errors: str = "replace",
+) -> MapResult:
+    """Map every line of a chunk, combine per key if a combiner is given, partition."""
+    lines, bad = decode_lines(data, errors)
+    mapper.setup()
+    groups = _group(_mapped_pairs(mapper, lines))
+    for k, v in teardown_pairs(mapper):
+        _add(groups, k, v)
+    if combiner is not None:
+        groups = _combine(combiner, groups)
+    buckets: dict[int, list[Any]] = defaultdict(list)
+    records_out = 0
+    for key, values in groups.items():
+        bucket = buckets[mapper.partition(key, partitions)]
+        bucket.append(key)
+        bucket.append(values)
+        records_out += len(values)
+    blobs = {p: codec.pack(flat) for p, flat in buckets.items()}
+    return MapResult(blobs, len(lines), records_out, bad)
+
+
+def _mapped_pairs(mapper: Mapper, lines: list[str]) -> Iterable[tuple[Any, Any]]:
+    """The mapper's pairs; an exception is tagged with the 0-based line it came from."""
+    if type(mapper).map_chunk is not Mapper.map_chunk:
+        yield from mapper.map_chunk(lines)
+        return
+    index = 0
+    try:
+        map_line = mapper.map
+        for index, line in enumerate(lines):  # noqa: B007 - index is read in the handler
+            yield from map_line(line)
+    except Exception as exc:
+        exc.mrctl_line = index  # type: ignore[attr-defined]
+        raise
+
+
+def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+    groups: dict[Any, list[Any]] = defaultdict(list)
+    for pair in pairs:
+        _add(groups, *pair)
+    return groups
+
+
+def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
+    try:
+        groups[key].append(value)
+    except TypeError:  # an unhashable key such as a list groups as a tuple
+        groups[codec.hashable(key)].append(value)
+
+
+def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+    combiner.setup()
+    combined: dict[Any, list[Any]] = defaultdict(list)
+    for key, values in groups.items():
+        for k, v in reduce_pairs(combiner, key, values):
+            _add(combined, k, v)
+    for k, v in teardown_pairs(combiner):
+        _add(combined, k, v)
+    return combined
+
+
+def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
+    """Group the pairs of several map blobs by key, keeping the blobs' order for values."""
+    groups: dict[Any, list[Any]] = {}
+    for blob in blobs:
+        flat = codec.unpack(blob)
+        for i in range(0, len(flat), 2):
+            key = flat[i]
+            found = groups.get(key)
+            if found is None:
+                groups[key] = list(flat[i + 1])
+            else:
+                found.extend(flat[i + 1])
+    return groups
+
+
+def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]]) -> ReduceResult:
+    """Reduce every key in sorted key order; the output pairs come back sorted by key."""
+    reducer.setup()
+    pairs: list[tuple[Any, Any]] = []
+    records_in = 0
+    for key in sorted(groups, key=codec.sort_key):
+        values = groups[key]
+        records_in += len(values)
+        pairs.extend(reduce_pairs(reducer, key, values))
+    pairs.extend(teardown_pairs(reducer))
+    pairs.sort(key=lambda kv: codec.sort_key(kv[0]))
+    return ReduceResult(pairs, records_in)
+
+
+def pack_pairs(pairs: list[tuple[Any, Any]]) -> bytes:
+    return codec.pack(list(itertools.chain.from_iterable(pairs)))
+
+
+def unpack_pairs(blob: bytes) -> list[tuple[Any, Any]]:
+    flat = codec.unpack(blob)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
