@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrctl import codec, tasks
+from mrctl.backends import WorkerExit
 from mrctl.broker import Broker
 from mrctl.chunks import ChunkRef, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
@@ -144,6 +145,21 @@ class Master:
             self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
             log.log(_EVENT_LOG.get(e.get("kind", ""), logging.INFO), "%s", text)
 
+    def worker_lost(self, exit: WorkerExit) -> None:
+        """Requeue at once the attempt a dead worker held, instead of waiting for its lease.
+
+        Safe against a stale view: the fail script only ends the attempt if it is still the
+        current, running one.
+        """
+        info, _, _ = self.broker.worker_rows()
+        held = info.get(exit.name, {})
+        if held.get("task") and held.get("job") == self.job_id:
+            self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]), exit.name,
+                                     self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "", "lost")
+        news = f"{exit.name} {exit.reason}" + (f"; started {exit.replacement}" if exit.replacement else "")
+        log.warning("%s", news)
+        self.add_event("replaced" if exit.replacement else "lost", news)
+
     def add_event(self, kind: str, message: str) -> None:
         self._events.append(Event(self.elapsed(), kind, message))
 
@@ -181,7 +197,7 @@ class Master:
         for name in sorted(set(info) | set(states), key=_natural):
             w = info.get(name, {})
             age = (now - beats[name]) / 1000 if name in beats else None
-            state = states.get(name) or w.get("state", "starting")
+            state = states[name] if states.get(name) in ("dead", "replaced") else w.get("state", "starting")
             rows.append(WorkerRow(name, state, w.get("task"), w.get("attempt"),
                                   w.get("tasks_done", 0), age))
         return tuple(rows)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mrctl.backends import WorkerExit
 from mrctl.broker import Broker
 from mrctl.errors import InfraError, Interrupted, MrctlError
 from mrctl.master import Master
@@ -47,7 +48,7 @@ class Cluster(Protocol):
     states: dict[str, str]
 
     def wait_ready(self, broker: Broker, timeout: float) -> None: ...
-    def supervise(self) -> list[str]: ...
+    def supervise(self) -> list[WorkerExit]: ...
     def live_workers(self) -> list[str]: ...
 
 
@@ -129,9 +130,8 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
     next_snapshot = 0.0
     while True:
         done = master.tick()
-        for news in cluster.supervise():
-            log.warning("%s", news)
-            master.add_event("replaced", news)
+        for exit in cluster.supervise():
+            master.worker_lost(exit)
         if not cluster.live_workers():
             raise InfraError("every worker is gone and no replacement could be started")
         now = time.monotonic()

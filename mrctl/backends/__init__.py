@@ -1,0 +1,14 @@
+"""Cluster backends: where Redis and the workers run (docker containers or local processes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """A worker that stopped during a run, as its supervisor saw it."""
+
+    name: str
+    reason: str  # e.g. "exited with code 137", "killed: out of memory"
+    replacement: str | None  # the worker started in its place, if any

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mrctl.backends import WorkerExit
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
 
@@ -117,8 +118,6 @@ class LocalCluster:
         while True:
             info, _, _ = broker.worker_rows()
             if all(n in info for n in self.live_workers()):
-                for n in self.live_workers():
-                    self.states.pop(n, None)
                 return
             for name, proc in self.workers.items():
                 if proc.poll() is not None:
@@ -132,19 +131,20 @@ class LocalCluster:
     def live_workers(self) -> list[str]:
         return [n for n, p in self.workers.items() if p.poll() is None]
 
-    def supervise(self) -> list[str]:
-        """Replace workers that exited, within the replacement budget; what happened, in words."""
-        news = []
+    def supervise(self) -> list[WorkerExit]:
+        """Notice workers that exited and replace them, within the replacement budget."""
+        exits = []
         for name, proc in list(self.workers.items()):
-            if proc.returncode is None and proc.poll() is not None:
-                self.states[name] = "dead"
-                news.append(f"{name} exited with code {proc.returncode}")
-                if self.replacement_budget > 0:
-                    self.replacement_budget -= 1
-                    self.states[name] = "replaced"
-                    new = self._start_worker()
-                    news.append(f"started {new} to replace {name}")
-        return news
+            if self.states.get(name) in ("dead", "replaced") or proc.poll() is None:
+                continue
+            self.states[name] = "dead"
+            replacement = None
+            if self.replacement_budget > 0:
+                self.replacement_budget -= 1
+                self.states[name] = "replaced"
+                replacement = self._start_worker()
+            exits.append(WorkerExit(name, f"exited with code {proc.returncode}", replacement))
+        return exits
 
     def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
         self.workers[name].send_signal(sig)

@@ -1,0 +1,221 @@
+"""The docker backend: a private network, a Redis container and N worker containers.
+
+`DockerCluster` is the owner of all of them: a context manager whose __enter__ undoes a
+half-finished start and whose __exit__ removes every container and the network (unless
+`keep`), found by the cluster's label. The master runs in the calling process and reaches
+Redis through a port published on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mrctl.backends import WorkerExit
+from mrctl.broker import Broker
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost
+from mrctl.errors import InfraError
+from mrctl.images import ClusterImages, ensure_images
+from mrctl.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+REDIS_PORT = "6379/tcp"
+LABEL_PASSWORD = "mrctl.redis-password"  # lets `mrctl status` read a cluster it did not start
+SUPERVISE_EVERY_S = 0.5
+
+
+def redis_name(cluster: str) -> str:
+    return f"mrctl-{cluster}-redis"
+
+
+def worker_name(cluster: str, n: int) -> str:
+    return f"mrctl-{cluster}-worker-{n}"
+
+
+def network_name(cluster: str) -> str:
+    return f"mrctl-{cluster}"
+
+
+def short_name(container_name: str, cluster: str) -> str:
+    """`mrctl-<cluster>-worker-2` -> `worker-2` (the name users type and workers report)."""
+    return container_name.removeprefix(f"mrctl-{cluster}-")
+
+
+class DockerCluster:
+    """Owns one cluster's network and containers for the length of a `with` block."""
+
+    def __init__(self, spec: JobSpec, job_id: str, redis_memory: str = "1gb",
+                 replacements: int = 8, keep: bool = False, offline: bool | None = None) -> None:
+        self.spec = spec
+        self.id = secrets.token_hex(4)
+        self.job_id = job_id
+        self.redis_memory = redis_memory
+        self.replacement_budget = replacements
+        self.keep = keep
+        self.offline = offline
+        self.password = secrets.token_hex(16)
+        self.redis_url = ""
+        self.states: dict[str, str] = {}
+        self._next = 1
+        self._last_check = 0.0
+        self.host: DockerHost | None = None
+        self.images: ClusterImages | None = None
+
+    def labels(self, role: str) -> dict[str, str]:
+        return {LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
+                "mrctl.job-id": self.job_id, LABEL_CREATED: str(int(time.time()))}
+
+    # -- start ----------------------------------------------------------------------------
+
+    def __enter__(self) -> DockerCluster:
+        self.host = DockerHost()
+        try:
+            self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
+            log.info("starting cluster %s: redis + %d workers", self.id, self.spec.workers)
+            self.host.create_network(network_name(self.id), self.labels("network"))
+            self._start_redis()
+            for _ in range(self.spec.workers):
+                self._start_worker()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _start_redis(self) -> None:
+        assert self.host and self.images
+        command = [*self.images.redis_command, "--requirepass", self.password,
+                   "--maxmemory", self.redis_memory, "--maxmemory-policy", "noeviction",
+                   "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        info = self.host.run_container(
+            redis_name(self.id), self.images.redis, command=command,
+            labels={**self.labels("redis"), LABEL_PASSWORD: self.password},
+            network=network_name(self.id), ports={REDIS_PORT: ("127.0.0.1", None)},
+            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+        )
+        port = info.host_ports.get(REDIS_PORT)
+        if port is None:
+            raise InfraError(f"Redis container {info.name} published no port:\n{self._logs(info.name)}")
+        self.redis_url = f"redis://:{self.password}@127.0.0.1:{port}/0"
+        self._wait_redis()
+
+    def _wait_redis(self, timeout: float = 20.0) -> None:
+        broker = Broker(self.redis_url, retries=0)
+        deadline = time.monotonic() + timeout
+        try:
+            while not broker.ping():
+                if time.monotonic() > deadline:
+                    raise InfraError(f"Redis did not answer PING within {timeout:g}s:\n"
+                                     f"{self._logs(redis_name(self.id))}")
+                time.sleep(0.05)
+        finally:
+            broker.close()
+
+    def _start_worker(self) -> str:
+        assert self.host and self.images
+        short = f"worker-{self._next}"
+        name = worker_name(self.id, self._next)
+        self._next += 1
+        limits = self.spec.limits
+        options: dict = {}
+        if limits.cpus:
+            options["nano_cpus"] = int(limits.cpus * 1e9)
+        if limits.memory:
+            options["mem_limit"] = limits.memory
+        if limits.pids:
+            options["pids_limit"] = limits.pids
+        self.host.run_container(
+            name, self.images.worker, labels=self.labels("worker"), network=network_name(self.id),
+            environment={
+                "MRCTL_REDIS_URL": f"redis://:{self.password}@{redis_name(self.id)}:6379/0",
+                "MRCTL_WORKER_NAME": short,
+            },
+            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], init=True,
+            read_only=True, tmpfs={"/tmp": ""}, **options,
+        )
+        self.states[short] = "starting"
+        return short
+
+    def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
+        """Wait until every worker container has sent a heartbeat through Redis."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info, _, _ = broker.worker_rows()
+            live = self.live_workers()
+            if all(n in info for n in live):
+                return
+            for c in self._worker_containers():
+                if c.status in ("exited", "dead"):
+                    raise InfraError(f"{c.name} exited during start-up (code {c.exit_code}):\n"
+                                     f"{self._logs(c.name)}")
+            if time.monotonic() > deadline:
+                missing = [n for n in live if n not in info]
+                raise InfraError(f"workers {', '.join(missing)} sent no heartbeat within {timeout:g}s:\n"
+                                 f"{self._logs(worker_name(self.id, int(missing[0].rsplit('-', 1)[1])))}")
+            time.sleep(0.1)
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def _worker_containers(self) -> list:
+        assert self.host
+        return self.host.containers({LABEL_CLUSTER: self.id, LABEL_ROLE: "worker"})
+
+    def live_workers(self) -> list[str]:
+        return [n for n in self.states if self.states[n] not in ("dead", "replaced")]
+
+    def supervise(self) -> list[WorkerExit]:
+        """Notice worker containers that stopped; start replacements within the budget."""
+        now = time.monotonic()
+        if now - self._last_check < SUPERVISE_EVERY_S:
+            return []
+        self._last_check = now
+        exits = []
+        for c in self._worker_containers():
+            short = short_name(c.name, self.id)
+            if c.status not in ("exited", "dead") or self.states.get(short) in ("dead", "replaced"):
+                continue
+            reason = "was killed: out of memory" if c.oom_killed else f"exited with code {c.exit_code}"
+            self.states[short] = "dead"
+            replacement = None
+            if self.replacement_budget > 0:
+                self.replacement_budget -= 1
+                self.states[short] = "replaced"
+                replacement = self._start_worker()
+            exits.append(WorkerExit(short, reason, replacement))
+        return exits
+
+    def _logs(self, name: str, tail: int = 40) -> str:
+        try:
+            assert self.host
+            return b"".join(self.host.logs(name, tail=tail)).decode(errors="replace")
+        except InfraError:
+            return "(no logs)"
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.keep and exc_type is None:
+            log.info("cluster %s kept running (--keep): mrctl status, mrctl down --job %s",
+                     self.id, self.id)
+            self.host.close()
+            return
+        self.teardown()
+
+    def teardown(self) -> None:
+        """Remove every container and the network of this cluster, found by label."""
+        if self.host is None:
+            return
+        remove_cluster(self.host, self.id)
+        self.host.close()
+
+
+def remove_cluster(host: DockerHost, cluster: str) -> int:
+    """Force-remove a cluster's containers (in parallel) and its network; returns how many."""
+    containers = host.containers({LABEL_CLUSTER: cluster})
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(host.remove_container, [c.id for c in containers]))
+    for name, _ in host.networks({LABEL_CLUSTER: cluster}):
+        host.remove_network(name)
+    return len(containers)

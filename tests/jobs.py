@@ -1,0 +1,99 @@
+"""Job modules used by the tests, written into each test's tmp_path as source text.
+
+Instrumentation (execution markers) goes to a directory the test owns: fine for the local
+backend, whose workers share this filesystem. The jobs themselves are ordinary mrctl jobs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mrctl.spec import JobSpec, WorkerLimits
+
+WORDCOUNT = '''
+import re
+from mrctl import Mapper, Reducer
+
+WORD = re.compile(r"[^\\W\\d_]+")
+
+
+class WordMapper(Mapper):
+    def map(self, line):
+        for word in WORD.findall(line):
+            yield word.lower(), 1
+
+
+class SumReducer(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+'''
+
+# Slow tasks, so that a test can kill a worker while it maps or reduces.
+SLOW = WORDCOUNT + '''
+import time
+
+
+class SlowMapper(WordMapper):
+    def setup(self):
+        time.sleep(0.4)
+
+
+class SlowReducer(SumReducer):
+    def setup(self):
+        time.sleep(1.0)
+'''
+
+# Raises on one line of one file; records each attempt in MARKERS.
+RAISES = WORDCOUNT + '''
+import os
+MARKERS = {markers!r}
+
+
+class FaultyMapper(WordMapper):
+    def map(self, line):
+        if "{needle}" in line:
+            with open(os.path.join(MARKERS, "attempts"), "a") as f:
+                f.write("x\\n")
+            return 1 / 0
+        yield from super().map(line)
+'''
+
+# Hangs on the first attempt of the task that sees NEEDLE, then behaves.
+HANGS = WORDCOUNT + '''
+import os, time
+MARKERS = {markers!r}
+
+
+def stubborn():
+    """Ignores the TaskTimeout interruption, so the worker must be replaced."""
+    while True:
+        try:
+            time.sleep(3600)
+        except BaseException:
+            pass
+
+
+class HangingMapper(WordMapper):
+    def map(self, line):
+        if "{needle}" in line:
+            marker = os.path.join(MARKERS, "hung")
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                {hang}
+        yield from super().map(line)
+'''
+HANG_SLEEP = "time.sleep(3600)"
+HANG_STUBBORN = "stubborn()"
+
+
+def make_spec(tmp: Path, source: str, inputs: list[Path], *, mapper: str = "WordMapper",
+              reducer: str = "SumReducer", combiner: str | None = "SumReducer",
+              output: str = "out.json", **settings) -> JobSpec:
+    module = tmp / "job.py"
+    module.write_text(source)
+    return JobSpec(
+        name="test", spec_path=tmp / "job.yaml", inputs=tuple(inputs), module=module,
+        mapper=mapper, reducer=reducer, combiner=combiner, output_path=tmp / output,
+        output_format=output.rsplit(".", 1)[1], limits=WorkerLimits(),
+        **{"backend": "local", **settings},
+    )

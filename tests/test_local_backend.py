@@ -1,0 +1,129 @@
+"""The engine end to end on the local backend (a real redis-server and worker processes)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+from conftest import corpus_files, require_infra, sequential_wordcount
+from jobs import HANG_SLEEP, HANG_STUBBORN, HANGS, RAISES, SLOW, WORDCOUNT, make_spec
+
+from mrctl.errors import JobFailed
+from mrctl.runner import run_job
+
+
+@pytest.fixture(autouse=True)
+def _needs_redis_server():
+    if shutil.which("redis-server") is None:
+        require_infra("redis-server")
+
+
+@pytest.fixture(scope="module")
+def expected() -> str:
+    return sequential_wordcount(corpus_files())
+
+
+@pytest.mark.parametrize("workers,chunk_size,reducers", [
+    (1, 1 << 20, 1), (2, 64 << 10, 3), (4, 256 << 10, 4), (4, 32 << 10, 7),
+])
+def test_wordcount_equals_sequential_count(tmp_path, expected, workers, chunk_size, reducers):
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), workers=workers,
+                     chunk_size=chunk_size, reducers=reducers)
+    final = run_job(spec)
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+    assert final.status == "succeeded"
+    assert final.map.done == final.map.total and final.reduce.done == reducers
+    assert final.records_out == len(__import__("json").loads(expected))
+    assert not list(tmp_path.glob(".out.json.*")), "temp output file left behind"
+
+
+def test_inline_backend_gives_the_same_bytes(tmp_path, expected):
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="inline", chunk_size=100_000)
+    run_job(spec)
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+
+
+def test_no_combiner_and_other_formats(tmp_path, expected):
+    import json
+
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files()[:2], combiner=None, output="out.jsonl",
+                     workers=2, chunk_size=200_000)
+    run_job(spec)
+    got = {}
+    for line in spec.output_path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        got[row["key"]] = row["value"]
+    assert got == json.loads(sequential_wordcount(corpus_files()[:2]))
+
+
+def _worker_pid(name: str) -> int | None:
+    """The pid of this process's local worker child called `name`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+            ppid = int((entry / "stat").read_text().split(") ", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and f"MRCTL_WORKER_NAME={name}".encode() in env:
+            return int(entry.name)
+    return None
+
+
+def test_workers_killed_mid_map_and_mid_reduce(tmp_path, expected):
+    spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", reducer="SlowReducer",
+                     workers=3, chunk_size=256 << 10, reducers=3)
+    killed: dict[str, str] = {}
+
+    def chaos(snap):
+        for row in snap.workers:
+            for phase, state in (("map", "mapping"), ("reduce", "reducing")):
+                if row.state == state and phase not in killed and (pid := _worker_pid(row.name)):
+                    os.kill(pid, signal.SIGKILL)
+                    killed[phase] = row.name
+
+    final = run_job(spec, on_snapshot=chaos)
+    assert set(killed) == {"map", "reduce"}
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+    kinds = [e.kind for e in final.events]
+    assert kinds.count("replaced") >= 2, final.events
+    assert final.retries >= 2  # each killed attempt was requeued
+
+
+def test_mapper_that_raises_fails_after_max_attempts(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    data = tmp_path / "input.txt"
+    data.write_text("fine line\n" * 50 + "the poison line\n" + "fine\n" * 10)
+    source = RAISES.format(markers=str(markers), needle="poison")
+    spec = make_spec(tmp_path, source, [data], mapper="FaultyMapper", max_attempts=3, workers=2)
+    with pytest.raises(JobFailed) as info:
+        run_job(spec)
+    message = str(info.value)
+    assert info.value.exit_code == 1
+    assert (markers / "attempts").read_text().count("x") == 3  # exactly max_attempts executions
+    assert "ZeroDivisionError" in message
+    assert f"{data}, line 51" in message  # the input position of the failing record
+    assert 'job.py", line' in message and "return 1 / 0" in message  # the worker's traceback
+    assert not spec.output_path.exists()
+    assert info.value.snapshot.status == "failed"
+
+
+@pytest.mark.parametrize("hang", [HANG_SLEEP, HANG_STUBBORN], ids=["interruptible", "stubborn"])
+def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    data = tmp_path / "input.txt"
+    data.write_text("alpha beta\n" * 100 + "needle gamma\n" + "beta\n" * 100)
+    source = HANGS.format(markers=str(markers), needle="needle", hang=hang)
+    spec = make_spec(tmp_path, source, [data], mapper="HangingMapper", task_timeout=2.0,
+                     workers=1, chunk_size=1024)
+    final = run_job(spec)
+    assert (markers / "hung").exists()
+    assert spec.output_path.read_text() == sequential_wordcount([data])
+    assert final.retries >= 1
+    assert any("timeout" in e.message for e in final.events), final.events

@@ -1,0 +1,94 @@
+"""The task protocol at the Redis level: claims, leases, fencing, retries (real redis-server)."""
+
+from __future__ import annotations
+
+import time
+
+from mrctl import keys
+
+JOB = "j1"
+
+
+def _publish(broker, max_attempts=4):
+    broker.publish_job(JOB, {"state": "running", "max_attempts": max_attempts}, {"job.py": ""})
+    broker.add_map_task(JOB, "m:0", {"kind": "map", "index": 0}, b"some input\n")
+
+
+def test_key_layout_is_pinned():
+    # These strings are the wire protocol between master and workers: change them knowingly.
+    assert keys.current_job() == "mrctl:current"
+    assert keys.queue("J") == "mrctl:J:queue"
+    assert keys.task("J", "m:3") == "mrctl:J:task:m:3"
+    assert keys.chunk("J", "m:3") == "mrctl:J:chunk:m:3"
+    assert keys.part("J", 2) == "mrctl:J:part:2"
+    assert keys.out("J", 2) == "mrctl:J:out:2"
+    assert keys.leases("J") == "mrctl:J:leases"
+    assert keys.deadlines("J") == "mrctl:J:deadlines"
+    assert keys.stats("J") == "mrctl:J:stats"
+    assert keys.events("J") == "mrctl:J:events"
+    assert keys.meta("J") == "mrctl:J:meta" and keys.code("J") == "mrctl:J:code"
+    assert keys.workers() == "mrctl:workers" and keys.beats() == "mrctl:beats"
+
+
+def test_claim_moves_task_into_a_visible_leased_record(broker):
+    _publish(broker)
+    claim = broker.claim_task(JOB, "w1", lease_s=10, timeout_s=60)
+    assert (claim.tid, claim.attempt, claim.data) == ("m:0", 1, b"some input\n")
+    assert broker.running(JOB) == ["m:0"]
+    assert broker.task(JOB, "m:0")["worker"] == "w1"
+    assert broker.r.llen(keys.queue(JOB)) == 0
+    assert broker.claim_task(JOB, "w2", 10, 60) is None
+
+
+def test_late_commit_of_a_superseded_attempt_is_refused(broker):
+    _publish(broker)
+    zombie = broker.claim_task(JOB, "w1", lease_s=0.1, timeout_s=60)
+    time.sleep(0.25)  # w1 stops heartbeating: its lease runs out
+    assert broker.requeue_expired(JOB, max_attempts=4, task_timeout=60) == 1
+    assert broker.heartbeat("w1", {}, JOB, "m:0", zombie.attempt, 10) is False
+    current = broker.claim_task(JOB, "w2", lease_s=10, timeout_s=60)
+    assert current.attempt == 2
+
+    assert broker.commit_map(JOB, "m:0", zombie.attempt, "w1", {0: b"zombie"}, {"maps_done": 1}) is False
+    assert broker.r.hgetall(keys.part(JOB, 0)) == {}  # nothing of the zombie is visible
+    assert broker.fail_attempt(JOB, "m:0", zombie.attempt, "w1", 4, "late", "") == 0
+
+    assert broker.commit_map(JOB, "m:0", current.attempt, "w2", {0: b"good"}, {"maps_done": 1}) is True
+    assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"good"}
+    stats = broker.stats(JOB)
+    assert stats["refused"] == 1 and stats["maps_done"] == 1 and stats["lost"] == 1
+    assert broker.r.exists(keys.chunk(JOB, "m:0")) == 0  # consumed input is deleted
+    assert [e["kind"] for _, e in broker.events(JOB)] == ["retry", "refused"]
+
+
+def test_heartbeat_keeps_the_lease_alive(broker):
+    _publish(broker)
+    claim = broker.claim_task(JOB, "w1", lease_s=0.3, timeout_s=60)
+    for _ in range(4):
+        time.sleep(0.15)
+        assert broker.heartbeat("w1", {"state": "mapping"}, JOB, "m:0", claim.attempt, 0.3)
+        assert broker.requeue_expired(JOB, 4, 60) == 0
+    assert broker.running(JOB) == ["m:0"]
+
+
+def test_task_timeout_ends_an_attempt_even_with_a_live_heartbeat(broker):
+    _publish(broker)
+    claim = broker.claim_task(JOB, "w1", lease_s=10, timeout_s=0.2)
+    time.sleep(0.3)
+    broker.heartbeat("w1", {}, JOB, "m:0", claim.attempt, 10)
+    assert broker.requeue_expired(JOB, 4, 0.2) == 1
+    task = broker.task(JOB, "m:0")
+    assert task["state"] == "pending" and task["error_kind"] == "timeout"
+    assert broker.stats(JOB)["timeouts"] == 1
+
+
+def test_failures_are_retried_then_fail_the_job_at_max_attempts(broker):
+    _publish(broker, max_attempts=3)
+    outcomes = []
+    for _ in range(3):
+        claim = broker.claim_task(JOB, "w1", 10, 60)
+        outcomes.append(broker.fail_attempt(JOB, "m:0", claim.attempt, "w1", 3, "boom", "tb"))
+    assert outcomes == [1, 1, 2]
+    assert broker.meta(JOB)["state"] == "failed" and broker.meta(JOB)["failed_task"] == "m:0"
+    assert broker.claim_task(JOB, "w1", 10, 60) is None  # a failed job hands out no more work
+    assert broker.stats(JOB)["retries"] == 2 and broker.stats(JOB)["failures"] == 1
