@@ -161,5 +161,96 @@ def worker(
     raise typer.Exit(w.run())
 
 
+JobOpt = Annotated[str | None, typer.Option("--job", "-j", help="Cluster id, job id or job name.")]
+
+
+@app.command()
+@_errors
+def status(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show running clusters: job, phase, progress, workers and their heartbeats.
+
+    Example: mrctl status
+    """
+    import dataclasses
+    import json
+
+    from mrctl import clusters
+    from mrctl.dockerhost import DockerHost
+
+    with DockerHost() as host:
+        found = clusters.status(host)
+    if json_:
+        typer.echo(json.dumps([dataclasses.asdict(s) for s in found], indent=2))
+    else:
+        typer.echo(clusters.format_status(found))
+
+
+@app.command()
+@_errors
+def logs(
+    name: Annotated[str, typer.Argument(help="worker-N or redis.")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
+    job: JobOpt = None,
+) -> None:
+    """Print a container's logs.
+
+    Example: mrctl logs worker-2 --tail 20
+    """
+    from mrctl import clusters
+    from mrctl.dockerhost import DockerHost
+
+    with DockerHost() as host:
+        for chunk in clusters.logs(host, name, job, tail if tail is not None else "all", follow):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+
+
+@app.command()
+@_errors
+def down(
+    job: JobOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Remove every mrctl cluster.")] = False,
+) -> None:
+    """Remove a cluster's containers and network (after --keep, or a master that was killed).
+
+    Example: mrctl down --all
+    """
+    from mrctl import clusters
+    from mrctl.dockerhost import DockerHost
+
+    with DockerHost() as host:
+        removed = clusters.down(host, job, all_)
+    for cid, count in removed:
+        typer.echo(f"removed cluster {cid}: {count} containers and its network", err=True)
+    if not removed:
+        typer.echo("nothing to remove", err=True)
+
+
+@app.command()
+@_errors
+def images(
+    build: Annotated[bool, typer.Option("--build", help="Build (or pull) the images now.")] = False,
+    offline: Annotated[bool | None, typer.Option(
+        "--offline/--online", help="Build the base from Debian packages instead of pulling.")] = None,
+) -> None:
+    """List mrctl's images, or prepare them ahead of a run with --build.
+
+    Example: mrctl images --build
+    """
+    from mrctl import images as image_store
+    from mrctl.dockerhost import DockerHost
+
+    _setup_logging(logging.INFO)
+    with DockerHost(timeout=600) as host:
+        if build:
+            ready = image_store.ensure_images(host, lambda msg: typer.echo(msg, err=True), offline)
+            typer.echo(f"worker image: {ready.worker}\nredis image:  {ready.redis}", err=True)
+        for row in image_store.list_images(host):
+            typer.echo("  ".join(str(x) for x in row))
+
+
 def main() -> None:
     app()

@@ -1,16 +1,14 @@
 """Loading a job's classes from source text received through Redis.
 
-The source is written to a private temp directory first so that tracebacks show the user's
-file name, line numbers and source lines. Only workers (and the inline backend) execute user
+Only workers (and the inline backend) execute user
 code; the master never does.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import linecache
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -26,21 +24,23 @@ class JobClasses:
 
 
 def load_module(filename: str, source: str) -> ModuleType:
-    """Import `source` as a fresh module named after a hash of it (no clash between jobs)."""
+    """Execute `source` as a fresh module named after a hash of it (no clash between jobs).
+
+    Nothing is written to disk: the source is registered with linecache under `filename`, so
+    tracebacks still show the user's file name, line numbers and lines.
+    """
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     name = f"mrctl_job_{Path(filename).stem}_{digest}"
     if name in sys.modules:
         return sys.modules[name]
-    folder = Path(tempfile.gettempdir()) / f"mrctl-job-{digest}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / Path(filename).name
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = ModuleType(name)
+    module.__file__ = filename
+    code = compile(source, filename, "exec")
+    # mtime None: linecache.checkcache() keeps the entry instead of looking for the file.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec(code, module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise

@@ -1,0 +1,145 @@
+"""Clusters that exist on the Docker engine, found by label: status, logs and removal.
+
+These functions serve `mrctl status`, `mrctl logs` and `mrctl down`, including from another
+terminal while `mrctl run` is going and after `--keep` or a SIGKILLed master. They never touch
+an object without mrctl's `mrctl.cluster` label.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT, remove_cluster, short_name
+from mrctl.broker import Broker
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.errors import InfraError, SpecError
+from mrctl.snapshot import WorkerRow
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    cluster: str
+    job_name: str
+    job_id: str
+    phase: str  # from Redis; "unknown" when Redis cannot be read
+    state: str
+    map_done: int
+    map_total: int
+    reduce_done: int
+    reduce_total: int
+    elapsed: float | None
+    workers: tuple[WorkerRow, ...]
+    containers: tuple[tuple[str, str], ...]  # (short name, docker status)
+    note: str | None = None
+
+
+def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
+    """Cluster id -> its containers (networks without containers count as clusters too)."""
+    found: dict[str, list[ContainerInfo]] = {}
+    for c in host.containers({LABEL_CLUSTER: ""}):
+        found.setdefault(c.labels[LABEL_CLUSTER], []).append(c)
+    for _, labels in host.networks({LABEL_CLUSTER: ""}):
+        found.setdefault(labels[LABEL_CLUSTER], [])
+    return found
+
+
+def resolve(host: DockerHost, job: str | None) -> tuple[str, list[ContainerInfo]]:
+    """The one cluster meant: `job` may be a cluster id, a job id or a job name."""
+    every = clusters(host)
+    if job is not None:
+        matches = {cid: cs for cid, cs in every.items()
+                   if job == cid or any(job in (c.labels.get(LABEL_JOB), c.labels.get("mrctl.job-id"))
+                                        for c in cs)}
+    else:
+        matches = every
+    if not matches:
+        raise SpecError(f"no mrctl cluster matches --job {job}" if job else "no mrctl cluster is running")
+    if len(matches) > 1:
+        names = ", ".join(f"{cid} ({_job_name(cs)})" for cid, cs in sorted(matches.items()))
+        raise SpecError(f"several clusters are running: {names}; pick one with --job")
+    return next(iter(matches.items()))
+
+
+def _job_name(containers: list[ContainerInfo]) -> str:
+    return next((c.labels.get(LABEL_JOB, "?") for c in containers), "?")
+
+
+def status(host: DockerHost) -> list[ClusterStatus]:
+    return [_status_of(cid, cs) for cid, cs in sorted(clusters(host).items())]
+
+
+def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
+    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) == "redis"), None)
+    base = dict(cluster=cid, job_name=_job_name(containers),
+                job_id=next((c.labels.get("mrctl.job-id", "") for c in containers), ""),
+                containers=tuple((short_name(c.name, cid), c.status) for c in containers))
+    if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:
+        return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
+                             reduce_done=0, reduce_total=0, elapsed=None, workers=(),
+                             note="Redis is not running: this cluster is a leftover (mrctl down)")
+    broker = Broker(f"redis://:{redis.labels.get(LABEL_PASSWORD, '')}@127.0.0.1:"
+                    f"{redis.host_ports[REDIS_PORT]}/0", retries=0)
+    try:
+        return _read_progress(broker, base)
+    except InfraError as exc:
+        return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
+                             reduce_done=0, reduce_total=0, elapsed=None, workers=(), note=str(exc))
+    finally:
+        broker.close()
+
+
+def _read_progress(broker: Broker, base: dict) -> ClusterStatus:
+    job = broker.current_job()
+    meta = broker.meta(job) if job else {}
+    stats = broker.stats(job) if job else {}
+    info, beats, now = broker.worker_rows()
+    workers = tuple(
+        WorkerRow(name, w.get("state", "?"), w.get("task"), w.get("attempt"), w.get("tasks_done", 0),
+                  (now - beats[name]) / 1000 if name in beats else None)
+        for name, w in sorted(info.items()))
+    created = float(meta["created"]) if "created" in meta else None
+    return ClusterStatus(
+        **{**base, "job_id": job or base["job_id"]}, phase=meta.get("phase", "starting"),
+        state=meta.get("state", "starting"), map_done=stats.get("maps_done", 0),
+        map_total=int(meta.get("map_tasks", 0)), reduce_done=stats.get("reduces_done", 0),
+        reduce_total=int(meta.get("reducers", 0)), workers=workers,
+        elapsed=time.time() - created if created else None,
+    )
+
+
+def logs(host: DockerHost, name: str, job: str | None, tail: int | str = "all",
+         follow: bool = False) -> Iterator[bytes]:
+    """The log stream of `worker-2` or `redis` in the cluster meant by `job`."""
+    cid, containers = resolve(host, job)
+    names = sorted(short_name(c.name, cid) for c in containers)
+    if name not in names:
+        raise SpecError(f"no container {name!r} in cluster {cid}; there are: {', '.join(names)}")
+    return host.logs(f"mrctl-{cid}-{name}", tail=tail, follow=follow)
+
+
+def down(host: DockerHost, job: str | None, everything: bool) -> list[tuple[str, int]]:
+    """Remove one cluster (or all with `everything`); returns (cluster, containers removed)."""
+    ids = sorted(clusters(host)) if everything else [resolve(host, job)[0]]
+    return [(cid, remove_cluster(host, cid)) for cid in ids]
+
+
+def format_status(statuses: list[ClusterStatus]) -> str:
+    """Plain text for `mrctl status`: a pure function of the statuses."""
+    if not statuses:
+        return "No mrctl cluster is running."
+    out = []
+    for s in statuses:
+        elapsed = f", {s.elapsed:.0f}s" if s.elapsed is not None else ""
+        out.append(f"cluster {s.cluster}  job {s.job_name} ({s.job_id})  phase {s.phase}  "
+                   f"state {s.state}{elapsed}")
+        out.append(f"  map {s.map_done}/{s.map_total}   reduce {s.reduce_done}/{s.reduce_total}")
+        if s.note:
+            out.append(f"  note: {s.note}")
+        for w in s.workers:
+            task = f"{w.task} (attempt {w.attempt})" if w.task else "-"
+            age = f"{w.heartbeat_age:.1f}s ago" if w.heartbeat_age is not None else "never"
+            out.append(f"  {w.name:<12} {w.state:<9} {task:<22} done {w.tasks_done:<4} heartbeat {age}")
+        out.append("  containers: " + ", ".join(f"{n} ({st})" for n, st in s.containers))
+    return "\n".join(out)
