@@ -30,14 +30,14 @@ class Mapper:
         """Yield (key, value) pairs for one input line (without its line ending)."""
         raise NotImplementedError("a Mapper must define map(self, line)")
 
-    def map_chunk(self, lines: list[str]) -> Iterable[tuple[Any, Any]]:
-        """Yield the pairs of a whole chunk of lines at once.
+    def map_chunk(self, text: str) -> Iterable[tuple[Any, Any]]:
+        """Yield the pairs of a whole chunk at once: `text` is whole lines joined by "\n".
 
-        The default calls `map` per line. Override it for speed when a job can work on many
-        lines at a time (e.g. one regex over the joined text); `map` stays the simple default.
+        The default calls `map` once per line. Override it for speed when a job can work on
+        the text as a whole (e.g. one regex over it); `map` stays the simple default.
         """
         mapper = self.map
-        for line in lines:
+        for line in split_lines(text):
             yield from mapper(line)
 
     def teardown(self) -> Iterable[tuple[Any, Any]] | None:
@@ -71,6 +71,14 @@ class Reducer:
     def teardown(self) -> Iterable[tuple[Any, Any]] | None:
         """Called once per task after the last key; may yield final pairs."""
         return None
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a chunk's text, without their "\n" (a final empty line is not a line)."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def reduce_pairs(reducer: Reducer, key: Any, values: list[Any]) -> Iterator[tuple[Any, Any]]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrctl import codec
-from mrctl.job import Mapper, Reducer, reduce_pairs, teardown_pairs
+from mrctl.job import Mapper, Reducer, reduce_pairs, split_lines, teardown_pairs
 
 _REPLACEMENT = "\ufffd".encode()
 
@@ -38,32 +38,27 @@ class ReduceResult:
     records_in: int
 
 
-def decode_lines(data: bytes, errors: str = "replace") -> tuple[list[str], int]:
-    """Split a chunk into lines without their endings; count undecodable bytes replaced.
+def decode_text(data: bytes, errors: str = "replace") -> tuple[str, int]:
+    """A chunk as text with "\n" line endings ("\r\n" folded); count undecodable bytes replaced.
 
-    Lines end at "\\n"; a "\\r" before it is dropped too. Under errors="strict", undecodable
-    bytes raise InputDecodeError naming the line (1-based, within the chunk).
+    Under errors="strict", undecodable bytes raise InputDecodeError naming the line (0-based,
+    within the chunk, as `mrctl_line`).
     """
     try:
         text = data.decode("utf-8")
         bad = 0
     except UnicodeDecodeError as exc:
         if errors == "strict":
-            line = data.count(b"\n", 0, exc.start)
             err = InputDecodeError(
-                f"undecodable bytes {data[exc.start:exc.end]!r} (not UTF-8) "
-                "with encoding: strict"
+                f"undecodable bytes {data[exc.start:exc.end]!r} (not UTF-8) with encoding: strict"
             )
-            err.mrctl_line = line  # type: ignore[attr-defined]
+            err.mrctl_line = data.count(b"\n", 0, exc.start)  # type: ignore[attr-defined]
             raise err from None
         text = data.decode("utf-8", errors="replace")
         bad = text.count("\ufffd") - data.count(_REPLACEMENT)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines, bad
+    return text, bad
 
 
 def run_map(
@@ -71,9 +66,10 @@ def run_map(
     errors: str = "replace",
 ) -> MapResult:
     """Map every line of a chunk, combine per key if a combiner is given, partition."""
-    lines, bad = decode_lines(data, errors)
+    text, bad = decode_text(data, errors)
+    records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     mapper.setup()
-    groups = _group(_mapped_pairs(mapper, lines))
+    groups = _group(_mapped_pairs(mapper, text))
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
     if combiner is not None:
@@ -86,18 +82,18 @@ def run_map(
         bucket.append(values)
         records_out += len(values)
     blobs = {p: codec.pack(flat) for p, flat in buckets.items()}
-    return MapResult(blobs, len(lines), records_out, bad)
+    return MapResult(blobs, records_in, records_out, bad)
 
 
-def _mapped_pairs(mapper: Mapper, lines: list[str]) -> Iterable[tuple[Any, Any]]:
-    """The mapper's pairs; an exception is tagged with the 0-based line it came from."""
+def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
+    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line."""
     if type(mapper).map_chunk is not Mapper.map_chunk:
-        yield from mapper.map_chunk(lines)
+        yield from mapper.map_chunk(text)
         return
     index = 0
     try:
         map_line = mapper.map
-        for index, line in enumerate(lines):  # noqa: B007 - index is read in the handler
+        for index, line in enumerate(split_lines(text)):  # noqa: B007 - index is read in the handler
             yield from map_line(line)
     except Exception as exc:
         exc.mrctl_line = index  # type: ignore[attr-defined]
