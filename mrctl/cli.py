@@ -80,6 +80,8 @@ def run(
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
     redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
+    chaos: Annotated[str | None, typer.Option(
+        help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
     plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
@@ -92,6 +94,7 @@ def run(
     error, 3 infrastructure error (Docker or Redis unavailable, image build failed),
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
+    from mrctl.chaos import ChaosPlan, parse_chaos
     from mrctl.runner import RunOptions, run_job
     from mrctl.spec import Overrides, load_spec
     from mrctl.view import ReporterLogHandler, choose_reporter
@@ -105,7 +108,8 @@ def run(
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
-    options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline)
+    options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline,
+                         chaos=parse_chaos(chaos) if chaos else ChaosPlan())
     reporter.start()
     try:
         final = run_job(job, options, on_snapshot=reporter.update)

@@ -48,6 +48,7 @@ class Master:
         self._events: deque[Event] = deque(maxlen=50)
         self._last_event = "0-0"
         self._stats: dict[str, int] = {}
+        self.killed = 0
 
     # -- phases ---------------------------------------------------------------------------
 
@@ -178,6 +179,8 @@ class Master:
                                   sum(t.startswith("r:") for t in running), 0, 0),
             workers=self._worker_rows(worker_states or {}),
             events=tuple(self._events)[-8:],
+            lost=stats.get("lost", 0), timeouts=stats.get("timeouts", 0), killed=self.killed,
+            redis_peak_bytes=self.broker.used_memory()[1],
             retries=stats.get("retries", 0), refused=stats.get("refused", 0),
             failures=stats.get("failures", 0), records_in=stats.get("records_in", 0),
             records_out=stats.get("records_out", 0), decode_errors=stats.get("decode_errors", 0),

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from mrctl.backends import WorkerExit
 from mrctl.broker import Broker
+from mrctl.chaos import ChaosMonkey, ChaosPlan
 from mrctl.errors import InfraError, Interrupted, MrctlError
 from mrctl.master import Master
 from mrctl.output import write_output
@@ -39,6 +40,7 @@ class RunOptions:
     replacements: int | None = None  # dead workers replaced at most this often (default 2N)
     offline: bool | None = None  # docker images: None = pull if possible, else build locally
     ready_timeout_s: float = 60.0
+    chaos: ChaosPlan = ChaosPlan()  # kill random busy workers during the run (--chaos)
 
 
 class Cluster(Protocol):
@@ -50,6 +52,7 @@ class Cluster(Protocol):
     def wait_ready(self, broker: Broker, timeout: float) -> None: ...
     def supervise(self) -> list[WorkerExit]: ...
     def live_workers(self) -> list[str]: ...
+    def kill_worker(self, name: str) -> None: ...
 
 
 def new_job_id() -> str:
@@ -128,6 +131,7 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
 def _drive(master: Master, cluster: Cluster, options: RunOptions,
            state: dict[str, Any], sink: SnapshotSink) -> None:
     next_snapshot = 0.0
+    monkey = ChaosMonkey(options.chaos)
     while True:
         done = master.tick()
         for exit in cluster.supervise():
@@ -139,6 +143,10 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
             state["last"] = master.snapshot(cluster.states)
             sink(state["last"])
             next_snapshot = now + options.snapshot_s
+            if victim := monkey.victim(state["last"]):
+                cluster.kill_worker(victim)
+                master.killed += 1
+                master.add_event("chaos", f"chaos: killed {victim}")
         if done:
             return
         time.sleep(options.tick_s)

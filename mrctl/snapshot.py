@@ -66,6 +66,10 @@ class JobSnapshot:
     records_in: int = 0
     records_out: int = 0
     decode_errors: int = 0
+    lost: int = 0  # attempts whose worker died or stopped heartbeating
+    timeouts: int = 0  # attempts that exceeded task_timeout
+    killed: int = 0  # workers killed on purpose by --chaos
+    redis_peak_bytes: int = 0  # Redis used_memory_peak (INFO memory)
     phase_seconds: tuple[tuple[str, float], ...] = ()
     output_path: str | None = None
     error: str | None = None

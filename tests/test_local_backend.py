@@ -127,3 +127,26 @@ def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
     assert spec.output_path.read_text() == sequential_wordcount([data])
     assert final.retries >= 1
     assert any("timeout" in e.message for e in final.events), final.events
+
+
+def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
+    from mrctl.chaos import ChaosPlan, parse_chaos
+    from mrctl.runner import RunOptions
+
+    assert parse_chaos("kill=2,every=0.5,seed=7") == ChaosPlan(2, 0.5, 7)
+    spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", reducer="SlowReducer",
+                     workers=3, chunk_size=128 << 10, reducers=3)
+    final = run_job(spec, RunOptions(chaos=ChaosPlan(kills=2, every_s=0.5, seed=1)))
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+    assert final.killed == 2
+    assert sum(e.kind == "chaos" for e in final.events) == 2
+    assert final.lost + final.retries >= 2
+
+
+def test_bad_chaos_option_is_a_usage_error():
+    from mrctl.chaos import parse_chaos
+    from mrctl.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        parse_chaos("kill=lots")
+    assert info.value.exit_code == 2 and "kill=N" in str(info.value)

@@ -106,6 +106,10 @@ class DockerCluster:
         deadline = time.monotonic() + timeout
         try:
             while not broker.ping():
+                info = self.host.container(redis_name(self.id))
+                if info is None or info.status in ("exited", "dead"):
+                    raise InfraError(f"the Redis container stopped during start-up:\n"
+                                     f"{self._logs(redis_name(self.id))}")
                 if time.monotonic() > deadline:
                     raise InfraError(f"Redis did not answer PING within {timeout:g}s:\n"
                                      f"{self._logs(redis_name(self.id))}")
@@ -185,6 +189,11 @@ class DockerCluster:
                 replacement = self._start_worker()
             exits.append(WorkerExit(short, reason, replacement))
         return exits
+
+    def kill_worker(self, name: str) -> None:
+        """`docker kill` a worker container, as a crash would (chaos mode)."""
+        assert self.host
+        self.host.kill(worker_name(self.id, int(name.rsplit("-", 1)[1])))
 
     def _logs(self, name: str, tail: int = 40) -> str:
         try:

@@ -146,8 +146,9 @@ class LocalCluster:
             exits.append(WorkerExit(name, f"exited with code {proc.returncode}", replacement))
         return exits
 
-    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
-        self.workers[name].send_signal(sig)
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL a worker process, as a crash would (chaos mode, tests)."""
+        self.workers[name].send_signal(signal.SIGKILL)
 
     def worker_log(self, name: str) -> str:
         path = self.dir / f"{name}.log"
