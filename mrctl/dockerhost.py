@@ -140,7 +140,7 @@ class DockerHost:
     def images(self, label: str) -> list[tuple[str, str, int]]:
         """(tags, id, size) of local images carrying `label`."""
         with _translated("listing images"):
-            found = self.client.images.list(filters={"label": label})
+            found = self.client.images.list(filters={"label": label, "dangling": False})
         return [(", ".join(i.tags) or "<none>", i.short_id, i.attrs.get("Size", 0)) for i in found]
 
     # -- networks and containers ----------------------------------------------------------

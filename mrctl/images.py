@@ -1,0 +1,223 @@
+"""The images a cluster runs: the worker image (built from Dockerfile.worker) and Redis.
+
+Two ways to get the bases:
+- online: the official `python:3.11-slim` and `redis:7` images, present or pulled;
+- offline (a Docker engine without a registry): a base built from the host's Debian packages
+  with debootstrap (python3, python3-venv, redis-server), imported with `docker import`, and
+  used for both roles. The apt mirror and suite are read from the host's apt configuration at
+  run time.
+The worker image's tag carries a hash of mrctl's source, the Dockerfile and the base image, so
+it is rebuilt exactly when one of them changes, and reused instantly otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrctl.dockerhost import DockerHost
+from mrctl.errors import InfraError
+
+log = logging.getLogger(__name__)
+
+ONLINE_PYTHON = "python:3.11-slim"
+ONLINE_REDIS = "redis:7"
+BASE_REPO = "mrctl-base"
+WORKER_REPO = "mrctl-worker"
+LABEL_IMAGE = "mrctl.image"  # base | worker
+BASE_PACKAGES = "python3,python3-venv,redis-server"
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ClusterImages:
+    worker: str  # image to run workers from
+    redis: str  # image to run redis-server from
+    redis_command: list[str]  # its executable; the cluster appends the options
+    offline: bool
+
+
+def ensure_images(host: DockerHost, on_progress: Progress = log.info,
+                  offline: bool | None = None) -> ClusterImages:
+    """Make sure both images exist, pulling or building what is missing; fast when they do."""
+    if offline is None and os.environ.get("MRCTL_OFFLINE") == "1":
+        offline = True
+    if offline is None:
+        offline = _choose_offline(host, on_progress)
+    if offline:
+        base = f"{BASE_REPO}:{apt_source()[1]}"
+        if host.image_id(base) is None:
+            build_offline_base(host, on_progress)
+        return ClusterImages(_worker_image(host, base, on_progress), base,
+                             ["redis-server"], offline=True)
+    for ref in (ONLINE_PYTHON, ONLINE_REDIS):
+        if host.image_id(ref) is None and not host.try_pull(ref):
+            raise InfraError(f"cannot pull {ref}: no registry reachable. Use --offline to build "
+                             "the bases from Debian packages.")
+    return ClusterImages(_worker_image(host, ONLINE_PYTHON, on_progress), ONLINE_REDIS,
+                         ["redis-server"], offline=False)
+
+
+def _choose_offline(host: DockerHost, on_progress: Progress) -> bool:
+    if all(host.image_id(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
+        return False
+    if host.images(f"{LABEL_IMAGE}=base"):
+        return True
+    on_progress(f"pulling {ONLINE_PYTHON} and {ONLINE_REDIS} ...")
+    if all(host.image_id(ref) or host.try_pull(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
+        return False
+    on_progress("no registry reachable: building a base image from Debian packages "
+                "(about a minute, once)")
+    return True
+
+
+# -- the offline base -------------------------------------------------------------------------
+
+def apt_source(etc: Path = Path("/etc")) -> tuple[str, str]:
+    """(mirror URL, suite) of the host's main Debian archive, from its apt configuration."""
+    codename = _os_codename(etc)
+    entries: list[tuple[str, list[str]]] = []
+    for path in sorted((etc / "apt" / "sources.list.d").glob("*.sources")):
+        entries += parse_deb822(path.read_text(errors="replace"))
+    for path in [etc / "apt" / "sources.list", *sorted((etc / "apt" / "sources.list.d").glob("*.list"))]:
+        if path.exists():
+            entries += parse_one_line_style(path.read_text(errors="replace"))
+    for uri, suites in entries:
+        main = [s for s in suites if "-" not in s and "/" not in s]
+        if main and "security" not in uri:
+            return uri, codename if codename in main else main[0]
+    raise InfraError("no Debian archive found in the host's apt configuration "
+                     "(/etc/apt/sources.list, /etc/apt/sources.list.d): cannot build an offline base")
+
+
+def parse_deb822(text: str) -> list[tuple[str, list[str]]]:
+    """(uri, suites) of each enabled `Types: deb` paragraph of a .sources file."""
+    found = []
+    for para in re.split(r"\n\s*\n", text):
+        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", para, re.M))
+        if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
+            for uri in fields.get("URIs", "").split():
+                found.append((uri, fields.get("Suites", "").split()))
+    return found
+
+
+def parse_one_line_style(text: str) -> list[tuple[str, list[str]]]:
+    """(uri, [suite]) of each `deb` line of a sources.list."""
+    found = []
+    for line in text.splitlines():
+        line = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()
+        if len(line) >= 3 and line[0] == "deb":
+            found.append((line[1], [line[2]]))
+    return found
+
+
+def _os_codename(etc: Path) -> str:
+    release = etc / "os-release"
+    if release.exists():
+        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", release.read_text(), re.M)
+        if match:
+            return match.group(1)
+    return ""
+
+
+def build_offline_base(host: DockerHost, on_progress: Progress = log.info) -> str:
+    """debootstrap a minimal Debian with python3 and redis-server, then `docker import` it."""
+    if shutil.which("debootstrap") is None:
+        raise InfraError("building the offline base needs debootstrap: apt-get install debootstrap "
+                         "(or give Docker registry access so the official images can be pulled)")
+    if os.geteuid() != 0:
+        raise InfraError("building the offline base needs root (debootstrap): run "
+                         "`sudo mrctl images --build --offline` once")
+    mirror, suite = apt_source()
+    ref = f"{BASE_REPO}:{suite}"
+    work = Path(tempfile.mkdtemp(prefix="mrctl-base-"))
+    try:
+        on_progress(f"debootstrap {suite} from {mirror} with {BASE_PACKAGES} ...")
+        _run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", suite,
+              str(work / "root"), mirror], work / "debootstrap.log")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
+            shutil.rmtree(work / "root" / junk, ignore_errors=True)
+        on_progress(f"importing the base as {ref} ...")
+        _run(["tar", "-C", str(work / "root"), "-cf", str(work / "rootfs.tar"), "."],
+             work / "tar.log")
+        return host.import_rootfs(str(work / "rootfs.tar"), ref, [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            'CMD ["/bin/bash"]', f"LABEL {LABEL_IMAGE}=base",
+        ])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(command: list[str], logfile: Path) -> None:
+    """Run a build step; on failure, the end of its output goes into the error."""
+    with logfile.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait()
+        except BaseException:  # interrupted: do not leave the step running
+            proc.kill()
+            proc.wait()
+            raise
+    if code != 0:
+        tail = logfile.read_text(errors="replace")[-3000:]
+        raise InfraError(f"{command[0]} failed (exit {code}):\n{tail}")
+
+
+# -- the worker image -------------------------------------------------------------------------
+
+def source_hash(base_id: str) -> str:
+    """A hash of everything the worker image is made of: mrctl's source, Dockerfile, base."""
+    digest = hashlib.sha256(base_id.encode())
+    files = sorted(PACKAGE_DIR.rglob("*.py")) + [PROJECT_ROOT / "Dockerfile.worker",
+                                                 PROJECT_ROOT / "pyproject.toml"]
+    for path in files:
+        if path.exists():
+            digest.update(str(path.relative_to(PROJECT_ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _worker_image(host: DockerHost, base: str, on_progress: Progress) -> str:
+    base_id = host.image_id(base)
+    if base_id is None:
+        raise InfraError(f"base image {base} is missing")
+    if not (PROJECT_ROOT / "pyproject.toml").exists():
+        raise InfraError("building the worker image needs mrctl's source checkout "
+                         "(install it with pip install -e from a clone)")
+    tag = f"{WORKER_REPO}:{source_hash(base_id)}"
+    if host.image_id(tag):
+        return tag
+    on_progress(f"building worker image {tag} from {base} ...")
+    context = Path(tempfile.mkdtemp(prefix="mrctl-build-"))
+    try:
+        shutil.copy(PROJECT_ROOT / "Dockerfile.worker", context / "Dockerfile.worker")
+        # async-timeout: redis-py needs it on Python < 3.11.3 (Debian bookworm's 3.11.2), which a
+        # newer host Python does not resolve by itself.
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(context / "wheels"),
+              str(PROJECT_ROOT), "async-timeout>=4.0.3"], context / "pip.log")
+        host.build(str(context), "Dockerfile.worker", tag, {"BASE": base},
+                   {LABEL_IMAGE: "worker", "mrctl.source-hash": tag.split(":")[1]},
+                   on_line=lambda line: log.debug("build: %s", line))
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    on_progress(f"built {tag}")
+    return tag
+
+
+def list_images(host: DockerHost) -> list[tuple[str, str, str, str]]:
+    """(role, tags, id, size) of the images mrctl manages."""
+    rows = []
+    for role in ("base", "worker"):
+        for tags, short_id, size in host.images(f"{LABEL_IMAGE}={role}"):
+            rows.append((role, tags, short_id, f"{size / 1e6:.0f} MB"))
+    return rows
