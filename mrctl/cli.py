@@ -95,9 +95,9 @@ def run(
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from mrctl.chaos import ChaosPlan, parse_chaos
+    from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import RunOptions, run_job
     from mrctl.spec import Overrides, load_spec
-    from mrctl.view import ReporterLogHandler, choose_reporter
 
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,

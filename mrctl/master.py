@@ -60,7 +60,7 @@ class Master:
         self.phase_times[self.phase][1] = now
         self.phase_times[phase] = [now, now]
         self.phase = phase
-        log.info("phase: %s", phase)
+        log.debug("phase: %s", phase)
 
     def phase_seconds(self) -> tuple[tuple[str, float], ...]:
         self.phase_times[self.phase][1] = self.elapsed()

@@ -1,15 +1,53 @@
-"""The YAML job spec, validated into frozen dataclasses.
+"""The YAML job spec, validated into frozen dataclasses with precise errors.
 
-PLACEHOLDER: the loader/validator is being written; the dataclasses below are the contract.
+    name: wordcount              # required; letters, digits, . _ -
+    input: data/                 # required; file, directory (recursive) or glob, or a list of them
+    job:                         # required
+      module: wordcount.py       #   the job's Python file
+      mapper: WordMapper         #   a Mapper subclass defined in it
+      reducer: SumReducer        #   a Reducer subclass defined in it
+      combiner: SumReducer       #   optional: a Reducer run map-side on each task's output
+    reducers: 4                  # R, the number of reduce tasks (default 4)
+    chunk_size: 4MiB             # bytes per map task: an integer or 512KiB, 4MiB, 1GB... (default 4MiB)
+    workers: 2                   # or {count: 2, cpus: 1.5, memory: 512m, pids: 256} (docker limits)
+    output: wordcount.json       # or {path: ..., format: json|jsonl|tsv}; default <name>.json in the cwd
+    task_timeout: 300            # seconds before an attempt is abandoned and retried
+    max_attempts: 4              # attempts per task before the job fails
+    encoding: replace            # undecodable input bytes: replace (counted) | strict (fail)
+    backend: docker              # docker | local | inline
+
+Paths in the spec are relative to the spec file; paths given as flags are relative to the
+current directory. Precedence: defaults < spec file < environment (MRCTL_BACKEND,
+MRCTL_WORKERS) < flags. Every user mistake is a SpecError (exit 2) naming the file, the key,
+the line and what was expected; the job module is parsed with `ast`, never executed here.
 """
 
 from __future__ import annotations
 
+import ast
+import difflib
+import glob
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mrctl.errors import SpecError
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv")
 BACKENDS = ("docker", "local", "inline")
+ENCODINGS = ("replace", "strict")
+TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
+            "task_timeout", "max_attempts", "encoding", "backend")
+JOB_KEYS = ("module", "mapper", "reducer", "combiner")
+WORKER_KEYS = ("count", "cpus", "memory", "pids")
+OUTPUT_KEYS = ("path", "format")
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1 << 20, "mb": 10**6,
+          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
 
 
 @dataclass(frozen=True)
@@ -40,3 +78,265 @@ class JobSpec:
     max_attempts: int = 4
     encoding_errors: str = "replace"  # replace | strict
     backend: str = "docker"
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Settings from command-line flags; paths are relative to the current directory."""
+
+    inputs: tuple[str, ...] = ()
+    output: str | None = None
+    workers: int | None = None
+    reducers: int | None = None
+    chunk_size: int | str | None = None
+    backend: str | None = None
+    task_timeout: float | None = None
+    max_attempts: int | None = None
+    encoding_errors: str | None = None
+
+
+def parse_size(value: Any, where: str) -> int:
+    """Bytes from an integer or a size string such as 512KiB, 4MiB, 1GB."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
+    if isinstance(value, str) and match and match.group(2).lower() in _UNITS:
+        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+        if size > 0:
+            return size
+    raise SpecError(f"{where}: expected a size in bytes such as 4MiB or 65536, got {value!r}")
+
+
+class _Doc:
+    """The spec's data plus the line of every key, for messages like `file:7: key: ...`."""
+
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path, self.shown, self.lines = path, shown, {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError(f"{shown}: no such job spec file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{shown}: cannot read the job spec: {exc}") from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise SpecError(f"{shown}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        if node is None:
+            raise SpecError(f"{shown}: the job spec is empty; it needs at least name, input and job")
+        if not isinstance(self.data, dict):
+            raise SpecError(f"{shown}:{node.start_mark.line + 1}: expected a mapping of keys "
+                            "(name:, input:, job: ...) at the top level")
+        self._index(node, "")
+
+    def _index(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = f"{prefix}{key.value}"
+                self.lines[name] = key.start_mark.line + 1
+                self._index(value, name + ".")
+
+    def error(self, key: str, message: str) -> SpecError:
+        line = self.lines.get(key) or self.lines.get(key.rsplit(".", 1)[0])
+        return SpecError(f"{self.shown}{f':{line}' if line else ''}: {key}: {message}")
+
+    def check_keys(self, mapping: dict, allowed: tuple[str, ...], prefix: str = "") -> None:
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(allowed)}"
+                raise self.error(f"{prefix}{key}", f"unknown key{hint}")
+
+    def require(self, mapping: dict, key: str, prefix: str = "") -> Any:
+        if key not in mapping or mapping[key] is None:
+            raise self.error(f"{prefix}{key}", "missing (required)")
+        return mapping[key]
+
+
+def _int(doc: _Doc, key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise doc.error(key, f"expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _number(doc: _Doc, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise doc.error(key, f"expected a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _choice(doc: _Doc | None, key: str, value: Any, choices: tuple[str, ...], where: str = "") -> str:
+    if value not in choices:
+        message = f"expected one of {', '.join(choices)}, got {value!r}"
+        raise doc.error(key, message) if doc else SpecError(f"{where}: {message}")
+    return value
+
+
+def _string(doc: _Doc, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise doc.error(key, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def expand_inputs(patterns: list[str], base: Path, where: str) -> tuple[Path, ...]:
+    """Files named by each pattern (file, directory or glob), in order, each pattern sorted."""
+    found: list[Path] = []
+    for pattern in patterns:
+        path = (base / pattern).resolve()
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not files:
+                raise SpecError(f"{where}: directory {pattern!r} holds no files")
+            found += files
+        else:
+            matches = sorted(Path(p).resolve() for p in glob.glob(str(base / pattern), recursive=True)
+                             if Path(p).is_file())
+            if not matches:
+                raise SpecError(f"{where}: {pattern!r} matches no file (relative to {base})")
+            found += matches
+    return tuple(dict.fromkeys(found))
+
+
+def _classes_in(doc: _Doc, module: Path) -> list[str]:
+    try:
+        tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
+    except SyntaxError as exc:
+        raise SpecError(f"{module}:{exc.lineno}: syntax error in the job module: {exc.msg}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise doc.error("job.module", f"cannot read {module}: {exc}") from None
+    return [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+
+
+def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
+    if not isinstance(job, dict):
+        raise doc.error("job", "expected a mapping with module, mapper, reducer (and combiner)")
+    doc.check_keys(job, JOB_KEYS, "job.")
+    module = (doc.path.parent / _string(doc, "job.module", doc.require(job, "module", "job."))).resolve()
+    if not module.is_file():
+        raise doc.error("job.module", f"no such file: {module}")
+    classes = _classes_in(doc, module)
+    names = {}
+    for role in ("mapper", "reducer", "combiner"):
+        if role == "combiner" and job.get("combiner") is None:
+            names[role] = None
+            continue
+        name = _string(doc, f"job.{role}", doc.require(job, role, "job."))
+        if name not in classes:
+            raise doc.error(f"job.{role}", f"no class {name!r} in {module.name} "
+                            f"(classes there: {', '.join(classes) or 'none'})")
+        names[role] = name
+    return {"module": module, **names}
+
+
+def _workers_section(doc: _Doc, value: Any) -> tuple[int, WorkerLimits]:
+    if not isinstance(value, dict):
+        return _int(doc, "workers", value), WorkerLimits()
+    doc.check_keys(value, WORKER_KEYS, "workers.")
+    count = _int(doc, "workers.count", value.get("count", 2))
+    cpus = _number(doc, "workers.cpus", value["cpus"]) if value.get("cpus") is not None else None
+    memory = value.get("memory")
+    if memory is not None and not re.fullmatch(r"\d+[bkmg]?", str(memory).lower()):
+        raise doc.error("workers.memory", f"expected a Docker memory size such as 512m or 2g, got {memory!r}")
+    pids = _int(doc, "workers.pids", value["pids"], 16) if value.get("pids") is not None else None
+    return count, WorkerLimits(cpus, str(memory).lower() if memory is not None else None, pids)
+
+
+def _output_section(doc: _Doc, value: Any, name: str) -> tuple[Path, str]:
+    if value is None:
+        return Path.cwd() / f"{name}.json", "json"
+    if isinstance(value, str):
+        value = {"path": value}
+    if not isinstance(value, dict):
+        raise doc.error("output", "expected a path or a mapping {path, format}")
+    doc.check_keys(value, OUTPUT_KEYS, "output.")
+    fmt = value.get("format")
+    path = value.get("path")
+    if fmt is None:
+        fmt = _format_of(path) or "json"
+    fmt = _choice(doc, "output.format", fmt, OUTPUT_FORMATS)
+    if path is None:
+        return Path.cwd() / f"{name}.{fmt}", fmt
+    return (doc.path.parent / _string(doc, "output.path", path)).resolve(), fmt
+
+
+def _format_of(path: str | None) -> str | None:
+    suffix = Path(path).suffix.lstrip(".") if path else ""
+    return suffix if suffix in OUTPUT_FORMATS else None
+
+
+def load_spec(path: str | Path, overrides: Overrides | None = None,
+              environ: Mapping[str, str] | None = None) -> JobSpec:
+    """Read, validate and resolve a job spec: defaults < file < environment < flags."""
+    environ = os.environ if environ is None else environ
+    over = overrides or Overrides()
+    doc = _Doc(Path(path).resolve(), str(path))
+    data = doc.data
+    doc.check_keys(data, TOP_KEYS)
+    name = _string(doc, "name", doc.require(data, "name"))
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise doc.error("name", f"expected letters, digits, '.', '_' or '-', got {name!r}")
+    job = _job_section(doc, doc.require(data, "job"))
+    workers, limits = _workers_section(doc, data.get("workers", 2))
+    output_path, output_format = _output_section(doc, data.get("output"), name)
+    settings: dict[str, Any] = {
+        "reducers": _int(doc, "reducers", data.get("reducers", 4)),
+        "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")
+        if "chunk_size" in data else 4 << 20,
+        "task_timeout": _number(doc, "task_timeout", data.get("task_timeout", 300)),
+        "max_attempts": _int(doc, "max_attempts", data.get("max_attempts", 4)),
+        "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
+        "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
+        "workers": workers,
+    }
+    if over.inputs:
+        inputs = expand_inputs(list(over.inputs), Path.cwd(), "--input")
+    else:
+        raw = doc.require(data, "input")
+        patterns = raw if isinstance(raw, list) else [raw]
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise doc.error("input", f"expected a path, directory or glob, or a list of them, got {raw!r}")
+        inputs = expand_inputs(patterns, doc.path.parent, f"{doc.shown}:{doc.lines['input']}: input")
+    _apply_environment(settings, environ)
+    _apply_flags(settings, over)
+    if over.output:
+        output_path = (Path.cwd() / over.output).resolve()
+        output_format = _format_of(over.output) or output_format
+    return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=job["module"],
+                   mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
+                   output_path=output_path, output_format=output_format, limits=limits, **settings)
+
+
+def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:
+    if "MRCTL_BACKEND" in environ:
+        settings["backend"] = _choice(None, "", environ["MRCTL_BACKEND"], BACKENDS, "MRCTL_BACKEND")
+    if "MRCTL_WORKERS" in environ:
+        value = environ["MRCTL_WORKERS"]
+        if not value.isdigit() or int(value) < 1:
+            raise SpecError(f"MRCTL_WORKERS: expected an integer >= 1, got {value!r}")
+        settings["workers"] = int(value)
+
+
+def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
+    for field in ("workers", "reducers", "max_attempts"):
+        value = getattr(over, field)
+        if value is not None:
+            if value < 1:
+                raise SpecError(f"--{field.replace('_', '-')}: expected an integer >= 1, got {value}")
+            settings[field] = value
+    if over.chunk_size is not None:
+        settings["chunk_size"] = parse_size(over.chunk_size, "--chunk-size")
+    if over.task_timeout is not None:
+        if over.task_timeout <= 0:
+            raise SpecError(f"--task-timeout: expected seconds > 0, got {over.task_timeout}")
+        settings["task_timeout"] = over.task_timeout
+    if over.backend is not None:
+        settings["backend"] = _choice(None, "", over.backend, BACKENDS, "--backend")
+    if over.encoding_errors is not None:
+        settings["encoding_errors"] = _choice(None, "", over.encoding_errors, ENCODINGS, "--encoding")
+

@@ -1,0 +1,154 @@
+"""How a run looks: pure functions from a JobSnapshot to text or rich renderables.
+
+Human-facing progress goes to stderr, so stdout carries only data (the `--json` summary), as
+docker and compose do. Reporters (mrctl.reporters) decide which of these to show, and when.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from mrctl.snapshot import JobSnapshot, PhaseProgress
+
+PHASE_WORDS = {
+    "starting": "starting cluster", "map": "map", "barrier": "shuffle barrier",
+    "reduce": "reduce", "output": "writing output", "teardown": "tearing down", "done": "done",
+}
+EVENT_STYLE = {"retry": "yellow", "refused": "magenta", "failed": "bold red", "lost": "red",
+               "timeout": "yellow", "replaced": "cyan", "chaos": "bold red", "info": "dim"}
+STATE_STYLE = {"idle": "dim", "mapping": "green", "reducing": "blue", "dead": "red",
+               "replaced": "dim red", "starting": "yellow"}
+
+
+def _phase_elapsed(p: PhaseProgress, now: float) -> float:
+    if p.started_at is None:
+        return 0.0
+    return (p.finished_at if p.finished_at is not None else now) - p.started_at
+
+
+def _rate_and_eta(p: PhaseProgress, now: float) -> tuple[float | None, float | None]:
+    """Throughput in MB/s (map bytes) and the ETA in seconds, when they can be known."""
+    took = _phase_elapsed(p, now)
+    if took <= 0 or p.done == 0:
+        return None, None
+    rate = p.bytes_done / 1e6 / took if p.bytes_total else None
+    if p.bytes_total and p.bytes_done:
+        eta = took * (p.bytes_total - p.bytes_done) / p.bytes_done
+    else:
+        eta = took * (p.total - p.done) / p.done
+    return rate, (eta if p.done < p.total else 0.0)
+
+
+def progress_text(name: str, p: PhaseProgress, now: float) -> str:
+    """`map 5/12 tasks, 40.1/96.0 MB, 8.2 MB/s, ETA 7s` (no styling)."""
+    parts = [f"{name} {p.done}/{p.total} tasks"]
+    if p.bytes_total:
+        parts.append(f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB")
+    rate, eta = _rate_and_eta(p, now)
+    if rate is not None:
+        parts.append(f"{rate:.1f} MB/s")
+    if eta is not None and p.done < p.total:
+        parts.append(f"ETA {eta:.0f}s")
+    if p.running:
+        parts.append(f"{p.running} running")
+    return ", ".join(parts)
+
+
+def phase_line(snap: JobSnapshot) -> str:
+    return f"[{snap.elapsed:6.1f}s] phase: {PHASE_WORDS.get(snap.phase, snap.phase)}"
+
+
+def progress_line(snap: JobSnapshot) -> str:
+    busy = sum(w.state in ("mapping", "reducing") for w in snap.workers)
+    phase = snap.reduce if snap.phase in ("reduce", "output") else snap.map
+    name = "reduce" if phase is snap.reduce else "map"
+    extra = f", {busy}/{len(snap.workers)} workers busy" if snap.workers else ""
+    counters = "".join(f", {k} {v}" for k, v in (("retries", snap.retries), ("refused", snap.refused),
+                                                   ("lost", snap.lost)) if v)
+    return f"[{snap.elapsed:6.1f}s] {progress_text(name, phase, snap.elapsed)}{extra}{counters}"
+
+
+def _bar(label: str, p: PhaseProgress, now: float) -> Table:
+    row = Table.grid(padding=(0, 1))
+    row.add_column(width=7)
+    row.add_column(width=30)
+    row.add_column()
+    total = max(p.total, 1)
+    row.add_row(Text(label, style="bold"), ProgressBar(total=total, completed=p.done, width=30),
+                Text(progress_text("", p, now).lstrip()))
+    return row
+
+
+def _workers_table(snap: JobSnapshot) -> Table:
+    table = Table(box=None, padding=(0, 2), header_style="bold", show_edge=False)
+    for col in ("worker", "state", "task", "done", "heartbeat"):
+        table.add_column(col)
+    for w in snap.workers:
+        task = f"{w.task} #{w.attempt}" if w.task else "-"
+        age = f"{w.heartbeat_age:.1f}s" if w.heartbeat_age is not None else "-"
+        table.add_row(w.name, Text(w.state, style=STATE_STYLE.get(w.state, "")), task,
+                      str(w.tasks_done), age)
+    return table
+
+
+def render_live(snap: JobSnapshot) -> RenderableType:
+    """The live view: phase and time, map/reduce bars, workers, recent events."""
+    header = Text.assemble(
+        ("mrctl ", "bold"), (snap.name, "bold cyan"), f"  job {snap.job_id}  ",
+        ("phase: ", "dim"), (PHASE_WORDS.get(snap.phase, snap.phase), "bold"),
+        f"  {snap.elapsed:.1f}s",
+    )
+    counters = Text(f"retries {snap.retries}   refused late commits {snap.refused}   "
+                    f"lost {snap.lost}   failures {snap.failures}", style="dim")
+    parts: list[RenderableType] = [header, _bar("map", snap.map, snap.elapsed),
+                                   _bar("reduce", snap.reduce, snap.elapsed), counters]
+    if snap.workers:
+        parts.append(_workers_table(snap))
+    for e in snap.events[-6:]:
+        parts.append(Text(f"{e.at:6.1f}s  {e.message}", style=EVENT_STYLE.get(e.kind, "")))
+    return Group(*parts)
+
+
+def summary_dict(snap: JobSnapshot) -> dict:
+    """The final summary as one JSON-serialisable object (`mrctl run --json`)."""
+    return {
+        "job_id": snap.job_id, "name": snap.name, "status": snap.status,
+        "elapsed_seconds": round(snap.elapsed, 3), "phase_seconds": dict(snap.phase_seconds),
+        "map": {"done": snap.map.done, "total": snap.map.total, "bytes": snap.map.bytes_done},
+        "reduce": {"done": snap.reduce.done, "total": snap.reduce.total},
+        "retries": snap.retries, "refused": snap.refused, "failures": snap.failures,
+        "lost": snap.lost, "timeouts": snap.timeouts, "killed": snap.killed,
+        "records_in": snap.records_in, "records_out": snap.records_out,
+        "decode_errors": snap.decode_errors, "redis_peak_bytes": snap.redis_peak_bytes,
+        "output_path": snap.output_path if snap.status == "succeeded" else None,
+        "error": snap.error,
+    }
+
+
+def summary_lines(snap: JobSnapshot) -> list[str]:
+    """The final summary as plain lines, the same facts as summary_dict."""
+    phases = ", ".join(f"{PHASE_WORDS.get(p, p)} {s:.2f}s" for p, s in snap.phase_seconds)
+    lines = [
+        f"job {snap.name} ({snap.job_id}) {snap.status} in {snap.elapsed:.2f}s",
+        f"  phases: {phases}" if phases else "  phases: -",
+        f"  map tasks {snap.map.done}/{snap.map.total} ({snap.map.bytes_done / 1e6:.1f} MB), "
+        f"reduce tasks {snap.reduce.done}/{snap.reduce.total}",
+        f"  retries {snap.retries}, refused late commits {snap.refused}, lost attempts {snap.lost}, "
+        f"timeouts {snap.timeouts}, failed tasks {snap.failures}"
+        + (f", workers killed by chaos {snap.killed}" if snap.killed else ""),
+        f"  records in {snap.records_in}, records out {snap.records_out}",
+    ]
+    if snap.decode_errors:
+        lines.append(f"  undecodable bytes replaced: {snap.decode_errors}")
+    if snap.status == "succeeded" and snap.output_path:
+        lines.append(f"  output: {snap.output_path}")
+    return lines
+
+
+def render_summary(snap: JobSnapshot) -> RenderableType:
+    style = {"succeeded": "bold green", "failed": "bold red"}.get(snap.status, "bold yellow")
+    first, *rest = summary_lines(snap)
+    return Group(Text(first, style=style), *(Text(line) for line in rest))
