@@ -1,0 +1,161 @@
+"""The benchmark: word count on large inputs, mrctl against the alternatives. Prints markdown.
+
+    python -m tests.perf.bench                 # 100 MB and 500 MB, 3 runs each
+    python -m tests.perf.bench --sizes 50 --repeat 1 --skip docker
+
+Inputs are the Gutenberg corpus repeated into 8 files in a temp dir (removed afterwards). Every
+run's output is checked against the reference count; wall times are medians. The docker
+images must already be built (mrctl images --build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mrctl.runner import run_job
+from mrctl.spec import JobSpec
+from tests.perf import baselines
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "corpus" / "gutenberg"
+JOB = ROOT / "jobspecs" / "wordcount.py"
+
+
+@dataclass
+class Row:
+    label: str
+    times: list[float] = field(default_factory=list)
+    extra: dict[str, list[float]] = field(default_factory=lambda: collections.defaultdict(list))
+    ok: bool = True
+
+
+def make_input(folder: Path, megabytes: int, files: int = 8) -> list[Path]:
+    books = [p.read_bytes() for p in sorted(CORPUS.glob("*.txt"))]
+    target = megabytes * 1_000_000 // files
+    paths = []
+    for i in range(files):
+        path = folder / f"part-{i:02d}.txt"
+        with path.open("wb") as f:
+            written, k = 0, i
+            while written < target:
+                book = books[k % len(books)]
+                f.write(book)
+                written += len(book)
+                k += 1
+        paths.append(path)
+    return paths
+
+
+def expected_json(counts: collections.Counter) -> str:
+    return json.dumps(dict(sorted(counts.items())), ensure_ascii=False) + "\n"
+
+
+def mrctl_run(paths: list[Path], out: Path, backend: str, workers: int, mapper: str,
+              chunk_size: int) -> tuple[str, dict[str, float]]:
+    spec = JobSpec(
+        name="bench", spec_path=ROOT / "jobspecs" / "wordcount.yaml", inputs=tuple(paths),
+        module=JOB, mapper=mapper, reducer="SumReducer", combiner="SumReducer",
+        output_path=out, output_format="json", reducers=4, chunk_size=chunk_size,
+        workers=workers, backend=backend,
+    )
+    final = run_job(spec)
+    phases = dict(final.phase_seconds)
+    extra = {"start-up s": phases.get("starting", 0.0), "map s": phases.get("map", 0.0),
+             "teardown s": phases.get("teardown", 0.0),
+             "redis peak MB": final.redis_peak_bytes / 1e6}
+    return out.read_text(encoding="utf-8"), extra
+
+
+def configs(args, paths: list[Path], out: Path) -> list[tuple[str, Callable]]:
+    chunk = args.chunk_mb << 20
+    runs: list[tuple[str, Callable]] = [
+        ("python, optimised, 1 process", lambda: (expected_json(baselines.optimised_single(paths)), {})),
+        ("python, multiprocessing, 2 processes", lambda: (expected_json(baselines.multiprocess(paths)), {})),
+        ("mrctl inline (sequential, map)", lambda: mrctl_run(paths, out, "inline", 1, "WordMapper", chunk)),
+        ("mrctl inline (sequential, map_chunk)", lambda: mrctl_run(paths, out, "inline", 1, "FastWordMapper", chunk)),
+        ("mrctl local, 2 workers, map_chunk", lambda: mrctl_run(paths, out, "local", 2, "FastWordMapper", chunk)),
+    ]
+    if "docker" not in args.skip:
+        for n in (1, 2, 4):
+            runs.append((f"mrctl docker, {n} workers, map_chunk",
+                         lambda n=n: mrctl_run(paths, out, "docker", n, "FastWordMapper", chunk)))
+        runs.append(("mrctl docker, 2 workers, map",
+                     lambda: mrctl_run(paths, out, "docker", 2, "WordMapper", chunk)))
+    if "alternatives" not in args.skip:
+        runs.append(("Dask bag (processes, 2)", lambda: _maybe(baselines.dask_bag(paths))))
+        runs.append(("PySpark local[2]", lambda: _maybe(baselines.pyspark_local2(paths))))
+    return runs
+
+
+def _maybe(counts):
+    return (None, {}) if counts is None else (expected_json(counts), {})
+
+
+def bench_size(args, megabytes: int) -> list[Row]:
+    folder = Path(tempfile.mkdtemp(prefix="mrctl-bench-"))
+    try:
+        paths = make_input(folder, megabytes)
+        reference = expected_json(baselines.optimised_single(paths))
+        rows = []
+        for label, run in configs(args, paths, folder / "out.json"):
+            row = Row(label)
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                text, extra = run()
+                row.times.append(time.perf_counter() - t0)
+                if text is None:
+                    row.ok, row.times = False, []
+                    break
+                row.ok &= text == reference
+                for k, v in extra.items():
+                    row.extra[k].append(v)
+            print(f"  {megabytes} MB  {label}: {[round(t, 2) for t in row.times]}", flush=True)
+            rows.append(row)
+        return rows
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def table(megabytes: int, rows: list[Row]) -> str:
+    base = next(statistics.median(r.times) for r in rows if r.label.startswith("mrctl inline (sequential, map_chunk"))
+    lines = [f"\n**{megabytes} MB** (median of {len(rows[0].times)} runs)\n",
+             "| run | wall s | MB/s | vs sequential mrctl | output | start-up s | teardown s | Redis peak MB |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        if not r.times:
+            lines.append(f"| {r.label} | not installed | | | | | | |")
+            continue
+        t = statistics.median(r.times)
+        med = {k: f"{statistics.median(v):.2f}" for k, v in r.extra.items()}
+        lines.append(f"| {r.label} | {t:.2f} | {megabytes / t:.1f} | {t / base:.2f}x | "
+                     f"{'exact' if r.ok else 'WRONG'} | {med.get('start-up s', '')} | "
+                     f"{med.get('teardown s', '')} | {med.get('redis peak MB', '')} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,500", help="input sizes in MB, comma-separated")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--chunk-mb", type=int, default=8)
+    parser.add_argument("--skip", default="", help="comma-separated: docker, alternatives")
+    args = parser.parse_args()
+    results = {mb: bench_size(args, mb) for mb in (int(s) for s in args.sizes.split(","))}
+    print(f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}: {platform.processor() or platform.machine()}, "
+          f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}")
+    for mb, rows in results.items():
+        print(table(mb, rows))
+
+
+if __name__ == "__main__":
+    main()

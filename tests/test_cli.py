@@ -1,0 +1,29 @@
+"""The CLI surface: every command has help with an example and appears in the README."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import ROOT
+from typer.testing import CliRunner
+
+from mrctl.cli import app
+
+COMMANDS = ["run", "validate", "status", "logs", "down", "images", "worker"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example_and_is_documented(command):
+    result = CliRunner().invoke(app, [command, "--help"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert "Example:" in result.output
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(rf"mrctl {command}\b", readme), f"README does not document mrctl {command}"
+
+
+def test_run_help_documents_the_exit_codes():
+    result = CliRunner().invoke(app, ["run", "--help"], catch_exceptions=False)
+    text = " ".join(result.output.split())
+    for code in ("0 success", "1 job failed", "2 usage or spec", "3 infrastructure", "130", "143"):
+        assert code in text

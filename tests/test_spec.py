@@ -1,0 +1,144 @@
+"""Job specs: every user mistake is a SpecError (exit 2) naming file, key, line, expectation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from mrctl.errors import SpecError
+from mrctl.spec import Overrides, WorkerLimits, load_spec
+
+MODULE = """
+from mrctl import Mapper, Reducer
+class M(Mapper):
+    def map(self, line):
+        yield line, 1
+class R(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+"""
+
+GOOD = """\
+name: demo
+input: data/
+job:
+  module: job.py
+  mapper: M
+  reducer: R
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "b.txt").write_text("b\n")
+    (tmp_path / "data" / "sub" / "a.txt").write_text("a\n")
+    (tmp_path / "data" / ".hidden").write_text("h\n")
+    (tmp_path / "job.py").write_text(MODULE)
+    return tmp_path
+
+
+def write(project: Path, text: str) -> Path:
+    path = project / "spec.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def error_of(path: Path, **kw) -> str:
+    with pytest.raises(SpecError) as info:
+        load_spec(path, **kw)
+    assert info.value.exit_code == 2
+    return str(info.value)
+
+
+def test_good_spec_defaults_and_paths(project, monkeypatch):
+    monkeypatch.chdir(project)
+    spec = load_spec(write(project, GOOD), environ={})
+    assert spec.inputs == (project / "data" / "b.txt", project / "data" / "sub" / "a.txt")
+    assert spec.module == project / "job.py" and spec.combiner is None
+    assert (spec.reducers, spec.chunk_size, spec.workers, spec.max_attempts) == (4, 4 << 20, 2, 4)
+    assert spec.output_path == project / "demo.json" and spec.output_format == "json"
+    assert spec.backend == "docker" and spec.encoding_errors == "replace"
+
+
+def test_workers_mapping_sizes_and_output(project):
+    extra = "workers: {count: 3, cpus: 1.5, memory: 512m, pids: 128}\nchunk_size: 64KiB\n" \
+            "output: {path: out/result.tsv}\n"
+    spec = load_spec(write(project, GOOD + extra), environ={})
+    assert spec.workers == 3 and spec.limits == WorkerLimits(1.5, "512m", 128)
+    assert spec.chunk_size == 65536
+    assert spec.output_path == project / "out" / "result.tsv" and spec.output_format == "tsv"
+
+
+def test_precedence_defaults_spec_environment_flags(project, monkeypatch):
+    monkeypatch.chdir(project)
+    path = write(project, GOOD + "workers: 3\nbackend: local\n")
+    assert load_spec(path, environ={}).workers == 3
+    assert load_spec(path, environ={"MRCTL_WORKERS": "5"}).workers == 5
+    env = {"MRCTL_WORKERS": "5", "MRCTL_BACKEND": "inline"}
+    spec = load_spec(path, Overrides(workers=7, output="x.jsonl", inputs=("data/b.txt",)), environ=env)
+    assert (spec.workers, spec.backend, spec.output_format) == (7, "inline", "jsonl")
+    assert spec.inputs == (project / "data" / "b.txt",)
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ("reducer: 4\n", ["spec.yaml:7", "reducer: unknown key", "did you mean 'reducers'"]),
+    ("reducers: four\n", ["spec.yaml:7", "reducers", "integer >= 1", "'four'"]),
+    ("reducers: 0\n", ["spec.yaml:7", "reducers", "integer >= 1"]),
+    ("workers: true\n", ["spec.yaml:7", "workers", "integer >= 1", "True"]),
+    ("chunk_size: 4 parsecs\n", ["spec.yaml:7", "chunk_size", "size in bytes"]),
+    ("task_timeout: -1\n", ["spec.yaml:7", "task_timeout", "seconds > 0"]),
+    ("output: {format: xml}\n", ["spec.yaml:7", "output.format", "json, jsonl, tsv", "'xml'"]),
+    ("backend: kubernetes\n", ["spec.yaml:7", "backend", "docker, local, inline"]),
+    ("encoding: latin1\n", ["spec.yaml:7", "encoding", "replace, strict"]),
+    ("workers: {count: 2, gpus: 1}\n", ["spec.yaml:7", "workers.gpus: unknown key; did you mean 'cpus'"]),
+])
+def test_bad_values_name_file_line_key_and_expectation(project, extra, expected):
+    message = error_of(write(project, GOOD + extra), environ={})
+    for part in expected:
+        assert part in message, message
+
+
+def test_missing_input_module_and_class(project):
+    missing_input = GOOD.replace("input: data/", "input: nowhere/*.txt")
+    assert "matches no file" in error_of(write(project, missing_input), environ={})
+    missing_module = GOOD.replace("module: job.py", "module: nope.py")
+    message = error_of(write(project, missing_module), environ={})
+    assert "spec.yaml:4: job.module: no such file" in message
+    missing_class = GOOD.replace("mapper: M", "mapper: WordMapper")
+    message = error_of(write(project, missing_class), environ={})
+    assert "spec.yaml:5: job.mapper: no class 'WordMapper' in job.py (classes there: M, R)" in message
+    assert "name: missing (required)" in error_of(write(project, "input: data/\n"), environ={})
+
+
+def test_module_syntax_error_points_at_the_module_line(project):
+    (project / "job.py").write_text("class M:\n    def map(self, line)\n        pass\n")
+    message = error_of(write(project, GOOD), environ={})
+    assert "job.py:2: syntax error" in message
+
+
+def test_yaml_errors_empty_files_and_non_mappings(project):
+    assert "spec.yaml:3: invalid YAML" in error_of(write(project, "name: x\ninput: [a\njob: {\n"), environ={})
+    assert "empty" in error_of(write(project, ""), environ={})
+    assert "expected a mapping" in error_of(write(project, "- just\n- a list\n"), environ={})
+    assert "no such job spec file" in error_of(project / "absent.yaml", environ={})
+
+
+def _mrctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mrctl", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+
+
+def test_cli_validate_and_bad_spec_exit_codes(project):
+    ok = _mrctl("validate", "jobspecs/wordcount.yaml")
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    bad = _mrctl("run", str(write(project, GOOD + "reducers: many\n")))
+    assert bad.returncode == 2
+    assert "reducers" in bad.stderr and "Traceback" not in bad.stderr
+    usage = _mrctl("run", "jobspecs/wordcount.yaml", "--workers", "several")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr

@@ -1,0 +1,99 @@
+"""Views are pure functions of a snapshot: render constructed snapshots and read the text."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.console import Console
+
+from mrctl.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
+from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
+from mrctl.view import render_live, summary_dict, summary_lines
+
+MID_MAP = JobSnapshot(
+    job_id="20261124-1", name="wordcount", phase="map", elapsed=12.0,
+    map=PhaseProgress(done=5, total=12, running=2, bytes_done=40_000_000, bytes_total=96_000_000,
+                      started_at=2.0),
+    reduce=PhaseProgress(total=4),
+    workers=(WorkerRow("worker-1", "mapping", "m:6", 1, 3, 0.4),
+             WorkerRow("worker-2", "dead", None, None, 2, 9.5),
+             WorkerRow("worker-3", "reducing", "r:1", 2, 1, 0.2)),
+    events=(Event(9.1, "retry", "m:4 attempt 1 on worker-2: lost: lease expired"),
+            Event(10.0, "refused", "m:4 attempt 1 on worker-2: late commit refused")),
+    retries=1, refused=1, lost=1,
+)
+DONE = JobSnapshot(
+    job_id="20261124-1", name="wordcount", phase="done", elapsed=20.5, status="succeeded",
+    map=PhaseProgress(12, 12, 0, 96_000_000, 96_000_000, 2.0, 15.0),
+    reduce=PhaseProgress(4, 4, 0, 0, 0, 15.0, 18.0), retries=1, refused=1,
+    records_in=2_000_000, records_out=31_000, phase_seconds=(("starting", 2.0), ("map", 13.0)),
+    output_path="/tmp/wc.json",
+)
+
+
+def text_of(renderable) -> str:
+    console = Console(file=io.StringIO(), width=100, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_live_view_shows_phase_progress_workers_and_events():
+    text = text_of(render_live(MID_MAP))
+    assert "wordcount" in text and "phase: map" in text and "12.0s" in text
+    assert "5/12 tasks" in text and "40.0/96.0 MB" in text and "4.0 MB/s" in text  # 40 MB in 10 s
+    assert "ETA 14s" in text and "0/4 tasks" in text
+    lines = text.splitlines()
+    assert any("worker-1" in li and "mapping" in li and "m:6 #1" in li and "0.4s" in li for li in lines)
+    assert any("worker-2" in li and "dead" in li for li in lines)
+    assert any("worker-3" in li and "reducing" in li and "r:1 #2" in li for li in lines)
+    assert "late commit refused" in text and "lease expired" in text
+    assert "retries 1" in text and "refused late commits 1" in text
+
+
+def test_summary_text_and_json_say_the_same():
+    lines = "\n".join(summary_lines(DONE))
+    assert "succeeded in 20.50s" in lines and "map tasks 12/12 (96.0 MB)" in lines
+    assert "records in 2000000, records out 31000" in lines and "output: /tmp/wc.json" in lines
+    data = json.loads(json.dumps(summary_dict(DONE)))
+    assert data["status"] == "succeeded" and data["map"] == {"done": 12, "total": 12, "bytes": 96_000_000}
+    assert data["phase_seconds"] == {"starting": 2.0, "map": 13.0} and data["retries"] == 1
+
+
+def test_plain_reporter_prints_phases_and_throttled_progress_without_ansi():
+    out, now = io.StringIO(), [0.0]
+    reporter = PlainReporter(out, interval=5.0, clock=lambda: now[0])
+    reporter.start()
+    reporter.update(MID_MAP)  # phase change: one line, progress not yet due
+    now[0] = 3.0
+    reporter.update(MID_MAP)
+    assert out.getvalue().count("\n") == 1 and "phase: map" in out.getvalue()
+    now[0] = 5.5
+    reporter.update(MID_MAP)
+    assert "map 5/12 tasks" in out.getvalue().splitlines()[-1]
+    reporter.finish(DONE)
+    assert "succeeded" in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_json_reporter_writes_one_json_line_on_stdout():
+    stdout, stderr = io.StringIO(), io.StringIO()
+    reporter = JsonReporter(stdout, stderr)
+    reporter.update(MID_MAP)
+    reporter.log("worker-2 exited", 30)
+    reporter.finish(DONE)
+    assert len(stdout.getvalue().splitlines()) == 1
+    assert json.loads(stdout.getvalue())["job_id"] == "20261124-1"
+    assert "worker-2 exited" in stderr.getvalue()
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_choose_reporter_by_terminal_ci_and_flags():
+    assert isinstance(choose_reporter(None, io.StringIO(), io.StringIO(), {}), PlainReporter)
+    assert isinstance(choose_reporter(None, FakeTTY(), FakeTTY(), {}), LiveReporter)
+    assert isinstance(choose_reporter(None, FakeTTY(), FakeTTY(), {"CI": "true"}), PlainReporter)
+    assert isinstance(choose_reporter("plain", FakeTTY(), FakeTTY(), {}), PlainReporter)
+    assert isinstance(choose_reporter("json", FakeTTY(), FakeTTY(), {}), JsonReporter)
