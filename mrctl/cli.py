@@ -95,8 +95,8 @@ def run(
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from mrctl.chaos import ChaosPlan, parse_chaos
-    from mrctl.reporters import ReporterLogHandler, choose_reporter
-    from mrctl.runner import RunOptions, run_job
+    from mrctl.runner import RunOptions
+    from mrctl.signals import SignalGuard
     from mrctl.spec import Overrides, load_spec
 
     overrides = Overrides(
@@ -104,23 +104,30 @@ def run(
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
         max_attempts=max_attempts,
     )
-    job = load_spec(spec, overrides)
-    mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
-    reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
-    _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())
+    mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
+    with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
+        _run(load_spec(spec, overrides), options, mode)
+
+
+def _run(job: Any, options: Any, mode: str | None) -> None:
+    from mrctl.reporters import ReporterLogHandler, choose_reporter
+    from mrctl.runner import run_job
+
+    reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
+    _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     reporter.start()
     try:
         final = run_job(job, options, on_snapshot=reporter.update)
     except MrctlError as exc:
-        snapshot = getattr(exc, "snapshot", None)
-        if snapshot is not None:
+        if (snapshot := getattr(exc, "snapshot", None)) is not None:
             reporter.finish(snapshot)
         raise
+    else:
+        reporter.finish(final)
     finally:
         reporter.close()
-    reporter.finish(final)
 
 
 @app.command()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from mrctl.errors import InfraError
+
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus" / "gutenberg"
 
@@ -118,3 +120,31 @@ def no_leftovers():
     assert not strays, f"processes left running: {strays}"
     left = set(tmp.glob("mrctl-local-*")) - before
     assert not left, f"temp dirs left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def docker_host():
+    try:
+        from mrctl.dockerhost import DockerHost
+
+        host = DockerHost()
+    except InfraError:
+        require_infra("Docker")
+    from mrctl.images import ensure_images
+
+    ensure_images(host)  # built once per machine; later runs find them
+    yield host
+    host.close()
+
+
+@pytest.fixture
+def clean_docker(docker_host):
+    """After the test: no container or network with mrctl's label may remain."""
+    yield
+    containers = docker_host.containers({"mrctl.cluster": ""})
+    networks = docker_host.networks({"mrctl.cluster": ""})
+    for c in containers:  # clean up so one failure does not cascade, then fail
+        docker_host.remove_container(c.id)
+    for name, _ in networks:
+        docker_host.remove_network(name)
+    assert not containers and not networks, f"left behind: {[c.name for c in containers]} {networks}"

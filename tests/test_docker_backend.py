@@ -8,40 +8,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, corpus_files, require_infra, sequential_wordcount
+from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError
 from mrctl.runner import RunOptions, run_job
 
-pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="session")
-def docker_host():
-    try:
-        from mrctl.dockerhost import DockerHost
-
-        host = DockerHost()
-    except InfraError:
-        require_infra("Docker")
-    from mrctl.images import ensure_images
-
-    ensure_images(host)  # built once per machine; later runs find them
-    yield host
-    host.close()
-
-
-@pytest.fixture(autouse=True)
-def no_docker_leftovers(docker_host):
-    yield
-    containers = docker_host.containers({"mrctl.cluster": ""})
-    networks = docker_host.networks({"mrctl.cluster": ""})
-    for c in containers:  # clean up so one failure does not cascade, then fail
-        docker_host.remove_container(c.id)
-    for name, _ in networks:
-        docker_host.remove_network(name)
-    assert not containers and not networks, f"left behind: {[c.name for c in containers]} {networks}"
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,121 @@
+"""`mrctl run` as a user runs it, in a subprocess against real containers: signals at several
+moments, the live view under a pseudo-terminal (tmux), plain output without a TTY, --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from conftest import ROOT, corpus_files, require_infra, sequential_wordcount
+from jobs import SLOW
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
+ANSI = "\x1b["
+
+
+def slow_spec(tmp_path, workers: int = 2) -> str:
+    (tmp_path / "job.py").write_text(SLOW)
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(
+        "name: slow\n"
+        f"input: {corpus_files()[0]}\n"
+        "job: {module: job.py, mapper: SlowMapper, reducer: SlowReducer, combiner: SumReducer}\n"
+        f"workers: {workers}\nreducers: 3\nchunk_size: 64KiB\n"
+        f"output: {tmp_path / 'out.json'}\n"
+    )
+    return str(spec)
+
+
+def start(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mrctl", "run", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+
+
+def read_until(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("moment", ["phase: starting cluster", "phase: map", "phase: reduce"])
+def test_signal_stops_the_run_cleanly(tmp_path, docker_host, sig, code, moment):
+    proc = start(slow_spec(tmp_path), "--plain")
+    read_until(proc, moment)
+    if moment == "phase: map":
+        time.sleep(0.5)  # let workers be in the middle of tasks
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert time.monotonic() - sent < 15, "teardown took too long"
+    assert "interrupted" in err or "SIG" in err
+    assert not (tmp_path / "out.json").exists()
+    assert not list(tmp_path.glob(".out.json.*"))
+    # clean_docker: every container and network of the run is gone
+
+
+def test_plain_output_without_a_tty_has_no_ansi_and_a_summary(tmp_path):
+    out = tmp_path / "wc.json"
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml",
+                           "--input", str(corpus_files()[1]), "--output", str(out), "--workers", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ANSI not in proc.stderr and ANSI not in proc.stdout
+    assert "phase: map" in proc.stderr and "succeeded" in proc.stderr and f"output: {out}" in proc.stderr
+    assert out.read_text(encoding="utf-8") == sequential_wordcount([corpus_files()[1]])
+
+
+def test_json_flag_prints_only_the_summary_on_stdout(tmp_path):
+    out = tmp_path / "wc.tsv"
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml", "--json",
+                           "--input", str(corpus_files()[2]), "--output", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "succeeded" and summary["output_path"] == str(out)
+    assert summary["map"]["done"] == summary["map"]["total"] > 0 and summary["reduce"]["total"] == 4
+    assert set(summary["phase_seconds"]) >= {"starting", "map", "reduce", "output", "teardown"}
+    expected = json.loads(sequential_wordcount([corpus_files()[2]]))
+    rows = dict(line.split("\t") for line in out.read_text(encoding="utf-8").splitlines())
+    assert {k: int(v) for k, v in rows.items()} == expected
+
+
+def test_live_view_under_a_pseudo_terminal(tmp_path):
+    if shutil.which("tmux") is None:
+        require_infra("tmux")
+    session = f"mrctl-test-{uuid.uuid4().hex[:6]}"
+    done = tmp_path / "exit-code"
+    command = (f"cd {ROOT} && env -u CI {sys.executable} -m mrctl run {slow_spec(tmp_path, 3)}; "
+               f"echo $? > {done}; sleep 60")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "45", command],
+                   check=True)
+    try:
+        screens, deadline = [], time.monotonic() + 180
+        while not done.exists() and time.monotonic() < deadline:
+            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                          capture_output=True, text=True).stdout)
+            time.sleep(0.3)
+        assert done.read_text().strip() == "0"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    live = [s for s in screens if "phase: map" in s and "worker-1" in s]
+    assert live, "the live view never showed the map phase with its workers"
+    screen = live[-1]
+    assert "tasks" in screen and "heartbeat" in screen and "reduce" in screen
+    assert any(state in screen for state in ("mapping", "idle", "reducing"))
+    assert "succeeded" in screens[-1]
