@@ -200,9 +200,10 @@ class Master:
         for name in sorted(set(info) | set(states), key=_natural):
             w = info.get(name, {})
             age = (now - beats[name]) / 1000 if name in beats else None
-            state = states[name] if states.get(name) in ("dead", "replaced") else w.get("state", "starting")
-            rows.append(WorkerRow(name, state, w.get("task"), w.get("attempt"),
-                                  w.get("tasks_done", 0), age))
+            gone = states.get(name) in ("dead", "replaced")
+            state = states[name] if gone else w.get("state", "starting")
+            rows.append(WorkerRow(name, state, None if gone else w.get("task"),
+                                  None if gone else w.get("attempt"), w.get("tasks_done", 0), age))
         return tuple(rows)
 
 

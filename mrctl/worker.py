@@ -70,6 +70,10 @@ class Worker:
         """Work until stopped (or, in burst mode, until the current job ends)."""
         if self.options.interrupt_main and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_timeout_signal)
+        try:
+            self._send_beat()  # announce readiness at once, not one beat interval later
+        except InfraError as exc:
+            log.warning("first heartbeat failed: %s", exc)
         beat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
         beat.start()
         log.info("worker %s ready", self.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -60,6 +61,7 @@ class DockerCluster:
         self.redis_url = ""
         self.states: dict[str, str] = {}
         self._next = 1
+        self._lock = threading.Lock()
         self._last_check = 0.0
         self.host: DockerHost | None = None
         self.images: ClusterImages | None = None
@@ -77,8 +79,10 @@ class DockerCluster:
             log.info("starting cluster %s: redis + %d workers", self.id, self.spec.workers)
             self.host.create_network(network_name(self.id), self.labels("network"))
             self._start_redis()
-            for _ in range(self.spec.workers):
-                self._start_worker()
+            # Workers start in parallel while Redis warms up: they retry until it answers.
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(lambda _: self._start_worker(), range(self.spec.workers)))
+            self._wait_redis()
         except BaseException:
             self.teardown()
             raise
@@ -99,7 +103,6 @@ class DockerCluster:
         if port is None:
             raise InfraError(f"Redis container {info.name} published no port:\n{self._logs(info.name)}")
         self.redis_url = f"redis://:{self.password}@127.0.0.1:{port}/0"
-        self._wait_redis()
 
     def _wait_redis(self, timeout: float = 20.0) -> None:
         broker = Broker(self.redis_url, retries=0)
@@ -119,9 +122,9 @@ class DockerCluster:
 
     def _start_worker(self) -> str:
         assert self.host and self.images
-        short = f"worker-{self._next}"
-        name = worker_name(self.id, self._next)
-        self._next += 1
+        with self._lock:
+            n, self._next = self._next, self._next + 1
+        short, name = f"worker-{n}", worker_name(self.id, n)
         limits = self.spec.limits
         options: dict = {}
         if limits.cpus:
