@@ -190,6 +190,19 @@ class Broker:
             info = self.r.info("memory")
         return int(info["used_memory"]), int(info["used_memory_peak"])
 
+    def check_memory(self) -> None:
+        """Raise RedisFull once Redis has reached maxmemory: with noeviction it now refuses the
+        writes that commits need, so the job cannot finish (and must not lose data)."""
+        with translated_errors("reading memory use"):
+            info = self.r.info("memory")
+        limit = int(info.get("maxmemory", 0))
+        if limit and int(info["used_memory"]) >= limit:
+            raise RedisFull(
+                f"Redis is full: {int(info['used_memory']) / 1e6:.0f} MB used of its "
+                f"{limit / 1e6:.0f} MB maxmemory, and mrctl never lets it drop data. Use a smaller "
+                "chunk_size, more reducers, a combiner, or give Redis more memory (--redis-memory)."
+            )
+
     # -- worker side ----------------------------------------------------------------------
 
     def load_job(self, job: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -36,6 +36,7 @@ class Master:
     clock: Callable[[], float] = time.monotonic
     window: int = 0  # map chunks held in Redis at once; 0 means 2 per worker (at least 4)
     t0: float | None = None  # when the run started (cluster start-up counts as "starting")
+    lease_s: float = 10.0  # published with the job: how long a silent worker keeps its task
 
     def __post_init__(self) -> None:
         self.window = self.window or max(4, 2 * self.spec.workers)
@@ -49,6 +50,8 @@ class Master:
         self._last_event = "0-0"
         self._stats: dict[str, int] = {}
         self.killed = 0
+        self.last_exit: WorkerExit | None = None
+        self._next_memory_check = 0.0
 
     # -- phases ---------------------------------------------------------------------------
 
@@ -74,7 +77,7 @@ class Master:
             "name": spec.name, "module": spec.module.name, "mapper": spec.mapper,
             "reducer": spec.reducer, "combiner": spec.combiner or "", "reducers": spec.reducers,
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
-            "encoding_errors": spec.encoding_errors, "state": "running",
+            "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
             "map_tasks": len(self.plan), "created": time.time(),
         }
         code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
@@ -88,6 +91,9 @@ class Master:
             self.set_phase("map")
             self.broker.set_meta(self.job_id, phase="map")
         self.broker.requeue_expired(self.job_id, self.spec.max_attempts, self.spec.task_timeout)
+        if self.clock() >= self._next_memory_check:
+            self._next_memory_check = self.clock() + 0.5
+            self.broker.check_memory()
         self._stats = self.broker.stats(self.job_id)
         self._drain_events()
         if self.broker.meta(self.job_id).get("state") == "failed":
@@ -152,6 +158,7 @@ class Master:
         Safe against a stale view: the fail script only ends the attempt if it is still the
         current, running one.
         """
+        self.last_exit = exit
         info, _, _ = self.broker.worker_rows()
         held = info.get(exit.name, {})
         if held.get("task") and held.get("job") == self.job_id:

@@ -40,6 +40,7 @@ class RunOptions:
     replacements: int | None = None  # dead workers replaced at most this often (default 2N)
     offline: bool | None = None  # docker images: None = pull if possible, else build locally
     ready_timeout_s: float = 60.0
+    lease_s: float = 10.0  # a worker silent this long loses its task (heartbeats every lease/3)
     chaos: ChaosPlan = ChaosPlan()  # kill random busy workers during the run (--chaos)
 
 
@@ -110,7 +111,7 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
 def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t0: float,
             state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
     broker = Broker(cluster.redis_url)
-    master = Master(spec, broker, job_id, t0=t0)
+    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s)
     state["master"] = master
     master.start()
     cluster.wait_ready(broker, options.ready_timeout_s)
@@ -137,7 +138,10 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
         for exit in cluster.supervise():
             master.worker_lost(exit)
         if not cluster.live_workers():
-            raise InfraError("every worker is gone and no replacement could be started")
+            last = master.last_exit
+            why = f" (the last one, {last.name}, {last.reason})" if last else ""
+            raise InfraError(f"every worker is gone{why} and the replacement budget is spent; "
+                             "the job cannot finish")
         now = time.monotonic()
         if done or now >= next_snapshot:
             state["last"] = master.snapshot(cluster.states)

@@ -113,7 +113,7 @@ class Worker:
         if meta.get("state") != "running":
             return None if self.options.burst else False
         claim = self.broker.claim_task(
-            job, self.name, self.options.lease_s, float(meta.get("task_timeout", 300))
+            job, self.name, self._lease_s(meta), float(meta.get("task_timeout", 300))
         )
         if claim is None:
             return False
@@ -121,6 +121,10 @@ class Worker:
         return True
 
     # -- one task -------------------------------------------------------------------------
+
+    def _lease_s(self, meta: dict[str, str]) -> float:
+        """The job's lease (published by the master), else this worker's default."""
+        return float(meta.get("lease_s") or self.options.lease_s)
 
     def _meta(self, job: str) -> dict[str, str]:
         if self._loaded and self._loaded[0] == job:
@@ -193,8 +197,7 @@ class Worker:
     # -- heartbeat ------------------------------------------------------------------------
 
     def _beat_loop(self) -> None:
-        interval = max(0.2, min(1.0, self.options.lease_s / 3))
-        while not self._stop.wait(interval):
+        while not self._stop.wait(self._beat_interval()):
             if self.options.parent_pid and os.getppid() != self.options.parent_pid:
                 log.error("the master (pid %d) is gone: exiting", self.options.parent_pid)
                 os._exit(0)
@@ -210,14 +213,19 @@ class Worker:
         if cur.tid is not None and cur.interrupted_at is not None:
             raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
 
+    def _beat_interval(self) -> float:
+        lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
+        return max(0.1, min(1.0, lease / 3))
+
     def _send_beat(self) -> None:
         with self._lock:
             cur = self.current
+        lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
         busy = cur.tid is not None
         state = ("mapping" if cur.tid.startswith("m:") else "reducing") if busy else "idle"
         info = {"state": state, "task": cur.tid, "attempt": cur.attempt if busy else None,
                 "tasks_done": self.tasks_done, "job": cur.job, "pid": os.getpid()}
-        self.broker.heartbeat(self.name, info, cur.job, cur.tid, cur.attempt, self.options.lease_s)
+        self.broker.heartbeat(self.name, info, cur.job, cur.tid, cur.attempt, lease)
 
     def _enforce_timeout(self) -> None:
         with self._lock:

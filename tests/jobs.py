@@ -94,6 +94,55 @@ def make_spec(tmp: Path, source: str, inputs: list[Path], *, mapper: str = "Word
     return JobSpec(
         name="test", spec_path=tmp / "job.yaml", inputs=tuple(inputs), module=module,
         mapper=mapper, reducer=reducer, combiner=combiner, output_path=tmp / output,
-        output_format=output.rsplit(".", 1)[1], limits=WorkerLimits(),
-        **{"backend": "local", **settings},
+        output_format=output.rsplit(".", 1)[1],
+        **{"backend": "local", "limits": WorkerLimits(), **settings},
     )
+
+# The MIT 6.824 crash test, as an mrctl job: each map/reduce task, at random, exits its worker
+# process (a third of the time), sleeps 0-10 s (a third), or proceeds. Every execution of a
+# task's code is counted in Redis (the test's own key), through the worker's own connection.
+CRASHY = WORDCOUNT + '''
+import os, random, time, zlib
+import redis
+
+SEED = {seed}
+_rng = random.Random()
+
+
+def _count(kind, key):
+    url = os.environ.get("MRCTL_REDIS_URL")
+    if url:
+        redis.Redis.from_url(url).hincrby("test:executions", kind + ":" + key, 1)
+
+
+def _maybe_crash(key):
+    _rng.seed(f"{{SEED}}-{{key}}-{{os.getpid()}}-{{time.time_ns()}}")
+    roll = _rng.random()
+    if roll < 1 / 3:
+        os._exit(1)
+    if roll < 2 / 3:
+        time.sleep(_rng.uniform(0, 10))
+
+
+class CrashyMapper(WordMapper):
+    def map_chunk(self, text):
+        key = str(zlib.crc32(text[:200].encode()))
+        _count("map", key)
+        if {crash}:
+            _maybe_crash(key)
+        for line in text.split("\\n"):
+            yield from self.map(line)
+
+
+class CrashyReducer(SumReducer):
+    def setup(self):
+        if {crash}:
+            _maybe_crash("reduce")
+'''
+
+# Allocates far more memory than its container may use.
+GREEDY = WORDCOUNT + '''
+class GreedyMapper(WordMapper):
+    def setup(self):
+        self.hog = [bytearray(1 << 20) for _ in range(2048)]  # 2 GiB
+'''

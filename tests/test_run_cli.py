@@ -111,6 +111,8 @@ def test_live_view_under_a_pseudo_terminal(tmp_path):
                                           capture_output=True, text=True).stdout)
             time.sleep(0.3)
         assert done.read_text().strip() == "0"
+        screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                                      capture_output=True, text=True).stdout)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     live = [s for s in screens if "phase: map" in s and "worker-1" in s]

@@ -1,0 +1,179 @@
+"""Fault tolerance and bad data: crashes, hangs, paused zombies, Redis trouble, odd input.
+
+Docker tests run real containers; the crash test is the MIT 6.824 lab's, over several seeds
+(MRCTL_CRASH_SEEDS=1,2,...; two by default)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from conftest import corpus_files, require_infra, sequential_wordcount
+from jobs import CRASHY, GREEDY, SLOW, WORDCOUNT, make_spec
+
+from mrctl.errors import InfraError, JobFailed
+from mrctl.runner import RunOptions, run_job
+from mrctl.spec import WorkerLimits
+
+
+@pytest.fixture
+def local_only():
+    if shutil.which("redis-server") is None:
+        require_infra("redis-server")
+
+
+# -- bad data (local backend: the same worker code as in containers) --------------------------
+
+def test_empty_files_no_trailing_newline_and_a_line_longer_than_a_chunk(tmp_path, local_only):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "no-newline.txt").write_text("last line without newline\nreally last")
+    (tmp_path / "long.txt").write_text("word " * 50_000 + "\nshort line\n")
+    inputs = sorted(tmp_path.glob("*.txt"))
+    spec = make_spec(tmp_path, WORDCOUNT, inputs, chunk_size=1024, workers=2)
+    final = run_job(spec)
+    assert spec.output_path.read_text() == sequential_wordcount(inputs)
+    assert final.records_in == 4  # 2 + 2 lines; the empty file makes no task
+
+
+def test_only_empty_input_gives_an_empty_result(tmp_path, local_only):
+    (tmp_path / "empty.txt").write_text("")
+    spec = make_spec(tmp_path, WORDCOUNT, [tmp_path / "empty.txt"], workers=1)
+    run_job(spec)
+    assert spec.output_path.read_text() == "{}\n"
+
+
+def test_undecodable_bytes_are_replaced_and_counted(tmp_path, local_only):
+    data = tmp_path / "latin1.txt"
+    data.write_bytes("naïve café\n".encode("latin-1") + b"plain words\n")
+    spec = make_spec(tmp_path, WORDCOUNT, [data], workers=1)
+    final = run_job(spec)
+    assert final.decode_errors == 2
+    assert spec.output_path.read_text() == sequential_wordcount([data])  # decoded with replace
+
+
+def test_strict_encoding_fails_naming_file_and_line(tmp_path, local_only):
+    data = tmp_path / "latin1.txt"
+    data.write_bytes(b"fine\nfine too\n" + "café\n".encode("latin-1"))
+    spec = make_spec(tmp_path, WORDCOUNT, [data], workers=1, encoding_errors="strict", max_attempts=2)
+    with pytest.raises(JobFailed) as info:
+        run_job(spec)
+    assert f"{data}, line 3" in str(info.value) and "not UTF-8" in str(info.value)
+
+
+def test_redis_full_fails_the_job_clearly(tmp_path, local_only):
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), combiner=None, chunk_size=2 << 20, workers=1)
+    with pytest.raises(InfraError) as info:
+        run_job(spec, RunOptions(redis_memory="3mb"))
+    assert info.value.exit_code == 3
+    message = str(info.value)
+    assert "maxmemory" in message and "chunk_size" in message and "--redis-memory" in message
+    assert not spec.output_path.exists()
+
+
+# -- real containers ---------------------------------------------------------------------------
+
+docker = pytest.mark.usefixtures("clean_docker")
+
+
+def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
+    from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT
+    from mrctl.broker import Broker
+
+    (redis,) = docker_host.containers({**cluster_filter, "mrctl.role": "redis"})
+    b = Broker(f"redis://:{redis.labels[LABEL_PASSWORD]}@127.0.0.1:{redis.host_ports[REDIS_PORT]}/0")
+    try:
+        return {k.decode(): int(v) for k, v in b.r.hgetall("test:executions").items()}
+    finally:
+        b.close()
+
+
+@docker
+def test_no_extraneous_execution_on_a_healthy_run(tmp_path, docker_host):
+    from mrctl.backends.docker import remove_cluster
+
+    spec = make_spec(tmp_path, CRASHY.format(seed=0, crash=False), corpus_files(), backend="docker",
+                     mapper="CrashyMapper", workers=3, chunk_size=256 << 10)
+    final = run_job(spec, RunOptions(keep=True))
+    try:
+        counts = _executions(docker_host, {"mrctl.job-id": final.job_id})
+    finally:
+        for c in docker_host.containers({"mrctl.job-id": final.job_id}):
+            remove_cluster(docker_host, c.labels["mrctl.cluster"])
+            break
+    maps = {k: v for k, v in counts.items() if k.startswith("map:")}
+    assert len(maps) == final.map.total and set(maps.values()) == {1}, counts
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(corpus_files())
+
+
+SEEDS = [int(s) for s in os.environ.get("MRCTL_CRASH_SEEDS", "1,2").split(",")]
+
+
+@docker
+@pytest.mark.parametrize("seed", SEEDS)
+def test_crash_test_output_is_exact(tmp_path, seed):
+    inputs = corpus_files()
+    spec = make_spec(tmp_path, CRASHY.format(seed=seed, crash=True), inputs, backend="docker",
+                     mapper="CrashyMapper", reducer="CrashyReducer", workers=4, reducers=3,
+                     chunk_size=1 << 20, max_attempts=20, task_timeout=60)
+    final = run_job(spec, RunOptions(replacements=200))
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(inputs)
+    print(f"seed {seed}: exact; {final.lost} lost attempts, {final.retries} retries, "
+          f"{final.refused} refused, {final.elapsed:.1f}s")
+
+
+@docker
+def test_paused_worker_is_a_refused_zombie(tmp_path, docker_host):
+    spec = make_spec(tmp_path, SLOW, corpus_files()[:3], mapper="SlowMapper", reducer="SlowReducer",
+                     backend="docker", workers=2, reducers=4, chunk_size=128 << 10)
+    paused: dict[str, str] = {}
+
+    def chaos(snap):
+        if not paused:
+            for row in snap.workers:
+                if row.state == "mapping":
+                    (c,) = [c for c in docker_host.containers({"mrctl.job-id": snap.job_id})
+                            if c.name.endswith("-" + row.name)]
+                    docker_host.pause(c.name)
+                    paused.update(name=c.name, task=row.task)
+                    return
+        elif snap.phase == "reduce" and "unpaused" not in paused:
+            docker_host.unpause(paused["name"])  # its task was committed elsewhere meanwhile
+            paused["unpaused"] = "yes"
+
+    final = run_job(spec, RunOptions(lease_s=1.5), on_snapshot=chaos)
+    assert paused.get("unpaused")
+    assert final.refused >= 1, final.events
+    assert any(e.kind == "refused" for e in final.events)
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(corpus_files()[:3])
+
+
+@docker
+def test_redis_killed_mid_job_fails_fast_and_cleanly(tmp_path, docker_host):
+    import time
+
+    spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", backend="docker", workers=2,
+                     chunk_size=128 << 10)
+    killed_at: list[float] = []
+
+    def kill_redis(snap):
+        if snap.phase == "map" and snap.map.done >= 2 and not killed_at:
+            (redis,) = docker_host.containers({"mrctl.job-id": snap.job_id, "mrctl.role": "redis"})
+            docker_host.kill(redis.name)
+            killed_at.append(time.monotonic())
+
+    with pytest.raises(InfraError) as info:
+        run_job(spec, on_snapshot=kill_redis)
+    assert time.monotonic() - killed_at[0] < 20
+    assert "Redis" in str(info.value)
+    assert not spec.output_path.exists() and not list(tmp_path.glob(".out.json.*"))
+
+
+@docker
+def test_mapper_out_of_memory_fails_after_max_attempts(tmp_path):
+    spec = make_spec(tmp_path, GREEDY, corpus_files()[:1], mapper="GreedyMapper", backend="docker",
+                     workers=2, max_attempts=2, limits=WorkerLimits(memory="256m"))
+    with pytest.raises(JobFailed) as info:
+        run_job(spec)
+    assert "out of memory" in str(info.value)
+    assert not spec.output_path.exists()
