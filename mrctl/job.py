@@ -45,12 +45,14 @@ class Mapper:
         return None
 
     def partition(self, key: Any, num_partitions: int) -> int:
-        """Choose the reduce partition of `key`: a stable crc32 of its encoding, mod R.
+        """Choose the reduce partition of `key`: a stable crc32 of its encoding, mod R
+        (UTF-8 for a string, msgpack otherwise).
 
         Never Python's `hash()`, which is salted per process and would scatter a key's values
         over several reducers.
         """
-        return zlib.crc32(codec.encode_key(key)) % num_partitions
+        data = key.encode() if type(key) is str else codec.encode_key(key)
+        return zlib.crc32(data) % num_partitions
 
 
 class Reducer:
@@ -58,8 +60,9 @@ class Reducer:
 
     `reduce` may yield (key, value) pairs, or return a single value, which is emitted as
     (key, value). Values arrive in input order (map task order, then the order they were
-    emitted). A Reducer used as a combiner must be associative and commutative in effect,
-    because it runs on each map task's output separately.
+    emitted). A Reducer used as a combiner may run zero or more times per key, as in Hadoop
+    (it is skipped where a map task has a single value for a key), so it must not change the
+    result: associative and commutative in effect, like a sum.
     """
 
     def setup(self) -> None:

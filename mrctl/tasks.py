@@ -9,6 +9,7 @@ is the list of values of that key, in emission order.
 from __future__ import annotations
 
 import itertools
+import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,8 +77,10 @@ def run_map(
         groups = _combine(combiner, groups)
     buckets: dict[int, list[Any]] = defaultdict(list)
     records_out = 0
+    custom = type(mapper).partition is not Mapper.partition
+    partition = mapper.partition if custom else default_partition
     for key, values in groups.items():
-        bucket = buckets[mapper.partition(key, partitions)]
+        bucket = buckets[partition(key, partitions)]
         bucket.append(key)
         bucket.append(values)
         records_out += len(values)
@@ -101,9 +104,19 @@ def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
 
 
 def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
-    groups: dict[Any, list[Any]] = defaultdict(list)
-    for pair in pairs:
-        _add(groups, *pair)
+    """Values by key, in emission order. The hot loop of every map task: kept inline."""
+    groups: dict[Any, list[Any]] = {}
+    get = groups.get
+    for key, value in pairs:
+        try:
+            found = get(key)
+        except TypeError:  # an unhashable key such as a list groups as a tuple
+            key = codec.hashable(key)
+            found = get(key)
+        if found is None:
+            groups[key] = [value]
+        else:
+            found.append(value)
     return groups
 
 
@@ -118,11 +131,19 @@ def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[
     combiner.setup()
     combined: dict[Any, list[Any]] = defaultdict(list)
     for key, values in groups.items():
+        if len(values) == 1 and key not in combined:  # nothing to combine: skip the call
+            combined[key] = values
+            continue
         for k, v in reduce_pairs(combiner, key, values):
             _add(combined, k, v)
     for k, v in teardown_pairs(combiner):
         _add(combined, k, v)
     return combined
+
+
+def default_partition(key: Any, partitions: int) -> int:
+    """Mapper.partition's default, without the method call: crc32 of the key's encoding."""
+    return zlib.crc32(key.encode() if type(key) is str else codec.encode_key(key)) % partitions
 
 
 def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
