@@ -142,8 +142,27 @@ class Broker:
             return _decode(self.r.hgetall(keys.task(job, tid)))
 
     def running(self, job: str) -> list[str]:
+        """Ids of the tasks with at least one live attempt, in claim order."""
         with translated_errors("reading leases"):
-            return [t.decode() for t in self.r.zrange(keys.leases(job), 0, -1)]
+            members = self.r.zrange(keys.deadlines(job), 0, -1)
+        return list(dict.fromkeys(m.decode().rpartition("@")[0] for m in members))
+
+    def running_attempts(self, job: str, task_timeout: float) -> tuple[list[tuple[str, int, int]], int]:
+        """([(tid, attempt, claimed_ms)], server now in ms) for every live attempt."""
+        with translated_errors("reading leases"):
+            members = self.r.zrange(keys.deadlines(job), 0, -1, withscores=True)
+            now = self.now_ms()
+        timeout_ms = int(task_timeout * 1000)
+        found = []
+        for member, deadline in members:
+            tid, _, attempt = member.decode().rpartition("@")
+            found.append((tid, int(attempt), int(deadline) - timeout_ms))
+        return found, now
+
+    def add_backup(self, job: str, tid: str) -> None:
+        """Queue a second attempt of a running task at the front (speculative execution)."""
+        with translated_errors(f"queueing a backup of {tid}"):
+            self.r.lpush(keys.queue(job), tid)
 
     def events(self, job: str, after: str = "0-0") -> list[tuple[str, dict[str, str]]]:
         """Events appended after stream id `after`, oldest first."""
@@ -281,15 +300,14 @@ class Broker:
             ))
 
     def fail_attempt(
-        self, job: str, tid: str, attempt: int, worker: str, max_attempts: int,
+        self, job: str, tid: str, attempt: int, max_attempts: int,
         message: str, traceback: str, kind: str = "error",
     ) -> int:
-        """Record a failed attempt: 1 requeued, 2 the task failed for good, 0 not current."""
+        """Record a failed attempt: 1 retried, 2 the task failed for good, 0 not a live attempt."""
         with translated_errors(f"reporting the failure of {tid}"):
             return int(self._fail(
                 keys=self._fail_keys(job),
-                args=[keys.task_prefix(job), max_attempts, tid, attempt, worker, kind,
-                      message, traceback],
+                args=[keys.task_prefix(job), max_attempts, tid, attempt, kind, message, traceback],
             ))
 
     def _fail_keys(self, job: str) -> list[str]:

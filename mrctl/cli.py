@@ -76,6 +76,8 @@ def run(
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
+    speculative: Annotated[bool | None, typer.Option(
+        "--speculative/--no-speculative", help="Back up straggling map tasks near the end of the map phase.")] = None,
     keep: Annotated[bool, typer.Option(help="Leave the cluster running (mrctl down removes it).")] = False,
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
@@ -102,7 +104,7 @@ def run(
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
-        max_attempts=max_attempts,
+        max_attempts=max_attempts, speculative=speculative,
     )
     options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())

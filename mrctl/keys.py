@@ -47,7 +47,8 @@ def queue(job: str) -> str:
 
 
 # mrctl:<job>:task:<tid> -> hash: kind, index, state (pending|running|done|failed), attempt
-#   (incremented at each claim), worker, claimed_ms, committed, failures, error, traceback,
+#   (incremented at each claim), live (number of live attempts), live:<attempt> -> worker for
+#   each live attempt, worker, claimed_ms, committed, failures, error, traceback,
 #   and for maps the input position: file, start, end, first_line
 def task_prefix(job: str) -> str:
     return f"{job_prefix(job)}task:"
@@ -57,12 +58,13 @@ def task(job: str, tid: str) -> str:
     return f"{task_prefix(job)}{tid}"
 
 
-# mrctl:<job>:leases -> zset: running tid -> lease deadline (ms); renewed by the heartbeat
+# mrctl:<job>:leases -> zset: "<tid>@<attempt>" of each live attempt -> lease deadline (ms);
+#   renewed by the heartbeat
 def leases(job: str) -> str:
     return f"{job_prefix(job)}leases"
 
 
-# mrctl:<job>:deadlines -> zset: running tid -> claimed_ms + task_timeout (ms); never renewed
+# mrctl:<job>:deadlines -> zset: "<tid>@<attempt>" -> claimed_ms + task_timeout (ms); never renewed
 def deadlines(job: str) -> str:
     return f"{job_prefix(job)}deadlines"
 
@@ -88,7 +90,8 @@ def out(job: str, r: int) -> str:
 
 
 # mrctl:<job>:stats -> hash of counters: maps_done, reduces_done, retries, refused, failures,
-#   lost, timeouts, records_in, records_out, bytes_done, decode_errors
+#   lost, timeouts, records_in, records_out, map_records_out, bytes_done, map_ms (time in map
+#   code), decode_errors
 def stats(job: str) -> str:
     return f"{job_prefix(job)}stats"
 

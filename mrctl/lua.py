@@ -1,8 +1,11 @@
 """The Lua scripts that make each multi-key state change of the task protocol atomic.
 
 Shared conventions: times come from the Redis server clock (TIME, in ms); a task's `attempt`
-is incremented by every claim and is the fencing token; only the `running` task whose
-attempt matches may commit, fail or renew its lease.
+is incremented by every claim and is the fencing token. A running task has one or more live
+attempts (more than one only when speculative execution started a backup): field
+`live:<attempt>` holds the worker of each, `live` counts them. Only a live attempt may commit,
+fail or renew its lease; the first commit wins and ends every other attempt. The lease and
+deadline sorted sets hold one member per live attempt, `<tid>@<attempt>`.
 """
 
 _NOW = """
@@ -11,24 +14,49 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 # KEYS: queue, leases, deadlines, meta   ARGV: task_prefix, worker, lease_ms, timeout_ms
+# Ids of tasks that ended while queued (a backup whose original already committed) are skipped.
 CLAIM = _NOW + """
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return false end
-local tid = redis.call('LPOP', KEYS[1])
-if not tid then return false end
-local tkey = ARGV[1] .. tid
-local attempt = redis.call('HINCRBY', tkey, 'attempt', 1)
-redis.call('HSET', tkey, 'state', 'running', 'worker', ARGV[2], 'claimed_ms', now)
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), tid)
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), tid)
-return {tid, attempt}
+while true do
+  local tid = redis.call('LPOP', KEYS[1])
+  if not tid then return false end
+  local tkey = ARGV[1] .. tid
+  local state = redis.call('HGET', tkey, 'state')
+  if state == 'pending' or state == 'running' then
+    local attempt = redis.call('HINCRBY', tkey, 'attempt', 1)
+    redis.call('HINCRBY', tkey, 'live', 1)
+    redis.call('HSET', tkey, 'state', 'running', 'worker', ARGV[2], 'claimed_ms', now,
+      'live:' .. attempt, ARGV[2])
+    local member = tid .. '@' .. attempt
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), member)
+    redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
+    return {tid, attempt}
+  end
+end
+"""
+
+# Removes every live attempt of a task from the lease and deadline sets.  Args: tkey, tid, zsets
+_END_ALL = """
+local function end_all(tkey, tid, leases, deadlines)
+  local f = redis.call('HGETALL', tkey)
+  for i = 1, #f, 2 do
+    local a = string.match(f[i], '^live:(%d+)$')
+    if a then
+      redis.call('HDEL', tkey, f[i])
+      redis.call('ZREM', leases, tid .. '@' .. a)
+      redis.call('ZREM', deadlines, tid .. '@' .. a)
+    end
+  end
+  redis.call('HSET', tkey, 'live', 0)
+end
 """
 
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete)
 # ARGV: tid, attempt, worker, n_counters, (counter, increment) * n, then (key, field, value)*
 #       triples to write; an empty field means SET key value, else HSET key field value.
-COMMIT = """
-local st = redis.call('HMGET', KEYS[1], 'state', 'attempt')
-if st[1] ~= 'running' or st[2] ~= ARGV[2] then
+COMMIT = _END_ALL + """
+local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2])
+if st[1] ~= 'running' or not st[2] then
   redis.call('HINCRBY', KEYS[4], 'refused', 1)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'kind', 'refused', 'tid', ARGV[1],
     'attempt', ARGV[2], 'worker', ARGV[3],
@@ -48,29 +76,33 @@ while i <= #ARGV do
   end
   i = i + 3
 end
-redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
+end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
 redis.call('DEL', KEYS[6])
 return 1
 """
 
 # Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta
-# ARGV[1]: task_prefix, ARGV[2]: max_attempts
-# Returns 0: not the current running attempt (ignored), 1: requeued, 2: task failed for good.
-_FAIL_ATTEMPT = """
-local function fail_attempt(tid, attempt, worker, kind, msg, tb)
+# ARGV[1]: task_prefix, ARGV[2]: max_attempts (failed attempts allowed per task)
+# Returns 0: not a live attempt (ignored), 1: retried (requeued, or a backup attempt is still
+# running), 2: the task failed for good.
+_FAIL_ATTEMPT = _END_ALL + """
+local function fail_attempt(tid, attempt, kind, msg, tb)
   local tkey = ARGV[1] .. tid
-  local st = redis.call('HMGET', tkey, 'state', 'attempt')
-  if st[1] ~= 'running' or st[2] ~= attempt then return 0 end
-  redis.call('ZREM', KEYS[1], tid)
-  redis.call('ZREM', KEYS[2], tid)
-  redis.call('HINCRBY', tkey, 'failures', 1)
+  local st = redis.call('HMGET', tkey, 'state', 'live:' .. attempt)
+  if st[1] ~= 'running' or not st[2] then return 0 end
+  local worker = st[2]
+  redis.call('HDEL', tkey, 'live:' .. attempt)
+  redis.call('ZREM', KEYS[1], tid .. '@' .. attempt)
+  redis.call('ZREM', KEYS[2], tid .. '@' .. attempt)
+  local live = redis.call('HINCRBY', tkey, 'live', -1)
+  local failures = redis.call('HINCRBY', tkey, 'failures', 1)
   redis.call('HSET', tkey, 'error', msg, 'traceback', tb, 'error_worker', worker,
     'error_kind', kind, 'error_attempt', attempt)
   if kind == 'lost' then redis.call('HINCRBY', KEYS[3], 'lost', 1) end
   if kind == 'timeout' then redis.call('HINCRBY', KEYS[3], 'timeouts', 1) end
-  if tonumber(attempt) >= tonumber(ARGV[2]) then
+  if failures >= tonumber(ARGV[2]) then
+    end_all(tkey, tid, KEYS[1], KEYS[2])
     redis.call('HSET', tkey, 'state', 'failed')
     redis.call('HSET', KEYS[6], 'state', 'failed', 'failed_task', tid)
     redis.call('HINCRBY', KEYS[3], 'failures', 1)
@@ -78,8 +110,10 @@ local function fail_attempt(tid, attempt, worker, kind, msg, tb)
       'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
     return 2
   end
-  redis.call('HSET', tkey, 'state', 'pending')
-  redis.call('RPUSH', KEYS[5], tid)
+  if live <= 0 then
+    redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
+    redis.call('RPUSH', KEYS[5], tid)
+  end
   redis.call('HINCRBY', KEYS[3], 'retries', 1)
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
     'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
@@ -87,21 +121,24 @@ local function fail_attempt(tid, attempt, worker, kind, msg, tb)
 end
 """
 
-# ARGV[3..]: tid, attempt, worker, kind, message, traceback
+# ARGV[3..]: tid, attempt, kind, message, traceback
 FAIL = _FAIL_ATTEMPT + """
-return fail_attempt(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+return fail_attempt(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 """
 
-# Requeue (or fail) every running attempt whose lease or timeout deadline has passed.
+# End (retry or fail) every live attempt whose lease or timeout deadline has passed.
 # ARGV[3]: task timeout in seconds (for the message).  Returns how many attempts were ended.
 REAP = _NOW + _FAIL_ATTEMPT + """
 local ended = 0
 local function reap(zset, kind, why)
-  for _, tid in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', now)) do
-    local f = redis.call('HMGET', ARGV[1] .. tid, 'attempt', 'worker')
-    local msg = why .. ' (worker ' .. tostring(f[2]) .. ')'
-    if fail_attempt(tid, f[1], f[2] or '', kind, msg, '') > 0 then ended = ended + 1 end
-    redis.call('ZREM', zset, tid)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', now)) do
+    local tid, attempt = string.match(member, '^(.*)@(%d+)$')
+    redis.call('ZREM', zset, member)
+    if tid then
+      local worker = redis.call('HGET', ARGV[1] .. tid, 'live:' .. attempt)
+      local msg = why .. ' (worker ' .. tostring(worker) .. ')'
+      if fail_attempt(tid, attempt, kind, msg, '') > 0 then ended = ended + 1 end
+    end
   end
 end
 reap(KEYS[1], 'lost', 'lease expired: no heartbeat, the worker died or stalled')
@@ -110,14 +147,14 @@ return ended
 """
 
 # KEYS: workers, beats, leases, task   ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms
-# Returns 1 while the worker's attempt is still current (or it has none), 0 once superseded.
+# Returns 1 while the worker's attempt is still live (or it has none), 0 once it has ended.
 BEAT = _NOW + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now)
 if ARGV[3] == '' then return 1 end
-local st = redis.call('HMGET', KEYS[4], 'state', 'attempt')
-if st[1] == 'running' and st[2] == ARGV[4] then
-  redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[5]), ARGV[3])
+local st = redis.call('HMGET', KEYS[4], 'state', 'live:' .. ARGV[4])
+if st[1] == 'running' and st[2] then
+  redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[5]), ARGV[3] .. '@' .. ARGV[4])
   return 1
 end
 return 0

@@ -50,6 +50,7 @@ class Master:
         self._last_event = "0-0"
         self._stats: dict[str, int] = {}
         self.killed = 0
+        self.backed_up: set[str] = set()  # map tasks given a speculative backup attempt
         self.last_exit: WorkerExit | None = None
         self._next_memory_check = 0.0
 
@@ -100,6 +101,8 @@ class Master:
             raise JobFailed(self.failure_message())
         if self.phase == "map":
             self._feed(self._stats.get("maps_done", 0))
+            if self.spec.speculative:
+                self._speculate()
             if self._stats.get("maps_done", 0) == len(self.plan):
                 self.set_phase("barrier")
                 self.broker.add_reduce_tasks(self.job_id, self.spec.reducers)
@@ -119,6 +122,26 @@ class Master:
             self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
             self.fed += 1
 
+    def _speculate(self) -> None:
+        """Near the end of the map phase (at least 75% of maps committed, none left queued),
+        give each map attempt running much longer than the mean one backup attempt; the first
+        of the two to commit wins and the other is refused (speculative execution)."""
+        done, total = self._stats.get("maps_done", 0), len(self.plan)
+        if not done or self.fed < total or done < 0.75 * total:
+            return
+        mean_s = self._stats.get("map_ms", 0) / done / 1000
+        threshold_ms = 1000 * max(3 * mean_s, 1.0)
+        attempts, now = self.broker.running_attempts(self.job_id, self.spec.task_timeout)
+        if done + len({tid for tid, _, _ in attempts}) < total:
+            return  # maps are still queued: workers are not idle yet
+        for tid, attempt, claimed_ms in attempts:
+            if tid.startswith("m:") and tid not in self.backed_up and now - claimed_ms > threshold_ms:
+                self.backed_up.add(tid)
+                self.broker.add_backup(self.job_id, tid)
+                self.add_event("speculative", f"{tid} attempt {attempt} has run {(now - claimed_ms) / 1000:.1f}s "
+                               f"(mean {mean_s:.2f}s): backup attempt queued")
+                log.info("speculative: backup of %s queued", tid)
+
     def finish(self, status: str) -> None:
         self.broker.set_meta(self.job_id, state=status, phase="done")
 
@@ -136,7 +159,7 @@ class Master:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
         tb = t.get("traceback", "").rstrip()
         return (
-            f"task {tid} failed on all {t.get('attempt', '?')} attempts (max_attempts "
+            f"task {tid} failed on all {t.get('failures', '?')} attempts (max_attempts "
             f"{self.spec.max_attempts}){where}\n"
             f"  last error (attempt {t.get('error_attempt', '?')} on {t.get('error_worker', '?')}, "
             f"{t.get('error_kind', 'error')}): {t.get('error', '?')}"
@@ -162,7 +185,7 @@ class Master:
         info, _, _ = self.broker.worker_rows()
         held = info.get(exit.name, {})
         if held.get("task") and held.get("job") == self.job_id:
-            self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]), exit.name,
+            self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]),
                                      self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "", "lost")
         news = f"{exit.name} {exit.reason}" + (f"; started {exit.replacement}" if exit.replacement else "")
         log.warning("%s", news)
@@ -187,6 +210,7 @@ class Master:
             workers=self._worker_rows(worker_states or {}),
             events=tuple(self._events)[-8:],
             lost=stats.get("lost", 0), timeouts=stats.get("timeouts", 0), killed=self.killed,
+            backups=len(self.backed_up),
             redis_peak_bytes=self.broker.used_memory()[1],
             retries=stats.get("retries", 0), refused=stats.get("refused", 0),
             failures=stats.get("failures", 0), records_in=stats.get("records_in", 0),

@@ -42,7 +42,8 @@ class WorkerRow:
 
 @dataclass(frozen=True)
 class Event:
-    """Something worth telling a learner: kind is retry | refused | failed | lost | timeout | replaced | info."""
+    """Something worth telling a learner: kind is retry | refused | failed | lost | timeout | replaced | chaos |
+    speculative | info."""
 
     at: float
     kind: str
@@ -69,6 +70,7 @@ class JobSnapshot:
     lost: int = 0  # attempts whose worker died or stopped heartbeating
     timeouts: int = 0  # attempts that exceeded task_timeout
     killed: int = 0  # workers killed on purpose by --chaos
+    backups: int = 0  # speculative backup attempts started for straggling map tasks
     redis_peak_bytes: int = 0  # Redis used_memory_peak (INFO memory)
     phase_seconds: tuple[tuple[str, float], ...] = ()
     output_path: str | None = None

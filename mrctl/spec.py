@@ -14,6 +14,7 @@
     task_timeout: 300            # seconds before an attempt is abandoned and retried
     max_attempts: 4              # attempts per task before the job fails
     encoding: replace            # undecodable input bytes: replace (counted) | strict (fail)
+    speculative: false           # back up straggling map tasks near the end of the map phase
     backend: docker              # docker | local | inline
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
@@ -42,7 +43,7 @@ OUTPUT_FORMATS = ("json", "jsonl", "tsv")
 BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
-            "task_timeout", "max_attempts", "encoding", "backend")
+            "task_timeout", "max_attempts", "encoding", "speculative", "backend")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -77,6 +78,7 @@ class JobSpec:
     task_timeout: float = 300.0
     max_attempts: int = 4
     encoding_errors: str = "replace"  # replace | strict
+    speculative: bool = False  # start backup attempts of straggling map tasks
     backend: str = "docker"
 
 
@@ -93,6 +95,7 @@ class Overrides:
     task_timeout: float | None = None
     max_attempts: int | None = None
     encoding_errors: str | None = None
+    speculative: bool | None = None
 
 
 def parse_size(value: Any, where: str) -> int:
@@ -166,6 +169,12 @@ def _number(doc: _Doc, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise doc.error(key, f"expected a number of seconds > 0, got {value!r}")
     return float(value)
+
+
+def _bool(doc: _Doc, key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise doc.error(key, f"expected true or false, got {value!r}")
+    return value
 
 
 def _choice(doc: _Doc | None, key: str, value: Any, choices: tuple[str, ...], where: str = "") -> str:
@@ -291,6 +300,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "task_timeout": _number(doc, "task_timeout", data.get("task_timeout", 300)),
         "max_attempts": _int(doc, "max_attempts", data.get("max_attempts", 4)),
         "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
+        "speculative": _bool(doc, "speculative", data.get("speculative", False)),
         "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
     }
@@ -339,4 +349,6 @@ def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
         settings["backend"] = _choice(None, "", over.backend, BACKENDS, "--backend")
     if over.encoding_errors is not None:
         settings["encoding_errors"] = _choice(None, "", over.encoding_errors, ENCODINGS, "--encoding")
+    if over.speculative is not None:
+        settings["speculative"] = over.speculative
 

@@ -18,7 +18,8 @@ PHASE_WORDS = {
     "reduce": "reduce", "output": "writing output", "teardown": "tearing down", "done": "done",
 }
 EVENT_STYLE = {"retry": "yellow", "refused": "magenta", "failed": "bold red", "lost": "red",
-               "timeout": "yellow", "replaced": "cyan", "chaos": "bold red", "info": "dim"}
+               "timeout": "yellow", "replaced": "cyan", "chaos": "bold red", "speculative": "cyan",
+               "info": "dim"}
 STATE_STYLE = {"idle": "dim", "mapping": "green", "reducing": "blue", "dead": "red",
                "replaced": "dim red", "starting": "yellow"}
 
@@ -120,7 +121,7 @@ def summary_dict(snap: JobSnapshot) -> dict:
         "map": {"done": snap.map.done, "total": snap.map.total, "bytes": snap.map.bytes_done},
         "reduce": {"done": snap.reduce.done, "total": snap.reduce.total},
         "retries": snap.retries, "refused": snap.refused, "failures": snap.failures,
-        "lost": snap.lost, "timeouts": snap.timeouts, "killed": snap.killed,
+        "lost": snap.lost, "timeouts": snap.timeouts, "killed": snap.killed, "backups": snap.backups,
         "records_in": snap.records_in, "records_out": snap.records_out,
         "decode_errors": snap.decode_errors, "redis_peak_bytes": snap.redis_peak_bytes,
         "output_path": snap.output_path if snap.status == "succeeded" else None,
@@ -138,7 +139,8 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
         f"reduce tasks {snap.reduce.done}/{snap.reduce.total}",
         f"  retries {snap.retries}, refused late commits {snap.refused}, lost attempts {snap.lost}, "
         f"timeouts {snap.timeouts}, failed tasks {snap.failures}"
-        + (f", workers killed by chaos {snap.killed}" if snap.killed else ""),
+        + (f", workers killed by chaos {snap.killed}" if snap.killed else "")
+        + (f", speculative backups {snap.backups}" if snap.backups else ""),
         f"  records in {snap.records_in}, records out {snap.records_out}",
     ]
     if snap.decode_errors:

@@ -170,13 +170,17 @@ class Worker:
         reducers = int(meta["reducers"])
         if claim.tid.startswith("m:"):
             if claim.data is None:
+                if self.broker.task(job, claim.tid).get("state") == "done":
+                    return False, 0  # a backup whose original committed as it was claimed
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             combiner = classes.combiner() if classes.combiner else None
+            started = time.perf_counter()
             result = tasks.run_map(classes.mapper(), combiner, claim.data, reducers,
                                    meta.get("encoding_errors", "replace"))
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
-                        "decode_errors": result.decode_errors}
+                        "decode_errors": result.decode_errors,
+                        "map_ms": int((time.perf_counter() - started) * 1000)}
             ok = self.broker.commit_map(job, claim.tid, claim.attempt, self.name, result.blobs, counters)
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
@@ -191,7 +195,7 @@ class Worker:
         kind = "timeout" if isinstance(exc, TaskTimeout) else "error"
         message = f"{type(exc).__name__}: {exc}{_describe_line(claim.fields, exc)}"
         log.error("task %s attempt %d failed: %s\n%s", claim.tid, claim.attempt, message, tb)
-        self.broker.fail_attempt(job, claim.tid, claim.attempt, self.name,
+        self.broker.fail_attempt(job, claim.tid, claim.attempt,
                                  int(meta.get("max_attempts", 4)), message, tb, kind)
 
     # -- heartbeat ------------------------------------------------------------------------

@@ -83,6 +83,7 @@ class HangingMapper(WordMapper):
         yield from super().map(line)
 '''
 HANG_SLEEP = "time.sleep(3600)"
+HANG_STRAGGLE = "time.sleep(30)"  # a straggler: slow once, not stuck (below task_timeout)
 HANG_STUBBORN = "stubborn()"
 
 

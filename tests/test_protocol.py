@@ -51,7 +51,7 @@ def test_late_commit_of_a_superseded_attempt_is_refused(broker):
 
     assert broker.commit_map(JOB, "m:0", zombie.attempt, "w1", {0: b"zombie"}, {"maps_done": 1}) is False
     assert broker.r.hgetall(keys.part(JOB, 0)) == {}  # nothing of the zombie is visible
-    assert broker.fail_attempt(JOB, "m:0", zombie.attempt, "w1", 4, "late", "") == 0
+    assert broker.fail_attempt(JOB, "m:0", zombie.attempt, 4, "late", "") == 0
 
     assert broker.commit_map(JOB, "m:0", current.attempt, "w2", {0: b"good"}, {"maps_done": 1}) is True
     assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"good"}
@@ -87,8 +87,53 @@ def test_failures_are_retried_then_fail_the_job_at_max_attempts(broker):
     outcomes = []
     for _ in range(3):
         claim = broker.claim_task(JOB, "w1", 10, 60)
-        outcomes.append(broker.fail_attempt(JOB, "m:0", claim.attempt, "w1", 3, "boom", "tb"))
+        outcomes.append(broker.fail_attempt(JOB, "m:0", claim.attempt, 3, "boom", "tb"))
     assert outcomes == [1, 1, 2]
     assert broker.meta(JOB)["state"] == "failed" and broker.meta(JOB)["failed_task"] == "m:0"
     assert broker.claim_task(JOB, "w1", 10, 60) is None  # a failed job hands out no more work
     assert broker.stats(JOB)["retries"] == 2 and broker.stats(JOB)["failures"] == 1
+
+
+def test_backup_attempt_first_commit_wins_and_the_original_is_refused(broker):
+    _publish(broker)
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    broker.add_backup(JOB, "m:0")
+    backup = broker.claim_task(JOB, "w2", 10, 60)
+    assert (backup.tid, backup.attempt, backup.data) == ("m:0", 2, b"some input\n")
+    assert broker.running(JOB) == ["m:0"]
+    attempts, _ = broker.running_attempts(JOB, 60)
+    assert sorted(a for _, a, _ in attempts) == [1, 2]
+
+    assert broker.commit_map(JOB, "m:0", backup.attempt, "w2", {0: b"backup"}, {"maps_done": 1}) is True
+    assert broker.running(JOB) == [] and broker.r.zcard(keys.leases(JOB)) == 0
+    assert broker.heartbeat("w1", {}, JOB, "m:0", original.attempt, 10) is False
+    assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is False
+    assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"backup"}
+    stats = broker.stats(JOB)
+    assert stats["maps_done"] == 1 and stats["refused"] == 1
+
+
+def test_a_lost_backup_leaves_the_original_running_and_does_not_requeue(broker):
+    _publish(broker)
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    broker.add_backup(JOB, "m:0")
+    backup = broker.claim_task(JOB, "w2", 0.1, 60)
+    time.sleep(0.25)  # the backup's worker dies: only its lease runs out
+    broker.heartbeat("w1", {}, JOB, "m:0", original.attempt, 10)
+    assert broker.requeue_expired(JOB, 4, 60) == 1
+    assert broker.r.llen(keys.queue(JOB)) == 0  # the original still runs: nothing to requeue
+    assert broker.task(JOB, "m:0")["state"] == "running"
+    assert broker.commit_map(JOB, "m:0", backup.attempt, "w2", {0: b"late"}, {"maps_done": 1}) is False
+    assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
+    assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"orig"}
+
+
+def test_a_backup_queued_for_a_task_that_then_committed_is_skipped(broker):
+    _publish(broker)
+    broker.add_map_task(JOB, "m:1", {"kind": "map", "index": 1}, b"more\n")
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    broker.add_backup(JOB, "m:0")
+    assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
+    nxt = broker.claim_task(JOB, "w2", 10, 60)
+    assert nxt.tid == "m:1"  # the stale backup entry of m:0 was dropped, not run
+    assert broker.task(JOB, "m:0")["attempt"] == "1"
