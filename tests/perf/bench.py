@@ -143,6 +143,44 @@ def table(megabytes: int, rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def targets(megabytes: int, rows: list[Row]) -> str:
+    """The issue's targets, each as measured ratio within this run of the benchmark."""
+    by = {r.label: r for r in rows if r.times}
+
+    def wall(label: str) -> float | None:
+        return statistics.median(by[label].times) if label in by else None
+
+    def extra(label: str, key: str) -> float | None:
+        return statistics.median(by[label].extra[key]) if label in by and by[label].extra[key] else None
+
+    d = "mrctl docker, {} workers, map_chunk".format
+    checks = [
+        ("2 workers / sequential, map_chunk", wall(d(2)), wall("mrctl inline (sequential, map_chunk)"), "<=", 0.6),
+        ("2 workers / sequential, map", wall("mrctl docker, 2 workers, map"),
+         wall("mrctl inline (sequential, map)"), "<=", 0.6),
+        ("Dask bag / 2 workers", wall("Dask bag (processes, 2)"), wall(d(2)), ">=", 1.5),
+        ("PySpark local[2] / 2 workers", wall("PySpark local[2]"), wall(d(2)), ">=", 4.0),
+        ("2 workers / multiprocessing", wall(d(2)), wall("python, multiprocessing, 2 processes"), "<=", 1.25),
+        ("map phase: 1 worker / 2 workers", extra(d(1), "map s"), extra(d(2), "map s"), ">=", 1.6),
+    ]
+    lines = [f"\n**Targets at {megabytes} MB**\n", "| target | measured | goal | met |", "| --- | ---: | ---: | --- |"]
+    for name, a, b, op, goal in checks:
+        if a is None or b is None:
+            lines.append(f"| {name} | not measured | {op} {goal} | |")
+            continue
+        ratio = a / b
+        met = ratio <= goal if op == "<=" else ratio >= goal
+        lines.append(f"| {name} | {ratio:.2f}x | {op} {goal}x | {'yes' if met else 'no'} |")
+    peaks = [statistics.median(r.extra["redis peak MB"]) for r in by.values() if r.extra["redis peak MB"]]
+    if peaks:
+        peak = max(peaks)
+        lines.append(f"| Redis peak (max over runs) | {peak:.0f} MB | < 256 MB | {'yes' if peak < 256 else 'no'} |")
+    for key, label in (("start-up s", "start-up, Redis + 4 workers"), ("teardown s", "teardown, Redis + 4 workers")):
+        if (v := extra(d(4), key)) is not None:
+            lines.append(f"| {label} | {v:.2f} s | < 3 s | {'yes' if v < 3 else 'no'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,500", help="input sizes in MB, comma-separated")
@@ -155,6 +193,7 @@ def main() -> None:
           f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}")
     for mb, rows in results.items():
         print(table(mb, rows))
+        print(targets(mb, rows))
 
 
 if __name__ == "__main__":
