@@ -78,6 +78,8 @@ def run(
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
     speculative: Annotated[bool | None, typer.Option(
         "--speculative/--no-speculative", help="Back up straggling map tasks near the end of the map phase.")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Fail on undecodable input bytes, naming file and line (default: replace, count).")] = False,
     keep: Annotated[bool, typer.Option(help="Leave the cluster running (mrctl down removes it).")] = False,
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
@@ -104,7 +106,7 @@ def run(
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
-        max_attempts=max_attempts, speculative=speculative,
+        max_attempts=max_attempts, speculative=speculative, encoding_errors="strict" if strict else None,
     )
     options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())

@@ -27,3 +27,14 @@ def test_run_help_documents_the_exit_codes():
     text = " ".join(result.output.split())
     for code in ("0 success", "1 job failed", "2 usage or spec", "3 infrastructure", "130", "143"):
         assert code in text
+
+
+def test_every_run_option_is_in_the_readme():
+    import typer.main
+
+    readme = (ROOT / "README.md").read_text()
+    command = typer.main.get_command(app).commands["run"]
+    for param in command.params:
+        for flag in param.opts:
+            if flag.startswith("--") and flag != "--help":
+                assert flag in readme, f"README does not document mrctl run {flag}"
