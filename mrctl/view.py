@@ -24,6 +24,14 @@ STATE_STYLE = {"idle": "dim", "mapping": "green", "reducing": "blue", "dead": "r
                "replaced": "dim red", "starting": "yellow"}
 
 
+def human_bytes(n: int) -> str:
+    """`812 B`, `3.4 kB`, `96.0 MB`: decimal units, one decimal."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def _phase_elapsed(p: PhaseProgress, now: float) -> float:
     if p.started_at is None:
         return 0.0
@@ -44,10 +52,10 @@ def _rate_and_eta(p: PhaseProgress, now: float) -> tuple[float | None, float | N
 
 
 def progress_text(name: str, p: PhaseProgress, now: float) -> str:
-    """`map 5/12 tasks, 40.1/96.0 MB, 8.2 MB/s, ETA 7s` (no styling)."""
+    """`map 5/12 tasks, 40.1 MB of 96.0 MB, 8.2 MB/s, ETA 7s` (no styling)."""
     parts = [f"{name} {p.done}/{p.total} tasks"]
     if p.bytes_total:
-        parts.append(f"{p.bytes_done / 1e6:.1f}/{p.bytes_total / 1e6:.1f} MB")
+        parts.append(f"{human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)}")
     rate, eta = _rate_and_eta(p, now)
     if rate is not None:
         parts.append(f"{rate:.1f} MB/s")
@@ -135,7 +143,7 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
     lines = [
         f"job {snap.name} ({snap.job_id}) {snap.status} in {snap.elapsed:.2f}s",
         f"  phases: {phases}" if phases else "  phases: -",
-        f"  map tasks {snap.map.done}/{snap.map.total} ({snap.map.bytes_done / 1e6:.1f} MB), "
+        f"  map tasks {snap.map.done}/{snap.map.total} ({human_bytes(snap.map.bytes_done)}), "
         f"reduce tasks {snap.reduce.done}/{snap.reduce.total}",
         f"  retries {snap.retries}, refused late commits {snap.refused}, lost attempts {snap.lost}, "
         f"timeouts {snap.timeouts}, failed tasks {snap.failures}"

@@ -41,7 +41,7 @@ def text_of(renderable) -> str:
 def test_live_view_shows_phase_progress_workers_and_events():
     text = text_of(render_live(MID_MAP))
     assert "wordcount" in text and "phase: map" in text and "12.0s" in text
-    assert "5/12 tasks" in text and "40.0/96.0 MB" in text and "4.0 MB/s" in text  # 40 MB in 10 s
+    assert "5/12 tasks" in text and "40.0 MB of 96.0 MB" in text and "4.0 MB/s" in text  # 40 MB in 10 s
     assert "ETA 14s" in text and "0/4 tasks" in text
     lines = text.splitlines()
     assert any("worker-1" in li and "mapping" in li and "m:6 #1" in li and "0.4s" in li for li in lines)
@@ -97,3 +97,10 @@ def test_choose_reporter_by_terminal_ci_and_flags():
     assert isinstance(choose_reporter(None, FakeTTY(), FakeTTY(), {"CI": "true"}), PlainReporter)
     assert isinstance(choose_reporter("plain", FakeTTY(), FakeTTY(), {}), PlainReporter)
     assert isinstance(choose_reporter("json", FakeTTY(), FakeTTY(), {}), JsonReporter)
+
+
+def test_byte_counts_are_shown_in_readable_units():
+    from mrctl.view import human_bytes
+
+    assert [human_bytes(n) for n in (0, 812, 3_400, 96_000_000, 2_500_000_000)] == [
+        "0 B", "812 B", "3.4 kB", "96.0 MB", "2.5 GB"]
