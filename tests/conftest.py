@@ -21,7 +21,8 @@ import pytest
 from mrctl.errors import InfraError
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus" / "gutenberg"
+# The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points.
+CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
 
 
 def require_infra(what: str) -> None:
@@ -34,7 +35,7 @@ def require_infra(what: str) -> None:
 def corpus_files() -> list[Path]:
     files = sorted(CORPUS.glob("*.txt"))
     if not files:
-        pytest.fail(f"the test corpus is missing: {CORPUS}")
+        pytest.fail(f"the test corpus is missing: {CORPUS} (set MRCTL_CORPUS to its folder)")
     return files
 
 

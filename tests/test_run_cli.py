@@ -121,3 +121,37 @@ def test_live_view_under_a_pseudo_terminal(tmp_path):
     assert "tasks" in screen and "heartbeat" in screen and "reduce" in screen
     assert any(state in screen for state in ("mapping", "idle", "reducing"))
     assert "succeeded" in screens[-1]
+
+
+def _all_containers() -> set[str]:
+    return set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split())
+
+
+@pytest.mark.parametrize("delay", [1.0, 15.0], ids=["during-wheel-build", "during-docker-build"])
+def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
+    # A copy of the project whose source differs by a comment, so its worker image is missing.
+    project = tmp_path / "project"
+    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info"))
+    with (project / "mrctl" / "__init__.py").open("a") as f:
+        f.write(f"# interrupted-build test {uuid.uuid4().hex}\n")
+    before = _all_containers()
+    builds_before = {p.name for p in __import__("pathlib").Path("/tmp").glob("mrctl-build-*")}
+    proc = subprocess.Popen([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml", "--plain",
+                             "--output", str(tmp_path / "wc.json")], cwd=project, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = "".join(read_until(proc, "building worker image"))
+    tag = seen.split("building worker image ")[1].split()[0]
+    time.sleep(delay)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, seen + err
+    assert time.monotonic() - sent < 15
+    assert not (tmp_path / "wc.json").exists()
+    deadline = time.monotonic() + 20  # the engine removes an interrupted build's containers
+    while _all_containers() - before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not _all_containers() - before, "the interrupted build left containers behind"
+    assert docker_host.image_id(tag) is None, "an interrupted build must not leave a tagged image"
+    left = {p.name for p in __import__("pathlib").Path("/tmp").glob("mrctl-build-*")} - builds_before
+    assert not left, f"build context left behind: {left}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -27,7 +28,8 @@ from mrctl.spec import JobSpec
 from tests.perf import baselines
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus" / "gutenberg"
+# The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points.
+CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
 JOB = ROOT / "jobspecs" / "wordcount.py"
 
 
