@@ -87,6 +87,30 @@ HANG_STRAGGLE = "time.sleep(30)"  # a straggler: slow once, not stuck (below tas
 HANG_STUBBORN = "stubborn()"
 
 
+# Cuts every Redis client's connection once (CLIENT KILL), from inside a map task, then keeps
+# working; every map task records "<pid> <time>" so a test can see who worked afterwards.
+BLIP = WORDCOUNT + '''
+import os, time
+import redis
+MARKERS = {markers!r}
+
+
+class BlipMapper(WordMapper):
+    def setup(self):
+        time.sleep(0.2)
+        with open(os.path.join(MARKERS, "tasks"), "a") as f:
+            f.write(f"{{os.getpid()}} {{time.time()}}\\n")
+
+    def map(self, line):
+        if "{needle}" in line and not os.path.exists(os.path.join(MARKERS, "blip")):
+            at = time.time()
+            cut = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"]).client_kill_filter(_type="normal")
+            with open(os.path.join(MARKERS, "blip"), "w") as f:
+                f.write(f"{{at}} {{cut}}")
+        yield from super().map(line)
+'''
+
+
 def make_spec(tmp: Path, source: str, inputs: list[Path], *, mapper: str = "WordMapper",
               reducer: str = "SumReducer", combiner: str | None = "SumReducer",
               output: str = "out.json", **settings) -> JobSpec:

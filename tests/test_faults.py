@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from conftest import corpus_files, require_infra, sequential_wordcount
-from jobs import CRASHY, GREEDY, SLOW, WORDCOUNT, make_spec
+from jobs import BLIP, CRASHY, GREEDY, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
@@ -59,6 +59,24 @@ def test_strict_encoding_fails_naming_file_and_line(tmp_path, local_only):
     with pytest.raises(JobFailed) as info:
         run_job(spec)
     assert f"{data}, line 3" in str(info.value) and "not UTF-8" in str(info.value)
+
+
+def test_connection_blip_leaves_no_worker_idle(tmp_path, local_only):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    data = tmp_path / "input.txt"
+    data.write_text("".join(f"line {i} alpha beta\n" for i in range(3000)).replace("line 400 ", "line 400 needle "))
+    source = BLIP.format(markers=str(markers), needle="needle")
+    spec = make_spec(tmp_path, source, [data], mapper="BlipMapper", workers=2, chunk_size=2048)
+    final = run_job(spec)
+    assert spec.output_path.read_text() == sequential_wordcount([data])
+    blip, cut = (markers / "blip").read_text().split()  # every client connection was cut then
+    blip = float(blip)
+    assert int(cut) >= 3  # at least the master's and each worker's connection
+    after = {line.split()[0] for line in (markers / "tasks").read_text().splitlines()
+             if float(line.split()[1]) > blip + 1}
+    assert len(after) == 2, f"only {after} worked after the blip"  # both workers reconnected
+    assert final.map.done == final.map.total
 
 
 def test_redis_full_fails_the_job_clearly(tmp_path, local_only):
