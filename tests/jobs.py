@@ -83,7 +83,6 @@ class HangingMapper(WordMapper):
         yield from super().map(line)
 '''
 HANG_SLEEP = "time.sleep(3600)"
-HANG_STRAGGLE = "time.sleep(30)"  # a straggler: slow once, not stuck (below task_timeout)
 HANG_STUBBORN = "stubborn()"
 
 
@@ -107,6 +106,23 @@ class BlipMapper(WordMapper):
             cut = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"]).client_kill_filter(_type="normal")
             with open(os.path.join(MARKERS, "blip"), "w") as f:
                 f.write(f"{{at}} {{cut}}")
+        yield from super().map(line)
+'''
+
+
+# A straggler: the first execution of the task that sees NEEDLE sleeps 30 s (well below
+# task_timeout), later ones do not. "First" is decided in Redis, so it works in containers.
+STRAGGLER = WORDCOUNT + '''
+import os, time
+import redis
+
+
+class StragglingMapper(WordMapper):
+    def map(self, line):
+        if "{needle}" in line:
+            r = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"])
+            if r.setnx("test:straggled", os.environ.get("MRCTL_WORKER_NAME", "?")):
+                time.sleep(30)
         yield from super().map(line)
 '''
 

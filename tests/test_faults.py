@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 from conftest import corpus_files, require_infra, sequential_wordcount
-from jobs import BLIP, CRASHY, GREEDY, SLOW, WORDCOUNT, make_spec
+from jobs import BLIP, CRASHY, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
@@ -104,6 +104,23 @@ def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in b.r.hgetall("test:executions").items()}
     finally:
         b.close()
+
+
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
+    if backend == "docker":
+        request.getfixturevalue("clean_docker")  # images ready; no container may be left
+    elif shutil.which("redis-server") is None:
+        require_infra("redis-server")
+    data = tmp_path / "input.txt"
+    data.write_text("needle alpha\n" + "alpha beta gamma\n" * 2000)
+    spec = make_spec(tmp_path, STRAGGLER.format(needle="needle"), [data], mapper="StragglingMapper",
+                     workers=2, chunk_size=4096, speculative=True, backend=backend)
+    final = run_job(spec)
+    assert spec.output_path.read_text() == sequential_wordcount([data])
+    assert final.backups == 1 and final.retries == 0
+    assert any(e.kind == "speculative" and "m:0" in e.message for e in final.events), final.events
+    assert final.elapsed < 20  # the backup won; without it the job waits out the 30 s sleep
 
 
 @docker

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import corpus_files, require_infra, sequential_wordcount
-from jobs import HANG_SLEEP, HANG_STRAGGLE, HANG_STUBBORN, HANGS, RAISES, SLOW, WORDCOUNT, make_spec
+from jobs import HANG_SLEEP, HANG_STUBBORN, HANGS, RAISES, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import JobFailed
 from mrctl.runner import run_job
@@ -127,22 +127,6 @@ def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
     assert spec.output_path.read_text() == sequential_wordcount([data])
     assert final.retries >= 1
     assert any("timeout" in e.message for e in final.events), final.events
-
-
-def test_speculative_backup_overtakes_a_straggler(tmp_path):
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    data = tmp_path / "input.txt"
-    data.write_text("needle alpha\n" + "alpha beta gamma\n" * 2000)
-    source = HANGS.format(markers=str(markers), needle="needle", hang=HANG_STRAGGLE)
-    spec = make_spec(tmp_path, source, [data], mapper="HangingMapper", workers=2,
-                     chunk_size=4096, speculative=True)
-    final = run_job(spec)
-    assert (markers / "hung").exists()  # the first attempt of m:0 did straggle (sleeps 30 s)
-    assert spec.output_path.read_text() == sequential_wordcount([data])
-    assert final.backups == 1 and final.retries == 0
-    assert any(e.kind == "speculative" and "m:0" in e.message for e in final.events), final.events
-    assert final.elapsed < 20  # the backup won; without it the job waits for the 30 s sleep
 
 
 def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
