@@ -72,6 +72,7 @@ class Broker:
         self._fail = self.r.register_script(lua.FAIL)
         self._reap = self.r.register_script(lua.REAP)
         self._beat = self.r.register_script(lua.BEAT)
+        self._backup = self.r.register_script(lua.BACKUP)
         self._now = self.r.register_script(lua.NOW)
 
     def close(self) -> None:
@@ -159,10 +160,16 @@ class Broker:
             found.append((tid, int(attempt), int(deadline) - timeout_ms))
         return found, now
 
-    def add_backup(self, job: str, tid: str) -> None:
-        """Queue a second attempt of a running task at the front (speculative execution)."""
+    def add_backup(self, job: str, tid: str) -> bool:
+        """Queue a second attempt of a task at the front, iff exactly one attempt of it runs."""
         with translated_errors(f"queueing a backup of {tid}"):
-            self.r.lpush(keys.queue(job), tid)
+            return bool(self._backup(keys=[keys.task(job, tid), keys.queue(job)], args=[tid]))
+
+    def add_event(self, job: str, kind: str, tid: str, attempt: int, worker: str, message: str) -> None:
+        """Tell the master (and its views) something a worker saw, e.g. a cancelled attempt."""
+        with translated_errors("reporting an event"):
+            self.r.xadd(keys.events(job), {"kind": kind, "tid": tid, "attempt": attempt,
+                                           "worker": worker, "msg": message}, maxlen=1000, approximate=True)
 
     def events(self, job: str, after: str = "0-0") -> list[tuple[str, dict[str, str]]]:
         """Events appended after stream id `after`, oldest first."""
@@ -257,15 +264,18 @@ class Broker:
     def heartbeat(
         self, worker: str, info: dict[str, Any], job: str | None = None,
         tid: str | None = None, attempt: int = 0, lease_s: float = 0.0,
-    ) -> bool:
-        """Record the worker as alive and renew its task's lease; False once superseded."""
+    ) -> str:
+        """Record the worker as alive and renew its task's lease. Returns the attempt's state:
+        "live"; "cancelled" once another attempt of the task committed first (stop it); or
+        "ended" once it was reaped (a zombie: its commit will be refused)."""
         task_key = keys.task(job, tid) if job and tid else keys.workers()
         leases = keys.leases(job) if job else keys.workers()
         with translated_errors("sending a heartbeat"):
-            return bool(self._beat(
+            code = int(self._beat(
                 keys=[keys.workers(), keys.beats(), leases, task_key],
                 args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000)],
             ))
+        return {1: "live", 2: "cancelled"}.get(code, "ended")
 
     def commit_map(
         self, job: str, tid: str, attempt: int, worker: str,

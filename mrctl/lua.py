@@ -35,14 +35,16 @@ while true do
 end
 """
 
-# Removes every live attempt of a task from the lease and deadline sets.  Args: tkey, tid, zsets
+# Ends every live attempt of a task (lease and deadline members too); each one but `winner`
+# is marked cancelled:<attempt>, which its next heartbeat reports so its worker stops it.
 _END_ALL = """
-local function end_all(tkey, tid, leases, deadlines)
+local function end_all(tkey, tid, leases, deadlines, winner)
   local f = redis.call('HGETALL', tkey)
   for i = 1, #f, 2 do
     local a = string.match(f[i], '^live:(%d+)$')
     if a then
       redis.call('HDEL', tkey, f[i])
+      if a ~= winner then redis.call('HSET', tkey, 'cancelled:' .. a, 1) end
       redis.call('ZREM', leases, tid .. '@' .. a)
       redis.call('ZREM', deadlines, tid .. '@' .. a)
     end
@@ -76,17 +78,27 @@ while i <= #ARGV do
   end
   i = i + 3
 end
-end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3])
+end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
 redis.call('DEL', KEYS[6])
 return 1
 """
 
+# KEYS: task, queue   ARGV: tid
+# Queue a backup attempt at the front, only while exactly one attempt runs (speculative
+# execution). Returns 1 if queued.
+BACKUP = """
+local st = redis.call('HMGET', KEYS[1], 'state', 'live')
+if st[1] ~= 'running' or st[2] ~= '1' then return 0 end
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta
 # ARGV[1]: task_prefix, ARGV[2]: max_attempts (failed attempts allowed per task)
-# Returns 0: not a live attempt (ignored), 1: retried (requeued, or a backup attempt is still
-# running), 2: the task failed for good.
-_FAIL_ATTEMPT = _END_ALL + """
+# Returns 0: not a live attempt (ignored), 1: retried (requeued, or another attempt is still
+# running), 2: the task failed for good (max_attempts failed attempts and none still running).
+_FAIL_ATTEMPT = """
 local function fail_attempt(tid, attempt, kind, msg, tb)
   local tkey = ARGV[1] .. tid
   local st = redis.call('HMGET', tkey, 'state', 'live:' .. attempt)
@@ -101,8 +113,7 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
     'error_kind', kind, 'error_attempt', attempt)
   if kind == 'lost' then redis.call('HINCRBY', KEYS[3], 'lost', 1) end
   if kind == 'timeout' then redis.call('HINCRBY', KEYS[3], 'timeouts', 1) end
-  if failures >= tonumber(ARGV[2]) then
-    end_all(tkey, tid, KEYS[1], KEYS[2])
+  if failures >= tonumber(ARGV[2]) and live <= 0 then
     redis.call('HSET', tkey, 'state', 'failed')
     redis.call('HSET', KEYS[6], 'state', 'failed', 'failed_task', tid)
     redis.call('HINCRBY', KEYS[3], 'failures', 1)
@@ -110,10 +121,14 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
       'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
     return 2
   end
-  if live <= 0 then
-    redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
-    redis.call('RPUSH', KEYS[5], tid)
+  if live > 0 then  -- another attempt of this task still runs: it decides the task's fate
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
+      'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg .. '; another attempt still runs')
+    return 1
   end
+  redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
+  redis.call('LREM', KEYS[5], 0, tid)  -- a queued backup entry would start a second attempt
+  redis.call('RPUSH', KEYS[5], tid)
   redis.call('HINCRBY', KEYS[3], 'retries', 1)
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
     'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
@@ -147,16 +162,19 @@ return ended
 """
 
 # KEYS: workers, beats, leases, task   ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms
-# Returns 1 while the worker's attempt is still live (or it has none), 0 once it has ended.
+# Returns 1 while the worker's attempt is still live (or it has none); 2 once another attempt
+# of its task committed while it was live (cancelled: stop working on it); 0 once it ended
+# otherwise (reaped: a zombie, whose commit will be refused).
 BEAT = _NOW + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now)
 if ARGV[3] == '' then return 1 end
-local st = redis.call('HMGET', KEYS[4], 'state', 'live:' .. ARGV[4])
+local st = redis.call('HMGET', KEYS[4], 'state', 'live:' .. ARGV[4], 'cancelled:' .. ARGV[4])
 if st[1] == 'running' and st[2] then
   redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[5]), ARGV[3] .. '@' .. ARGV[4])
   return 1
 end
+if st[3] then return 2 end
 return 0
 """
 

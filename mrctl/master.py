@@ -50,7 +50,8 @@ class Master:
         self._last_event = "0-0"
         self._stats: dict[str, int] = {}
         self.killed = 0
-        self.backed_up: set[str] = set()  # map tasks given a speculative backup attempt
+        self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
+        self.backups = 0  # backup attempts queued
         self.last_exit: WorkerExit | None = None
         self._next_memory_check = 0.0
 
@@ -137,7 +138,9 @@ class Master:
         for tid, attempt, claimed_ms in attempts:
             if tid.startswith("m:") and tid not in self.backed_up and now - claimed_ms > threshold_ms:
                 self.backed_up.add(tid)
-                self.broker.add_backup(self.job_id, tid)
+                if not self.broker.add_backup(self.job_id, tid):
+                    continue  # it ended (or was requeued) since it was read
+                self.backups += 1
                 self.add_event("speculative", f"{tid} attempt {attempt} has run {(now - claimed_ms) / 1000:.1f}s "
                                f"(mean {mean_s:.2f}s): backup attempt queued")
                 log.info("speculative: backup of %s queued", tid)
@@ -210,7 +213,7 @@ class Master:
             workers=self._worker_rows(worker_states or {}),
             events=tuple(self._events)[-8:],
             lost=stats.get("lost", 0), timeouts=stats.get("timeouts", 0), killed=self.killed,
-            backups=len(self.backed_up),
+            backups=self.backups,
             redis_peak_bytes=self.broker.used_memory()[1],
             retries=stats.get("retries", 0), refused=stats.get("refused", 0),
             failures=stats.get("failures", 0), records_in=stats.get("records_in", 0),

@@ -43,7 +43,7 @@ class WorkerRow:
 @dataclass(frozen=True)
 class Event:
     """Something worth telling a learner: kind is retry | refused | failed | lost | timeout | replaced | chaos |
-    speculative | info."""
+    speculative | cancelled | info."""
 
     at: float
     kind: str

@@ -19,7 +19,7 @@ PHASE_WORDS = {
 }
 EVENT_STYLE = {"retry": "yellow", "refused": "magenta", "failed": "bold red", "lost": "red",
                "timeout": "yellow", "replaced": "cyan", "chaos": "bold red", "speculative": "cyan",
-               "info": "dim"}
+               "cancelled": "dim cyan", "info": "dim"}
 STATE_STYLE = {"idle": "dim", "mapping": "green", "reducing": "blue", "dead": "red",
                "replaced": "dim red", "starting": "yellow"}
 

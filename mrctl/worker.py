@@ -7,6 +7,7 @@ not give way within a grace period the process exits so that its supervisor rest
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -14,6 +15,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mrctl import tasks
@@ -31,6 +33,11 @@ class TaskTimeout(Exception):
     """Raised inside user code when its task has run longer than task_timeout."""
 
 
+class TaskCancelled(Exception):
+    """Raised inside user code when another attempt of its task (a speculative backup, or the
+    original it backed up) committed first."""
+
+
 @dataclass
 class _Current:
     job: str | None = None
@@ -38,6 +45,8 @@ class _Current:
     attempt: int = 0
     started: float = 0.0
     interrupted_at: float | None = None
+    user_code: bool = False  # the job's code is running: only then may it be interrupted
+    cancelled: bool = False  # interrupted because another attempt of the task committed first
 
 
 @dataclass
@@ -149,6 +158,10 @@ class Worker:
         started = time.perf_counter()
         try:
             committed, records = self._execute(job, meta, claim)
+        except TaskCancelled:
+            log.info("task %s attempt %d cancelled: another attempt committed first", claim.tid, claim.attempt)
+            self.broker.add_event(job, "cancelled", claim.tid, claim.attempt, self.name,
+                                  "cancelled: another attempt committed first")
         except Exception as exc:
             self._report_failure(job, meta, claim, exc)
         else:
@@ -175,8 +188,9 @@ class Worker:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             combiner = classes.combiner() if classes.combiner else None
             started = time.perf_counter()
-            result = tasks.run_map(classes.mapper(), combiner, claim.data, reducers,
-                                   meta.get("encoding_errors", "replace"))
+            with self._user_code():
+                result = tasks.run_map(classes.mapper(), combiner, claim.data, reducers,
+                                       meta.get("encoding_errors", "replace"))
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors,
@@ -184,11 +198,21 @@ class Worker:
             ok = self.broker.commit_map(job, claim.tid, claim.attempt, self.name, result.blobs, counters)
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
-        result = tasks.run_reduce(classes.reducer(), tasks.merge_blobs(blobs))
+        with self._user_code():
+            result = tasks.run_reduce(classes.reducer(), tasks.merge_blobs(blobs))
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters)
         return ok, result.records_in
+
+    @contextlib.contextmanager
+    def _user_code(self) -> Iterator[None]:
+        """Mark the span in which an interruption (timeout, cancellation) may be raised."""
+        self.current.user_code = True
+        try:
+            yield
+        finally:
+            self.current.user_code = False
 
     def _report_failure(self, job: str, meta: dict[str, str], claim: Claim, exc: Exception) -> None:
         tb = "".join(traceback.format_exception(exc))
@@ -206,22 +230,37 @@ class Worker:
                 log.error("the master (pid %d) is gone: exiting", self.options.parent_pid)
                 os._exit(0)
             try:
-                self._send_beat()
+                if self._send_beat() == "cancelled":
+                    self._cancel_current()
                 self._enforce_timeout()
             except InfraError as exc:
                 log.warning("heartbeat failed: %s", exc)
 
     def _on_timeout_signal(self, signum: int, frame: object) -> None:
+        cur = self.current  # no lock: the main thread may hold it when the signal arrives
+        if cur.tid is not None and cur.interrupted_at is not None and cur.user_code:
+            if cur.cancelled:
+                raise TaskCancelled(f"another attempt of {cur.tid} committed first")
+            raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
+
+    def _cancel_current(self) -> None:
+        """Another attempt of the current task committed first: stop spending time on it.
+        (A reaped attempt is not cancelled: it runs on, and its late commit is refused.)"""
         with self._lock:
             cur = self.current
-        if cur.tid is not None and cur.interrupted_at is not None:
-            raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
+        if cur.tid is None or not cur.user_code or cur.interrupted_at is not None:
+            return
+        log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)
+        cur.cancelled = True
+        cur.interrupted_at = time.monotonic()
+        if self.options.interrupt_main:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
 
     def _beat_interval(self) -> float:
         lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
         return max(0.1, min(1.0, lease / 3))
 
-    def _send_beat(self) -> None:
+    def _send_beat(self) -> str:
         with self._lock:
             cur = self.current
         lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
@@ -229,7 +268,7 @@ class Worker:
         state = ("mapping" if cur.tid.startswith("m:") else "reducing") if busy else "idle"
         info = {"state": state, "task": cur.tid, "attempt": cur.attempt if busy else None,
                 "tasks_done": self.tasks_done, "job": cur.job, "pid": os.getpid()}
-        self.broker.heartbeat(self.name, info, cur.job, cur.tid, cur.attempt, lease)
+        return self.broker.heartbeat(self.name, info, cur.job, cur.tid, cur.attempt, lease)
 
     def _enforce_timeout(self) -> None:
         with self._lock:
@@ -244,9 +283,9 @@ class Worker:
             cur.interrupted_at = now
             if self.options.interrupt_main:
                 signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
-        elif cur.interrupted_at is not None and now - cur.interrupted_at > TIMEOUT_GRACE_S:
+        elif cur.interrupted_at is not None and cur.user_code and now - cur.interrupted_at > TIMEOUT_GRACE_S:
             if self.options.interrupt_main:
-                log.error("task %s ignored its timeout; exiting so a fresh worker replaces this one",
+                log.error("task %s ignored its interruption; exiting so a fresh worker replaces this one",
                           cur.tid)
                 os._exit(EXIT_STUCK)
 

@@ -124,6 +124,11 @@ class StragglingMapper(WordMapper):
             if r.setnx("test:straggled", os.environ.get("MRCTL_WORKER_NAME", "?")):
                 time.sleep(30)
         yield from super().map(line)
+
+
+class SlowSumReducer(SumReducer):
+    def setup(self):
+        time.sleep(1.0)
 '''
 
 

@@ -115,11 +115,14 @@ def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
     data = tmp_path / "input.txt"
     data.write_text("needle alpha\n" + "alpha beta gamma\n" * 2000)
     spec = make_spec(tmp_path, STRAGGLER.format(needle="needle"), [data], mapper="StragglingMapper",
-                     workers=2, chunk_size=4096, speculative=True, backend=backend)
+                     reducer="SlowSumReducer", reducers=4, workers=2, chunk_size=4096, speculative=True,
+                     backend=backend)
     final = run_job(spec)
     assert spec.output_path.read_text() == sequential_wordcount([data])
     assert final.backups == 1 and final.retries == 0
-    assert any(e.kind == "speculative" and "m:0" in e.message for e in final.events), final.events
+    kinds = [(e.kind, e.message.split()[0]) for e in final.events]
+    assert ("speculative", "m:0") in kinds, final.events
+    assert ("cancelled", "m:0") in kinds, final.events  # the loser was stopped, freeing its worker
     assert final.elapsed < 20  # the backup won; without it the job waits out the 30 s sleep
 
 

@@ -45,7 +45,7 @@ def test_late_commit_of_a_superseded_attempt_is_refused(broker):
     zombie = broker.claim_task(JOB, "w1", lease_s=0.1, timeout_s=60)
     time.sleep(0.25)  # w1 stops heartbeating: its lease runs out
     assert broker.requeue_expired(JOB, max_attempts=4, task_timeout=60) == 1
-    assert broker.heartbeat("w1", {}, JOB, "m:0", zombie.attempt, 10) is False
+    assert broker.heartbeat("w1", {}, JOB, "m:0", zombie.attempt, 10) == "ended"
     current = broker.claim_task(JOB, "w2", lease_s=10, timeout_s=60)
     assert current.attempt == 2
 
@@ -66,7 +66,7 @@ def test_heartbeat_keeps_the_lease_alive(broker):
     claim = broker.claim_task(JOB, "w1", lease_s=0.3, timeout_s=60)
     for _ in range(4):
         time.sleep(0.15)
-        assert broker.heartbeat("w1", {"state": "mapping"}, JOB, "m:0", claim.attempt, 0.3)
+        assert broker.heartbeat("w1", {"state": "mapping"}, JOB, "m:0", claim.attempt, 0.3) == "live"
         assert broker.requeue_expired(JOB, 4, 60) == 0
     assert broker.running(JOB) == ["m:0"]
 
@@ -106,7 +106,7 @@ def test_backup_attempt_first_commit_wins_and_the_original_is_refused(broker):
 
     assert broker.commit_map(JOB, "m:0", backup.attempt, "w2", {0: b"backup"}, {"maps_done": 1}) is True
     assert broker.running(JOB) == [] and broker.r.zcard(keys.leases(JOB)) == 0
-    assert broker.heartbeat("w1", {}, JOB, "m:0", original.attempt, 10) is False
+    assert broker.heartbeat("w1", {}, JOB, "m:0", original.attempt, 10) == "cancelled"
     assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is False
     assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"backup"}
     stats = broker.stats(JOB)
@@ -137,3 +137,39 @@ def test_a_backup_queued_for_a_task_that_then_committed_is_skipped(broker):
     nxt = broker.claim_task(JOB, "w2", 10, 60)
     assert nxt.tid == "m:1"  # the stale backup entry of m:0 was dropped, not run
     assert broker.task(JOB, "m:0")["attempt"] == "1"
+
+
+def test_a_task_requeued_while_its_backup_is_queued_is_queued_once(broker):
+    _publish(broker)
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    broker.add_backup(JOB, "m:0")
+    assert broker.fail_attempt(JOB, "m:0", original.attempt, 4, "boom", "") == 1
+    assert broker.r.lrange(keys.queue(JOB), 0, -1) == [b"m:0"]
+    assert broker.claim_task(JOB, "w2", 10, 60).attempt == 2
+    assert broker.claim_task(JOB, "w3", 10, 60) is None
+
+
+def test_a_failed_backup_does_not_fail_the_task_while_the_original_runs(broker):
+    _publish(broker, max_attempts=2)
+    first = broker.claim_task(JOB, "w1", 10, 60)
+    assert broker.fail_attempt(JOB, "m:0", first.attempt, 2, "boom", "") == 1  # failure 1 of 2
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    assert broker.add_backup(JOB, "m:0") is True
+    assert broker.add_backup(JOB, "m:0") is True  # queued twice, claimed once below
+    backup = broker.claim_task(JOB, "w2", 10, 60)
+    assert broker.add_backup(JOB, "m:0") is False  # two attempts run: no third
+    assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "lost", "", "lost") == 1
+    assert broker.meta(JOB)["state"] == "running"  # failure 2 of 2, but the original still runs
+    assert broker.stats(JOB)["retries"] == 1  # only the real requeue counts as a retry
+    assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
+    assert broker.claim_task(JOB, "w3", 10, 60) is None  # the stale queued backup is skipped
+
+
+def test_the_last_attempt_failing_at_max_attempts_fails_the_task(broker):
+    _publish(broker, max_attempts=2)
+    original = broker.claim_task(JOB, "w1", 10, 60)
+    broker.add_backup(JOB, "m:0")
+    backup = broker.claim_task(JOB, "w2", 10, 60)
+    assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "boom", "") == 1
+    assert broker.fail_attempt(JOB, "m:0", original.attempt, 2, "boom", "") == 2
+    assert broker.meta(JOB)["state"] == "failed"
