@@ -21,7 +21,8 @@ import pytest
 from mrctl.errors import InfraError
 
 ROOT = Path(__file__).resolve().parent.parent
-# The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points.
+# The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points; without
+# them, corpus_files() builds a stand-in (see below).
 CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
 
 
@@ -33,10 +34,35 @@ def require_infra(what: str) -> None:
 
 
 def corpus_files() -> list[Path]:
+    """The Gutenberg books; in a checkout without them, a stand-in built from real text."""
     files = sorted(CORPUS.glob("*.txt"))
     if not files:
-        pytest.fail(f"the test corpus is missing: {CORPUS} (set MRCTL_CORPUS to its folder)")
+        if os.environ.get("MRCTL_CORPUS"):
+            pytest.fail(f"MRCTL_CORPUS={CORPUS} holds no .txt files")
+        files = _standin_corpus()
     return files
+
+
+_STANDIN: list[Path] = []
+
+
+def _standin_corpus(files: int = 8, size: int = 400_000) -> list[Path]:
+    """Eight ~400 kB files of real text (the Python standard library's sources, in sorted
+    order, plus the repo's sample with non-ASCII words), for clones without ../shared."""
+    if not _STANDIN:
+        import atexit
+        import sysconfig
+
+        folder = Path(tempfile.mkdtemp(prefix="mrctl-corpus-"))
+        atexit.register(shutil.rmtree, folder, True)
+        sources = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+        text = (ROOT / "jobspecs" / "data" / "cafe.txt").read_text(encoding="utf-8")
+        text += "".join(p.read_text(encoding="utf-8", errors="replace") for p in sources[:200])
+        for i in range(files):
+            path = folder / f"standin-{i}.txt"
+            path.write_text(text[i * size:(i + 1) * size], encoding="utf-8")
+            _STANDIN.append(path)
+    return _STANDIN
 
 
 def sequential_wordcount(paths: list[Path]) -> str:
