@@ -58,6 +58,17 @@ def _decode(mapping: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode(errors="replace") for k, v in mapping.items()}
 
 
+def _hash_of(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as Lua's HGETALL returns it, [field, value, field, value, ...], as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _attempt_member(member: bytes) -> tuple[str, int]:
+    """(tid, attempt) of a lease or deadline member "<tid>@<attempt>" (see mrctl.lua)."""
+    tid, _, attempt = member.decode().rpartition("@")
+    return tid, int(attempt)
+
+
 class Broker:
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
 
@@ -146,7 +157,7 @@ class Broker:
         """Ids of the tasks with at least one live attempt, in claim order."""
         with translated_errors("reading leases"):
             members = self.r.zrange(keys.deadlines(job), 0, -1)
-        return list(dict.fromkeys(m.decode().rpartition("@")[0] for m in members))
+        return list(dict.fromkeys(_attempt_member(m)[0] for m in members))
 
     def running_attempts(self, job: str, task_timeout: float) -> tuple[list[tuple[str, int, int]], int]:
         """([(tid, attempt, claimed_ms)], server now in ms) for every live attempt."""
@@ -156,8 +167,8 @@ class Broker:
         timeout_ms = int(task_timeout * 1000)
         found = []
         for member, deadline in members:
-            tid, _, attempt = member.decode().rpartition("@")
-            found.append((tid, int(attempt), int(deadline) - timeout_ms))
+            tid, attempt = _attempt_member(member)
+            found.append((tid, attempt, int(deadline) - timeout_ms))
         return found, now
 
     def add_backup(self, job: str, tid: str) -> bool:
@@ -245,21 +256,16 @@ class Broker:
         with translated_errors("claiming a task"):
             got = self._claim(
                 keys=[keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job)],
-                args=[keys.task_prefix(job), worker, int(lease_s * 1000), int(timeout_s * 1000)],
+                args=[keys.task_prefix(job), worker, int(lease_s * 1000), int(timeout_s * 1000),
+                      keys.chunk_prefix(job), keys.part_prefix(job)],
             )
-            if not got:
-                return None
-            tid, attempt = got[0].decode(), int(got[1])
-            pipe = self.r.pipeline(transaction=False)
-            pipe.hgetall(keys.task(job, tid))
-            if tid.startswith("m:"):
-                pipe.get(keys.chunk(job, tid))
-            else:
-                pipe.hgetall(keys.part(job, int(tid[2:])))
-            fields, data = pipe.execute()
-        if isinstance(data, dict):
-            data = {int(k): v for k, v in data.items()}
-        return Claim(tid, attempt, _decode(fields), data)
+        if not got:
+            return None
+        tid, attempt, flat_fields, data = got[0].decode(), int(got[1]), got[2], got[3]
+        fields = _decode(_hash_of(flat_fields))
+        if isinstance(data, list):  # a reduce's partition: map index -> blob
+            data = {int(k): v for k, v in _hash_of(data).items()}
+        return Claim(tid, attempt, fields, data)
 
     def heartbeat(
         self, worker: str, info: dict[str, Any], job: str | None = None,

@@ -70,8 +70,12 @@ def deadlines(job: str) -> str:
 
 
 # mrctl:<job>:chunk:<tid> -> string: the input bytes of map task tid; deleted by its commit
+def chunk_prefix(job: str) -> str:
+    return f"{job_prefix(job)}chunk:"
+
+
 def chunk(job: str, tid: str) -> str:
-    return f"{job_prefix(job)}chunk:{tid}"
+    return f"{chunk_prefix(job)}{tid}"
 
 
 # mrctl:<job>:part:<r> -> hash: map index -> msgpack blob of that map's committed pairs for

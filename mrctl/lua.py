@@ -13,8 +13,11 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: queue, leases, deadlines, meta   ARGV: task_prefix, worker, lease_ms, timeout_ms
-# Ids of tasks that ended while queued (a backup whose original already committed) are skipped.
+# KEYS: queue, leases, deadlines, meta
+# ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix
+# Returns {tid, attempt, task fields (flat), input}: a map's chunk bytes, or a reduce's flat
+# partition hash; read in the same atomic step, so a backup whose original commits meanwhile
+# still gets its input. Ids of tasks that ended while queued are skipped.
 CLAIM = _NOW + """
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return false end
 while true do
@@ -30,7 +33,13 @@ while true do
     local member = tid .. '@' .. attempt
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), member)
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
-    return {tid, attempt}
+    local input
+    if string.sub(tid, 1, 2) == 'm:' then
+      input = redis.call('GET', ARGV[5] .. tid)
+    else
+      input = redis.call('HGETALL', ARGV[6] .. string.sub(tid, 3))
+    end
+    return {tid, attempt, redis.call('HGETALL', tkey), input}
   end
 end
 """
@@ -121,17 +130,16 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
       'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
     return 2
   end
-  if live > 0 then  -- another attempt of this task still runs: it decides the task's fate
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
-      'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg .. '; another attempt still runs')
-    return 1
+  local note = '; another attempt still runs'  -- and decides the task's fate
+  if live <= 0 then
+    note = ''
+    redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
+    redis.call('LREM', KEYS[5], 0, tid)  -- a queued backup entry would start a second attempt
+    redis.call('RPUSH', KEYS[5], tid)
+    redis.call('HINCRBY', KEYS[3], 'retries', 1)
   end
-  redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
-  redis.call('LREM', KEYS[5], 0, tid)  -- a queued backup entry would start a second attempt
-  redis.call('RPUSH', KEYS[5], tid)
-  redis.call('HINCRBY', KEYS[3], 'retries', 1)
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
-    'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
+    'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg .. note)
   return 1
 end
 """

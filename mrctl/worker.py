@@ -183,8 +183,6 @@ class Worker:
         reducers = int(meta["reducers"])
         if claim.tid.startswith("m:"):
             if claim.data is None:
-                if self.broker.task(job, claim.tid).get("state") == "done":
-                    return False, 0  # a backup whose original committed as it was claimed
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             combiner = classes.combiner() if classes.combiner else None
             started = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -36,7 +37,7 @@ def test_wordcount_equals_sequential_count(tmp_path, expected, workers, chunk_si
     assert spec.output_path.read_text(encoding="utf-8") == expected
     assert final.status == "succeeded"
     assert final.map.done == final.map.total and final.reduce.done == reducers
-    assert final.records_out == len(__import__("json").loads(expected))
+    assert final.records_out == len(json.loads(expected))
     assert not list(tmp_path.glob(".out.json.*")), "temp output file left behind"
 
 

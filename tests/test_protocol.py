@@ -19,7 +19,7 @@ def test_key_layout_is_pinned():
     assert keys.current_job() == "mrctl:current"
     assert keys.queue("J") == "mrctl:J:queue"
     assert keys.task("J", "m:3") == "mrctl:J:task:m:3"
-    assert keys.chunk("J", "m:3") == "mrctl:J:chunk:m:3"
+    assert keys.chunk("J", "m:3") == "mrctl:J:chunk:m:3" and keys.chunk_prefix("J") == "mrctl:J:chunk:"
     assert keys.part("J", 2) == "mrctl:J:part:2"
     assert keys.out("J", 2) == "mrctl:J:out:2"
     assert keys.leases("J") == "mrctl:J:leases"

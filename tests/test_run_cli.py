@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, corpus_files, require_infra, sequential_wordcount
@@ -135,7 +136,7 @@ def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
     with (project / "mrctl" / "__init__.py").open("a") as f:
         f.write(f"# interrupted-build test {uuid.uuid4().hex}\n")
     before = _all_containers()
-    builds_before = {p.name for p in __import__("pathlib").Path("/tmp").glob("mrctl-build-*")}
+    builds_before = {p.name for p in Path("/tmp").glob("mrctl-build-*")}
     proc = subprocess.Popen([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml", "--plain",
                              "--output", str(tmp_path / "wc.json")], cwd=project, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -153,5 +154,5 @@ def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
         time.sleep(0.5)
     assert not _all_containers() - before, "the interrupted build left containers behind"
     assert docker_host.image_id(tag) is None, "an interrupted build must not leave a tagged image"
-    left = {p.name for p in __import__("pathlib").Path("/tmp").glob("mrctl-build-*")} - builds_before
+    left = {p.name for p in Path("/tmp").glob("mrctl-build-*")} - builds_before
     assert not left, f"build context left behind: {left}"

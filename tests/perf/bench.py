@@ -192,7 +192,7 @@ def main() -> None:
     args = parser.parse_args()
     results = {mb: bench_size(args, mb) for mb in (int(s) for s in args.sizes.split(","))}
     print(f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}: {platform.processor() or platform.machine()}, "
-          f"{__import__('os').cpu_count()} cores, Python {platform.python_version()}")
+          f"{os.cpu_count()} cores, Python {platform.python_version()}")
     for mb, rows in results.items():
         print(table(mb, rows))
         print(targets(mb, rows))
