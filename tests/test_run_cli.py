@@ -70,6 +70,20 @@ def test_signal_stops_the_run_cleanly(tmp_path, docker_host, sig, code, moment):
     # clean_docker: every container and network of the run is gone
 
 
+def test_second_ctrl_c_still_tears_everything_down(tmp_path, docker_host):
+    proc = start(slow_spec(tmp_path), "--plain")
+    read_until(proc, "phase: map")
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)  # the first teardown is under way
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert time.monotonic() - sent < 15
+    assert not (tmp_path / "out.json").exists() and not list(tmp_path.glob(".out.json.*"))
+    # clean_docker: every container and network of the run is gone
+
+
 def test_plain_output_without_a_tty_has_no_ansi_and_a_summary(tmp_path):
     out = tmp_path / "wc.json"
     proc = subprocess.run([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml",
