@@ -15,6 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from mrctl.errors import InfraError
 
@@ -86,6 +87,22 @@ class DockerHost:
     def image_labels(self, ref: str) -> dict[str, str]:
         with _translated(f"inspecting image {ref}"):
             return dict(self.client.images.get(ref).labels or {})
+
+    def registry_answers(self, ref: str, timeout_s: float = 3.0) -> bool:
+        """True when the engine's registry serves `ref`'s manifest within `timeout_s`.
+
+        A cheap probe (no layers move) that fails fast where a pull would hang on a
+        registry that cannot be reached: the engine may retry for half a minute.
+        """
+        saved, self.client.api.timeout = self.client.api.timeout, timeout_s
+        try:
+            self.client.images.get_registry_data(ref)
+            return True
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            log.debug("registry probe for %s failed: %s", ref, exc)
+            return False
+        finally:
+            self.client.api.timeout = saved
 
     def try_pull(self, ref: str) -> bool:
         """Pull an image; False (with the reason logged) when no registry can serve it."""

@@ -2,10 +2,9 @@
 
 Two ways to get the bases:
 - online: the official `python:3.11-slim` and `redis:7` images, present or pulled;
-- offline (a Docker engine without a registry): a base built from the host's Debian packages
-  with debootstrap (python3, python3-venv, redis-server), imported with `docker import`, and
-  used for both roles. The apt mirror and suite are read from the host's apt configuration at
-  run time.
+- offline (a Docker engine without a registry): a base built from the packages of the host's
+  configured Debian mirror (python3, python3-venv, redis-server and the Essential set; see
+  mrctl.debian: no debootstrap, no root), imported with `docker import`, used for both roles.
 The worker image's tag carries a hash of mrctl's source, the Dockerfile and the base image, so
 it is rebuilt exactly when one of them changes, and reused instantly otherwise.
 """
@@ -15,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mrctl import debian
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
@@ -34,7 +33,7 @@ ONLINE_REDIS = "redis:7"
 BASE_REPO = "mrctl-base"
 WORKER_REPO = "mrctl-worker"
 LABEL_IMAGE = "mrctl.image"  # base | worker
-BASE_PACKAGES = "python3,python3-venv,redis-server"
+BASE_PACKAGES = ("python3", "python3-venv", "redis-server")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 Progress = Callable[[str], None]
@@ -56,13 +55,13 @@ def ensure_images(host: DockerHost, on_progress: Progress = log.info,
     if offline is None:
         offline = _choose_offline(host, on_progress)
     if offline:
-        base = f"{BASE_REPO}:{apt_source()[1]}"
+        base = offline_base_ref()
         if host.image_id(base) is None:
             build_offline_base(host, on_progress)
         return ClusterImages(_worker_image(host, base, on_progress), base,
                              ["redis-server"], offline=True)
     for ref in (ONLINE_PYTHON, ONLINE_REDIS):
-        if host.image_id(ref) is None and not host.try_pull(ref):
+        if host.image_id(ref) is None and not (host.registry_answers(ref) and host.try_pull(ref)):
             raise InfraError(f"cannot pull {ref}: no registry reachable. Use --offline to build "
                              "the bases from Debian packages.")
     return ClusterImages(_worker_image(host, ONLINE_PYTHON, on_progress), ONLINE_REDIS,
@@ -74,89 +73,41 @@ def _choose_offline(host: DockerHost, on_progress: Progress) -> bool:
         return False
     if host.images(f"{LABEL_IMAGE}=base"):
         return True
-    on_progress(f"pulling {ONLINE_PYTHON} and {ONLINE_REDIS} ...")
-    if all(host.image_id(ref) or host.try_pull(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
-        return False
-    on_progress("no registry reachable: building a base image from Debian packages "
+    if host.registry_answers(ONLINE_PYTHON):
+        on_progress(f"pulling {ONLINE_PYTHON} and {ONLINE_REDIS} ...")
+        if all(host.image_id(ref) or host.try_pull(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
+            return False
+    on_progress("no registry reachable: building a base image from the host's Debian mirror "
                 "(about a minute, once)")
     return True
 
 
 # -- the offline base -------------------------------------------------------------------------
 
-def apt_source(etc: Path = Path("/etc")) -> tuple[str, str]:
-    """(mirror URL, suite) of the host's main Debian archive, from its apt configuration."""
-    codename = _os_codename(etc)
-    entries: list[tuple[str, list[str]]] = []
-    for path in sorted((etc / "apt" / "sources.list.d").glob("*.sources")):
-        entries += parse_deb822(path.read_text(errors="replace"))
-    for path in [etc / "apt" / "sources.list", *sorted((etc / "apt" / "sources.list.d").glob("*.list"))]:
-        if path.exists():
-            entries += parse_one_line_style(path.read_text(errors="replace"))
-    for uri, suites in entries:
-        main = [s for s in suites if "-" not in s and "/" not in s]
-        if main and "security" not in uri:
-            return uri, codename if codename in main else main[0]
-    raise InfraError("no Debian archive found in the host's apt configuration "
-                     "(/etc/apt/sources.list, /etc/apt/sources.list.d): cannot build an offline base")
-
-
-def parse_deb822(text: str) -> list[tuple[str, list[str]]]:
-    """(uri, suites) of each enabled `Types: deb` paragraph of a .sources file."""
-    found = []
-    for para in re.split(r"\n\s*\n", text):
-        fields = dict(re.findall(r"^([A-Za-z-]+):\s*(.*)$", para, re.M))
-        if "deb" in fields.get("Types", "").split() and fields.get("Enabled", "yes") != "no":
-            for uri in fields.get("URIs", "").split():
-                found.append((uri, fields.get("Suites", "").split()))
-    return found
-
-
-def parse_one_line_style(text: str) -> list[tuple[str, list[str]]]:
-    """(uri, [suite]) of each `deb` line of a sources.list."""
-    found = []
-    for line in text.splitlines():
-        line = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()
-        if len(line) >= 3 and line[0] == "deb":
-            found.append((line[1], [line[2]]))
-    return found
-
-
-def _os_codename(etc: Path) -> str:
-    release = etc / "os-release"
-    if release.exists():
-        match = re.search(r"^VERSION_CODENAME=\"?([a-z]+)", release.read_text(), re.M)
-        if match:
-            return match.group(1)
-    return ""
+def offline_base_ref() -> str:
+    return f"{BASE_REPO}:{debian.apt_source().suite}"
 
 
 def build_offline_base(host: DockerHost, on_progress: Progress = log.info) -> str:
-    """debootstrap a minimal Debian with python3 and redis-server, then `docker import` it."""
-    if shutil.which("debootstrap") is None:
-        raise InfraError("building the offline base needs debootstrap: apt-get install debootstrap "
-                         "(or give Docker registry access so the official images can be pulled)")
-    if os.geteuid() != 0:
-        raise InfraError("building the offline base needs root (debootstrap): run "
-                         "`sudo mrctl images --build --offline` once")
-    mirror, suite = apt_source()
-    ref = f"{BASE_REPO}:{suite}"
-    work = Path(tempfile.mkdtemp(prefix="mrctl-base-"))
-    try:
-        on_progress(f"debootstrap {suite} from {mirror} with {BASE_PACKAGES} ...")
-        _run(["debootstrap", "--variant=minbase", f"--include={BASE_PACKAGES}", suite,
-              str(work / "root"), mirror], work / "debootstrap.log")
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man"):
-            shutil.rmtree(work / "root" / junk, ignore_errors=True)
-        on_progress(f"importing the base as {ref} ...")
-        _run(["tar", "-C", str(work / "root"), "-cf", str(work / "rootfs.tar"), "."],
-             work / "tar.log")
-        return host.import_rootfs(str(work / "rootfs.tar"), ref, [
+    """A minimal Debian with python3 and redis-server, from the host's configured mirror.
+
+    No debootstrap and no root: the packages' data is unpacked into one tar stream (owned by
+    root inside the tar) and given to `docker import`. Downloads are cached.
+    """
+    source = debian.apt_source()
+    ref = f"{BASE_REPO}:{source.suite}"
+    archive = debian.Archive(source, on_progress)
+    packages = archive.closure(BASE_PACKAGES, essential=True)
+    debs = archive.download(packages)
+    on_progress(f"unpacking {len(debs)} packages and importing them as {ref} ...")
+    with tempfile.TemporaryDirectory(prefix="mrctl-base-") as work:
+        rootfs = Path(work) / "rootfs.tar"
+        with rootfs.open("wb") as out:
+            debian.write_rootfs(debs, out)
+        return host.import_rootfs(str(rootfs), ref, [
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             'CMD ["/bin/bash"]', f"LABEL {LABEL_IMAGE}=base",
         ])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _run(command: list[str], logfile: Path) -> None:
