@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +180,16 @@ class DockerHost:
         with _translated("listing containers"):
             found = self.client.containers.list(all=True, filters=filters)
         return sorted((_info(c) for c in found), key=lambda c: c.name)
+
+    def containers_created(self, labels: dict[str, str], since: float) -> list[str]:
+        """Names of containers carrying `labels` created since `since` (epoch seconds), removed
+        or not, from the engine's event log."""
+        filters = {"type": "container", "event": "create",
+                   "label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        with _translated("reading the engine's events"):
+            events = self.client.events(since=int(since), until=int(time.time()) + 1,
+                                        filters=filters, decode=True)
+            return [e.get("Actor", {}).get("Attributes", {}).get("name", "?") for e in events]
 
     def container(self, name: str) -> ContainerInfo | None:
         try:

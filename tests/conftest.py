@@ -1,7 +1,14 @@
 """Shared fixtures: a real redis-server, corpus helpers, and a leftover check after every test.
 
-Tests that need infrastructure (redis-server, Docker) skip when it is missing on a laptop, but
-when MRCTL_REQUIRE_INFRA=1 (set by .ci/run) a missing service is a failure, never a skip.
+Infrastructure is never skipped: a test that needs redis-server gets one (from PATH, or fetched
+by mrctl from the host's Debian mirror), and a test marked `docker` fails when no Docker engine
+answers. Deselect with `-m "not docker"` to run without Docker; such a run must not start a
+container, and the session checks that it did not.
+
+Everything this session starts carries its id: containers and networks a label
+(`mrctl.test-session=<id>`, through MRCTL_LABELS), processes the same string in their
+environment. Fixtures clean up and complain only about what carries it, so a user's job
+running on the same engine survives a test run.
 """
 
 from __future__ import annotations
@@ -14,23 +21,50 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-
-from mrctl.errors import InfraError
 
 ROOT = Path(__file__).resolve().parent.parent
 # The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points; without
 # them, corpus_files() builds a stand-in (see below).
 CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
+SESSION_LABEL = "mrctl.test-session"
+SESSION = uuid.uuid4().hex[:10]
+DOCKER_FIXTURES = {"docker_host", "clean_docker"}
 
 
-def require_infra(what: str) -> None:
-    """Skip for a missing service, or fail when CI demands every infrastructure test run."""
-    if os.environ.get("MRCTL_REQUIRE_INFRA") == "1":
-        pytest.fail(f"{what} is required (MRCTL_REQUIRE_INFRA=1) but unavailable")
-    pytest.skip(f"{what} unavailable")
+def pytest_configure(config: pytest.Config) -> None:
+    # Inherited by every cluster and process the tests start (see the module docstring).
+    os.environ["MRCTL_LABELS"] = f"{SESSION_LABEL}={SESSION}"
+    config._mrctl_started = time.time()  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses Docker must say so, or `-m "not docker"` would still start containers."""
+    unmarked = [i.nodeid for i in items
+                if DOCKER_FIXTURES & set(getattr(i, "fixturenames", ())) and not i.get_closest_marker("docker")]
+    if unmarked:
+        raise pytest.UsageError(f"tests use Docker without the docker marker: {unmarked}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under `-m "not docker"`, check with the engine that no container of ours was created."""
+    markexpr = session.config.option.markexpr or ""
+    if "not docker" not in markexpr.replace("  ", " "):
+        return
+    from mrctl.dockerhost import DockerHost
+    from mrctl.errors import InfraError
+
+    try:
+        with DockerHost(timeout=10) as host:
+            made = host.containers_created({SESSION_LABEL: SESSION}, session.config._mrctl_started)
+    except InfraError:
+        return  # no engine: nothing can have been started on it
+    if made:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\n-m {markexpr!r} started containers: {made}")
 
 
 def corpus_files() -> list[Path]:
@@ -79,16 +113,17 @@ def sequential_wordcount(paths: list[Path]) -> str:
 @pytest.fixture(scope="session")
 def redis_url():
     """A private redis-server for protocol tests (flushed by the `broker` fixture)."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        require_infra("redis-server")
+    from mrctl.backends.redis_server import obtain_redis_server
+
+    server = obtain_redis_server()
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([server.path, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL,
+                            env={**os.environ, **server.env})
     url = f"redis://127.0.0.1:{port}/0"
     from mrctl.broker import Broker
 
@@ -114,23 +149,30 @@ def broker(redis_url):
     b.close()
 
 
+def _ours(pid: str) -> bool:
+    """Whether a process carries this session's id in its environment (inherited from us)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"MRCTL_LABELS={SESSION_LABEL}={SESSION}".encode() in environ.split(b"\0")
+
+
 def _stray_processes() -> list[str]:
-    """mrctl workers anywhere, and redis-servers started by this test process (but the fixture's)."""
+    """mrctl workers and redis-servers started by this session (but the fixture's)."""
     keep = os.environ.get("MRCTL_TEST_REDIS_PID")
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or entry.name == keep:
+        if not entry.name.isdigit() or entry.name in (keep, str(os.getpid())):
             continue
         try:
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        state, ppid = stat.split(") ", 1)[-1].split()[:2]
-        if state == "Z":
+        if stat.split(") ", 1)[-1].split()[0] == "Z":
             continue  # a zombie already dead, waiting to be reaped
-        ours = int(ppid) == os.getpid()
-        if "-m mrctl worker" in cmd or (ours and "redis-server" in cmd):
+        if ("-m mrctl worker" in cmd or "redis-server" in cmd) and _ours(entry.name):
             found.append(f"{entry.name}: {cmd.strip()}")
     return found
 
@@ -151,14 +193,14 @@ def no_leftovers():
 
 @pytest.fixture(scope="session")
 def docker_host():
-    try:
-        from mrctl.dockerhost import DockerHost
-
-        host = DockerHost()
-    except InfraError:
-        require_infra("Docker")
+    from mrctl.dockerhost import DockerHost
+    from mrctl.errors import InfraError
     from mrctl.images import ensure_images
 
+    try:
+        host = DockerHost()
+    except InfraError as exc:
+        pytest.fail(f"this test needs a Docker engine (deselect with -m 'not docker'): {exc}")
     ensure_images(host)  # built once per machine; later runs find them
     yield host
     host.close()
@@ -166,10 +208,12 @@ def docker_host():
 
 @pytest.fixture
 def clean_docker(docker_host):
-    """After the test: no container or network with mrctl's label may remain."""
+    """After the test: no container or network of this session may remain (others' are not
+    looked at, let alone removed)."""
     yield
-    containers = docker_host.containers({"mrctl.cluster": ""})
-    networks = docker_host.networks({"mrctl.cluster": ""})
+    mine = {SESSION_LABEL: SESSION}
+    containers = docker_host.containers(mine)
+    networks = docker_host.networks(mine)
     for c in containers:  # clean up so one failure does not cascade, then fail
         docker_host.remove_container(c.id)
     for name, _ in networks:

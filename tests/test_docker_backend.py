@@ -4,8 +4,12 @@ failed starts. Every test ends with no container or network carrying mrctl's lab
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+import uuid
 
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
@@ -80,21 +84,103 @@ def test_keep_then_status_logs_and_down(tmp_path, expected):
     run = _mrctl("run", "jobspecs/wordcount.yaml", "--workers", "2", "--keep", "--plain",
                  "--input", str(corpus_files()[0]), "--output", str(out))
     assert out.read_text(encoding="utf-8") == sequential_wordcount(corpus_files()[:1])
+    # other clusters (a user's job) may run on this engine too: address ours by its id
+    cid = re.search(r"starting cluster (\w+)", run.stderr).group(1)
 
-    status = json.loads(_mrctl("status", "--json").stdout)
-    assert len(status) == 1
-    cluster = status[0]
+    status = {c["cluster"]: c for c in json.loads(_mrctl("status", "--json").stdout)}
+    cluster = status[cid]
     assert cluster["job_name"] == "wordcount" and cluster["state"] == "succeeded"
     assert cluster["map_done"] == cluster["map_total"] > 0
     assert {w["name"] for w in cluster["workers"]} == {"worker-1", "worker-2"}
     assert "worker-1" in _mrctl("status").stdout
 
-    logs = _mrctl("logs", "worker-2").stdout + _mrctl("logs", "worker-1").stdout
+    logs = _mrctl("logs", "worker-2", "--job", cid).stdout + _mrctl("logs", "worker-1", "--job", cid).stdout
     assert "task m:0 attempt 1 start" in logs and " done: " in logs
-    missing = _mrctl("logs", "worker-9", check=False)
+    missing = _mrctl("logs", "worker-9", "--job", cid, check=False)
     assert missing.returncode == 2 and "worker-1" in missing.stderr and "redis" in missing.stderr
 
-    down = _mrctl("down", "--job", cluster["cluster"])
-    assert cluster["cluster"] in down.stderr
-    assert "No mrctl cluster is running" in _mrctl("status").stdout
+    down = _mrctl("down", "--job", cid)
+    assert cid in down.stderr
+    assert cid not in _mrctl("status").stdout
     assert run.returncode == 0
+
+
+GATED = WORDCOUNT + """
+import os, time
+import redis
+
+
+class GatedMapper(WordMapper):
+    def setup(self):  # holds the job in its map phase until the test sets test:release
+        r = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"])
+        deadline = time.time() + 300
+        while not r.exists("test:release") and time.time() < deadline:
+            time.sleep(0.2)
+"""
+
+
+def test_a_users_job_survives_a_test_run(tmp_path, docker_host):
+    """A job started outside this test session (no session label) keeps running while a whole
+    nested pytest session runs Docker and local tests and cleans up after them."""
+    from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT
+    from mrctl.broker import Broker
+
+    (tmp_path / "job.py").write_text(GATED)
+    name = f"users-job-{uuid.uuid4().hex[:6]}"
+    books = corpus_files()[:2]
+    (tmp_path / "job.yaml").write_text(
+        f"name: {name}\ninput: {json.dumps([str(b) for b in books])}\n"
+        "job: {module: job.py, mapper: GatedMapper, reducer: SumReducer}\n"
+        "workers: 2\nchunk_size: 256KiB\ntask_timeout: 600\n")
+    user_env = {k: v for k, v in os.environ.items() if k != "MRCTL_LABELS"}  # not this session's
+    user = subprocess.Popen([sys.executable, "-m", "mrctl", "run", str(tmp_path / "job.yaml"), "--plain",
+                             "--output", str(tmp_path / "out.json")], cwd=ROOT, env=user_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (redis := [c for c in docker_host.containers({"mrctl.job": name, "mrctl.role": "redis"})
+                             if c.status == "running" and REDIS_PORT in c.host_ports]):
+            assert user.poll() is None and time.monotonic() < deadline, "the user's job did not start"
+            time.sleep(0.2)
+        nested = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             "tests/test_docker_backend.py::test_failed_start_leaves_nothing_and_shows_redis_logs",
+             "tests/test_docker_backend.py::test_wordcount_in_containers_equals_sequential_count",
+             "tests/test_local_backend.py::test_wordcount_equals_sequential_count"],
+            cwd=ROOT, env=user_env, capture_output=True, text=True, timeout=600)
+        assert nested.returncode == 0, nested.stdout[-3000:]
+        assert user.poll() is None, "the user's job ended during the test run"
+        (r,) = redis
+        broker = Broker(f"redis://:{r.labels[LABEL_PASSWORD]}@127.0.0.1:{r.host_ports[REDIS_PORT]}/0")
+        broker.r.set("test:release", 1)
+        broker.close()
+        output, _ = user.communicate(timeout=300)
+        assert user.returncode == 0, output
+        assert (tmp_path / "out.json").read_text(encoding="utf-8") == sequential_wordcount(books)
+    finally:
+        if user.poll() is None:
+            user.terminate()  # the job tears its own cluster down
+            user.communicate(timeout=60)
+
+
+SNEAKY = '''
+from conftest import corpus_files
+from jobs import WORDCOUNT, make_spec
+from mrctl.runner import run_job
+
+
+def test_runs_a_docker_job_without_the_marker(tmp_path):
+    run_job(make_spec(tmp_path, WORDCOUNT, corpus_files()[:1], backend="docker", workers=1))
+'''
+
+
+def test_not_docker_selection_fails_when_a_container_starts(tmp_path):
+    """The session check behind `-m "not docker"`: an unmarked test that starts a container
+    fails the run, naming the containers, although the test itself passed."""
+    (tmp_path / "test_sneaky.py").write_text(SNEAKY)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    nested = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "conftest",
+                             "-m", "not docker", "--rootdir", str(tmp_path), str(tmp_path / "test_sneaky.py")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert nested.returncode == 1, nested.stdout
+    assert "1 passed" in nested.stdout and "started containers: ['mrctl-" in nested.stdout

@@ -6,26 +6,18 @@ Docker tests run real containers; the crash test is the MIT 6.824 lab's, over se
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
-from conftest import corpus_files, require_infra, sequential_wordcount
+from conftest import corpus_files, sequential_wordcount
 from jobs import BLIP, CRASHY, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
 from mrctl.spec import WorkerLimits
 
-
-@pytest.fixture
-def local_only():
-    if shutil.which("redis-server") is None:
-        require_infra("redis-server")
-
-
 # -- bad data (local backend: the same worker code as in containers) --------------------------
 
-def test_empty_files_no_trailing_newline_and_a_line_longer_than_a_chunk(tmp_path, local_only):
+def test_empty_files_no_trailing_newline_and_a_line_longer_than_a_chunk(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "no-newline.txt").write_text("last line without newline\nreally last")
     (tmp_path / "long.txt").write_text("word " * 50_000 + "\nshort line\n")
@@ -36,14 +28,14 @@ def test_empty_files_no_trailing_newline_and_a_line_longer_than_a_chunk(tmp_path
     assert final.records_in == 4  # 2 + 2 lines; the empty file makes no task
 
 
-def test_only_empty_input_gives_an_empty_result(tmp_path, local_only):
+def test_only_empty_input_gives_an_empty_result(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     spec = make_spec(tmp_path, WORDCOUNT, [tmp_path / "empty.txt"], workers=1)
     run_job(spec)
     assert spec.output_path.read_text() == "{}\n"
 
 
-def test_undecodable_bytes_are_replaced_and_counted(tmp_path, local_only):
+def test_undecodable_bytes_are_replaced_and_counted(tmp_path):
     data = tmp_path / "latin1.txt"
     data.write_bytes("naïve café\n".encode("latin-1") + b"plain words\n")
     spec = make_spec(tmp_path, WORDCOUNT, [data], workers=1)
@@ -52,7 +44,7 @@ def test_undecodable_bytes_are_replaced_and_counted(tmp_path, local_only):
     assert spec.output_path.read_text() == sequential_wordcount([data])  # decoded with replace
 
 
-def test_strict_encoding_fails_naming_file_and_line(tmp_path, local_only):
+def test_strict_encoding_fails_naming_file_and_line(tmp_path):
     data = tmp_path / "latin1.txt"
     data.write_bytes(b"fine\nfine too\n" + "café\n".encode("latin-1"))
     spec = make_spec(tmp_path, WORDCOUNT, [data], workers=1, encoding_errors="strict", max_attempts=2)
@@ -61,7 +53,7 @@ def test_strict_encoding_fails_naming_file_and_line(tmp_path, local_only):
     assert f"{data}, line 3" in str(info.value) and "not UTF-8" in str(info.value)
 
 
-def test_connection_blip_leaves_no_worker_idle(tmp_path, local_only):
+def test_connection_blip_leaves_no_worker_idle(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
     data = tmp_path / "input.txt"
@@ -79,7 +71,7 @@ def test_connection_blip_leaves_no_worker_idle(tmp_path, local_only):
     assert final.map.done == final.map.total
 
 
-def test_redis_full_fails_the_job_clearly(tmp_path, local_only):
+def test_redis_full_fails_the_job_clearly(tmp_path):
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), combiner=None, chunk_size=2 << 20, workers=1)
     with pytest.raises(InfraError) as info:
         run_job(spec, RunOptions(redis_memory="3mb"))
@@ -91,7 +83,6 @@ def test_redis_full_fails_the_job_clearly(tmp_path, local_only):
 
 # -- real containers ---------------------------------------------------------------------------
 
-docker = pytest.mark.usefixtures("clean_docker")
 
 
 def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
@@ -110,8 +101,6 @@ def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
 def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
     if backend == "docker":
         request.getfixturevalue("clean_docker")  # images ready; no container may be left
-    elif shutil.which("redis-server") is None:
-        require_infra("redis-server")
     data = tmp_path / "input.txt"
     data.write_text("needle alpha\n" + "alpha beta gamma\n" * 2000)
     spec = make_spec(tmp_path, STRAGGLER.format(needle="needle"), [data], mapper="StragglingMapper",
@@ -126,7 +115,8 @@ def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
     assert final.elapsed < 20  # the backup won; without it the job waits out the 30 s sleep
 
 
-@docker
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
 def test_no_extraneous_execution_on_a_healthy_run(tmp_path, docker_host):
     from mrctl.backends.docker import remove_cluster
 
@@ -147,7 +137,8 @@ def test_no_extraneous_execution_on_a_healthy_run(tmp_path, docker_host):
 SEEDS = [int(s) for s in os.environ.get("MRCTL_CRASH_SEEDS", "1,2").split(",")]
 
 
-@docker
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
 @pytest.mark.parametrize("seed", SEEDS)
 def test_crash_test_output_is_exact(tmp_path, seed):
     inputs = corpus_files()
@@ -160,7 +151,8 @@ def test_crash_test_output_is_exact(tmp_path, seed):
           f"{final.refused} refused, {final.elapsed:.1f}s")
 
 
-@docker
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
 def test_paused_worker_is_a_refused_zombie(tmp_path, docker_host):
     spec = make_spec(tmp_path, SLOW, corpus_files()[:3], mapper="SlowMapper", reducer="SlowReducer",
                      backend="docker", workers=2, reducers=4, chunk_size=128 << 10)
@@ -186,7 +178,8 @@ def test_paused_worker_is_a_refused_zombie(tmp_path, docker_host):
     assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(corpus_files()[:3])
 
 
-@docker
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
 def test_redis_killed_mid_job_fails_fast_and_cleanly(tmp_path, docker_host):
     import time
 
@@ -207,7 +200,8 @@ def test_redis_killed_mid_job_fails_fast_and_cleanly(tmp_path, docker_host):
     assert not spec.output_path.exists() and not list(tmp_path.glob(".out.json.*"))
 
 
-@docker
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
 def test_mapper_out_of_memory_fails_after_max_attempts(tmp_path):
     spec = make_spec(tmp_path, GREEDY, corpus_files()[:1], mapper="GreedyMapper", backend="docker",
                      workers=2, max_attempts=2, limits=WorkerLimits(memory="256m"))

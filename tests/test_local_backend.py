@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
-from conftest import corpus_files, require_infra, sequential_wordcount
+from conftest import corpus_files, sequential_wordcount
 from jobs import HANG_SLEEP, HANG_STUBBORN, HANGS, RAISES, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import JobFailed
 from mrctl.runner import run_job
-
-
-@pytest.fixture(autouse=True)
-def _needs_redis_server():
-    if shutil.which("redis-server") is None:
-        require_infra("redis-server")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """`mrctl run` as a user runs it, in a subprocess against real containers: signals at several
-moments, the live view under a pseudo-terminal (tmux), plain output without a TTY, --json."""
+moments, the live view under a pseudo-terminal (pty + the pyte terminal emulator), plain
+output without a TTY, --json."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, corpus_files, require_infra, sequential_wordcount
+from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
@@ -110,26 +111,51 @@ def test_json_flag_prints_only_the_summary_on_stdout(tmp_path):
     assert {k: int(v) for k, v in rows.items()} == expected
 
 
-def test_live_view_under_a_pseudo_terminal(tmp_path):
-    if shutil.which("tmux") is None:
-        require_infra("tmux")
-    session = f"mrctl-test-{uuid.uuid4().hex[:6]}"
-    done = tmp_path / "exit-code"
-    command = (f"cd {ROOT} && env -u CI {sys.executable} -m mrctl run {slow_spec(tmp_path, 3)}; "
-               f"echo $? > {done}; sleep 60")
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "45", command],
-                   check=True)
+def _screens_under_pty(command: list[str], env: dict[str, str], columns: int = 120,
+                       lines: int = 45, timeout_s: float = 180) -> tuple[int, list[str]]:
+    """Run `command` on a pseudo-terminal (Python's pty), replaying its output on a terminal
+    emulator (pyte); returns the exit code and the screen after each burst of output."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    import pyte
+
+    screen = pyte.Screen(columns, lines)
+    stream = pyte.ByteStream(screen)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=follower, stdout=follower,
+                            stderr=follower, start_new_session=True)
+    os.close(follower)
+    screens, deadline = [], time.monotonic() + timeout_s
     try:
-        screens, deadline = [], time.monotonic() + 180
-        while not done.exists() and time.monotonic() < deadline:
-            screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                          capture_output=True, text=True).stdout)
-            time.sleep(0.3)
-        assert done.read_text().strip() == "0"
-        screens.append(subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
-                                      capture_output=True, text=True).stdout)
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.3)
+            if ready:
+                try:
+                    data = os.read(leader, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                if not data:
+                    break
+                stream.feed(data)
+                screens.append("\n".join(screen.display))
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic())), screens
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        os.close(leader)
+
+
+def test_live_view_under_a_pseudo_terminal(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    code, screens = _screens_under_pty([sys.executable, "-m", "mrctl", "run", slow_spec(tmp_path, 3)],
+                                       {**env, "TERM": "xterm-256color"})
+    assert code == 0, screens[-1] if screens else "no output"
     live = [s for s in screens if "phase: map" in s and "worker-1" in s]
     assert live, "the live view never showed the map phase with its workers"
     screen = live[-1]

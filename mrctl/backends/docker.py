@@ -9,6 +9,7 @@ Redis through a port published on 127.0.0.1 only.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -17,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mrctl.backends import WorkerExit
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost
-from mrctl.errors import InfraError
+from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
 from mrctl.spec import JobSpec
 
@@ -38,6 +39,19 @@ def worker_name(cluster: str, n: int) -> str:
 
 def network_name(cluster: str) -> str:
     return f"mrctl-{cluster}"
+
+
+def extra_labels(text: str) -> dict[str, str]:
+    """`MRCTL_LABELS` (`key=value[,key=value...]`): labels added to every object of a cluster,
+    e.g. to tell a CI run's or a test session's clusters from a user's."""
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key or key.startswith("mrctl.cluster"):
+            raise SpecError(f"MRCTL_LABELS: {item!r}: expected key=value[,key=value...] "
+                            "(and not mrctl's own keys)")
+        labels[key] = value
+    return labels
 
 
 def short_name(container_name: str, cluster: str) -> str:
@@ -65,9 +79,10 @@ class DockerCluster:
         self._last_check = 0.0
         self.host: DockerHost | None = None
         self.images: ClusterImages | None = None
+        self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
 
     def labels(self, role: str) -> dict[str, str]:
-        return {LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
+        return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
                 "mrctl.job-id": self.job_id, LABEL_CREATED: str(int(time.time()))}
 
     # -- start ----------------------------------------------------------------------------

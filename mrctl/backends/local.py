@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from mrctl.backends import WorkerExit
+from mrctl.backends.redis_server import obtain_redis_server
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
 
@@ -67,12 +68,7 @@ class LocalCluster:
     # -- start ----------------------------------------------------------------------------
 
     def _start_redis(self) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise InfraError(
-                "redis-server is not installed (apt-get install redis-server), "
-                "or run on Docker with --backend docker"
-            )
+        server = obtain_redis_server(lambda msg: log.info("%s", msg))
         self.port = _free_port()
         config = "\n".join([
             f"port {self.port}", "bind 127.0.0.1", f"requirepass {self.password}",
@@ -81,8 +77,9 @@ class LocalCluster:
         ])
         logfile = (self.dir / "redis.log").open("wb")
         # The config (with the password) goes through stdin, never the command line.
-        self.redis = subprocess.Popen([exe, "-"], stdin=subprocess.PIPE, stdout=logfile,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.redis = subprocess.Popen([server.path, "-"], stdin=subprocess.PIPE, stdout=logfile,
+                                      stderr=subprocess.STDOUT, start_new_session=True,
+                                      env={**os.environ, **server.env})
         self.redis.stdin.write(config.encode())
         self.redis.stdin.close()
         self._wait_redis()
