@@ -142,3 +142,22 @@ def test_cli_validate_and_bad_spec_exit_codes(project):
     assert "reducers" in bad.stderr and "Traceback" not in bad.stderr
     usage = _mrctl("run", "jobspecs/wordcount.yaml", "--workers", "several")
     assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_the_example_spec_scales_and_its_sample_is_instructive(tmp_path):
+    """The spec users copy: its sample makes a map task per file, and 100 MB of input makes
+    tens of map tasks, not hundreds of thousands (counted independently: bytes / chunk size)."""
+    from mrctl.chunks import plan_chunks
+
+    spec = load_spec(ROOT / "jobspecs" / "wordcount.yaml")
+    sample = sorted(p for p in (ROOT / "jobspecs" / "data").rglob("*") if p.is_file())
+    assert len(plan_chunks(spec.inputs, spec.chunk_size)) == len(sample) >= 3
+
+    big = tmp_path / "big.txt"
+    line = b"It was the best of times, it was the worst of times.\n"
+    with big.open("wb") as f:
+        for _ in range(100_000_000 // (len(line) * 1000)):
+            f.write(line * 1000)
+    tasks = len(plan_chunks((big,), spec.chunk_size))
+    expected = -(-big.stat().st_size // spec.chunk_size)  # whole lines may add one
+    assert expected <= tasks <= expected + 1 and tasks <= 30
