@@ -58,8 +58,15 @@ def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:
             f.writelines(_lines(counted(), fmt))
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return count
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

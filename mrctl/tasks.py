@@ -121,10 +121,11 @@ def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
 
 
 def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
+    """Add one pair (e.g. from teardown) to the groups; the key may be new."""
     try:
-        groups[key].append(value)
+        groups.setdefault(key, []).append(value)
     except TypeError:  # an unhashable key such as a list groups as a tuple
-        groups[codec.hashable(key)].append(value)
+        groups.setdefault(codec.hashable(key), []).append(value)
 
 
 def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[Any]]:

@@ -1,0 +1,127 @@
+"""Loading a job's classes from source text: fresh modules, real tracebacks, clear refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import sys
+import textwrap
+import traceback
+
+import pytest
+
+from mrctl import Mapper, Reducer
+from mrctl.loader import job_classes, load_module
+
+JOB = textwrap.dedent('''
+    from mrctl import Mapper, Reducer
+
+
+    class WordMapper(Mapper):
+        def map(self, line):
+            yield from ((w, 1) for w in line.split())
+
+
+    class SumReducer(Reducer):
+        def reduce(self, key, values):
+            return sum(values)
+
+
+    def not_a_class():
+        pass
+
+
+    def boom():
+        raise ValueError("raised by the job")
+''')
+
+
+@pytest.fixture(autouse=True)
+def _forget_loaded_jobs():
+    """Drop the job modules and linecache entries a test added, so tests stay independent."""
+    modules, lines = set(sys.modules), set(linecache.cache)
+    yield
+    for name in set(sys.modules) - modules:
+        if name.startswith("mrctl_job_"):
+            del sys.modules[name]
+    for name in set(linecache.cache) - lines:
+        entry = linecache.cache[name]
+        if len(entry) == 4 and entry[1] is None:  # registered from source text, not a file
+            del linecache.cache[name]
+
+
+def test_module_is_named_after_the_file_stem_and_a_hash_of_the_source():
+    module = load_module("wordcount.py", JOB)
+    digest = hashlib.sha256(JOB.encode()).hexdigest()[:12]
+    assert module.__name__ == f"mrctl_job_wordcount_{digest}"
+    assert module.__file__ == "wordcount.py"
+    assert issubclass(module.WordMapper, Mapper) and issubclass(module.SumReducer, Reducer)
+    assert list(module.WordMapper().map("to be to")) == [("to", 1), ("be", 1), ("to", 1)]
+
+
+def test_the_same_source_is_executed_once(tmp_path):
+    marker = tmp_path / "executions"
+    source = f"open({str(marker)!r}, 'a').write('x')\n"
+    first = load_module("job.py", source)
+    assert load_module("job.py", source) is first
+    assert marker.read_text() == "x"
+
+
+def test_two_jobs_with_the_same_file_name_do_not_clash():
+    a = load_module("job.py", "VALUE = 'a'\n")
+    b = load_module("job.py", "VALUE = 'b'\n")
+    assert a is not b and (a.VALUE, b.VALUE) == ("a", "b")
+
+
+def test_a_traceback_shows_the_job_file_line_and_source_text():
+    module = load_module("wordcount.py", JOB)
+    with pytest.raises(ValueError) as info:
+        module.boom()
+    text = "".join(traceback.format_exception(info.value))
+    line = JOB.splitlines().index('    raise ValueError("raised by the job")') + 1
+    assert f'File "wordcount.py", line {line}, in boom' in text
+    assert 'raise ValueError("raised by the job")' in text
+
+
+def test_a_module_that_fails_at_import_is_not_cached():
+    source = "import sys\nCOUNT = 1 / 0\n"
+    for _ in range(2):  # the second load runs the module again instead of returning a husk
+        with pytest.raises(ZeroDivisionError):
+            load_module("broken.py", source)
+    assert not [name for name in sys.modules if name.startswith("mrctl_job_broken_")]
+
+
+def test_a_syntax_error_names_the_job_file_and_line():
+    with pytest.raises(SyntaxError) as info:
+        load_module("typo.py", "x = 1\ndef f(:\n")
+    assert (info.value.filename, info.value.lineno) == ("typo.py", 2)
+
+
+def test_job_classes_returns_the_named_classes():
+    module = load_module("wordcount.py", JOB)
+    classes = job_classes(module, "WordMapper", "SumReducer", "SumReducer")
+    assert classes.mapper is module.WordMapper
+    assert classes.reducer is module.SumReducer and classes.combiner is module.SumReducer
+
+
+@pytest.mark.parametrize("combiner", [None, ""])
+def test_no_combiner_is_none(combiner):
+    module = load_module("wordcount.py", JOB)
+    assert job_classes(module, "WordMapper", "SumReducer", combiner).combiner is None
+
+
+@pytest.mark.parametrize("mapper,reducer,combiner,message", [
+    ("WordMaper", "SumReducer", None, "WordMaper in wordcount.py is not a subclass of mrctl.Mapper"),
+    ("WordMapper", "Missing", None, "Missing in wordcount.py is not a subclass of mrctl.Reducer"),
+    ("SumReducer", "SumReducer", None, "SumReducer in wordcount.py is not a subclass of mrctl.Mapper"),
+    ("WordMapper", "WordMapper", None, "WordMapper in wordcount.py is not a subclass of mrctl.Reducer"),
+    ("not_a_class", "SumReducer", None, "not_a_class in wordcount.py is not a subclass of mrctl.Mapper"),
+    ("WordMapper", "SumReducer", "WordMapper",
+     "WordMapper in wordcount.py is not a subclass of mrctl.Reducer"),
+])
+def test_a_missing_or_wrong_class_is_refused_with_its_name_file_and_expected_base(
+        mapper, reducer, combiner, message):
+    module = load_module("wordcount.py", JOB)
+    with pytest.raises(TypeError) as info:
+        job_classes(module, mapper, reducer, combiner)
+    assert str(info.value) == message
