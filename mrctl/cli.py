@@ -267,5 +267,33 @@ def images(
             typer.echo("  ".join(str(x) for x in row))
 
 
+@app.command()
+@_errors
+def doctor(
+    json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check what a run needs here (Docker engine, registry, images, Debian mirror,
+    redis-server, disk) and print the fix for each problem. Exit 0 when a run would work, 3 if not.
+
+    Example: mrctl doctor
+    """
+    import dataclasses
+    import json
+
+    from rich.console import Console
+
+    from mrctl.doctor import diagnose
+    from mrctl.view import render_diagnosis
+
+    found = diagnose()
+    if json_:
+        typer.echo(json.dumps({"ready": found.docker_ready,
+                               "checks": [dataclasses.asdict(c) for c in found.checks]}, indent=2))
+    else:
+        Console(width=max(100, Console().width)).print(render_diagnosis(found))
+    if not found.docker_ready:
+        raise typer.Exit(3)
+
+
 def main() -> None:
     app()

@@ -130,6 +130,18 @@ def _os_codename(etc: Path) -> str:
     return ""
 
 
+def probe_mirror(source: AptSource, timeout_s: float = 5.0) -> None:
+    """Raise InfraError unless the suite's Release file answers within `timeout_s`."""
+    url = f"{source.mirror}/dists/{source.suite}/InRelease"
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        raise InfraError(f"the Debian mirror does not answer ({url}: "
+                         f"{getattr(exc, 'reason', exc)})") from None
+
+
 # -- the archive ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -74,6 +74,15 @@ class DockerHost:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def version(self) -> str:
+        with _translated("asking the engine's version"):
+            return str(self.client.version().get("Version", "?"))
+
+    def data_root(self) -> str:
+        """Where the engine keeps images and containers (on the engine's host)."""
+        with _translated("reading the engine's info"):
+            return str(self.client.info().get("DockerRootDir", "/var/lib/docker"))
+
     # -- images ---------------------------------------------------------------------------
 
     def image_id(self, ref: str) -> str | None:

@@ -165,6 +165,29 @@ def _worker_image(host: DockerHost, base: str, on_progress: Progress) -> str:
     return tag
 
 
+@dataclass(frozen=True)
+class ImageState:
+    base: str | None  # the base in use (online or offline), None when neither is here
+    worker_current: str | None  # the worker image for this source and base, if built
+    worker_stale: tuple[str, ...]  # worker images of other sources or bases
+
+
+def image_state(host: DockerHost) -> ImageState:
+    """Which of mrctl's images are here, without pulling or building anything."""
+    base = None
+    if all(host.image_id(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
+        base = ONLINE_PYTHON
+    else:
+        offline = [tags for tags, _, _ in host.images(f"{LABEL_IMAGE}=base")]
+        base = offline[0].split(", ")[0] if offline else None
+    current = None
+    if base is not None and (base_id := host.image_id(base)):
+        current = f"{WORKER_REPO}:{source_hash(base_id)}"
+    workers = [t for tags, _, _ in host.images(f"{LABEL_IMAGE}=worker") for t in tags.split(", ")]
+    return ImageState(base, current if current in workers else None,
+                      tuple(t for t in workers if t != current))
+
+
 def list_images(host: DockerHost) -> list[tuple[str, str, str, str]]:
     """(role, tags, id, size) of the images mrctl manages."""
     rows = []

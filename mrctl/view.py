@@ -6,12 +6,17 @@ docker and compose do. Reporters (mrctl.reporters) decide which of these to show
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group, RenderableType
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
 from mrctl.snapshot import JobSnapshot, PhaseProgress
+
+if TYPE_CHECKING:
+    from mrctl.doctor import Diagnosis
 
 PHASE_WORDS = {
     "starting": "starting cluster", "map": "map", "barrier": "shuffle barrier",
@@ -162,3 +167,18 @@ def render_summary(snap: JobSnapshot) -> RenderableType:
     style = {"succeeded": "bold green", "failed": "bold red"}.get(snap.status, "bold yellow")
     first, *rest = summary_lines(snap)
     return Group(Text(first, style=style), *(Text(line) for line in rest))
+
+
+CHECK_STYLE = {"ok": "green", "note": "cyan", "warn": "yellow", "fail": "bold red"}
+
+
+def render_diagnosis(diagnosis: Diagnosis) -> RenderableType:
+    """`mrctl doctor`: one row per check, its fix beside it, and the verdict."""
+    table = Table(show_header=True, header_style="bold", expand=False)
+    for column in ("check", "", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for c in diagnosis.checks:
+        table.add_row(c.name, Text(c.status, style=CHECK_STYLE.get(c.status, "")), c.detail, c.fix)
+    verdict = (Text("mrctl run would work here.", style="green") if diagnosis.docker_ready
+               else Text("mrctl run would fail here: see the fixes above.", style="bold red"))
+    return Group(table, verdict)

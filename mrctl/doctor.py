@@ -1,0 +1,141 @@
+"""`mrctl doctor`: what a run needs on this machine, checked one by one, each problem with
+its fix. The verdict answers one question: would `mrctl run` work here now?
+
+Checks are read-only and bounded in time (a registry probe of 3 s, a mirror probe of 5 s):
+nothing is pulled, built, fetched or started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from mrctl import debian, images
+from mrctl.dockerhost import DockerHost
+from mrctl.errors import InfraError
+
+OK, NOTE, WARN, FAIL = "ok", "note", "warn", "fail"
+MIN_FREE_BYTES = 2 << 30  # the images take ~0.4 GB; leave room for inputs and outputs
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | note | warn | fail
+    detail: str
+    fix: str = ""
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    checks: tuple[Check, ...]
+
+    @property
+    def docker_ready(self) -> bool:
+        """A docker-backend run would work: nothing failed."""
+        return all(c.status != FAIL for c in self.checks)
+
+
+def diagnose() -> Diagnosis:
+    """Run every check; a Docker engine that does not answer skips the checks that need it."""
+    checks = [_python()]
+    try:
+        host = DockerHost(timeout=10)
+    except InfraError as exc:
+        checks.append(Check("Docker engine", FAIL, str(exc).split(". ")[0],
+                            "start Docker (systemctl start docker), or let this user use it "
+                            "(docker group), or run with --backend local"))
+        checks += [_mirror(needed=True), _redis_server(), _disk("cache", debian.cache_dir())]
+        return Diagnosis(tuple(checks))
+    with host:
+        checks += _engine(host)
+        registry = host.registry_answers(images.ONLINE_PYTHON)
+        checks.append(Check("registry", OK if registry else NOTE,
+                            "reachable: the official python and redis images can be pulled" if registry
+                            else "not reachable within 3 s: bases are built from the Debian mirror"))
+        image_checks, need_base = _images(host, registry)
+        checks += image_checks
+        checks.append(_mirror(needed=need_base))
+        checks.append(_redis_server())
+        checks.append(_disk("Docker data", Path(host.data_root())))
+        checks.append(_disk("cache", debian.cache_dir()))
+    return Diagnosis(tuple(checks))
+
+
+def _python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Check("Python", OK if sys.version_info >= (3, 11) else FAIL, f"{version} ({sys.executable})",
+                 "" if sys.version_info >= (3, 11) else "mrctl needs Python 3.11 or newer")
+
+
+def _engine(host: DockerHost) -> list[Check]:
+    version = host.version()
+    checks = [Check("Docker engine", OK, f"{version} reachable")]
+    who = "root" if os.geteuid() == 0 else "this user"
+    checks.append(Check("Docker access", NOTE, f"{who} can use the Docker engine, which is root-equivalent "
+                        "on this host: treat mrctl like docker itself"))
+    return checks
+
+
+def _images(host: DockerHost, registry: bool) -> tuple[list[Check], bool]:
+    """Image checks, and whether a base still has to be built from the mirror."""
+    state = images.image_state(host)
+    checks = []
+    if state.base is None:
+        how = "pulled" if registry else "built from the Debian mirror (about a minute)"
+        checks.append(Check("base images", NOTE, f"none yet: will be {how} on the first run",
+                            "or now: mrctl images --build"))
+    else:
+        checks.append(Check("base images", OK, state.base))
+    if state.worker_current:
+        checks.append(Check("worker image", OK, f"{state.worker_current} (matches this source)"))
+    else:
+        checks.append(Check("worker image", NOTE, "none for this source: built on the next run (~40 s)",
+                            "or now: mrctl images --build"))
+    if state.worker_stale:
+        checks.append(Check("stale images", NOTE, f"{len(state.worker_stale)} worker images of older "
+                            "source", "docker rmi " + " ".join(state.worker_stale)))
+    return checks, state.base is None and not registry
+
+
+def _mirror(needed: bool) -> Check:
+    try:
+        source = debian.apt_source()
+        debian.probe_mirror(source)
+    except InfraError as exc:
+        return Check("Debian mirror", FAIL if needed else WARN, str(exc),
+                     "give Docker registry access, or fix the host's apt sources"
+                     if needed else "only needed to build images offline or fetch redis-server")
+    return Check("Debian mirror", OK, f"{source.mirror} {source.suite} answers "
+                 "(offline base images and redis-server come from it)")
+
+
+def _redis_server() -> Check:
+    from mrctl.backends.redis_server import find_redis_server
+
+    try:
+        found = find_redis_server()
+        if found is not None:
+            version = re.search(r"v=(\S+)", found.version())
+            return Check("redis-server (local backend)", OK,
+                         f"{version.group(1) if version else '?'} ({found.origin})")
+    except InfraError as exc:
+        return Check("redis-server (local backend)", WARN, str(exc),
+                     f"remove {debian.cache_dir() / 'redis-server'}; it is fetched again")
+    return Check("redis-server (local backend)", NOTE, "not installed: fetched from the Debian mirror "
+                 "into the cache on the first --backend local run")
+
+
+def _disk(what: str, path: Path) -> Check:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    status = OK if free >= MIN_FREE_BYTES else WARN
+    return Check(f"free disk ({what})", status, f"{free / 1e9:.1f} GB free at {path}",
+                 "" if status == OK else "free some space: docker system prune, or remove old images")
+
