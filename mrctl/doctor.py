@@ -56,7 +56,7 @@ def diagnose() -> Diagnosis:
         registry = host.registry_answers(images.ONLINE_PYTHON)
         checks.append(Check("registry", OK if registry else NOTE,
                             "reachable: the official python and redis images can be pulled" if registry
-                            else "not reachable within 3 s: bases are built from the Debian mirror"))
+                            else "none answered within 3 s: bases are built from the Debian mirror"))
         image_checks, need_base = _images(host, registry)
         checks += image_checks
         checks.append(_mirror(needed=need_base))
