@@ -18,7 +18,9 @@ def pack(obj: Any) -> bytes:
     try:
         return msgpack.packb(obj, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise TypeError(f"cannot encode {obj!r}: keys and values must be plain data ({exc})") from None
+        text = repr(obj)
+        text = text if len(text) <= 200 else text[:200] + f"… ({len(text)} characters)"
+        raise TypeError(f"cannot encode {text}: keys and values must be plain data ({exc})") from None
 
 
 def unpack(data: bytes) -> Any:
@@ -30,21 +32,47 @@ def encode_key(key: Any) -> bytes:
     return pack(key)
 
 
-def hashable(key: Any) -> Any:
-    """A key as it groups: lists become tuples, recursively."""
-    if isinstance(key, list | tuple):
-        return tuple(hashable(k) for k in key)
-    return key
+def group_key(key: Any) -> str | bytes:
+    """The identity a key groups and partitions by, the same on every path and in every process:
+    a str is itself; anything else is its msgpack encoding. So `1`, `1.0`, `True` and `"1"` are
+    four keys (Python's `==` would merge the first three), and a list groups as a tuple."""
+    return key if type(key) is str else pack(key)
+
+
+def key_of(ident: str | bytes) -> Any:
+    """The key a `group_key` identity stands for (lists come back as tuples)."""
+    return ident if type(ident) is str else unpack(ident)
+
+
+PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_error(obj: Any) -> str | None:
+    """Why `obj` is not plain data (naming the offending type), or None when it is."""
+    kind = type(obj)
+    if kind in PLAIN_SCALARS:
+        return None
+    if kind in (list, tuple):
+        return next((why for item in obj if (why := plain_error(item))), None)
+    if kind is dict:
+        return next((why for k, v in obj.items() if (why := plain_error(k) or plain_error(v))), None)
+    return f"a {kind.__name__}"
 
 
 def sort_key(key: Any) -> tuple:
-    """Total order over mixed plain-data keys: None < bools < numbers < strings < the rest."""
+    """Total order over mixed plain-data keys: None < bools < numbers < strings < the rest.
+
+    Type-exact, like `group_key`: equal numbers sort int first, then float (-0.0 before 0.0),
+    so that keys that are distinct never tie and the order never depends on where they came from.
+    """
     if key is None:
         return (0, 0)
     if isinstance(key, bool):
         return (1, key)
-    if isinstance(key, int | float):
-        return (2, -math.inf if key != key else key)
+    if isinstance(key, int):
+        return (2, key, 0)
+    if isinstance(key, float):
+        return (2, -math.inf if key != key else key, 1, math.copysign(1.0, key))
     if isinstance(key, str):
         return (3, key)
     return (4, json.dumps(key, sort_keys=True, default=str))

@@ -78,9 +78,10 @@ def run_map(
     buckets: dict[int, list[Any]] = defaultdict(list)
     records_out = 0
     custom = type(mapper).partition is not Mapper.partition
-    partition = mapper.partition if custom else default_partition
-    for key, values in groups.items():
-        bucket = buckets[partition(key, partitions)]
+    for ident, values in groups.items():
+        key = codec.key_of(ident)
+        _check_plain(key, values, "the mapper")
+        bucket = buckets[mapper.partition(key, partitions) if custom else _partition_of(ident, partitions)]
         bucket.append(key)
         bucket.append(values)
         records_out += len(values)
@@ -104,15 +105,15 @@ def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
 
 
 def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
-    """Values by key, in emission order. The hot loop of every map task: kept inline."""
+    """Values by key identity (codec.group_key), in emission order. The hot loop of every map
+    task: kept inline, with str keys (their own identity) on the fast path."""
     groups: dict[Any, list[Any]] = {}
     get = groups.get
+    group_key = codec.group_key
     for key, value in pairs:
-        try:
-            found = get(key)
-        except TypeError:  # an unhashable key such as a list groups as a tuple
-            key = codec.hashable(key)
-            found = get(key)
+        if type(key) is not str:
+            key = group_key(key)
+        found = get(key)
         if found is None:
             groups[key] = [value]
         else:
@@ -122,38 +123,59 @@ def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
 
 def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
     """Add one pair (e.g. from teardown) to the groups; the key may be new."""
-    try:
-        groups.setdefault(key, []).append(value)
-    except TypeError:  # an unhashable key such as a list groups as a tuple
-        groups.setdefault(codec.hashable(key), []).append(value)
+    groups.setdefault(codec.group_key(key), []).append(value)
 
 
 def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
     combiner.setup()
     combined: dict[Any, list[Any]] = defaultdict(list)
-    for key, values in groups.items():
-        if len(values) == 1 and key not in combined:  # nothing to combine: skip the call
-            combined[key] = values
+    for ident, values in groups.items():
+        if len(values) == 1 and ident not in combined:  # nothing to combine: skip the call
+            combined[ident] = values
             continue
-        for k, v in reduce_pairs(combiner, key, values):
+        for k, v in reduce_pairs(combiner, codec.key_of(ident), values):
             _add(combined, k, v)
     for k, v in teardown_pairs(combiner):
         _add(combined, k, v)
     return combined
 
 
+def _check_plain(key: Any, values: list[Any], who: str) -> None:
+    """Refuse, at the task that emits it, a key or value that is not plain data."""
+    for value in values:
+        if type(value) not in codec.PLAIN_SCALARS and (why := codec.plain_error(value)):
+            raise TypeError(f"{who} emitted {why} in the value {_short(value)} of key {_short(key)}: "
+                            "keys and values must be plain data (str, int, float, bool, None, lists, dicts)")
+    if type(key) not in codec.PLAIN_SCALARS and (why := codec.plain_error(key)):
+        raise TypeError(f"{who} emitted {why} in the key {_short(key)}: keys and values must be "
+                        "plain data (str, int, float, bool, None, lists, dicts)")
+
+
+def _short(obj: Any, limit: int = 200) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} characters)"
+
+
 def default_partition(key: Any, partitions: int) -> int:
     """Mapper.partition's default, without the method call: crc32 of the key's encoding."""
-    return zlib.crc32(key.encode() if type(key) is str else codec.encode_key(key)) % partitions
+    return _partition_of(codec.group_key(key), partitions)
+
+
+def _partition_of(ident: str | bytes, partitions: int) -> int:
+    return zlib.crc32(ident.encode() if type(ident) is str else ident) % partitions
 
 
 def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
-    """Group the pairs of several map blobs by key, keeping the blobs' order for values."""
+    """Group the pairs of several map blobs by key identity (codec.group_key), keeping the
+    blobs' order for values."""
     groups: dict[Any, list[Any]] = {}
+    group_key = codec.group_key
     for blob in blobs:
         flat = codec.unpack(blob)
         for i in range(0, len(flat), 2):
             key = flat[i]
+            if type(key) is not str:
+                key = group_key(key)
             found = groups.get(key)
             if found is None:
                 groups[key] = list(flat[i + 1])
@@ -167,11 +189,14 @@ def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]]) -> ReduceResult:
     reducer.setup()
     pairs: list[tuple[Any, Any]] = []
     records_in = 0
-    for key in sorted(groups, key=codec.sort_key):
-        values = groups[key]
+    keys = {ident: codec.key_of(ident) for ident in groups}
+    for ident in sorted(groups, key=lambda ident: codec.sort_key(keys[ident])):
+        values = groups[ident]
         records_in += len(values)
-        pairs.extend(reduce_pairs(reducer, key, values))
+        pairs.extend(reduce_pairs(reducer, keys[ident], values))
     pairs.extend(teardown_pairs(reducer))
+    for key, value in pairs:
+        _check_plain(key, [value], "the reducer")
     pairs.sort(key=lambda kv: codec.sort_key(kv[0]))
     return ReduceResult(pairs, records_in)
 

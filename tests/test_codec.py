@@ -115,10 +115,29 @@ def test_encode_key_is_the_msgpack_bytes_and_lists_encode_like_tuples():
     assert codec.encode_key([1, "a"]) == codec.encode_key((1, "a")) == b"\x92\x01\xa1a"
 
 
-def test_hashable_turns_lists_into_tuples_recursively():
-    assert codec.hashable([1, [2, [3]], (4, [5])]) == (1, (2, (3,)), (4, (5,)))
-    assert codec.hashable("ab") == "ab" and codec.hashable(7) == 7
-    assert hash(codec.hashable([[1], [2]])) == hash(((1,), (2,)))
+def test_group_key_is_type_exact_and_lists_group_as_tuples():
+    # independent expectation: the msgpack spec's encodings, written by hand
+    assert codec.group_key("1") == "1"
+    assert codec.group_key(1) == b"\x01" and codec.group_key(True) == b"\xc3"
+    assert codec.group_key(1.0) == b"\xcb\x3f\xf0" + bytes(6)
+    assert len({codec.group_key(k) for k in (1, 1.0, True, "1")}) == 4
+    assert codec.group_key([1, "a"]) == codec.group_key((1, "a")) == b"\x92\x01\xa1a"
+    for key in ("x", 7, 2.5, False, None, (1, ("a",))):
+        assert codec.key_of(codec.group_key(key)) == key
+
+
+def test_sort_key_never_ties_distinct_keys_of_equal_value():
+    assert sorted([1.0, True, 1, -0.0, 0, 0.0], key=codec.sort_key) == [True, 0, -0.0, 0.0, 1, 1.0]
+    ordered = sorted([1.0, 1, 0.0, -0.0], key=codec.sort_key)
+    assert [type(k) for k in ordered] == [float, float, int, float]
+    assert str(ordered[0]) == "-0.0" and str(ordered[1]) == "0.0"
+
+
+def test_plain_error_names_the_first_non_plain_type():
+    assert codec.plain_error({"a": [1, 2.5, None, True, ("x",)]}) is None
+    assert codec.plain_error(b"x") == "a bytes"
+    assert codec.plain_error([1, {2, 3}]) == "a set"
+    assert codec.plain_error({"k": object()}) == "a object"
 
 
 def test_sort_key_orders_none_bools_numbers_strings_then_the_rest():
