@@ -101,14 +101,14 @@ def run(
     from mrctl.chaos import ChaosPlan, parse_chaos
     from mrctl.runner import RunOptions
     from mrctl.signals import SignalGuard
-    from mrctl.spec import Overrides, load_spec
+    from mrctl.spec import Overrides, load_spec, parse_redis_memory
 
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
         max_attempts=max_attempts, speculative=speculative, encoding_errors="strict" if strict else None,
     )
-    options = RunOptions(keep=keep, redis_memory=redis_memory, offline=offline,
+    options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal

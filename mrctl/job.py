@@ -4,7 +4,8 @@ A job module is one Python file. Its classes are shipped to the workers as sourc
 Redis, so a job may import only the standard library and packages installed in the worker image.
 
 Keys and values are plain data: str, int, float, bool, None, and lists/tuples/dicts of those.
-Keys must be hashable once lists are read as tuples (so no dicts as keys).
+Keys are type-exact: they group by their msgpack encoding (codec.group_key), so 1, 1.0, True
+and "1" are four keys, and a list key groups (and arrives) as a tuple.
 """
 
 from __future__ import annotations

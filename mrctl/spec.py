@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import difflib
 import glob
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -38,6 +39,7 @@ from typing import Any
 import yaml
 
 from mrctl.errors import SpecError
+from mrctl.output_path import check_output_path
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv")
 BACKENDS = ("docker", "local", "inline")
@@ -96,6 +98,17 @@ class Overrides:
     max_attempts: int | None = None
     encoding_errors: str | None = None
     speculative: bool | None = None
+
+
+def parse_redis_memory(value: str) -> str:
+    """`--redis-memory`: a size of at least 16 MiB, as bytes for redis-server's maxmemory.
+    0 would mean "unlimited" to Redis, which breaks the promise that a full Redis fails the
+    job instead of swallowing the host's memory."""
+    size = 0 if re.fullmatch(r"\s*0+(\.0*)?\s*[a-zA-Z]*\s*", str(value)) else parse_size(value, "--redis-memory")
+    if size < 16 << 20:
+        raise SpecError(f"--redis-memory: {value} is less than 16MiB; Redis needs room for the "
+                        "job's chunks and intermediate data (0, Redis's 'unlimited', is refused)")
+    return str(size)
 
 
 def parse_size(value: Any, where: str) -> int:
@@ -166,9 +179,28 @@ def _int(doc: _Doc, key: str, value: Any, minimum: int = 1) -> int:
 
 
 def _number(doc: _Doc, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise doc.error(key, f"expected a number of seconds > 0, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise doc.error(key, f"expected a finite number of seconds > 0, got {value!r}")
     return float(value)
+
+
+# Sane upper bounds, with the reason a user is shown when a value exceeds one.
+CAPS = {
+    "workers": (256, "each worker is a container or process on this host"),
+    "reducers": (10_000, "every reduce task reads one blob from each map task"),
+    "max_attempts": (100, "a task failing this often will not succeed"),
+    "task_timeout": (7 * 86_400, "a week; a longer task should be split"),
+}
+
+
+def _check_caps(doc: _Doc, settings: dict[str, Any], over: Overrides, environ: Mapping[str, str]) -> None:
+    for key, (cap, why) in CAPS.items():
+        if settings[key] > cap:
+            flag = f"--{key.replace('_', '-')}"
+            where = (flag if getattr(over, key) is not None else
+                     "MRCTL_WORKERS" if key == "workers" and "MRCTL_WORKERS" in environ else None)
+            message = f"{settings[key]} is more than {cap} ({why})"
+            raise SpecError(f"{where}: {message}") if where else doc.error(key, message)
 
 
 def _bool(doc: _Doc, key: str, value: Any) -> bool:
@@ -305,18 +337,22 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "workers": workers,
     }
     if over.inputs:
-        inputs = expand_inputs(list(over.inputs), Path.cwd(), "--input")
+        patterns, base = list(over.inputs), Path.cwd()
+        inputs = expand_inputs(patterns, base, "--input")
     else:
         raw = doc.require(data, "input")
-        patterns = raw if isinstance(raw, list) else [raw]
+        patterns, base = raw if isinstance(raw, list) else [raw], doc.path.parent
         if not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise doc.error("input", f"expected a path, directory or glob, or a list of them, got {raw!r}")
-        inputs = expand_inputs(patterns, doc.path.parent, f"{doc.shown}:{doc.lines['input']}: input")
+        inputs = expand_inputs(patterns, base, f"{doc.shown}:{doc.lines['input']}: input")
     _apply_environment(settings, environ)
     _apply_flags(settings, over)
+    _check_caps(doc, settings, over, environ)
+    output_where = "--output" if over.output else f"{doc.shown}:{doc.lines.get('output', 1)}: output"
     if over.output:
         output_path = (Path.cwd() / over.output).resolve()
         output_format = _format_of(over.output) or output_format
+    check_output_path(output_path, inputs, patterns, base, output_where)
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=job["module"],
                    mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
                    output_path=output_path, output_format=output_format, limits=limits, **settings)
@@ -342,8 +378,8 @@ def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
     if over.chunk_size is not None:
         settings["chunk_size"] = parse_size(over.chunk_size, "--chunk-size")
     if over.task_timeout is not None:
-        if over.task_timeout <= 0:
-            raise SpecError(f"--task-timeout: expected seconds > 0, got {over.task_timeout}")
+        if not 0 < over.task_timeout < math.inf:
+            raise SpecError(f"--task-timeout: expected a finite number of seconds > 0, got {over.task_timeout}")
         settings["task_timeout"] = over.task_timeout
     if over.backend is not None:
         settings["backend"] = _choice(None, "", over.backend, BACKENDS, "--backend")
