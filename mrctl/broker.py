@@ -73,6 +73,7 @@ class Broker:
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
 
     def __init__(self, url: str, retries: int = 5) -> None:
+        self.url = url
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
         self.r = redis.Redis.from_url(
             url, retry=retry, socket_connect_timeout=5, socket_keepalive=True,

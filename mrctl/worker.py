@@ -1,8 +1,9 @@
 """The worker loop: claim a task, run the job's code on it, commit under its fencing token.
 
-A heartbeat thread renews the task's lease while user code runs and enforces task_timeout:
-it first interrupts the task (TaskTimeout raised in the main thread), and if the user code does
-not give way within a grace period the process exits so that its supervisor restarts it.
+A heartbeat process (mrctl.heartbeat) renews the task's lease while user code runs, even when
+that code holds the GIL, and enforces task_timeout: it first interrupts the task (TaskTimeout
+raised in the main thread), and if the user code does not give way within a grace period it
+kills the worker so that its supervisor starts a fresh one.
 """
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ from dataclasses import dataclass, field
 from mrctl import tasks
 from mrctl.broker import Broker, Claim
 from mrctl.errors import InfraError
+from mrctl.heartbeat import HeartbeatProcess, KeeperOptions
 from mrctl.loader import JobClasses, job_classes, load_module
 
 log = logging.getLogger(__name__)
-
-TIMEOUT_GRACE_S = 5.0
-EXIT_STUCK = 70  # the task ignored its timeout: exit so the supervisor starts a fresh worker
-
 
 class TaskTimeout(Exception):
     """Raised inside user code when its task has run longer than task_timeout."""
@@ -43,10 +41,7 @@ class _Current:
     job: str | None = None
     tid: str | None = None
     attempt: int = 0
-    started: float = 0.0
-    interrupted_at: float | None = None
     user_code: bool = False  # the job's code is running: only then may it be interrupted
-    cancelled: bool = False  # interrupted because another attempt of the task committed first
 
 
 @dataclass
@@ -57,7 +52,7 @@ class WorkerOptions:
     max_tasks: int | None = None
     redis_patience_s: float = 30.0  # exit when Redis is unreachable for this long
     interrupt_main: bool = True  # deliver TaskTimeout via a signal (main thread only)
-    parent_pid: int | None = None  # local backend: exit when this master process is gone
+    parent_pid: int | None = None  # local backend: end when this master process is gone
 
 
 @dataclass
@@ -69,23 +64,28 @@ class Worker:
     def __post_init__(self) -> None:
         self.tasks_done = 0
         self.current = _Current()
-        self._lock = threading.Lock()
+        self.beats: HeartbeatProcess | None = None
         self._stop = threading.Event()
         self._loaded: tuple[str, JobClasses, dict[str, str]] | None = None
 
     # -- driver ---------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Work until stopped (or, in burst mode, until the current job ends)."""
-        if self.options.interrupt_main and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGUSR1, self._on_timeout_signal)
+        """Work until stopped (or, in burst mode, until the current job has ended)."""
+        signals = self.options.interrupt_main and threading.current_thread() is threading.main_thread()
+        if signals:
+            signal.signal(signal.SIGUSR1, self._on_interruption)
         try:
-            self._send_beat()  # announce readiness at once, not one beat interval later
-        except InfraError as exc:
+            self.broker.heartbeat(self.name, {"state": "idle", "tasks_done": 0, "pid": os.getpid()})
+        except InfraError as exc:  # announce readiness at once; the keeper beats from now on
             log.warning("first heartbeat failed: %s", exc)
-        beat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
-        beat.start()
-        log.info("worker %s ready", self.name)
+        keeper = KeeperOptions(self.broker.url, self.name, os.getpid(), signal_worker=signals,
+                               master_pid=self.options.parent_pid)
+        with HeartbeatProcess(keeper) as self.beats:
+            log.info("worker %s ready", self.name)
+            return self._loop()
+
+    def _loop(self) -> int:
         down_since: float | None = None
         try:
             while not self._stop.is_set():
@@ -150,9 +150,9 @@ class Worker:
         return self._loaded[1]
 
     def _run_claim(self, job: str, meta: dict[str, str], claim: Claim) -> None:
-        with self._lock:
-            self.current = _Current(job, claim.tid, claim.attempt, time.monotonic())
-        self._send_beat()
+        self.current = _Current(job, claim.tid, claim.attempt)
+        self._report(job=job, tid=claim.tid, attempt=claim.attempt, lease_s=self._lease_s(meta),
+                     task_timeout=float(meta.get("task_timeout", 300)))
         where = _describe_input(claim.fields)
         log.info("task %s attempt %d start%s", claim.tid, claim.attempt, where)
         started = time.perf_counter()
@@ -174,9 +174,8 @@ class Worker:
                 log.warning("task %s attempt %d: commit refused (superseded by a newer attempt)",
                             claim.tid, claim.attempt)
         finally:
-            with self._lock:
-                self.current = _Current(job)
-            self._send_beat()
+            self.current = _Current(job)
+            self._report(tid=None, attempt=0, user_code=False, tasks_done=self.tasks_done)
 
     def _execute(self, job: str, meta: dict[str, str], claim: Claim) -> tuple[bool, int]:
         classes = self._classes(job)
@@ -207,10 +206,16 @@ class Worker:
     def _user_code(self) -> Iterator[None]:
         """Mark the span in which an interruption (timeout, cancellation) may be raised."""
         self.current.user_code = True
+        self._report(user_code=True)
         try:
             yield
         finally:
             self.current.user_code = False
+            self._report(user_code=False)
+
+    def _report(self, **changes: object) -> None:
+        if self.beats is not None:
+            self.beats.report(**changes)
 
     def _report_failure(self, job: str, meta: dict[str, str], claim: Claim, exc: Exception) -> None:
         tb = "".join(traceback.format_exception(exc))
@@ -220,72 +225,19 @@ class Worker:
         self.broker.fail_attempt(job, claim.tid, claim.attempt,
                                  int(meta.get("max_attempts", 4)), message, tb, kind)
 
-    # -- heartbeat ------------------------------------------------------------------------
+    # -- interruptions (from the heartbeat process) -------------------------------------
 
-    def _beat_loop(self) -> None:
-        while not self._stop.wait(self._beat_interval()):
-            if self.options.parent_pid and os.getppid() != self.options.parent_pid:
-                log.error("the master (pid %d) is gone: exiting", self.options.parent_pid)
-                os._exit(0)
-            try:
-                if self._send_beat() == "cancelled":
-                    self._cancel_current()
-                self._enforce_timeout()
-            except InfraError as exc:
-                log.warning("heartbeat failed: %s", exc)
-
-    def _on_timeout_signal(self, signum: int, frame: object) -> None:
-        cur = self.current  # no lock: the main thread may hold it when the signal arrives
-        if cur.tid is not None and cur.interrupted_at is not None and cur.user_code:
-            if cur.cancelled:
-                raise TaskCancelled(f"another attempt of {cur.tid} committed first")
-            raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
-
-    def _cancel_current(self) -> None:
-        """Another attempt of the current task committed first: stop spending time on it.
-        (A reaped attempt is not cancelled: it runs on, and its late commit is refused.)"""
-        with self._lock:
-            cur = self.current
-        if cur.tid is None or not cur.user_code or cur.interrupted_at is not None:
+    def _on_interruption(self, signum: int, frame: object) -> None:
+        """SIGUSR1 from the keeper: raise TaskTimeout or TaskCancelled in the user's code, if
+        the interruption is for the attempt that is running it now."""
+        found = self.beats.interruption() if self.beats is not None else None
+        cur = self.current
+        if found is None or not cur.user_code or (found[1], found[2]) != (cur.tid, cur.attempt):
             return
-        log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)
-        cur.cancelled = True
-        cur.interrupted_at = time.monotonic()
-        if self.options.interrupt_main:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
-
-    def _beat_interval(self) -> float:
-        lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
-        return max(0.1, min(1.0, lease / 3))
-
-    def _send_beat(self) -> str:
-        with self._lock:
-            cur = self.current
-        lease = self._lease_s(self._loaded[2]) if self._loaded else self.options.lease_s
-        busy = cur.tid is not None
-        state = ("mapping" if cur.tid.startswith("m:") else "reducing") if busy else "idle"
-        info = {"state": state, "task": cur.tid, "attempt": cur.attempt if busy else None,
-                "tasks_done": self.tasks_done, "job": cur.job, "pid": os.getpid()}
-        return self.broker.heartbeat(self.name, info, cur.job, cur.tid, cur.attempt, lease)
-
-    def _enforce_timeout(self) -> None:
-        with self._lock:
-            cur = self.current
-        if cur.tid is None or cur.job is None or self._loaded is None:
-            return
-        timeout = float(self._loaded[2].get("task_timeout", 300))
-        now = time.monotonic()
-        if cur.interrupted_at is None and now - cur.started > timeout:
-            log.error("task %s attempt %d exceeded task_timeout (%gs): interrupting it",
-                      cur.tid, cur.attempt, timeout)
-            cur.interrupted_at = now
-            if self.options.interrupt_main:
-                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
-        elif cur.interrupted_at is not None and cur.user_code and now - cur.interrupted_at > TIMEOUT_GRACE_S:
-            if self.options.interrupt_main:
-                log.error("task %s ignored its interruption; exiting so a fresh worker replaces this one",
-                          cur.tid)
-                os._exit(EXIT_STUCK)
+        if found[0] == "cancel":
+            log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)
+            raise TaskCancelled(f"another attempt of {cur.tid} committed first")
+        raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
 
 
 def _describe_input(fields: dict[str, str]) -> str:

@@ -124,3 +124,79 @@ def test_a_hidden_output_inside_an_input_directory_is_allowed_and_not_read_back(
         proc = _mrctl("run", spec, "-o", "indir/.counts.json", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert json.loads((tmp_path / "indir" / ".counts.json").read_text()) == {"cat": 1, "hat": 1, "the": 2}
+
+
+# -- 11.3: user code that holds the GIL longer than a lease --------------------------------------
+
+GIL_HOG = '''
+from mrctl import Mapper, Reducer
+
+
+class HogMapper(Mapper):
+    def map(self, line):
+        if line == "hog":
+            sum(range({n}))  # one C call: the GIL is not released until it returns
+        yield line, 1
+
+
+class SumReducer(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+'''
+
+
+def _gil_iterations(seconds: float) -> int:
+    """How many sum(range()) steps hold the GIL for about `seconds` on this machine."""
+    import time
+
+    started = time.perf_counter()
+    sum(range(10**7))
+    return int(10**7 * seconds / (time.perf_counter() - started))
+
+
+def test_a_mapper_holding_the_gil_longer_than_the_lease_is_not_declared_dead(tmp_path):
+    from mrctl.runner import RunOptions
+
+    path = tmp_path / "in.txt"
+    path.write_text("a\nhog\nb\n")
+    # three one-line chunks: "hog" is the worker's second task, so its job is loaded and every
+    # beat uses the job's 2 s lease; the GIL is held for ~3.5 leases
+    spec = make_spec(tmp_path, GIL_HOG.format(n=_gil_iterations(7.0)), [path], mapper="HogMapper",
+                     workers=1, reducers=1, task_timeout=120, max_attempts=1, chunk_size=2)
+    final = run_job(spec, RunOptions(lease_s=2.0))
+    assert json.loads(spec.output_path.read_text()) == {"a": 1, "b": 1, "hog": 1}
+    assert final.retries == 0 and final.lost == 0 and final.timeouts == 0
+
+
+def test_task_timeout_still_ends_a_mapper_that_holds_the_gil(tmp_path):
+    from mrctl.runner import RunOptions
+
+    path = tmp_path / "in.txt"
+    path.write_text("hog\n")
+    spec = make_spec(tmp_path, GIL_HOG.format(n=10**13), [path], mapper="HogMapper",
+                     workers=1, reducers=1, task_timeout=2, max_attempts=1)
+    with pytest.raises(JobFailed) as info:
+        run_job(spec, RunOptions(lease_s=2.0))
+    assert "m:0" in str(info.value)
+    assert info.value.snapshot.elapsed < 40 and not spec.output_path.exists()
+
+
+def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
+    """The keeper's state machine on a real Redis, with its clock in the test's hands."""
+    import multiprocessing
+
+    from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
+
+    job = "j1"
+    broker.publish_job(job, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.add_map_task(job, "m:0", {"kind": "map"}, b"x\n")
+    claim = broker.claim_task(job, "w1", lease_s=5, timeout_s=100)
+    mine, theirs = multiprocessing.Pipe()
+    keeper = HeartbeatKeeper(KeeperOptions(broker.url, "w1", worker_pid=0, signal_worker=False), broker, mine)
+    keeper.update(BeatState(job, claim.tid, claim.attempt, user_code=True, lease_s=5, task_timeout=3), now=100.0)
+    assert keeper.tick(101.0) is None and not theirs.poll()
+    assert keeper.tick(103.5) == "timeout"
+    assert json.loads(theirs.recv_bytes()) == ["timeout", "m:0", 1]
+    assert keeper.tick(104.0) is None  # interrupted once; the kill needs signal_worker
+    workers, beats, _ = broker.worker_rows()
+    assert workers["w1"]["state"] == "mapping" and workers["w1"]["task"] == "m:0"
