@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -215,13 +216,6 @@ class Broker:
             job = self.r.get(keys.current_job())
         return job.decode() if job else None
 
-    def delete_job(self, job: str) -> None:
-        """Remove every key of `job` (used after the output is written)."""
-        with translated_errors("cleaning up"):
-            batch = list(self.r.scan_iter(match=keys.all_of_job(job), count=1000))
-            for i in range(0, len(batch), 500):
-                self.r.delete(*batch[i:i + 500])
-
     def used_memory(self) -> tuple[int, int]:
         """(used_memory, used_memory_peak) in bytes, from INFO memory."""
         with translated_errors("reading memory use"):
@@ -255,10 +249,11 @@ class Broker:
     def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
         """Atomically take the next queued task into a visible in-flight record with a lease."""
         with translated_errors("claiming a task"):
-            got = self._claim(
-                keys=[keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job)],
+            got = self._claim(  # a retry after a lost reply repeats the request id: same answer
+                keys=[keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
+                      keys.reply(job, secrets.token_hex(8))],
                 args=[keys.task_prefix(job), worker, int(lease_s * 1000), int(timeout_s * 1000),
-                      keys.chunk_prefix(job), keys.part_prefix(job)],
+                      keys.chunk_prefix(job), keys.part_prefix(job), keys.REPLY_TTL_MS],
             )
         if not got:
             return None
@@ -304,15 +299,16 @@ class Broker:
         self, job: str, tid: str, attempt: int, worker: str, consumed: str,
         counters: dict[str, int], writes: list[tuple[str, str, bytes]],
     ) -> bool:
-        args: list[Any] = [tid, attempt, worker, len(counters)]
+        args: list[Any] = [tid, attempt, worker, keys.REPLY_TTL_MS, len(counters)]
         for name, value in counters.items():
             args += [name, value]
         for write in writes:
             args += list(write)
         with translated_errors(f"committing {tid}"):
-            return bool(self._commit(
+            return bool(self._commit(  # a retry after a lost reply repeats the request id
                 keys=[keys.task(job, tid), keys.leases(job), keys.deadlines(job),
-                      keys.stats(job), keys.events(job), consumed],
+                      keys.stats(job), keys.events(job), consumed,
+                      keys.reply(job, secrets.token_hex(8))],
                 args=args,
             ))
 

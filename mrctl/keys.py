@@ -105,6 +105,11 @@ def events(job: str) -> str:
     return f"{job_prefix(job)}events"
 
 
-def all_of_job(job: str) -> str:
-    """A SCAN pattern matching every key of one job."""
-    return f"{job_prefix(job)}*"
+# mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>") or COMMIT
+#   ("1" | "0") already executed, kept 60 s (REPLY_TTL_MS), so that a call retried after its
+#   reply was lost gets the same answer instead of a second claim or a false refusal
+def reply(job: str, request: str) -> str:
+    return f"{job_prefix(job)}reply:{request}"
+
+
+REPLY_TTL_MS = 60_000

@@ -13,12 +13,28 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: queue, leases, deadlines, meta
-# ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix
+# KEYS: queue, leases, deadlines, meta, reply (of this request)
+# ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix, reply_ttl_ms
 # Returns {tid, attempt, task fields (flat), input}: a map's chunk bytes, or a reduce's flat
 # partition hash; read in the same atomic step, so a backup whose original commits meanwhile
-# still gets its input. Ids of tasks that ended while queued are skipped.
+# still gets its input. Ids of tasks that ended while queued are skipped. Idempotent: a
+# request that already claimed (its reply lost, the call retried) gets the same task again.
 CLAIM = _NOW + """
+local function answer(tid, attempt)
+  local tkey = ARGV[1] .. tid
+  local input
+  if string.sub(tid, 1, 2) == 'm:' then
+    input = redis.call('GET', ARGV[5] .. tid)
+  else
+    input = redis.call('HGETALL', ARGV[6] .. string.sub(tid, 3))
+  end
+  return {tid, attempt, redis.call('HGETALL', tkey), input}
+end
+local prior = redis.call('GET', KEYS[5])
+if prior then
+  local tid, attempt = string.match(prior, '^(.*)@(%d+)$')
+  return answer(tid, tonumber(attempt))
+end
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return false end
 while true do
   local tid = redis.call('LPOP', KEYS[1])
@@ -33,13 +49,8 @@ while true do
     local member = tid .. '@' .. attempt
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), member)
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
-    local input
-    if string.sub(tid, 1, 2) == 'm:' then
-      input = redis.call('GET', ARGV[5] .. tid)
-    else
-      input = redis.call('HGETALL', ARGV[6] .. string.sub(tid, 3))
-    end
-    return {tid, attempt, redis.call('HGETALL', tkey), input}
+    redis.call('SET', KEYS[5], member, 'PX', ARGV[7])
+    return answer(tid, attempt)
   end
 end
 """
@@ -62,20 +73,26 @@ local function end_all(tkey, tid, leases, deadlines, winner)
 end
 """
 
-# KEYS: task, leases, deadlines, stats, events, consumed (input key to delete)
-# ARGV: tid, attempt, worker, n_counters, (counter, increment) * n, then (key, field, value)*
-#       triples to write; an empty field means SET key value, else HSET key field value.
+# KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
+#       this request)
+# ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
+#       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
+# Returns 1 (committed) or 0 (refused). Idempotent: a request retried after its reply was lost
+# gets the first answer, without a second refusal counted.
 COMMIT = _END_ALL + """
+local prior = redis.call('GET', KEYS[7])
+if prior then return tonumber(prior) end
 local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2])
 if st[1] ~= 'running' or not st[2] then
   redis.call('HINCRBY', KEYS[4], 'refused', 1)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'kind', 'refused', 'tid', ARGV[1],
     'attempt', ARGV[2], 'worker', ARGV[3],
     'msg', 'late commit refused: attempt ' .. ARGV[2] .. ' was superseded')
+  redis.call('SET', KEYS[7], '0', 'PX', ARGV[4])
   return 0
 end
-local i = 5
-for _ = 1, tonumber(ARGV[4]) do
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
   redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
@@ -90,6 +107,7 @@ end
 end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
 redis.call('DEL', KEYS[6])
+redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
 return 1
 """
 

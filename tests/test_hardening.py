@@ -200,3 +200,63 @@ def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
     assert keeper.tick(104.0) is None  # interrupted once; the kill needs signal_worker
     workers, beats, _ = broker.worker_rows()
     assert workers["w1"]["state"] == "mapping" and workers["w1"]["task"] == "m:0"
+
+
+# -- 11.4: a CLAIM or COMMIT whose reply is lost, retried by the client ---------------------------
+
+@pytest.fixture
+def lossy(broker, redis_url):
+    """A Broker (with retries) whose connection goes through a reply-dropping proxy."""
+    import hashlib
+    from urllib.parse import urlparse
+
+    from redis_proxy import ReplyDroppingProxy
+
+    from mrctl import lua
+    from mrctl.broker import Broker
+
+    url = urlparse(redis_url)
+    proxy = ReplyDroppingProxy(url.hostname, url.port)
+    via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=3)
+    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode() for name in ("CLAIM", "COMMIT")}
+    for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
+        broker.r.script_load(getattr(lua, name))
+    via.ping()
+    yield via, proxy, shas
+    via.close()
+    proxy.close()
+
+
+def _two_map_tasks(broker):
+    broker.publish_job("J", {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.add_map_task("J", "m:0", {"kind": "map"}, b"a\n")
+    broker.add_map_task("J", "m:1", {"kind": "map"}, b"b\n")
+
+
+def test_a_claim_whose_reply_is_lost_claims_the_same_task_once(broker, lossy):
+    from mrctl import keys
+
+    via, proxy, shas = lossy
+    _two_map_tasks(broker)
+    via.claim_task("J", "w1", lease_s=30, timeout_s=300)
+    broker.add_map_task("J", "m:2", {"kind": "map"}, b"c\n")
+    proxy.drop_reply_of(shas["CLAIM"])
+    claim = via.claim_task("J", "w1", lease_s=30, timeout_s=300)
+    assert proxy.dropped == 1
+    assert (claim.tid, claim.attempt, claim.data) == ("m:1", 1, b"b\n")
+    # nothing orphaned: m:2 still waits in the queue, and only m:0 and m:1 hold a lease
+    assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:2"]
+    assert sorted(m.decode() for m in broker.r.zrange(keys.leases("J"), 0, -1)) == ["m:0@1", "m:1@1"]
+    assert broker.task("J", "m:2")["state"] == "pending"
+
+
+def test_a_commit_whose_reply_is_lost_is_reported_committed_not_refused(broker, lossy):
+    via, proxy, shas = lossy
+    _two_map_tasks(broker)
+    claim = via.claim_task("J", "w1", lease_s=30, timeout_s=300)
+    proxy.drop_reply_of(shas["COMMIT"])
+    assert via.commit_map("J", claim.tid, claim.attempt, "w1", {0: b"blob"}, {"maps_done": 1}) is True
+    assert proxy.dropped == 1
+    stats = broker.stats("J")
+    assert stats["maps_done"] == 1 and stats.get("refused", 0) == 0
+    assert broker.task("J", claim.tid)["state"] == "done"

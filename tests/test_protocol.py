@@ -28,6 +28,7 @@ def test_key_layout_is_pinned():
     assert keys.events("J") == "mrctl:J:events"
     assert keys.meta("J") == "mrctl:J:meta" and keys.code("J") == "mrctl:J:code"
     assert keys.workers() == "mrctl:workers" and keys.beats() == "mrctl:beats"
+    assert keys.reply("J", "ab12") == "mrctl:J:reply:ab12"
 
 
 def test_claim_moves_task_into_a_visible_leased_record(broker):
