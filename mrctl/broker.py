@@ -22,6 +22,11 @@ from redis.retry import Retry
 from mrctl import keys, lua
 from mrctl.errors import InfraError
 
+# Attempts of one task that may be lost (their worker died or went silent) before the job
+# fails: generous, since a lost attempt is not the code's fault, yet finite, since code that
+# kills its worker every time looks the same.
+MAX_LOST_ATTEMPTS = 16
+
 
 class RedisFull(InfraError):
     """Redis hit its maxmemory limit; nothing was evicted, the job cannot go on."""
@@ -135,12 +140,13 @@ class Broker:
         with translated_errors("updating the job"):
             self.r.hset(keys.meta(job), mapping={k: str(v) for k, v in fields.items()})
 
-    def requeue_expired(self, job: str, max_attempts: int, task_timeout: float) -> int:
+    def requeue_expired(self, job: str, max_attempts: int, task_timeout: float,
+                        max_lost: int = MAX_LOST_ATTEMPTS) -> int:
         """Atomically end every attempt whose lease or task_timeout ran out: requeue or fail."""
         with translated_errors("checking leases"):
             return int(self._reap(
                 keys=self._fail_keys(job),
-                args=[keys.task_prefix(job), max_attempts, f"{task_timeout:g}"],
+                args=[keys.task_prefix(job), max_attempts, max_lost, f"{task_timeout:g}"],
             ))
 
     def stats(self, job: str) -> dict[str, int]:
@@ -314,13 +320,15 @@ class Broker:
 
     def fail_attempt(
         self, job: str, tid: str, attempt: int, max_attempts: int,
-        message: str, traceback: str, kind: str = "error",
+        message: str, traceback: str, kind: str = "error", max_lost: int = MAX_LOST_ATTEMPTS,
     ) -> int:
-        """Record a failed attempt: 1 retried, 2 the task failed for good, 0 not a live attempt."""
+        """Record an ended attempt: kind error | timeout | oom counts toward max_attempts, lost
+        toward max_lost. Returns 1 retried, 2 the task failed for good, 0 not a live attempt."""
         with translated_errors(f"reporting the failure of {tid}"):
             return int(self._fail(
                 keys=self._fail_keys(job),
-                args=[keys.task_prefix(job), max_attempts, tid, attempt, kind, message, traceback],
+                args=[keys.task_prefix(job), max_attempts, max_lost, tid, attempt, kind, message,
+                      traceback],
             ))
 
     def _fail_keys(self, job: str) -> list[str]:

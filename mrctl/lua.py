@@ -122,9 +122,12 @@ return 1
 """
 
 # Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta
-# ARGV[1]: task_prefix, ARGV[2]: max_attempts (failed attempts allowed per task)
+# ARGV[1]: task_prefix, ARGV[2]: max_attempts (attempts per task whose user code failed:
+# raised, timed out, ran out of memory), ARGV[3]: max lost attempts (whose worker died or went
+# silent: not the code's fault, so counted apart, like Hadoop's KILLED vs FAILED, and allowed
+# far more often).
 # Returns 0: not a live attempt (ignored), 1: retried (requeued, or another attempt is still
-# running), 2: the task failed for good (max_attempts failed attempts and none still running).
+# running), 2: the task failed for good (a limit reached and no attempt still running).
 _FAIL_ATTEMPT = """
 local function fail_attempt(tid, attempt, kind, msg, tb)
   local tkey = ARGV[1] .. tid
@@ -135,12 +138,18 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
   redis.call('ZREM', KEYS[1], tid .. '@' .. attempt)
   redis.call('ZREM', KEYS[2], tid .. '@' .. attempt)
   local live = redis.call('HINCRBY', tkey, 'live', -1)
-  local failures = redis.call('HINCRBY', tkey, 'failures', 1)
+  local counted, limit = 'failures', tonumber(ARGV[2])
+  if kind == 'lost' then counted, limit = 'losses', tonumber(ARGV[3]) end
+  local count = redis.call('HINCRBY', tkey, counted, 1)
   redis.call('HSET', tkey, 'error', msg, 'traceback', tb, 'error_worker', worker,
     'error_kind', kind, 'error_attempt', attempt)
-  if kind == 'lost' then redis.call('HINCRBY', KEYS[3], 'lost', 1) end
+  if kind == 'lost' then
+    redis.call('HINCRBY', KEYS[3], 'lost', 1)
+  else
+    redis.call('HINCRBY', KEYS[3], 'failed_attempts', 1)
+  end
   if kind == 'timeout' then redis.call('HINCRBY', KEYS[3], 'timeouts', 1) end
-  if failures >= tonumber(ARGV[2]) and live <= 0 then
+  if count >= limit and live <= 0 then
     redis.call('HSET', tkey, 'state', 'failed')
     redis.call('HSET', KEYS[6], 'state', 'failed', 'failed_task', tid)
     redis.call('HINCRBY', KEYS[3], 'failures', 1)
@@ -162,13 +171,13 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
 end
 """
 
-# ARGV[3..]: tid, attempt, kind, message, traceback
+# ARGV[4..]: tid, attempt, kind (error | timeout | oom | lost), message, traceback
 FAIL = _FAIL_ATTEMPT + """
-return fail_attempt(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return fail_attempt(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 """
 
 # End (retry or fail) every live attempt whose lease or timeout deadline has passed.
-# ARGV[3]: task timeout in seconds (for the message).  Returns how many attempts were ended.
+# ARGV[4]: task timeout in seconds (for the message).  Returns how many attempts were ended.
 REAP = _NOW + _FAIL_ATTEMPT + """
 local ended = 0
 local function reap(zset, kind, why)
@@ -183,7 +192,7 @@ local function reap(zset, kind, why)
   end
 end
 reap(KEYS[1], 'lost', 'lease expired: no heartbeat, the worker died or stalled')
-reap(KEYS[2], 'timeout', 'exceeded task_timeout of ' .. ARGV[3] .. 's')
+reap(KEYS[2], 'timeout', 'exceeded task_timeout of ' .. ARGV[4] .. 's')
 return ended
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from mrctl import codec, tasks
 from mrctl.backends import WorkerExit
-from mrctl.broker import Broker
+from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
 from mrctl.chunks import ChunkRef, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
@@ -161,9 +161,12 @@ class Master:
         if "file" in t:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
         tb = t.get("traceback", "").rstrip()
+        if t.get("error_kind") == "lost":
+            count = f"lost {t.get('losses', '?')} attempts (at most {MAX_LOST_ATTEMPTS} may be lost)"
+        else:
+            count = f"failed on all {t.get('failures', '?')} attempts (max_attempts {self.spec.max_attempts})"
         return (
-            f"task {tid} failed on all {t.get('failures', '?')} attempts (max_attempts "
-            f"{self.spec.max_attempts}){where}\n"
+            f"task {tid} {count}{where}\n"
             f"  last error (attempt {t.get('error_attempt', '?')} on {t.get('error_worker', '?')}, "
             f"{t.get('error_kind', 'error')}): {t.get('error', '?')}"
             + (f"\n  worker traceback:\n{tb}" if tb else "")
@@ -188,8 +191,10 @@ class Master:
         info, _, _ = self.broker.worker_rows()
         held = info.get(exit.name, {})
         if held.get("task") and held.get("job") == self.job_id:
+            # out of memory is the code's doing (counts toward max_attempts); any other death is not
             self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]),
-                                     self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "", "lost")
+                                     self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "",
+                                     "oom" if exit.oom else "lost")
         news = f"{exit.name} {exit.reason}" + (f"; started {exit.replacement}" if exit.replacement else "")
         log.warning("%s", news)
         self.add_event("replaced" if exit.replacement else "lost", news)
@@ -216,7 +221,8 @@ class Master:
             backups=self.backups,
             redis_peak_bytes=self.broker.used_memory()[1],
             retries=stats.get("retries", 0), refused=stats.get("refused", 0),
-            failures=stats.get("failures", 0), records_in=stats.get("records_in", 0),
+            failures=stats.get("failures", 0), failed_attempts=stats.get("failed_attempts", 0),
+            records_in=stats.get("records_in", 0),
             records_out=stats.get("records_out", 0), decode_errors=stats.get("decode_errors", 0),
             phase_seconds=self.phase_seconds(),
             output_path=str(self.spec.output_path),

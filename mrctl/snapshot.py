@@ -67,6 +67,7 @@ class JobSnapshot:
     records_in: int = 0
     records_out: int = 0
     decode_errors: int = 0
+    failed_attempts: int = 0  # attempts whose user code raised, timed out or ran out of memory
     lost: int = 0  # attempts whose worker died or stopped heartbeating
     timeouts: int = 0  # attempts that exceeded task_timeout
     killed: int = 0  # workers killed on purpose by --chaos

@@ -134,6 +134,7 @@ def summary_dict(snap: JobSnapshot) -> dict:
         "map": {"done": snap.map.done, "total": snap.map.total, "bytes": snap.map.bytes_done},
         "reduce": {"done": snap.reduce.done, "total": snap.reduce.total},
         "retries": snap.retries, "refused": snap.refused, "failures": snap.failures,
+        "failed_attempts": snap.failed_attempts,
         "lost": snap.lost, "timeouts": snap.timeouts, "killed": snap.killed, "backups": snap.backups,
         "records_in": snap.records_in, "records_out": snap.records_out,
         "decode_errors": snap.decode_errors, "redis_peak_bytes": snap.redis_peak_bytes,
@@ -150,8 +151,8 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
         f"  phases: {phases}" if phases else "  phases: -",
         f"  map tasks {snap.map.done}/{snap.map.total} ({human_bytes(snap.map.bytes_done)}), "
         f"reduce tasks {snap.reduce.done}/{snap.reduce.total}",
-        f"  retries {snap.retries}, refused late commits {snap.refused}, lost attempts {snap.lost}, "
-        f"timeouts {snap.timeouts}, failed tasks {snap.failures}"
+        f"  retries {snap.retries}, failed attempts {snap.failed_attempts} (timeouts {snap.timeouts}), "
+        f"lost attempts {snap.lost}, refused late commits {snap.refused}, failed tasks {snap.failures}"
         + (f", workers killed by chaos {snap.killed}" if snap.killed else "")
         + (f", speculative backups {snap.backups}" if snap.backups else ""),
         f"  records in {snap.records_in}, records out {snap.records_out}",

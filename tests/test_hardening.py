@@ -260,3 +260,46 @@ def test_a_commit_whose_reply_is_lost_is_reported_committed_not_refused(broker, 
     stats = broker.stats("J")
     assert stats["maps_done"] == 1 and stats.get("refused", 0) == 0
     assert broker.task("J", claim.tid)["state"] == "done"
+
+
+# -- 11.5: lost attempts are not failures --------------------------------------------------------
+
+DIES_TWICE = '''
+import os
+from mrctl import Mapper, Reducer
+
+MARKERS = {markers!r}
+
+
+class DyingMapper(Mapper):
+    def setup(self):
+        done = len(os.listdir(MARKERS))
+        if done < 2:  # the first two attempts kill their worker process, as `kill -9` would
+            open(os.path.join(MARKERS, str(done)), "w").close()
+            os._exit(1)
+
+    def map(self, line):
+        yield from ((w, 1) for w in line.split())
+
+
+class SumReducer(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+'''
+
+
+def test_workers_killed_under_a_task_do_not_use_up_max_attempts(tmp_path):
+    from mrctl.view import summary_dict, summary_lines
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    path = tmp_path / "in.txt"
+    path.write_text("to be or not to be\n")
+    spec = make_spec(tmp_path, DIES_TWICE.format(markers=str(markers)), [path], mapper="DyingMapper",
+                     workers=1, reducers=1, max_attempts=1)
+    final = run_job(spec)
+    assert json.loads(spec.output_path.read_text()) == {"be": 2, "not": 1, "or": 1, "to": 2}
+    assert final.lost == 2 and final.failed_attempts == 0 and final.failures == 0
+    assert summary_dict(final)["failed_attempts"] == 0 and summary_dict(final)["lost"] == 2
+    assert "failed attempts 0" in "\n".join(summary_lines(final))
+    assert "lost attempts 2" in "\n".join(summary_lines(final))

@@ -159,7 +159,7 @@ def test_a_failed_backup_does_not_fail_the_task_while_the_original_runs(broker):
     assert broker.add_backup(JOB, "m:0") is True  # queued twice, claimed once below
     backup = broker.claim_task(JOB, "w2", 10, 60)
     assert broker.add_backup(JOB, "m:0") is False  # two attempts run: no third
-    assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "lost", "", "lost") == 1
+    assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "boom", "") == 1
     assert broker.meta(JOB)["state"] == "running"  # failure 2 of 2, but the original still runs
     assert broker.stats(JOB)["retries"] == 1  # only the real requeue counts as a retry
     assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
@@ -174,3 +174,26 @@ def test_the_last_attempt_failing_at_max_attempts_fails_the_task(broker):
     assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "boom", "") == 1
     assert broker.fail_attempt(JOB, "m:0", original.attempt, 2, "boom", "") == 2
     assert broker.meta(JOB)["state"] == "failed"
+
+
+def test_lost_attempts_are_counted_apart_from_failed_ones(broker):
+    """Issue 11.5: a worker killed from outside is not the code's failure (Hadoop's KILLED vs
+    FAILED): max_attempts counts failures; lost attempts have their own, larger limit."""
+    _publish(broker, max_attempts=1)
+    for n in range(1, 4):
+        claim = broker.claim_task(JOB, "w1", 10, 60)
+        assert broker.fail_attempt(JOB, "m:0", claim.attempt, 1, "worker died", "", "lost", max_lost=4) == 1
+        assert broker.task(JOB, "m:0")["losses"] == str(n) and broker.meta(JOB)["state"] == "running"
+    claim = broker.claim_task(JOB, "w1", 10, 60)
+    assert broker.fail_attempt(JOB, "m:0", claim.attempt, 1, "worker died", "", "lost", max_lost=4) == 2
+    assert broker.meta(JOB)["state"] == "failed"
+    assert broker.stats(JOB)["lost"] == 4 and broker.stats(JOB).get("failed_attempts", 0) == 0
+
+
+def test_out_of_memory_counts_toward_max_attempts(broker):
+    _publish(broker, max_attempts=2)
+    claim = broker.claim_task(JOB, "w1", 10, 60)
+    assert broker.fail_attempt(JOB, "m:0", claim.attempt, 2, "out of memory", "", "oom") == 1
+    claim = broker.claim_task(JOB, "w1", 10, 60)
+    assert broker.fail_attempt(JOB, "m:0", claim.attempt, 2, "boom", "tb") == 2
+    assert broker.stats(JOB)["failed_attempts"] == 2 and broker.stats(JOB).get("lost", 0) == 0

@@ -205,7 +205,7 @@ class DockerCluster:
                 self.replacement_budget -= 1
                 self.states[short] = "replaced"
                 replacement = self._start_worker()
-            exits.append(WorkerExit(short, reason, replacement))
+            exits.append(WorkerExit(short, reason, replacement, oom=c.oom_killed))
         return exits
 
     def kill_worker(self, name: str) -> None:
