@@ -39,6 +39,17 @@ def pytest_configure(config: pytest.Config) -> None:
     # Inherited by every cluster and process the tests start (see the module docstring).
     os.environ["MRCTL_LABELS"] = f"{SESSION_LABEL}={SESSION}"
     config._mrctl_started = time.time()  # type: ignore[attr-defined]
+    # A temp dir of the session's own, so that the leftover check sees only the session's
+    # temp files, never those of a job running beside the tests.
+    private = Path(tempfile.mkdtemp(prefix=f"mrctl-test-{SESSION}-"))
+    os.environ["TMPDIR"] = tempfile.tempdir = str(private)
+    config._mrctl_tmp = private  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    private = getattr(config, "_mrctl_tmp", None)
+    if private is not None:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
