@@ -6,6 +6,11 @@ with a message that says what happened and what to do. The CLI maps them to exit
 
 from __future__ import annotations
 
+import traceback
+
+MAX_MESSAGE_CHARS = 500  # of an exception's message in events, summaries and errors
+MAX_TRACEBACK_CHARS = 8000  # the end of a traceback, where the exception is
+
 
 class MrctlError(Exception):
     """Root of every error mrctl reports to a user; `exit_code` is the process exit status."""
@@ -40,3 +45,21 @@ class Interrupted(MrctlError):
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def bounded(text: str, limit: int, keep: str = "start") -> str:
+    """`text` cut to about `limit` characters (its start, or its end), saying how much went."""
+    if len(text) <= limit:
+        return text
+    cut = f" [... {len(text) - limit} characters left out ...] "
+    return text[:limit] + cut if keep == "start" else cut + text[-limit:]
+
+
+def bounded_message(exc: BaseException) -> str:
+    """`Type: message` of a user's exception, bounded: one may carry megabytes (a repr of a
+    whole partition), and this text goes to Redis, the master and the terminal."""
+    return bounded(f"{type(exc).__name__}: {exc}", MAX_MESSAGE_CHARS)
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    return bounded("".join(traceback.format_exception(exc)), MAX_TRACEBACK_CHARS, keep="end")

@@ -7,11 +7,9 @@ is the same as a distributed run's, byte for byte, for a deterministic job.
 
 from __future__ import annotations
 
-import traceback
-
 from mrctl import tasks
 from mrctl.chunks import plan_chunks, read_chunk
-from mrctl.errors import JobFailed, SpecError
+from mrctl.errors import JobFailed, SpecError, bounded_message, bounded_traceback
 from mrctl.loader import job_classes, load_module
 from mrctl.output import write_output
 from mrctl.snapshot import JobSnapshot, PhaseProgress
@@ -39,9 +37,8 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
             line = getattr(exc, "mrctl_line", None)
             where = f"{ref.path}, bytes {ref.start}-{ref.end}" + (
                 f", line {_line_of(ref, line)}" if line is not None else "")
-            tb = "".join(traceback.format_exception(exc))
             raise JobFailed(f"task m:{i} failed (inline, no retries)\n  input: {where}\n"
-                            f"  error: {type(exc).__name__}: {exc}\n{tb}") from None
+                            f"  error: {bounded_message(exc)}\n{bounded_traceback(exc)}") from None
         blobs.extend(result.blobs.values())
         records_in += result.records_in
         bad += result.decode_errors

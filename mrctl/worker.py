@@ -15,13 +15,12 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mrctl import tasks
 from mrctl.broker import Broker, Claim
-from mrctl.errors import InfraError
+from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.heartbeat import HeartbeatProcess, KeeperOptions
 from mrctl.loader import JobClasses, job_classes, load_module
 
@@ -218,9 +217,12 @@ class Worker:
             self.beats.report(**changes)
 
     def _report_failure(self, job: str, meta: dict[str, str], claim: Claim, exc: Exception) -> None:
-        tb = "".join(traceback.format_exception(exc))
+        # Bounded: an exception may carry megabytes (a whole partition's repr); the message and
+        # traceback go to Redis, the master and the user's terminal.
+        tb = bounded_traceback(exc)
         kind = "timeout" if isinstance(exc, TaskTimeout) else "error"
-        message = f"{type(exc).__name__}: {exc}{_describe_line(claim.fields, exc)}"
+        text = bounded_message(exc)
+        message = f"{text}{_describe_line(claim.fields, exc)}"
         log.error("task %s attempt %d failed: %s\n%s", claim.tid, claim.attempt, message, tb)
         self.broker.fail_attempt(job, claim.tid, claim.attempt,
                                  int(meta.get("max_attempts", 4)), message, tb, kind)

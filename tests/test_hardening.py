@@ -303,3 +303,47 @@ def test_workers_killed_under_a_task_do_not_use_up_max_attempts(tmp_path):
     assert summary_dict(final)["failed_attempts"] == 0 and summary_dict(final)["lost"] == 2
     assert "failed attempts 0" in "\n".join(summary_lines(final))
     assert "lost attempts 2" in "\n".join(summary_lines(final))
+
+
+# -- 11.7/11.8: a bad value in a big chunk gives a short, precise error -------------------------
+
+BAD_VALUES = '''
+from mrctl import Mapper, Reducer
+
+
+class SetMapper(Mapper):
+    def map(self, line):
+        for word in line.split():
+            yield word, ({{1, 2}} if word == "poison" else 1)
+
+
+class LoudMapper(Mapper):
+    def map(self, line):
+        if "poison" in line:
+            raise ValueError("bad value: " + "x" * 2_000_000)
+        yield line, 1
+
+
+class SumReducer(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+'''
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+@pytest.mark.parametrize("mapper,needles", [
+    ("SetMapper", ["the mapper emitted a set in the value {1, 2} of key 'poison'", "plain data"]),
+    ("LoudMapper", ["ValueError: bad value: xxx", "characters left out", "line 2001"]),
+])
+def test_one_bad_value_in_a_big_chunk_gives_a_short_precise_error(tmp_path, backend, mapper, needles):
+    path = tmp_path / "in.txt"
+    words = " ".join(f"w{i}" for i in range(500))
+    path.write_text("\n".join([words] * 2000 + ["a poison b"] + [words] * 2000) + "\n")  # ~7 MB
+    spec = make_spec(tmp_path, BAD_VALUES.format(), [path], mapper=mapper, backend=backend, workers=1,
+                     reducers=2, max_attempts=1, chunk_size=16 << 20)
+    with pytest.raises(JobFailed) as info:
+        run_job(spec)
+    message = str(info.value)
+    assert all(n in message for n in needles), message[:2000]
+    assert len(message) < 12_000
+    assert not spec.output_path.exists()
