@@ -7,20 +7,30 @@ line longer than `chunk_size` simply makes a bigger chunk.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+from mrctl.errors import SpecError
 
 _SCAN = 64 * 1024
 
 
+class InputChanged(SpecError):
+    """An input file vanished, became unreadable or changed while the job ran."""
+
+
 @dataclass(frozen=True)
 class ChunkRef:
-    """Bytes [start, end) of `path`; always whole lines."""
+    """Bytes [start, end) of `path`; always whole lines. `stamp` is the file's (size, mtime)
+    when the plan was made: reading a file that changed since is refused."""
 
     path: Path
     start: int
     end: int
+    stamp: tuple[int, int] = (-1, -1)
 
     @property
     def size(self) -> int:
@@ -36,13 +46,41 @@ def plan_chunks(paths: tuple[Path, ...] | list[Path], chunk_size: int) -> list[C
 
 
 def _file_chunks(path: Path, chunk_size: int) -> Iterator[ChunkRef]:
-    size = path.stat().st_size
     start = 0
-    with path.open("rb") as f:
+    with _open(path) as f:
+        info = os.fstat(f.fileno())
+        size, stamp = info.st_size, (info.st_size, info.st_mtime_ns)
         while start < size:
             end = _line_end_after(f, start + chunk_size, size)
-            yield ChunkRef(path, start, end)
+            yield ChunkRef(path, start, end, stamp)
             start = end
+
+
+def read_chunk(ref: ChunkRef) -> bytes:
+    """The chunk's bytes; InputChanged if its file changed or vanished since the plan."""
+    with _open(ref.path) as f:
+        info = os.fstat(f.fileno())
+        if ref.stamp != (-1, -1) and (info.st_size, info.st_mtime_ns) != ref.stamp:
+            raise InputChanged(f"input file {display_path(ref.path)} changed during the run (size "
+                               f"{ref.stamp[0]} -> {info.st_size} bytes): the output would mix two "
+                               "versions of it; run the job again on a file that stays put")
+        f.seek(ref.start)
+        return f.read(ref.size)
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise InputChanged(f"input file {display_path(path)} vanished during the run") from None
+    except OSError as exc:
+        raise InputChanged(f"cannot read input file {display_path(path)}: {exc.strerror}") from None
+
+
+def display_path(path: Path | str) -> str:
+    """A path as text that any channel can carry (Redis, JSON, a terminal): a file name that is
+    not UTF-8 keeps its undecodable bytes as \\x escapes."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _line_end_after(f, pos: int, size: int) -> int:
@@ -59,9 +97,3 @@ def _line_end_after(f, pos: int, size: int) -> int:
         if nl >= 0:
             return offset + nl + 1
         offset += len(block)
-
-
-def read_chunk(ref: ChunkRef) -> bytes:
-    with ref.path.open("rb") as f:
-        f.seek(ref.start)
-        return f.read(ref.size)

@@ -187,7 +187,9 @@ class DockerHost:
         """Every container (running or not) carrying all of `labels`."""
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         with _translated("listing containers"):
-            found = self.client.containers.list(all=True, filters=filters)
+            # a container removed between the listing and its inspection (a cluster tearing
+            # down meanwhile) is skipped, not an error
+            found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         return sorted((_info(c) for c in found), key=lambda c: c.name)
 
     def containers_created(self, labels: dict[str, str], since: float) -> list[str]:

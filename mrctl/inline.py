@@ -8,7 +8,7 @@ is the same as a distributed run's, byte for byte, for a deterministic job.
 from __future__ import annotations
 
 from mrctl import tasks
-from mrctl.chunks import plan_chunks, read_chunk
+from mrctl.chunks import display_path, plan_chunks, read_chunk
 from mrctl.errors import JobFailed, SpecError, bounded_message, bounded_traceback
 from mrctl.loader import job_classes, load_module
 from mrctl.output import write_output
@@ -35,7 +35,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
             result = tasks.run_map(classes.mapper(), combiner, data, 1, spec.encoding_errors)
         except Exception as exc:
             line = getattr(exc, "mrctl_line", None)
-            where = f"{ref.path}, bytes {ref.start}-{ref.end}" + (
+            where = f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
                 f", line {_line_of(ref, line)}" if line is not None else "")
             raise JobFailed(f"task m:{i} failed (inline, no retries)\n  input: {where}\n"
                             f"  error: {bounded_message(exc)}\n{bounded_traceback(exc)}") from None

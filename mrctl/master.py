@@ -18,7 +18,7 @@ from typing import Any
 from mrctl import codec, tasks
 from mrctl.backends import WorkerExit
 from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
-from mrctl.chunks import ChunkRef, plan_chunks, read_chunk
+from mrctl.chunks import ChunkRef, display_path, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.spec import JobSpec
@@ -118,7 +118,7 @@ class Master:
             data = read_chunk(ref)
             first_line = self._lines_fed.get(str(ref.path), 0) + 1
             self._lines_fed[str(ref.path)] = first_line - 1 + data.count(b"\n")
-            fields = {"kind": "map", "index": self.fed, "file": str(ref.path),
+            fields = {"kind": "map", "index": self.fed, "file": display_path(ref.path),
                       "start": ref.start, "end": ref.end, "first_line": first_line}
             self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
             self.fed += 1

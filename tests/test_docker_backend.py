@@ -184,3 +184,28 @@ def test_not_docker_selection_fails_when_a_container_starts(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert nested.returncode == 1, nested.stdout
     assert "1 passed" in nested.stdout and "started containers: ['mrctl-" in nested.stdout
+
+
+def test_listing_clusters_while_one_tears_down_skips_vanished_containers(docker_host):
+    """`mrctl status` during another cluster's teardown: containers removed between the
+    listing and their inspection are skipped, not an error (issue 11.7)."""
+    import threading
+
+    from conftest import SESSION, SESSION_LABEL
+
+    from mrctl.images import image_state
+
+    cluster = f"race{uuid.uuid4().hex[:6]}"
+    labels = {"mrctl.cluster": cluster, "mrctl.role": "worker", SESSION_LABEL: SESSION}
+    base = image_state(docker_host).base
+    names = [f"mrctl-{cluster}-worker-{i}" for i in range(12)]
+    for name in names:
+        docker_host.run_container(name, base, command=["sleep", "300"], labels=labels)
+    remover = threading.Thread(target=lambda: [docker_host.remove_container(n) for n in names])
+    remover.start()
+    seen = []
+    while remover.is_alive():
+        seen.append(len(docker_host.containers({"mrctl.cluster": cluster})))  # must not raise
+    remover.join()
+    assert docker_host.containers({"mrctl.cluster": cluster}) == []
+    assert seen and max(seen) <= len(names)

@@ -347,3 +347,44 @@ def test_one_bad_value_in_a_big_chunk_gives_a_short_precise_error(tmp_path, back
     assert all(n in message for n in needles), message[:2000]
     assert len(message) < 12_000
     assert not spec.output_path.exists()
+
+
+# -- 11.7: input files that change under a run, or whose names are not UTF-8 ------------------
+
+@pytest.mark.parametrize("change", ["vanish", "shrink"])
+def test_an_input_file_that_changes_mid_run_fails_the_job_clearly(tmp_path, change):
+    from jobs import SLOW
+
+    from mrctl.errors import SpecError
+
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("alpha beta\n" * 4000)  # ~44 kB: 11 map tasks of 4 kB before second.txt
+    second.write_text("gamma delta\n" * 100)
+    spec = make_spec(tmp_path, SLOW, [first, second], mapper="SlowMapper", workers=1, reducers=1,
+                     chunk_size=4096)
+    done = []
+
+    def meddle(snap):
+        if snap.phase == "map" and not done:
+            done.append(1)
+            second.unlink() if change == "vanish" else second.write_text("gamma\n")
+
+    with pytest.raises(SpecError) as info:
+        run_job(spec, on_snapshot=meddle)
+    expected = "vanished during the run" if change == "vanish" else "changed during the run"
+    assert f"input file {second} {expected}" in str(info.value) and info.value.exit_code == 2
+    assert not spec.output_path.exists()
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_file_name_that_is_not_utf8_works_on_every_backend(tmp_path, backend):
+    import os
+
+    from jobs import WORDCOUNT
+
+    name = os.fsdecode(b"caf\xe9-latin1.txt")  # a Latin-1 file name, as old archives have
+    path = tmp_path / name
+    path.write_text("the cafe and the bar\n")
+    spec = make_spec(tmp_path, WORDCOUNT, [path], backend=backend, workers=1)
+    run_job(spec)
+    assert json.loads(spec.output_path.read_text()) == {"and": 1, "bar": 1, "cafe": 1, "the": 2}
