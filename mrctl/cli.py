@@ -151,7 +151,8 @@ def validate(spec: SpecArg) -> None:
 @app.command()
 @_errors
 def worker(
-    redis_url: Annotated[str, typer.Option(envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0")],
+    redis_url: Annotated[str, typer.Option(
+        envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0 or unix://:password@/path/redis.sock?db=0")],
     name: Annotated[str | None, typer.Option(envvar="MRCTL_WORKER_NAME", help="This worker's name.")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the current job ends.")] = False,
     parent_pid: Annotated[int | None, typer.Option(envvar="MRCTL_PARENT_PID", hidden=True)] = None,

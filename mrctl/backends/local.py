@@ -3,6 +3,12 @@
 Children run in their own sessions, so a Ctrl-C in the terminal reaches only the master,
 which then tears them down in order. Workers get the job's code through Redis, exactly as
 they do in containers: nothing here relies on the shared filesystem.
+
+Redis listens on a unix socket inside the cluster's temp dir (created 0700 by mkdtemp) and on
+no TCP port: a loopback port could be taken by any local process between the moment it was
+chosen and the moment redis-server bound it, and that process would then receive the job's
+code and decide its output. Only this user (and root) can reach the socket; readiness also
+checks that the server answering is the redis-server started here.
 """
 
 from __future__ import annotations
@@ -12,12 +18,12 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from mrctl.backends import WorkerExit
 from mrctl.backends.redis_server import obtain_redis_server
@@ -27,10 +33,13 @@ from mrctl.errors import InfraError
 log = logging.getLogger(__name__)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# An AF_UNIX path holds at most 107 bytes (sun_path is 108 with its terminating NUL).
+MAX_SOCKET_PATH = 107
+
+
+def _conf_value(value: str) -> str:
+    """`value` quoted for a redis.conf line (double quotes, backslash escapes)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class LocalCluster:
@@ -41,16 +50,20 @@ class LocalCluster:
         self.redis_memory = redis_memory
         self.replacement_budget = replacements
         self.password = secrets.token_hex(16)
-        self.port = 0
-        self.dir = Path(tempfile.mkdtemp(prefix="mrctl-local-"))
+        self.dir = Path(tempfile.mkdtemp(prefix="mrctl-local-"))  # 0700: the socket's guard
         self.redis: subprocess.Popen | None = None
         self.workers: dict[str, subprocess.Popen] = {}
         self.states: dict[str, str] = {}
         self._next = 1
 
     @property
+    def socket(self) -> Path:
+        """Redis's unix socket, the cluster's only way in."""
+        return self.dir / "redis.sock"
+
+    @property
     def redis_url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        return f"unix://:{self.password}@{quote(str(self.socket))}?db=0"
 
     def __enter__(self) -> LocalCluster:
         try:
@@ -69,11 +82,15 @@ class LocalCluster:
 
     def _start_redis(self) -> None:
         server = obtain_redis_server(lambda msg: log.info("%s", msg))
-        self.port = _free_port()
+        if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
+            raise InfraError(f"the local backend's socket path {self.socket} is longer than a unix "
+                             f"socket allows ({MAX_SOCKET_PATH} bytes): point TMPDIR at a shorter "
+                             "directory")
         config = "\n".join([
-            f"port {self.port}", "bind 127.0.0.1", f"requirepass {self.password}",
-            'save ""', "appendonly no", f"maxmemory {self.redis_memory}",
-            "maxmemory-policy noeviction", f"dir {self.dir}", "",
+            "port 0", f"unixsocket {_conf_value(str(self.socket))}", "unixsocketperm 700",
+            f"requirepass {self.password}", 'save ""', "appendonly no",
+            f"maxmemory {self.redis_memory}", "maxmemory-policy noeviction",
+            f"dir {_conf_value(str(self.dir))}", "",
         ])
         logfile = (self.dir / "redis.log").open("wb")
         # The config (with the password) goes through stdin, never the command line.
@@ -85,6 +102,7 @@ class LocalCluster:
         self._wait_redis()
 
     def _wait_redis(self, timeout: float = 10.0) -> None:
+        """Poll until our redis-server answers on the socket, and check that it is ours."""
         broker = Broker(self.redis_url, retries=0)
         deadline = time.monotonic() + timeout
         try:
@@ -93,6 +111,9 @@ class LocalCluster:
                     output = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
                     raise InfraError(f"redis-server did not become ready:\n{output}")
                 time.sleep(0.05)
+            if (pid := broker.server_pid()) != self.redis.pid:
+                raise InfraError(f"the Redis answering on {self.socket} is process {pid}, not the "
+                                 f"redis-server mrctl started ({self.redis.pid}): refusing it")
         finally:
             broker.close()
 
