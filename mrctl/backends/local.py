@@ -9,6 +9,9 @@ no TCP port: a loopback port could be taken by any local process between the mom
 chosen and the moment redis-server bound it, and that process would then receive the job's
 code and decide its output. Only this user (and root) can reach the socket; readiness also
 checks that the server answering is the redis-server started here.
+
+Every child dies with the master, however the master ends (mrctl.backends.lifeline): a
+SIGKILLed master runs no teardown, and would otherwise leave redis-server running.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from mrctl.backends import WorkerExit
+from mrctl.backends import WorkerExit, lifeline
 from mrctl.backends.redis_server import obtain_redis_server
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
@@ -43,7 +46,10 @@ def _conf_value(value: str) -> str:
 
 
 class LocalCluster:
-    """Owns a redis-server and worker processes; a context manager that always cleans up."""
+    """Owns a redis-server and worker processes; a context manager that always cleans up.
+
+    Start and use it from one thread: its children die when the thread that started them
+    ends (PR_SET_PDEATHSIG names a thread, not a process)."""
 
     def __init__(self, workers: int, redis_memory: str = "1gb", replacements: int = 8) -> None:
         self.size = workers
@@ -94,7 +100,8 @@ class LocalCluster:
         ])
         logfile = (self.dir / "redis.log").open("wb")
         # The config (with the password) goes through stdin, never the command line.
-        self.redis = subprocess.Popen([server.path, "-"], stdin=subprocess.PIPE, stdout=logfile,
+        self.redis = subprocess.Popen(lifeline.guarded([server.path, "-"], os.getpid()),
+                                      stdin=subprocess.PIPE, stdout=logfile,
                                       stderr=subprocess.STDOUT, start_new_session=True,
                                       env={**os.environ, **server.env})
         self.redis.stdin.write(config.encode())
@@ -124,7 +131,7 @@ class LocalCluster:
                "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
         logfile = (self.dir / f"{name}.log").open("wb")
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "mrctl", "worker"], env=env, stdout=logfile,
+            lifeline.guarded([sys.executable, "-m", "mrctl", "worker"], os.getpid()), env=env, stdout=logfile,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
         self.states[name] = "starting"
