@@ -10,12 +10,14 @@ chosen and the moment redis-server bound it, and that process would then receive
 code and decide its output. Only this user (and root) can reach the socket; readiness also
 checks that the server answering is the redis-server started here.
 
-Every child dies with the master, however the master ends (mrctl.backends.lifeline): a
-SIGKILLed master runs no teardown, and would otherwise leave redis-server running.
+Every child dies with the master, however the master ends (mrctl.backends.lifeline), and the
+cluster is recorded in the user's state directory while it runs (mrctl.backends.local_registry)
+so that `mrctl down` can delete what a killed master left on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -28,7 +30,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from mrctl.backends import WorkerExit, lifeline
+from mrctl.backends import WorkerExit, lifeline, local_registry
+from mrctl.backends.local_registry import LocalRecord, Process
 from mrctl.backends.redis_server import obtain_redis_server
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
@@ -51,16 +54,22 @@ class LocalCluster:
     Start and use it from one thread: its children die when the thread that started them
     ends (PR_SET_PDEATHSIG names a thread, not a process)."""
 
-    def __init__(self, workers: int, redis_memory: str = "1gb", replacements: int = 8) -> None:
+    def __init__(self, workers: int, redis_memory: str = "1gb", replacements: int = 8,
+                 job_name: str = "", job_id: str = "") -> None:
+        self.id = secrets.token_hex(4)
         self.size = workers
         self.redis_memory = redis_memory
         self.replacement_budget = replacements
         self.password = secrets.token_hex(16)
-        self.dir = Path(tempfile.mkdtemp(prefix="mrctl-local-"))  # 0700: the socket's guard
+        # 0700 (mkdtemp): the guard of the socket inside
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{local_registry.TEMP_DIR_PREFIX}{self.id}-"))
         self.redis: subprocess.Popen | None = None
         self.workers: dict[str, subprocess.Popen] = {}
         self.states: dict[str, str] = {}
         self._next = 1
+        self._record: LocalRecord | None = None
+        self.job_name, self.job_id = job_name, job_id
+        self._children: list[tuple[subprocess.Popen, Process]] = []  # each child, as recorded
 
     @property
     def socket(self) -> Path:
@@ -73,6 +82,7 @@ class LocalCluster:
 
     def __enter__(self) -> LocalCluster:
         try:
+            self._register()
             self._start_redis()
             for _ in range(self.size):
                 self._start_worker()
@@ -98,12 +108,9 @@ class LocalCluster:
             f"maxmemory {self.redis_memory}", "maxmemory-policy noeviction",
             f"dir {_conf_value(str(self.dir))}", "",
         ])
-        logfile = (self.dir / "redis.log").open("wb")
         # The config (with the password) goes through stdin, never the command line.
-        self.redis = subprocess.Popen(lifeline.guarded([server.path, "-"], os.getpid()),
-                                      stdin=subprocess.PIPE, stdout=logfile,
-                                      stderr=subprocess.STDOUT, start_new_session=True,
-                                      env={**os.environ, **server.env})
+        self.redis = self._spawn("redis", [server.path, "-"], "redis.log", subprocess.PIPE,
+                                 {**os.environ, **server.env})
         self.redis.stdin.write(config.encode())
         self.redis.stdin.close()
         self._wait_redis()
@@ -129,13 +136,47 @@ class LocalCluster:
         self._next += 1
         env = {**os.environ, "MRCTL_REDIS_URL": self.redis_url, "MRCTL_WORKER_NAME": name,
                "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
-        logfile = (self.dir / f"{name}.log").open("wb")
-        self.workers[name] = subprocess.Popen(
-            lifeline.guarded([sys.executable, "-m", "mrctl", "worker"], os.getpid()), env=env, stdout=logfile,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        self.workers[name] = self._spawn(name, [sys.executable, "-m", "mrctl", "worker"],
+                                         f"{name}.log", subprocess.DEVNULL, env)
         self.states[name] = "starting"
         return name
+
+    def _spawn(self, role: str, command: list[str], log_name: str, stdin: int,
+               env: dict[str, str]) -> subprocess.Popen:
+        """Start a child that dies with this process, in its own session (a Ctrl-C in the
+        terminal reaches only the master), logging to the cluster's dir; record it."""
+        with (self.dir / log_name).open("wb") as logfile:
+            proc = subprocess.Popen(lifeline.guarded(command, os.getpid()), stdin=stdin,
+                                    stdout=logfile, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+        with contextlib.suppress(ProcessLookupError):  # died at once: nothing to record
+            self._children.append((proc, Process.of(proc.pid, role)))
+        self._save_record()
+        return proc
+
+    # -- the record `mrctl down` reads after a killed master --------------------------------
+
+    def _register(self) -> None:
+        if not local_registry.supported():
+            return
+        self._record = LocalRecord(self.id, self.job_name, self.job_id, str(self.dir),
+                                   local_registry.boot_id(), Process.of(os.getpid(), "master"))
+        self._save_record()
+
+    def _save_record(self) -> None:
+        """Rewrite the record with the children running now. A state dir that cannot be
+        written costs only `mrctl down`'s help, never the run."""
+        if self._record is None:
+            return
+        self._children = [(proc, who) for proc, who in self._children if proc.poll() is None]
+        self._record = self._record.with_children([who for _, who in self._children])
+        try:
+            local_registry.save(self._record)
+        except OSError as exc:
+            log.warning("cannot record local cluster %s in %s (%s): if this process is killed, "
+                        "`mrctl down` will not find its leftovers", self.id,
+                        local_registry.records_dir(), exc)
+            self._record = None  # warned once; the run goes on
 
     def wait_ready(self, broker: Broker, timeout: float = 30.0) -> None:
         """Wait until every worker has sent a heartbeat."""
@@ -196,3 +237,5 @@ class LocalCluster:
                 p.kill()
                 p.wait()
         shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # last: a master killed in teardown stays findable
+            local_registry.remove(self.id)
