@@ -79,11 +79,15 @@ class Broker:
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
 
     def __init__(self, url: str, retries: int = 5) -> None:
+        """`url` is redis://:password@host:port/db, or unix://:password@/path/to.sock?db=0
+        (the local backend's Redis listens on a unix socket only)."""
         self.url = url
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+        # Keepalive is a TCP option: redis-py refuses it on a unix socket connection.
+        tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
         self.r = redis.Redis.from_url(
-            url, retry=retry, socket_connect_timeout=5, socket_keepalive=True,
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            url, retry=retry, socket_connect_timeout=5,
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp,
         )
         self._claim = self.r.register_script(lua.CLAIM)
         self._commit = self.r.register_script(lua.COMMIT)
@@ -101,6 +105,11 @@ class Broker:
             return bool(self.r.ping())
         except (redis.exceptions.RedisError, OSError):
             return False
+
+    def server_pid(self) -> int:
+        """The process id of the redis-server answering (INFO server), to check it is ours."""
+        with translated_errors("asking Redis who it is"):
+            return int(self.r.info("server")["process_id"])
 
     def now_ms(self) -> int:
         with translated_errors("reading the clock"):

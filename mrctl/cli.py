@@ -151,7 +151,8 @@ def validate(spec: SpecArg) -> None:
 @app.command()
 @_errors
 def worker(
-    redis_url: Annotated[str, typer.Option(envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0")],
+    redis_url: Annotated[str, typer.Option(
+        envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0 or unix://:password@/path/redis.sock?db=0")],
     name: Annotated[str | None, typer.Option(envvar="MRCTL_WORKER_NAME", help="This worker's name.")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the current job ends.")] = False,
     parent_pid: Annotated[int | None, typer.Option(envvar="MRCTL_PARENT_PID", hidden=True)] = None,
@@ -227,21 +228,18 @@ def logs(
 @_errors
 def down(
     job: JobOpt = None,
-    all_: Annotated[bool, typer.Option("--all", help="Remove every mrctl cluster.")] = False,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="Remove every mrctl cluster: Docker ones, and local ones whose master died.")] = False,
 ) -> None:
-    """Remove a cluster's containers and network (after --keep, or a master that was killed).
+    """Remove what a cluster left: a Docker cluster's containers and network (after --keep, or
+    a master that was killed); a local cluster's processes and temp dir when its master died.
+    Local leftovers are cleaned even when Docker is not reachable.
 
     Example: mrctl down --all
     """
     from mrctl import clusters
-    from mrctl.dockerhost import DockerHost
 
-    with DockerHost() as host:
-        removed = clusters.down(host, job, all_)
-    for cid, count in removed:
-        typer.echo(f"removed cluster {cid}: {count} containers and its network", err=True)
-    if not removed:
-        typer.echo("nothing to remove", err=True)
+    typer.echo(clusters.format_down(clusters.down(job, all_)), err=True)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 These functions serve `mrctl status`, `mrctl logs` and `mrctl down`, including from another
 terminal while `mrctl run` is going and after `--keep` or a SIGKILLed master. They never touch
-an object without mrctl's `mrctl.cluster` label.
+an object without mrctl's `mrctl.cluster` label. `down` also cleans the leftovers of local
+clusters whose master died (mrctl.backends.local_registry), with or without a Docker engine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mrctl.backends import local_registry
 from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT, remove_cluster, short_name
+from mrctl.backends.local_registry import Cleanup, LocalRecord
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.errors import InfraError, SpecError
@@ -48,18 +51,19 @@ def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
 def resolve(host: DockerHost, job: str | None) -> tuple[str, list[ContainerInfo]]:
     """The one cluster meant: `job` may be a cluster id, a job id or a job name."""
     every = clusters(host)
-    if job is not None:
-        matches = {cid: cs for cid, cs in every.items()
-                   if job == cid or any(job in (c.labels.get(LABEL_JOB), c.labels.get("mrctl.job-id"))
-                                        for c in cs)}
-    else:
-        matches = every
+    matches = _docker_matches(every, job) if job is not None else every
     if not matches:
         raise SpecError(f"no mrctl cluster matches --job {job}" if job else "no mrctl cluster is running")
     if len(matches) > 1:
         names = ", ".join(f"{cid} ({_job_name(cs)})" for cid, cs in sorted(matches.items()))
         raise SpecError(f"several clusters are running: {names}; pick one with --job")
     return next(iter(matches.items()))
+
+
+def _docker_matches(every: dict[str, list[ContainerInfo]], job: str) -> dict[str, list[ContainerInfo]]:
+    return {cid: cs for cid, cs in every.items()
+            if job == cid or any(job in (c.labels.get(LABEL_JOB), c.labels.get("mrctl.job-id"))
+                                 for c in cs)}
 
 
 def _job_name(containers: list[ContainerInfo]) -> str:
@@ -119,10 +123,76 @@ def logs(host: DockerHost, name: str, job: str | None, tail: int | str = "all",
     return host.logs(f"mrctl-{cid}-{name}", tail=tail, follow=follow)
 
 
-def down(host: DockerHost, job: str | None, everything: bool) -> list[tuple[str, int]]:
-    """Remove one cluster (or all with `everything`); returns (cluster, containers removed)."""
-    ids = sorted(clusters(host)) if everything else [resolve(host, job)[0]]
-    return [(cid, remove_cluster(host, cid)) for cid in ids]
+@dataclass(frozen=True)
+class DownResult:
+    """What `mrctl down` removed."""
+
+    docker: list[tuple[str, int]]  # (cluster, containers removed)
+    local: list[Cleanup]  # leftovers of local clusters whose master died
+    docker_unreachable: str | None = None  # why Docker clusters were not looked at
+
+
+def down(job: str | None, everything: bool) -> DownResult:
+    """Remove one cluster, or every one with `everything`: Docker clusters (containers and
+    network, by label) and the leftovers of local clusters whose master died (processes still
+    running, temp dir, record). `job` is a cluster id, job id or job name; without it, the
+    only cluster there is. Without a Docker engine, local leftovers are still cleaned and the
+    result says why Docker clusters were not looked at."""
+    local = local_registry.leftovers()
+    try:
+        host: DockerHost | None = DockerHost()
+        unreachable = None
+    except InfraError as exc:
+        if job is not None and not _local_matches(local, job):
+            raise
+        host, unreachable = None, str(exc)
+    try:
+        docker_ids, chosen = _choose(clusters(host) if host else {}, local, job, everything)
+        removed = [(cid, remove_cluster(host, cid)) for cid in docker_ids] if host else []
+    finally:
+        if host is not None:
+            host.close()
+    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable)
+
+
+def _local_matches(local: list[LocalRecord], job: str) -> list[LocalRecord]:
+    return [r for r in local if job in (r.cluster, r.job, r.job_id)]
+
+
+def _choose(docker: dict[str, list[ContainerInfo]], local: list[LocalRecord], job: str | None,
+            everything: bool) -> tuple[list[str], list[LocalRecord]]:
+    """The Docker cluster ids and local leftovers `down` should remove."""
+    if everything:
+        return sorted(docker), local
+    if job is not None:
+        docker, local = _docker_matches(docker, job), _local_matches(local, job)
+    names = [f"{cid} ({_job_name(cs)})" for cid, cs in sorted(docker.items())]
+    names += [f"{r.cluster} ({r.job}, local)" for r in local]
+    if job is not None and not names:
+        raise SpecError(f"no mrctl cluster matches --job {job}")
+    if len(names) > 1:
+        raise SpecError(f"several clusters: {', '.join(names)}; pick one with --job, or use --all")
+    return sorted(docker), local
+
+
+def format_down(result: DownResult) -> str:
+    """Plain text for `mrctl down`: a pure function of what was removed."""
+    out = [f"removed cluster {cid}: {count} containers and its network" for cid, count in result.docker]
+    for c in result.local:
+        what = (f"killed {len(c.killed)} leftover process{'es' if len(c.killed) != 1 else ''} "
+                f"({', '.join(c.killed)})" if c.killed else "no leftover process")
+        if c.survivors:
+            out.append(f"local cluster {c.record.cluster} (job {c.record.job}): {what}, but "
+                       f"{', '.join(c.survivors)} would not die; run mrctl down again")
+            continue
+        deleted = f", deleted {c.deleted}" if c.deleted else ""
+        out.append(f"removed local cluster {c.record.cluster} (job {c.record.job}): {what}{deleted}")
+    if not out:
+        out.append("nothing to remove")
+    if result.docker_unreachable:
+        out.append(f"the Docker engine was not reachable, so Docker clusters were not looked at: "
+                   f"{result.docker_unreachable}")
+    return "\n".join(out)
 
 
 def format_status(statuses: list[ClusterStatus]) -> str:

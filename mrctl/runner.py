@@ -66,7 +66,7 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
     if spec.backend == "local":
         from mrctl.backends.local import LocalCluster
 
-        return LocalCluster(spec.workers, options.redis_memory, replacements)
+        return LocalCluster(spec.workers, options.redis_memory, replacements, spec.name, job_id)
     from mrctl.backends.docker import DockerCluster
 
     return DockerCluster(spec, job_id, options.redis_memory, replacements,
