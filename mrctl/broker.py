@@ -78,7 +78,7 @@ def _attempt_member(member: bytes) -> tuple[str, int]:
 class Broker:
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
 
-    def __init__(self, url: str, retries: int = 5) -> None:
+    def __init__(self, url: str, retries: int = 5, socket_timeout: float | None = None) -> None:
         """`url` is redis://:password@host:port/db, or unix://:password@/path/to.sock?db=0
         (the local backend's Redis listens on a unix socket only)."""
         self.url = url
@@ -86,7 +86,7 @@ class Broker:
         # Keepalive is a TCP option: redis-py refuses it on a unix socket connection.
         tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
         self.r = redis.Redis.from_url(
-            url, retry=retry, socket_connect_timeout=5,
+            url, retry=retry, socket_connect_timeout=5, socket_timeout=socket_timeout,
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp,
         )
         self._claim = self.r.register_script(lua.CLAIM)

@@ -2,7 +2,8 @@
 
 A thread would need the GIL, and one C call in user code (`sum(range(7 * 10**8))`) can hold
 the GIL for longer than a lease: the worker would be declared dead while it works. The keeper
-process has its own interpreter and its own Redis connection. It:
+is a child process (`python -m mrctl.heartbeat`, so nothing of the worker's own main module is
+re-run) with its own Redis connection. It:
 
 - publishes the worker's heartbeat and renews its task's lease every lease/3 seconds, and at
   once when the worker reports a new state (a task started or ended);
@@ -10,31 +11,38 @@ process has its own interpreter and its own Redis connection. It:
   raises TaskTimeout), and if the code does not give way within a grace period it kills the
   worker, so that its supervisor starts a fresh one;
 - stops an attempt that lost its race to another attempt (TaskCancelled, the same way);
-- ends the worker when the local backend's master is gone, and ends itself when the worker is.
+- ends the worker when the local backend's master is gone (SIGTERM, then SIGKILL), and ends
+  itself when the worker is gone (its pipe closes, or its parent changes).
 
-`task_timeout` alone bounds a running attempt: the lease only detects a worker that is gone.
+Worker and keeper talk JSON over a socket pair; the keeper's settings, Redis password
+included, are its first message (never on a command line). `task_timeout` alone bounds a
+running attempt: the lease only detects a worker that is gone.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_GRACE_S = 5.0
+READY_TIMEOUT_S = 30.0
+REDIS_TIMEOUT_S = 5.0  # a keeper stuck on Redis would stop enforcing timeouts
 
 
 @dataclass
 class BeatState:
-    """What the worker tells its keeper whenever it changes (as JSON over their pipe)."""
+    """What the worker tells its keeper whenever it changes."""
 
     job: str | None = None
     tid: str | None = None
@@ -56,7 +64,7 @@ class KeeperOptions:
     redis_url: str
     name: str
     worker_pid: int
-    signal_worker: bool = True  # False for workers running in a thread (tests)
+    signal_worker: bool = True  # False for workers running in a thread (tests): report only
     master_pid: int | None = None  # local backend: end the worker when this process is gone
 
 
@@ -99,57 +107,95 @@ class HeartbeatKeeper:
 
     def _interrupt(self, reason: str, now: float) -> str:
         self.interrupted_at = now
+        s = self.state
         if self.conn is not None:
-            self.conn.send_bytes(json.dumps([reason, self.state.tid, self.state.attempt]).encode())
+            self.conn.send_bytes(json.dumps([reason, s.job, s.tid, s.attempt]).encode())
         if self.options.signal_worker:
             os.kill(self.options.worker_pid, signal.SIGUSR1)
         return reason
 
 
-def _keeper_main(options: KeeperOptions, conn: Connection) -> None:
-    """The keeper process: beat until the worker closes its end of the pipe (or dies)."""
-    from mrctl.broker import Broker
-    from mrctl.errors import InfraError
+# -- the keeper process -------------------------------------------------------------------------
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when the keeper stops
+def main(fd: int) -> None:
+    """`python -m mrctl.heartbeat FD`: beat until the worker is gone."""
+    from mrctl.broker import Broker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the worker decides when its keeper stops
+    conn = Connection(fd)
+    options = KeeperOptions(**json.loads(conn.recv_bytes()))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {options.name} heartbeat "
                         "%(levelname)s %(message)s", datefmt="%H:%M:%S")
-    broker = Broker(options.redis_url)
-    keeper = HeartbeatKeeper(options, broker, conn)
-    next_beat = 0.0
+    broker = Broker(options.redis_url, retries=1, socket_timeout=REDIS_TIMEOUT_S)
     try:
-        while True:
-            now = time.monotonic()
-            if conn.poll(max(0.0, next_beat - now)):
-                try:
-                    message = json.loads(conn.recv_bytes())
-                except (EOFError, OSError):
-                    return  # the worker is gone
-                if message is None:
-                    return
-                keeper.update(BeatState(**message), time.monotonic())
-            if options.master_pid and not _alive(options.master_pid):
-                log.error("the master (pid %d) is gone: ending the worker", options.master_pid)
-                os.kill(options.worker_pid, signal.SIGTERM)
-                return
-            try:
-                if keeper.tick(time.monotonic()) == "kill":
-                    return
-            except InfraError as exc:
-                log.warning("heartbeat failed: %s", exc)
-            next_beat = time.monotonic() + max(0.1, min(1.0, keeper.state.lease_s / 3))
+        _beat_until_gone(HeartbeatKeeper(options, broker, conn), conn)
     finally:
         broker.close()
 
 
-def _alive(pid: int) -> bool:
+def _beat_until_gone(keeper: HeartbeatKeeper, conn: Connection) -> None:
+    from mrctl.errors import InfraError
+
+    options, next_beat, ready = keeper.options, 0.0, False
+    while True:
+        timeout = max(0.0, next_beat - time.monotonic())
+        while conn.poll(timeout):  # drain every pending state; only the latest matters
+            try:
+                message = json.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                return  # the worker is gone
+            if message is None:
+                return
+            keeper.update(BeatState(**message), time.monotonic())
+            timeout = 0.0
+        if os.getppid() != options.worker_pid:
+            return  # the worker died (and something else holds its end of the pipe)
+        if options.master_pid and _master_gone(options):
+            log.error("the master (pid %d) is gone: ending the worker", options.master_pid)
+            if options.signal_worker:
+                _end_worker(options)
+            return
+        try:
+            if keeper.tick(time.monotonic()) == "kill":
+                return
+            if not ready:
+                conn.send_bytes(b'"ready"')
+                ready = True
+        except InfraError as exc:
+            log.warning("heartbeat failed: %s", exc)
+        next_beat = time.monotonic() + max(0.1, min(1.0, keeper.state.lease_s / 3))
+
+
+def _master_gone(options: KeeperOptions) -> bool:
+    """The worker's parent is no longer the master (reparented), or the master is gone."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{options.worker_pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) != options.master_pid
+    except (OSError, ValueError, IndexError):
+        try:
+            os.kill(options.master_pid, 0)  # type: ignore[arg-type]
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
         return False
-    except PermissionError:
-        return True
-    return True
+
+
+def _end_worker(options: KeeperOptions) -> None:
+    """SIGTERM, and SIGKILL if user code holding the GIL keeps the handler from running."""
+    os.kill(options.worker_pid, signal.SIGTERM)
+    deadline = time.monotonic() + TIMEOUT_GRACE_S
+    while time.monotonic() < deadline:
+        if os.getppid() != options.worker_pid:
+            return
+        time.sleep(0.1)
+    os.kill(options.worker_pid, signal.SIGKILL)
+
+
+# -- the worker's side ----------------------------------------------------------------------------
+
+class KeeperLost(Exception):
+    """The heartbeat process is gone: the worker must stop, since its leases no longer renew."""
 
 
 @dataclass
@@ -157,33 +203,59 @@ class HeartbeatProcess:
     """Owns the keeper process of one worker; a context manager that always stops it."""
 
     options: KeeperOptions
-    process: Any = None
+    process: subprocess.Popen | None = None
     conn: Connection | None = None
     state: BeatState = field(default_factory=BeatState)
 
     def __enter__(self) -> HeartbeatProcess:
-        ctx = multiprocessing.get_context("spawn")  # no fork of a threaded worker
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_keeper_main, args=(self.options, child),
-                                   name=f"{self.options.name}-heartbeat", daemon=True)
-        self.process.start()
-        child.close()
+        mine, theirs = socket.socketpair()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mrctl.heartbeat", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self.conn = Connection(mine.detach())
+        self.conn.send_bytes(json.dumps(asdict(self.options)).encode())
         return self
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until the keeper has beaten once (only then may the worker claim tasks)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._read(min(0.5, max(0.0, deadline - time.monotonic()))) == "ready":
+                return
+            self.check()
+        raise KeeperLost(f"the heartbeat process sent no beat within {timeout_s:g}s")
+
+    def check(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise KeeperLost(f"the heartbeat process exited (code {self.process.returncode})")
 
     def report(self, **changes: Any) -> None:
         """Tell the keeper about a new state (it beats at once when the task changed)."""
         for key, value in changes.items():
             setattr(self.state, key, value)
-        if self.conn is not None:
-            self.conn.send_bytes(json.dumps(vars(self.state)).encode())
+        try:
+            self.conn.send_bytes(json.dumps(asdict(self.state)).encode())  # type: ignore[union-attr]
+        except OSError:
+            raise KeeperLost("the heartbeat process is gone") from None
 
-    def interruption(self) -> tuple[str, str | None, int] | None:
-        """The keeper's latest interruption (reason, task, attempt), if one is pending."""
+    def interruption(self) -> tuple[str, str | None, str | None, int] | None:
+        """The keeper's latest interruption (reason, job, task, attempt), if one is pending."""
         found = None
-        while self.conn is not None and self.conn.poll():
-            reason, tid, attempt = json.loads(self.conn.recv_bytes())
-            found = (reason, tid, attempt)
-        return found
+        while (message := self._read(0)) is not None:
+            if isinstance(message, list):
+                found = tuple(message)
+        return found  # type: ignore[return-value]
+
+    def _read(self, timeout: float) -> Any:
+        try:
+            if self.conn is not None and self.conn.poll(timeout):
+                return json.loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return None
+        return None
 
     def __exit__(self, *exc: object) -> None:
         if self.conn is not None:
@@ -193,7 +265,12 @@ class HeartbeatProcess:
                 pass
             self.conn.close()
         if self.process is not None:
-            self.process.join(timeout=3)
-            if self.process.is_alive():
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.join()
+                self.process.wait()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -18,7 +18,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 # Returns {tid, attempt, task fields (flat), input}: a map's chunk bytes, or a reduce's flat
 # partition hash; read in the same atomic step, so a backup whose original commits meanwhile
 # still gets its input. Ids of tasks that ended while queued are skipped. Idempotent: a
-# request that already claimed (its reply lost, the call retried) gets the same task again.
+# request that already claimed (its reply lost, the call retried) gets the same attempt again
+# while it is live, and nothing once it has ended.
 CLAIM = _NOW + """
 local function answer(tid, attempt)
   local tkey = ARGV[1] .. tid
@@ -31,9 +32,10 @@ local function answer(tid, attempt)
   return {tid, attempt, redis.call('HGETALL', tkey), input}
 end
 local prior = redis.call('GET', KEYS[5])
-if prior then
+if prior then  -- only while that attempt still lives: a reaped or beaten one is no answer
   local tid, attempt = string.match(prior, '^(.*)@(%d+)$')
-  return answer(tid, tonumber(attempt))
+  if redis.call('HGET', ARGV[1] .. tid, 'live:' .. attempt) then return answer(tid, tonumber(attempt)) end
+  return false
 end
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return false end
 while true do

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from mrctl import tasks
 from mrctl.broker import Broker, Claim
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
-from mrctl.heartbeat import HeartbeatProcess, KeeperOptions
+from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
 from mrctl.loader import JobClasses, job_classes, load_module
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,23 @@ class Worker:
             log.warning("first heartbeat failed: %s", exc)
         keeper = KeeperOptions(self.broker.url, self.name, os.getpid(), signal_worker=signals,
                                master_pid=self.options.parent_pid)
-        with HeartbeatProcess(keeper) as self.beats:
-            log.info("worker %s ready", self.name)
-            return self._loop()
+        try:
+            with HeartbeatProcess(keeper) as self.beats:
+                self.beats.wait_ready()  # no claim before leases can be renewed
+                log.info("worker %s ready", self.name)
+                return self._loop()
+        except KeeperLost as exc:
+            log.error("%s: exiting, so that a fresh worker replaces this one", exc)
+            return 3
+        finally:
+            if signals:
+                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
 
     def _loop(self) -> int:
         down_since: float | None = None
         try:
             while not self._stop.is_set():
+                self.beats.check()  # type: ignore[union-attr]
                 try:
                     worked = self.tick()
                     down_since = None
@@ -157,6 +166,9 @@ class Worker:
         started = time.perf_counter()
         try:
             committed, records = self._execute(job, meta, claim)
+        except (KeeperLost, InfraError):
+            raise  # not the task's fault: the loop retries Redis or ends the worker; the
+            # attempt's lease, no longer renewed, expires and the task runs elsewhere
         except TaskCancelled:
             log.info("task %s attempt %d cancelled: another attempt committed first", claim.tid, claim.attempt)
             self.broker.add_event(job, "cancelled", claim.tid, claim.attempt, self.name,
@@ -234,7 +246,7 @@ class Worker:
         the interruption is for the attempt that is running it now."""
         found = self.beats.interruption() if self.beats is not None else None
         cur = self.current
-        if found is None or not cur.user_code or (found[1], found[2]) != (cur.tid, cur.attempt):
+        if found is None or not cur.user_code or found[1:] != (cur.job, cur.tid, cur.attempt):
             return
         if found[0] == "cancel":
             log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)

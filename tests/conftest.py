@@ -170,7 +170,8 @@ def _ours(pid: str) -> bool:
 
 
 def _stray_processes() -> list[str]:
-    """mrctl workers and redis-servers started by this session (but the fixture's)."""
+    """mrctl workers, their heartbeat processes and redis-servers started by this session (but
+    the fixture's)."""
     keep = os.environ.get("MRCTL_TEST_REDIS_PID")
     found = []
     for entry in Path("/proc").iterdir():
@@ -183,7 +184,8 @@ def _stray_processes() -> list[str]:
             continue
         if stat.split(") ", 1)[-1].split()[0] == "Z":
             continue  # a zombie already dead, waiting to be reaped
-        if ("-m mrctl worker" in cmd or "redis-server" in cmd) and _ours(entry.name):
+        mrctl_process = "-m mrctl worker" in cmd or "redis-server" in cmd or "-m mrctl.heartbeat" in cmd
+        if mrctl_process and _ours(entry.name):  # a worker, its heartbeat process, a Redis
             found.append(f"{entry.name}: {cmd.strip()}")
     return found
 

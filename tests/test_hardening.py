@@ -196,7 +196,7 @@ def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
     keeper.update(BeatState(job, claim.tid, claim.attempt, user_code=True, lease_s=5, task_timeout=3), now=100.0)
     assert keeper.tick(101.0) is None and not theirs.poll()
     assert keeper.tick(103.5) == "timeout"
-    assert json.loads(theirs.recv_bytes()) == ["timeout", "m:0", 1]
+    assert json.loads(theirs.recv_bytes()) == ["timeout", "j1", "m:0", 1]
     assert keeper.tick(104.0) is None  # interrupted once; the kill needs signal_worker
     workers, beats, _ = broker.worker_rows()
     assert workers["w1"]["state"] == "mapping" and workers["w1"]["task"] == "m:0"
@@ -388,3 +388,81 @@ def test_a_file_name_that_is_not_utf8_works_on_every_backend(tmp_path, backend):
     spec = make_spec(tmp_path, WORDCOUNT, [path], backend=backend, workers=1)
     run_job(spec)
     assert json.loads(spec.output_path.read_text()) == {"and": 1, "bar": 1, "cafe": 1, "the": 2}
+
+
+# -- the heartbeat process: found by an adversarial review --------------------------------------
+
+KEEPER_KILLER = '''
+import os, signal, time
+from pathlib import Path
+from mrctl import Mapper, Reducer
+
+MARKERS = {markers!r}
+
+
+def _keeper_pid():
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"mrctl.heartbeat" in cmd:
+            return int(entry.name)
+
+
+class KeeperKillingMapper(Mapper):
+    def setup(self):
+        marker = os.path.join(MARKERS, "done")
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            if {fork}:  # a forked child holds the worker's end of the keeper's pipe
+                if os.fork() == 0:
+                    time.sleep(3)
+                    os._exit(0)
+                os.kill(os.getpid(), signal.SIGKILL)  # the worker dies under its task
+            os.kill(_keeper_pid(), signal.SIGKILL)  # the heartbeat process dies
+            time.sleep(0.5)
+
+    def map(self, line):
+        yield from ((w, 1) for w in line.split())
+
+
+class SumReducer(Reducer):
+    def reduce(self, key, values):
+        return sum(values)
+'''
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["keeper-killed", "worker-killed-child-holds-pipe"])
+def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tmp_path, fork):
+    """The keeper killed under a task: the worker must not charge the task (it did: a
+    BrokenPipeError counted against max_attempts) but exit so that a fresh worker replaces it.
+    The worker killed while a forked child holds its pipe: the keeper must still end (it beat
+    on, renewing the dead attempt's lease). The autouse fixture checks no keeper is left."""
+    from mrctl.runner import RunOptions
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    path = tmp_path / "in.txt"
+    path.write_text("to be or not to be\n")
+    spec = make_spec(tmp_path, KEEPER_KILLER.format(markers=str(markers), fork=fork), [path],
+                     mapper="KeeperKillingMapper", workers=1, reducers=1, max_attempts=1)
+    final = run_job(spec, RunOptions(lease_s=2.0))
+    assert json.loads(spec.output_path.read_text()) == {"be": 2, "not": 1, "or": 1, "to": 2}
+    assert final.failed_attempts == 0 and final.lost == 1
+
+
+def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
+    from mrctl import keys
+
+    _two_map_tasks(broker)
+    request = keys.reply("J", "replayed")
+    claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), request]
+    args = [keys.task_prefix("J"), "w1", 30_000, 300_000, keys.chunk_prefix("J"), keys.part_prefix("J"),
+            keys.REPLY_TTL_MS]
+    first = broker._claim(keys=claim_keys, args=args)
+    assert first[0] == b"m:0" and broker._claim(keys=claim_keys, args=args)[0] == b"m:0"  # replay: same
+    assert broker.fail_attempt("J", "m:0", 1, 4, "lease expired", "", "lost") == 1  # reaped meanwhile
+    assert broker._claim(keys=claim_keys, args=args) is None  # a replay no longer hands it out
+    assert broker.claim_task("J", "w2", 30, 300).tid == "m:1"  # nothing else disturbed
