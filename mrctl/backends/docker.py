@@ -2,8 +2,12 @@
 
 `DockerCluster` is the owner of all of them: a context manager whose __enter__ undoes a
 half-finished start and whose __exit__ removes every container and the network (unless
-`keep`), found by the cluster's label. The master runs in the calling process and reaches
-Redis through a port published on 127.0.0.1 only.
+`keep`), found by the cluster's label, and the cluster's state file (mrctl.credentials). The
+master runs in the calling process and reaches Redis through a port published on 127.0.0.1 only.
+
+The Redis password is in no command line, environment or label: each container gets its
+secret as a 0400 file copied in before it starts (redis.conf for Redis, the Redis URL for
+workers, in /run/mrctl), and `mrctl status` finds it in the user's 0600 state file.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from mrctl import credentials
 from mrctl.backends import WorkerExit
+from mrctl.backends.redis_config import redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost, FileToCopy
 from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
 from mrctl.spec import JobSpec
@@ -25,8 +31,10 @@ from mrctl.spec import JobSpec
 log = logging.getLogger(__name__)
 
 REDIS_PORT = "6379/tcp"
-LABEL_PASSWORD = "mrctl.redis-password"  # lets `mrctl status` read a cluster it did not start
 SUPERVISE_EVERY_S = 0.5
+SECRETS_DIR = "/run/mrctl"  # where each container finds its secret file
+REDIS_UID = 65534  # nobody: redis-server needs no account of its own
+WORKER_UID = 10001  # the USER of Dockerfile.worker
 
 
 def redis_name(cluster: str) -> str:
@@ -92,6 +100,7 @@ class DockerCluster:
         try:
             self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
             log.info("starting cluster %s: redis + %d workers", self.id, self.spec.workers)
+            credentials.save(self.id, self.job_id, self.password)
             self.host.create_network(network_name(self.id), self.labels("network"))
             self._start_redis()
             # Workers start in parallel while Redis warms up: they retry until it answers.
@@ -105,14 +114,13 @@ class DockerCluster:
 
     def _start_redis(self) -> None:
         assert self.host and self.images
-        command = [*self.images.redis_command, "--requirepass", self.password,
-                   "--maxmemory", self.redis_memory, "--maxmemory-policy", "noeviction",
-                   "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        conf = redis_conf(self.password, self.redis_memory, workdir="/tmp")
         info = self.host.run_container(
-            redis_name(self.id), self.images.redis, command=command,
-            labels={**self.labels("redis"), LABEL_PASSWORD: self.password},
-            network=network_name(self.id), ports={REDIS_PORT: ("127.0.0.1", None)},
-            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            redis_name(self.id), self.images.redis,
+            command=[*self.images.redis_command, f"{SECRETS_DIR}/redis.conf"],
+            files=[FileToCopy("redis.conf", conf.encode(), REDIS_UID)], files_dir=SECRETS_DIR,
+            labels=self.labels("redis"), network=network_name(self.id), ports={REDIS_PORT: ("127.0.0.1", None)},
+            user=f"{REDIS_UID}:{REDIS_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
         )
         port = info.host_ports.get(REDIS_PORT)
         if port is None:
@@ -148,14 +156,13 @@ class DockerCluster:
             options["mem_limit"] = limits.memory
         if limits.pids:
             options["pids_limit"] = limits.pids
+        url = f"redis://:{self.password}@{redis_name(self.id)}:6379/0"
         self.host.run_container(
             name, self.images.worker, labels=self.labels("worker"), network=network_name(self.id),
-            environment={
-                "MRCTL_REDIS_URL": f"redis://:{self.password}@{redis_name(self.id)}:6379/0",
-                "MRCTL_WORKER_NAME": short,
-            },
-            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], init=True,
-            read_only=True, tmpfs={"/tmp": ""}, **options,
+            files=[FileToCopy("redis-url", url.encode(), WORKER_UID)], files_dir=SECRETS_DIR,
+            environment={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_WORKER_NAME": short},
+            user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            init=True, read_only=True, tmpfs={"/tmp": ""}, **options,
         )
         self.states[short] = "starting"
         return short
@@ -231,7 +238,8 @@ class DockerCluster:
         self.teardown()
 
     def teardown(self) -> None:
-        """Remove every container and the network of this cluster, found by label."""
+        """Remove every container, volume and network of this cluster (found by label) and
+        its state file."""
         if self.host is None:
             return
         remove_cluster(self.host, self.id)
@@ -239,10 +247,14 @@ class DockerCluster:
 
 
 def remove_cluster(host: DockerHost, cluster: str) -> int:
-    """Force-remove a cluster's containers (in parallel) and its network; returns how many."""
+    """Force-remove a cluster's containers (in parallel, with their volumes), any volume left
+    with its label, its networks and its state file; returns how many containers."""
     containers = host.containers({LABEL_CLUSTER: cluster})
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(host.remove_container, [c.id for c in containers]))
+    for volume in host.volumes({LABEL_CLUSTER: cluster}):
+        host.remove_volume(volume)
     for name, _ in host.networks({LABEL_CLUSTER: cluster}):
         host.remove_network(name)
+    credentials.forget(cluster)
     return len(containers)
