@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mrctl.errors import MrctlError
+from mrctl.errors import MrctlError, SpecError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec "
@@ -151,15 +151,19 @@ def validate(spec: SpecArg) -> None:
 @app.command()
 @_errors
 def worker(
-    redis_url: Annotated[str, typer.Option(
-        envvar="MRCTL_REDIS_URL", help="redis://:password@host:port/0 or unix://:password@/path/redis.sock?db=0")],
+    redis_url: Annotated[str | None, typer.Option(
+        envvar="MRCTL_REDIS_URL",
+        help="redis://:password@host:port/0 or unix://:password@/path/redis.sock?db=0 (shows in ps; "
+             "prefer a file)")] = None,
+    redis_url_file: Annotated[Path | None, typer.Option(
+        envvar="MRCTL_REDIS_URL_FILE", help="A file holding the Redis URL (what containers get).")] = None,
     name: Annotated[str | None, typer.Option(envvar="MRCTL_WORKER_NAME", help="This worker's name.")] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the current job ends.")] = False,
     parent_pid: Annotated[int | None, typer.Option(envvar="MRCTL_PARENT_PID", hidden=True)] = None,
 ) -> None:
     """Run a worker: claim tasks from Redis and run them (what each container runs).
 
-    Example: MRCTL_REDIS_URL=redis://:secret@127.0.0.1:6379/0 mrctl worker --name worker-1
+    Example: MRCTL_REDIS_URL_FILE=/run/mrctl/redis-url mrctl worker --name worker-1
     """
     import signal
 
@@ -171,6 +175,14 @@ def worker(
         f"%(asctime)s {name or ''} %(levelname)s %(message)s", "%H:%M:%S"))
     # SIGTERM ends the worker at once: its lease expires and the task runs elsewhere.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    if redis_url_file is not None:
+        try:
+            redis_url = redis_url_file.read_text().strip()
+        except OSError as exc:
+            raise SpecError(f"--redis-url-file {redis_url_file}: {exc.strerror}") from None
+    if not redis_url:
+        raise SpecError("mrctl worker needs the Redis URL: --redis-url-file or --redis-url "
+                        "(MRCTL_REDIS_URL_FILE, MRCTL_REDIS_URL)")
     options = WorkerOptions(burst=burst, parent_pid=parent_pid)
     w = Worker(Broker(redis_url), name=name, options=options) if name else Worker(
         Broker(redis_url), options=options)

@@ -4,6 +4,8 @@ These functions serve `mrctl status`, `mrctl logs` and `mrctl down`, including f
 terminal while `mrctl run` is going and after `--keep` or a SIGKILLed master. They never touch
 an object without mrctl's `mrctl.cluster` label. `down` also cleans the leftovers of local
 clusters whose master died (mrctl.backends.local_registry), with or without a Docker engine.
+A cluster's Redis password comes from the state file of the user who started it
+(mrctl.credentials), never from the engine.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from mrctl import credentials
 from mrctl.backends import local_registry
-from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT, remove_cluster, short_name
+from mrctl.backends.docker import REDIS_PORT, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
@@ -83,8 +86,13 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
                              reduce_done=0, reduce_total=0, elapsed=None, workers=(),
                              note="Redis is not running: this cluster is a leftover (mrctl down)")
-    broker = Broker(f"redis://:{redis.labels.get(LABEL_PASSWORD, '')}@127.0.0.1:"
-                    f"{redis.host_ports[REDIS_PORT]}/0", retries=0)
+    url = redis_url(redis)
+    if url is None:
+        return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
+                             reduce_done=0, reduce_total=0, elapsed=None, workers=(),
+                             note=f"no password for this cluster in {credentials.cluster_file(cid)} "
+                                  "(started by another user?)")
+    broker = Broker(url, retries=0)
     try:
         return _read_progress(broker, base)
     except InfraError as exc:
@@ -92,6 +100,16 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
                              reduce_done=0, reduce_total=0, elapsed=None, workers=(), note=str(exc))
     finally:
         broker.close()
+
+
+def redis_url(redis: ContainerInfo) -> str | None:
+    """The URL of a cluster's Redis from the host (its loopback port, the password from this
+    user's state file); None when either is missing."""
+    password = credentials.redis_password(redis.labels.get(LABEL_CLUSTER, ""))
+    port = redis.host_ports.get(REDIS_PORT)
+    if password is None or port is None:
+        return None
+    return f"redis://:{password}@127.0.0.1:{port}/0"
 
 
 def _read_progress(broker: Broker, base: dict) -> ClusterStatus:

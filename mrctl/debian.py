@@ -36,6 +36,7 @@ from typing import BinaryIO
 
 from debian import deb822, debfile
 
+from mrctl.dirs import cache_dir
 from mrctl.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,6 @@ SLIM_OUT = ("usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/lo
             "usr/share/lintian/")
 INDEX_FIELDS = ["Package", "Version", "Essential", "Depends", "Pre-Depends", "Provides",
                 "Filename", "Size", "SHA256"]
-
-
-def cache_dir() -> Path:
-    """mrctl's download cache: $XDG_CACHE_HOME/mrctl, else ~/.cache/mrctl."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mrctl"
 
 
 # -- the host's apt configuration -------------------------------------------------------------

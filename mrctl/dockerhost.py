@@ -8,14 +8,17 @@ their identity, and cleanup only ever selects by them.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import requests.exceptions
 
 from mrctl.errors import InfraError
@@ -37,6 +40,16 @@ class ContainerInfo:
     exit_code: int | None
     oom_killed: bool
     host_ports: dict[str, int]  # "6379/tcp" -> published host port
+
+
+@dataclass(frozen=True)
+class FileToCopy:
+    """A file put into a container before it starts, e.g. a secret it must not get otherwise."""
+
+    name: str  # relative to the directory it is copied into
+    data: bytes
+    uid: int  # owner (and group) inside the container: the user the container runs as
+    mode: int = 0o400
 
 
 @contextlib.contextmanager
@@ -172,14 +185,67 @@ class DockerHost:
 
     # -- networks and containers ----------------------------------------------------------
 
-    def create_network(self, name: str, labels: dict[str, str]) -> None:
+    def create_network(self, name: str, labels: dict[str, str], internal: bool = False,
+                       options: dict[str, str] | None = None) -> None:
+        """A bridge network; `internal` ones get no route out (and cannot publish ports);
+        `options` are the bridge driver's (com.docker.network.bridge.*)."""
         with _translated(f"creating network {name}"):
-            self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
+            self.client.networks.create(name, driver="bridge", labels=labels, internal=internal,
+                                        options=options or {}, check_duplicate=True)
 
-    def run_container(self, name: str, image: str, **options: Any) -> ContainerInfo:
-        """Start a detached container; `options` are docker-py `containers.run` options."""
-        with _translated(f"starting container {name}"):
-            container = self.client.containers.run(image, name=name, detach=True, **options)
+    def run_container(self, name: str, image: str, files: Sequence[FileToCopy] = (),
+                      files_dir: str = "/run/mrctl", networks: Sequence[str] = (),
+                      **options: Any) -> ContainerInfo:
+        """Create a container, copy `files` into `files_dir`, attach it to the extra `networks`,
+        then start it detached; `options` are docker-py `containers.create` options.
+
+        The files go into a fresh anonymous volume mounted at `files_dir`: the engine refuses
+        to copy into a read-only root filesystem but not into a volume, and a tmpfs would be
+        mounted over them at start. Copied before the start, they are there when the process
+        begins, and appear nowhere in the container's configuration (`docker inspect`). The
+        volume goes with the container (`remove_container`). A container that fails before
+        it runs is removed: no half-started container is left behind.
+        """
+        if files:
+            options["mounts"] = [*options.get("mounts", []), docker.types.Mount(
+                files_dir, None, type="volume", labels=options.get("labels"))]
+        container_id = self.create_container(name, image, **options)
+        try:
+            if files:
+                self.put_files(container_id, files_dir, files)
+            for network in networks:
+                self.connect(network, container_id)
+            return self.start_container(container_id)
+        except BaseException:
+            self.remove_container(container_id)
+            raise
+
+    def create_container(self, name: str, image: str, **options: Any) -> str:
+        """Create (not start) a container; returns its id."""
+        with _translated(f"creating container {name}"):
+            return self.client.containers.create(image, name=name, detach=True, **options).id
+
+    def put_files(self, container_id: str, directory: str, files: Sequence[FileToCopy]) -> None:
+        """Copy files into a container (created or running), with their owner and mode."""
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for f in files:
+                entry = tarfile.TarInfo(f.name)
+                entry.size, entry.mode, entry.uid, entry.gid = len(f.data), f.mode, f.uid, f.uid
+                entry.mtime = int(time.time())
+                tar.addfile(entry, io.BytesIO(f.data))
+        with _translated(f"copying files into {container_id[:12]}:{directory}"):
+            if not self.client.api.put_archive(container_id, directory, buffer.getvalue()):
+                raise InfraError(f"the engine refused to copy files into {container_id[:12]}:{directory}")
+
+    def connect(self, network: str, container_id: str) -> None:
+        with _translated(f"connecting {container_id[:12]} to network {network}"):
+            self.client.networks.get(network).connect(container_id)
+
+    def start_container(self, container_id: str) -> ContainerInfo:
+        with _translated(f"starting container {container_id[:12]}"):
+            container = self.client.containers.get(container_id)
+            container.start()
             container.reload()
             return _info(container)
 
@@ -246,6 +312,25 @@ class DockerHost:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         with _translated("listing networks"):
             return [(n.name, n.attrs.get("Labels") or {}) for n in self.client.networks.list(filters=filters)]
+
+    def volumes(self, labels: dict[str, str]) -> list[str]:
+        """Names of the volumes carrying all of `labels`."""
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        with _translated("listing volumes"):
+            return [v.name for v in self.client.volumes.list(filters=filters)]
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise InfraError(f"removing volume {name}: {exc.explanation or exc}") from None
+
+    def memory_total(self) -> int:
+        """The engine host's memory in bytes."""
+        with _translated("reading the engine's info"):
+            return int(self.client.info().get("MemTotal", 0))
 
     def remove_network(self, name: str) -> None:
         try:

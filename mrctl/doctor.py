@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrctl import debian, images
+from mrctl.dirs import cache_dir
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
@@ -49,7 +50,7 @@ def diagnose() -> Diagnosis:
         checks.append(Check("Docker engine", FAIL, str(exc).split(". ")[0],
                             "start Docker (systemctl start docker), or let this user use it "
                             "(docker group), or run with --backend local"))
-        checks += [_mirror(needed=True), _redis_server(), _disk("cache", debian.cache_dir())]
+        checks += [_mirror(needed=True), _redis_server(), _disk("cache", cache_dir())]
         return Diagnosis(tuple(checks))
     with host:
         checks += _engine(host)
@@ -62,7 +63,7 @@ def diagnose() -> Diagnosis:
         checks.append(_mirror(needed=need_base))
         checks.append(_redis_server())
         checks.append(_disk("Docker data", Path(host.data_root())))
-        checks.append(_disk("cache", debian.cache_dir()))
+        checks.append(_disk("cache", cache_dir()))
     return Diagnosis(tuple(checks))
 
 
@@ -125,7 +126,7 @@ def _redis_server() -> Check:
                          f"{version.group(1) if version else '?'} ({found.origin})")
     except InfraError as exc:
         return Check("redis-server (local backend)", WARN, str(exc),
-                     f"remove {debian.cache_dir() / 'redis-server'}; it is fetched again")
+                     f"remove {cache_dir() / 'redis-server'}; it is fetched again")
     return Check("redis-server (local backend)", NOTE, "not installed: fetched from the Debian mirror "
                  "into the cache on the first --backend local run")
 

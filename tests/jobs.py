@@ -28,6 +28,21 @@ class SumReducer(Reducer):
         return sum(values)
 '''
 
+# For job code that talks to the job's Redis itself (test instrumentation): local workers get
+# the URL in their environment, container workers in a file (so that no `docker inspect` shows
+# the password). No braces: it goes into sources that are .format()ted.
+REDIS_URL = """
+import os as _os
+
+
+def redis_url():
+    path = _os.environ.get("MRCTL_REDIS_URL_FILE")
+    if path:
+        with open(path) as f:
+            return f.read().strip()
+    return _os.environ.get("MRCTL_REDIS_URL")
+"""
+
 # Slow tasks, so that a test can kill a worker while it maps or reduces.
 SLOW = WORDCOUNT + '''
 import time
@@ -88,7 +103,7 @@ HANG_STUBBORN = "stubborn()"
 
 # Cuts every Redis client's connection once (CLIENT KILL), from inside a map task, then keeps
 # working; every map task records "<pid> <time>" so a test can see who worked afterwards.
-BLIP = WORDCOUNT + '''
+BLIP = WORDCOUNT + REDIS_URL + '''
 import os, time
 import redis
 MARKERS = {markers!r}
@@ -103,7 +118,7 @@ class BlipMapper(WordMapper):
     def map(self, line):
         if "{needle}" in line and not os.path.exists(os.path.join(MARKERS, "blip")):
             at = time.time()
-            cut = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"]).client_kill_filter(_type="normal")
+            cut = redis.Redis.from_url(redis_url()).client_kill_filter(_type="normal")
             with open(os.path.join(MARKERS, "blip"), "w") as f:
                 f.write(f"{{at}} {{cut}}")
         yield from super().map(line)
@@ -112,7 +127,7 @@ class BlipMapper(WordMapper):
 
 # A straggler: the first execution of the task that sees NEEDLE sleeps 30 s (well below
 # task_timeout), later ones do not. "First" is decided in Redis, so it works in containers.
-STRAGGLER = WORDCOUNT + '''
+STRAGGLER = WORDCOUNT + REDIS_URL + '''
 import os, time
 import redis
 
@@ -120,7 +135,7 @@ import redis
 class StragglingMapper(WordMapper):
     def map(self, line):
         if "{needle}" in line:
-            r = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"])
+            r = redis.Redis.from_url(redis_url())
             if r.setnx("test:straggled", os.environ.get("MRCTL_WORKER_NAME", "?")):
                 time.sleep(30)
         yield from super().map(line)
@@ -147,7 +162,7 @@ def make_spec(tmp: Path, source: str, inputs: list[Path], *, mapper: str = "Word
 # The MIT 6.824 crash test, as an mrctl job: each map/reduce task, at random, exits its worker
 # process (a third of the time), sleeps 0-10 s (a third), or proceeds. Every execution of a
 # task's code is counted in Redis (the test's own key), through the worker's own connection.
-CRASHY = WORDCOUNT + '''
+CRASHY = WORDCOUNT + REDIS_URL + '''
 import os, random, time, zlib
 import redis
 
@@ -156,7 +171,7 @@ _rng = random.Random()
 
 
 def _count(kind, key):
-    url = os.environ.get("MRCTL_REDIS_URL")
+    url = redis_url()
     if url:
         redis.Redis.from_url(url).hincrby("test:executions", kind + ":" + key, 1)
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
-from jobs import SLOW, WORDCOUNT, make_spec
+from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError
 from mrctl.runner import RunOptions, run_job
@@ -79,7 +79,7 @@ def _mrctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def test_keep_then_status_logs_and_down(tmp_path, expected):
+def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     out = tmp_path / "wc.json"
     run = _mrctl("run", "jobspecs/wordcount.yaml", "--workers", "2", "--keep", "--plain",
                  "--input", str(corpus_files()[0]), "--output", str(out))
@@ -99,20 +99,25 @@ def test_keep_then_status_logs_and_down(tmp_path, expected):
     missing = _mrctl("logs", "worker-9", "--job", cid, check=False)
     assert missing.returncode == 2 and "worker-1" in missing.stderr and "redis" in missing.stderr
 
+    from mrctl import credentials
+
+    assert credentials.redis_password(cid)  # --keep keeps the state file until `mrctl down`
     down = _mrctl("down", "--job", cid)
     assert cid in down.stderr
     assert cid not in _mrctl("status").stdout
+    assert not credentials.cluster_file(cid).exists()
+    assert not docker_host.networks({"mrctl.cluster": cid}) and not docker_host.volumes({"mrctl.cluster": cid})
     assert run.returncode == 0
 
 
-GATED = WORDCOUNT + """
+GATED = WORDCOUNT + REDIS_URL + """
 import os, time
 import redis
 
 
 class GatedMapper(WordMapper):
     def setup(self):  # holds the job in its map phase until the test sets test:release
-        r = redis.Redis.from_url(os.environ["MRCTL_REDIS_URL"])
+        r = redis.Redis.from_url(redis_url())
         deadline = time.time() + 300
         while not r.exists("test:release") and time.time() < deadline:
             time.sleep(0.2)
@@ -122,8 +127,9 @@ class GatedMapper(WordMapper):
 def test_a_users_job_survives_a_test_run(tmp_path, docker_host):
     """A job started outside this test session (no session label) keeps running while a whole
     nested pytest session runs Docker and local tests and cleans up after them."""
-    from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT
+    from mrctl.backends.docker import REDIS_PORT
     from mrctl.broker import Broker
+    from mrctl.clusters import redis_url
 
     (tmp_path / "job.py").write_text(GATED)
     name = f"users-job-{uuid.uuid4().hex[:6]}"
@@ -151,7 +157,7 @@ def test_a_users_job_survives_a_test_run(tmp_path, docker_host):
         assert nested.returncode == 0, nested.stdout[-3000:]
         assert user.poll() is None, "the user's job ended during the test run"
         (r,) = redis
-        broker = Broker(f"redis://:{r.labels[LABEL_PASSWORD]}@127.0.0.1:{r.host_ports[REDIS_PORT]}/0")
+        broker = Broker(redis_url(r))
         broker.r.set("test:release", 1)
         broker.close()
         output, _ = user.communicate(timeout=300)

@@ -86,11 +86,11 @@ def test_redis_full_fails_the_job_clearly(tmp_path):
 
 
 def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
-    from mrctl.backends.docker import LABEL_PASSWORD, REDIS_PORT
     from mrctl.broker import Broker
+    from mrctl.clusters import redis_url
 
     (redis,) = docker_host.containers({**cluster_filter, "mrctl.role": "redis"})
-    b = Broker(f"redis://:{redis.labels[LABEL_PASSWORD]}@127.0.0.1:{redis.host_ports[REDIS_PORT]}/0")
+    b = Broker(redis_url(redis))
     try:
         return {k.decode(): int(v) for k, v in b.r.hgetall("test:executions").items()}
     finally:

@@ -1,9 +1,19 @@
-"""The docker backend: a private network, a Redis container and N worker containers.
+"""The docker backend: two networks, a Redis container and N worker containers.
 
 `DockerCluster` is the owner of all of them: a context manager whose __enter__ undoes a
-half-finished start and whose __exit__ removes every container and the network (unless
-`keep`), found by the cluster's label. The master runs in the calling process and reaches
-Redis through a port published on 127.0.0.1 only.
+half-finished start and whose __exit__ removes every container and network (unless `keep`),
+found by the cluster's label, and the cluster's state file (mrctl.credentials).
+
+Containment: workers run job code, so they sit on an `internal` network only, with no route
+out of it — not to the internet, and, as the bridge has no address of the host
+(inhibit_ipv4), not to the host's own services either. Redis is on that network too, and on
+a second bridge that exists only to publish its port on the host's 127.0.0.1, which is how
+the master (in the calling process) reaches it; an internal network cannot publish ports.
+That bridge does not masquerade, so Redis has no working route to the internet either.
+
+The Redis password is in no command line, environment or label: each container gets its
+secret as a 0400 file copied in before it starts (redis.conf for Redis, the Redis URL for
+workers, in /run/mrctl), and `mrctl status` finds it in the user's 0600 state file.
 """
 
 from __future__ import annotations
@@ -15,9 +25,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from mrctl import credentials
 from mrctl.backends import WorkerExit
+from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost, FileToCopy
 from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
 from mrctl.spec import JobSpec
@@ -25,8 +37,14 @@ from mrctl.spec import JobSpec
 log = logging.getLogger(__name__)
 
 REDIS_PORT = "6379/tcp"
-LABEL_PASSWORD = "mrctl.redis-password"  # lets `mrctl status` read a cluster it did not start
 SUPERVISE_EVERY_S = 0.5
+SECRETS_DIR = "/run/mrctl"  # where each container finds its secret file
+REDIS_UID = 65534  # nobody: redis-server needs no account of its own
+WORKER_UID = 10001  # the USER of Dockerfile.worker
+REDIS_PIDS_LIMIT = 64  # redis-server runs a handful of threads
+WORKER_PIDS_LIMIT = 512  # default; the spec's `pids` overrides it
+WORKER_MEMORY_SHARE = 0.75  # default: workers share 3/4 of the engine's memory ...
+WORKER_MEMORY_FLOOR = 256 * 2**20  # ... but get at least 256 MiB each; the spec's `memory` overrides
 
 
 def redis_name(cluster: str) -> str:
@@ -38,7 +56,13 @@ def worker_name(cluster: str, n: int) -> str:
 
 
 def network_name(cluster: str) -> str:
+    """The cluster's internal network: workers and Redis, no route out."""
     return f"mrctl-{cluster}"
+
+
+def publish_network_name(cluster: str) -> str:
+    """The bridge that only Redis joins, to publish its port on the host's loopback."""
+    return f"mrctl-{cluster}-publish"
 
 
 def extra_labels(text: str) -> dict[str, str]:
@@ -80,6 +104,7 @@ class DockerCluster:
         self.host: DockerHost | None = None
         self.images: ClusterImages | None = None
         self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
+        self._memory_total = 0  # the engine's, read at start when a worker default needs it
 
     def labels(self, role: str) -> dict[str, str]:
         return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
@@ -92,7 +117,10 @@ class DockerCluster:
         try:
             self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
             log.info("starting cluster %s: redis + %d workers", self.id, self.spec.workers)
-            self.host.create_network(network_name(self.id), self.labels("network"))
+            credentials.save(self.id, self.job_id, self.password)
+            if not self.spec.limits.memory:
+                self._memory_total = self.host.memory_total()
+            self._create_networks()
             self._start_redis()
             # Workers start in parallel while Redis warms up: they retry until it answers.
             with ThreadPoolExecutor(max_workers=8) as pool:
@@ -103,16 +131,30 @@ class DockerCluster:
             raise
         return self
 
+    def _create_networks(self) -> None:
+        assert self.host
+        # inhibit_ipv4: the host gets no address on the internal bridge, so a worker cannot
+        # reach the host's services either (an internal network alone only stops forwarding).
+        self.host.create_network(network_name(self.id), self.labels("network"), internal=True,
+                                 options={"com.docker.network.bridge.inhibit_ipv4": "true"})
+        self.host.create_network(publish_network_name(self.id), self.labels("network"),
+                                 options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
+
     def _start_redis(self) -> None:
         assert self.host and self.images
-        command = [*self.images.redis_command, "--requirepass", self.password,
-                   "--maxmemory", self.redis_memory, "--maxmemory-policy", "noeviction",
-                   "--save", "", "--appendonly", "no", "--protected-mode", "no"]
+        conf = redis_conf(self.password, self.redis_memory, workdir="/tmp")
+        limits = {"pids_limit": REDIS_PIDS_LIMIT}
+        if memory := container_memory_limit(self.redis_memory):
+            limits["mem_limit"] = memory
         info = self.host.run_container(
-            redis_name(self.id), self.images.redis, command=command,
-            labels={**self.labels("redis"), LABEL_PASSWORD: self.password},
-            network=network_name(self.id), ports={REDIS_PORT: ("127.0.0.1", None)},
-            user="65534:65534", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            redis_name(self.id), self.images.redis,
+            command=[*self.images.redis_command, f"{SECRETS_DIR}/redis.conf"],
+            files=[FileToCopy("redis.conf", conf.encode(), REDIS_UID)], files_dir=SECRETS_DIR,
+            # Published from the non-internal bridge; reached by the workers on the internal one.
+            network=publish_network_name(self.id), networks=[network_name(self.id)],
+            ports={REDIS_PORT: ("127.0.0.1", None)}, labels=self.labels("redis"),
+            user=f"{REDIS_UID}:{REDIS_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            read_only=True, tmpfs={"/tmp": f"size=16m,uid={REDIS_UID},gid={REDIS_UID}"}, **limits,
         )
         port = info.host_ports.get(REDIS_PORT)
         if port is None:
@@ -140,25 +182,31 @@ class DockerCluster:
         with self._lock:
             n, self._next = self._next, self._next + 1
         short, name = f"worker-{n}", worker_name(self.id, n)
+        url = f"redis://:{self.password}@{redis_name(self.id)}:6379/0"
+        self.host.run_container(
+            name, self.images.worker, labels=self.labels("worker"), network=network_name(self.id),
+            files=[FileToCopy("redis-url", url.encode(), WORKER_UID)], files_dir=SECRETS_DIR,
+            environment={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_WORKER_NAME": short},
+            user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
+            init=True, read_only=True, tmpfs={"/tmp": ""}, **self._worker_limits(),
+        )
+        self.states[short] = "starting"
+        return short
+
+    def _worker_limits(self) -> dict:
+        """docker-py options for a worker's limits: the spec's, else mrctl's defaults (a pids
+        limit, and a share of the engine's memory) so that one runaway job cannot take the
+        host down."""
         limits = self.spec.limits
-        options: dict = {}
+        options: dict = {"pids_limit": limits.pids or WORKER_PIDS_LIMIT}
         if limits.cpus:
             options["nano_cpus"] = int(limits.cpus * 1e9)
         if limits.memory:
             options["mem_limit"] = limits.memory
-        if limits.pids:
-            options["pids_limit"] = limits.pids
-        self.host.run_container(
-            name, self.images.worker, labels=self.labels("worker"), network=network_name(self.id),
-            environment={
-                "MRCTL_REDIS_URL": f"redis://:{self.password}@{redis_name(self.id)}:6379/0",
-                "MRCTL_WORKER_NAME": short,
-            },
-            cap_drop=["ALL"], security_opt=["no-new-privileges:true"], init=True,
-            read_only=True, tmpfs={"/tmp": ""}, **options,
-        )
-        self.states[short] = "starting"
-        return short
+        else:
+            share = int(self._memory_total * WORKER_MEMORY_SHARE) // max(1, self.spec.workers)
+            options["mem_limit"] = max(WORKER_MEMORY_FLOOR, share)
+        return options
 
     def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
         """Wait until every worker container has sent a heartbeat through Redis."""
@@ -231,7 +279,8 @@ class DockerCluster:
         self.teardown()
 
     def teardown(self) -> None:
-        """Remove every container and the network of this cluster, found by label."""
+        """Remove every container, volume and network of this cluster (found by label) and
+        its state file."""
         if self.host is None:
             return
         remove_cluster(self.host, self.id)
@@ -239,10 +288,14 @@ class DockerCluster:
 
 
 def remove_cluster(host: DockerHost, cluster: str) -> int:
-    """Force-remove a cluster's containers (in parallel) and its network; returns how many."""
+    """Force-remove a cluster's containers (in parallel, with their volumes), any volume left
+    with its label, its networks and its state file; returns how many containers."""
     containers = host.containers({LABEL_CLUSTER: cluster})
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(host.remove_container, [c.id for c in containers]))
+    for volume in host.volumes({LABEL_CLUSTER: cluster}):
+        host.remove_volume(volume)
     for name, _ in host.networks({LABEL_CLUSTER: cluster}):
         host.remove_network(name)
+    credentials.forget(cluster)
     return len(containers)

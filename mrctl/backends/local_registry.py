@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from mrctl.dirs import state_dir
+
 log = logging.getLogger(__name__)
 
 TEMP_DIR_PREFIX = "mrctl-local-"  # only directories named so are ever deleted
@@ -41,9 +43,7 @@ def supported() -> bool:
 
 def records_dir() -> Path:
     """$XDG_STATE_HOME/mrctl/local, else ~/.local/state/mrctl/local."""
-    base = os.environ.get("XDG_STATE_HOME", "")
-    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
-    return root / "mrctl" / "local"
+    return state_dir() / "local"
 
 
 def boot_id() -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrctl import debian
+from mrctl.dirs import cache_dir
 from mrctl.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class RedisServer:
 
 
 def fetched_root() -> Path:
-    return debian.cache_dir() / "redis-server"
+    return cache_dir() / "redis-server"
 
 
 def find_redis_server() -> RedisServer | None:
