@@ -75,7 +75,8 @@ def test_local_redis_listens_on_no_tcp_port_only_on_a_private_unix_socket(tmp_pa
         if seen or not snap.workers:  # once, as soon as the cluster is up
             return
         children = _children(os.getpid())
-        server = next(pid for pid, cmd in children.items() if "redis-server" in cmd)
+        fixture = os.environ.get("MRCTL_TEST_REDIS_PID")  # the session's own protocol-test Redis
+        server = next(pid for pid, cmd in children.items() if "redis-server" in cmd and str(pid) != fixture)
         seen["redis child"] = server
         seen["tcp listeners"] = _socket_inodes(server) & _listening_tcp_inodes()
         url = _worker_url(children)
