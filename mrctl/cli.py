@@ -76,6 +76,9 @@ def run(
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
+    max_worker_restarts: Annotated[int | None, typer.Option(
+        help="Workers that may die before doing any work within a minute (a crash loop) before the job "
+             "fails; workers dying on a task are always replaced.")] = None,
     speculative: Annotated[bool | None, typer.Option(
         "--speculative/--no-speculative", help="Back up straggling map tasks near the end of the map phase.")] = None,
     strict: Annotated[bool, typer.Option(
@@ -106,7 +109,8 @@ def run(
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
-        max_attempts=max_attempts, speculative=speculative, encoding_errors="strict" if strict else None,
+        max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
+        encoding_errors="strict" if strict else None,
     )
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())

@@ -52,7 +52,6 @@ class Master:
         self.killed = 0
         self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
         self.backups = 0  # backup attempts queued
-        self.last_exit: WorkerExit | None = None
         self._next_memory_check = 0.0
 
     # -- phases ---------------------------------------------------------------------------
@@ -181,13 +180,13 @@ class Master:
             self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
             log.log(_EVENT_LOG.get(e.get("kind", ""), logging.INFO), "%s", text)
 
-    def worker_lost(self, exit: WorkerExit) -> None:
-        """Requeue at once the attempt a dead worker held, instead of waiting for its lease.
+    def worker_lost(self, exit: WorkerExit) -> bool:
+        """Requeue at once the attempt a dead worker held, instead of waiting for its lease;
+        returns whether the worker had done any work (held a task, or finished one).
 
         Safe against a stale view: the fail script only ends the attempt if it is still the
         current, running one.
         """
-        self.last_exit = exit
         info, _, _ = self.broker.worker_rows()
         held = info.get(exit.name, {})
         if held.get("task") and held.get("job") == self.job_id:
@@ -195,9 +194,12 @@ class Master:
             self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]),
                                      self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "",
                                      "oom" if exit.oom else "lost")
-        news = f"{exit.name} {exit.reason}" + (f"; started {exit.replacement}" if exit.replacement else "")
+        return bool(held.get("task")) or int(held.get("tasks_done") or 0) > 0
+
+    def worker_replaced(self, exit: WorkerExit, replacement: str) -> None:
+        news = f"{exit.name} {exit.reason}; started {replacement}"
         log.warning("%s", news)
-        self.add_event("replaced" if exit.replacement else "lost", news)
+        self.add_event("replaced", news)
 
     def add_event(self, kind: str, message: str) -> None:
         self._events.append(Event(self.elapsed(), kind, message))

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mrctl.backends import WorkerExit
+from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
 from mrctl.chaos import ChaosMonkey, ChaosPlan
-from mrctl.errors import InfraError, Interrupted, MrctlError
+from mrctl.errors import Interrupted, MrctlError
 from mrctl.master import Master
 from mrctl.output import write_output
 from mrctl.signals import SignalGuard
@@ -37,7 +38,6 @@ class RunOptions:
     redis_memory: str = "1gb"  # Redis maxmemory (noeviction: full means the job fails)
     tick_s: float = 0.05  # master loop period
     snapshot_s: float = 0.2  # how often views get a fresh snapshot
-    replacements: int | None = None  # dead workers replaced at most this often (default 2N)
     offline: bool | None = None  # docker images: None = pull if possible, else build locally
     ready_timeout_s: float = 60.0
     lease_s: float = 10.0  # a worker silent this long loses its task (heartbeats every lease/3)
@@ -52,7 +52,7 @@ class Cluster(Protocol):
 
     def wait_ready(self, broker: Broker, timeout: float) -> None: ...
     def supervise(self) -> list[WorkerExit]: ...
-    def live_workers(self) -> list[str]: ...
+    def replace(self, name: str) -> str: ...
     def kill_worker(self, name: str) -> None: ...
 
 
@@ -62,15 +62,13 @@ def new_job_id() -> str:
 
 def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.AbstractContextManager:
     """The backend's cluster as a context manager that always tears down."""
-    replacements = options.replacements if options.replacements is not None else 2 * spec.workers
     if spec.backend == "local":
         from mrctl.backends.local import LocalCluster
 
-        return LocalCluster(spec.workers, options.redis_memory, replacements, spec.name, job_id)
+        return LocalCluster(spec.workers, options.redis_memory, spec.name, job_id)
     from mrctl.backends.docker import DockerCluster
 
-    return DockerCluster(spec, job_id, options.redis_memory, replacements,
-                         keep=options.keep, offline=options.offline)
+    return DockerCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline)
 
 
 def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
@@ -133,15 +131,12 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
            state: dict[str, Any], sink: SnapshotSink) -> None:
     next_snapshot = 0.0
     monkey = ChaosMonkey(options.chaos)
+    guard = CrashLoopGuard(master.spec.max_worker_restarts)
     while True:
         done = master.tick()
         for exit in cluster.supervise():
-            master.worker_lost(exit)
-        if not cluster.live_workers():
-            last = master.last_exit
-            why = f" (the last one, {last.name}, {last.reason})" if last else ""
-            raise InfraError(f"every worker is gone{why} and the replacement budget is spent; "
-                             "the job cannot finish")
+            guard.check(exit, did_work=master.worker_lost(exit))  # InfraError on a crash loop
+            master.worker_replaced(exit, cluster.replace(exit.name))
         now = time.monotonic()
         if done or now >= next_snapshot:
             state["last"] = master.snapshot(cluster.states)

@@ -45,7 +45,7 @@ OUTPUT_FORMATS = ("json", "jsonl", "tsv")
 BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
-            "task_timeout", "max_attempts", "encoding", "speculative", "backend")
+            "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -79,6 +79,9 @@ class JobSpec:
     limits: WorkerLimits = WorkerLimits()
     task_timeout: float = 300.0
     max_attempts: int = 4
+    # workers that may die before doing any work within a minute before the job fails (a crash
+    # loop); workers that die on a task are always replaced (mrctl.backends.supervision)
+    max_worker_restarts: int = 5
     encoding_errors: str = "replace"  # replace | strict
     speculative: bool = False  # start backup attempts of straggling map tasks
     backend: str = "docker"
@@ -96,6 +99,7 @@ class Overrides:
     backend: str | None = None
     task_timeout: float | None = None
     max_attempts: int | None = None
+    max_worker_restarts: int | None = None
     encoding_errors: str | None = None
     speculative: bool | None = None
 
@@ -189,6 +193,7 @@ CAPS = {
     "workers": (256, "each worker is a container or process on this host"),
     "reducers": (10_000, "every reduce task reads one blob from each map task"),
     "max_attempts": (100, "a task failing this often will not succeed"),
+    "max_worker_restarts": (1000, "a crash loop is better stopped"),
     "task_timeout": (7 * 86_400, "a week; a longer task should be split"),
 }
 
@@ -331,6 +336,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         if "chunk_size" in data else 4 << 20,
         "task_timeout": _number(doc, "task_timeout", data.get("task_timeout", 300)),
         "max_attempts": _int(doc, "max_attempts", data.get("max_attempts", 4)),
+        "max_worker_restarts": _int(doc, "max_worker_restarts", data.get("max_worker_restarts", 5), 0),
         "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
         "speculative": _bool(doc, "speculative", data.get("speculative", False)),
         "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
@@ -369,11 +375,12 @@ def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> 
 
 
 def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
-    for field in ("workers", "reducers", "max_attempts"):
+    for field in ("workers", "reducers", "max_attempts", "max_worker_restarts"):
         value = getattr(over, field)
         if value is not None:
-            if value < 1:
-                raise SpecError(f"--{field.replace('_', '-')}: expected an integer >= 1, got {value}")
+            least = 0 if field == "max_worker_restarts" else 1
+            if value < least:
+                raise SpecError(f"--{field.replace('_', '-')}: expected an integer >= {least}, got {value}")
             settings[field] = value
     if over.chunk_size is not None:
         settings["chunk_size"] = parse_size(over.chunk_size, "--chunk-size")

@@ -3,6 +3,7 @@ failed starts. Every test ends with no container or network carrying mrctl's lab
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -215,3 +216,32 @@ def test_listing_clusters_while_one_tears_down_skips_vanished_containers(docker_
     remover.join()
     assert docker_host.containers({"mrctl.cluster": cluster}) == []
     assert seen and max(seen) <= len(names)
+
+
+def test_a_worker_killed_during_start_up_is_replaced(tmp_path, docker_host, expected):
+    """Issue 11.6: `docker kill` of a worker before it sent its first heartbeat used to fail the
+    whole job ('worker-2 exited during start-up', exit 3); it is replaced like any dead worker."""
+    import threading
+
+    name = f"startup-kill-{uuid.uuid4().hex[:6]}"
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="docker", workers=2,
+                     chunk_size=512 << 10, reducers=2)
+    spec = dataclasses.replace(spec, name=name)
+    killed: list[str] = []
+
+    def kill_worker_2_as_it_starts():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            for c in docker_host.containers({"mrctl.job": name, "mrctl.role": "worker"}):
+                if c.name.endswith("-worker-2") and c.status == "running":
+                    docker_host.kill(c.name)
+                    killed.append(c.name)
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_worker_2_as_it_starts)
+    killer.start()
+    final = run_job(spec)
+    killer.join()
+    assert killed, "worker-2 was never seen running"
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+    assert any(e.kind == "replaced" and e.message.startswith("worker-2") for e in final.events), final.events

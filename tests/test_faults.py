@@ -141,14 +141,29 @@ SEEDS = [int(s) for s in os.environ.get("MRCTL_CRASH_SEEDS", "1,2").split(",")]
 @pytest.mark.usefixtures("clean_docker")
 @pytest.mark.parametrize("seed", SEEDS)
 def test_crash_test_output_is_exact(tmp_path, seed):
+    """Through the CLI, as a user runs it, with every default (max_attempts included): lost
+    attempts do not use up max_attempts, and dead workers are replaced for as long as they
+    die doing work."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
     inputs = corpus_files()
-    spec = make_spec(tmp_path, CRASHY.format(seed=seed, crash=True), inputs, backend="docker",
-                     mapper="CrashyMapper", reducer="CrashyReducer", workers=4, reducers=3,
-                     chunk_size=1 << 20, task_timeout=60)  # default max_attempts: losses count apart
-    final = run_job(spec, RunOptions(replacements=200))
-    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(inputs)
-    print(f"seed {seed}: exact; {final.lost} lost attempts, {final.retries} retries, "
-          f"{final.refused} refused, {final.elapsed:.1f}s")
+    (tmp_path / "crashy.py").write_text(CRASHY.format(seed=seed, crash=True))
+    (tmp_path / "crash.yaml").write_text(
+        f"name: crash-test\ninput: {json.dumps([str(p) for p in inputs])}\n"
+        "job: {module: crashy.py, mapper: CrashyMapper, reducer: CrashyReducer, combiner: SumReducer}\n"
+        "workers: 4\nreducers: 3\nchunk_size: 1MiB\nbackend: docker\n")
+    out = tmp_path / "out.json"
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", str(tmp_path / "crash.yaml"), "--json",
+                           "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_text(encoding="utf-8") == sequential_wordcount(inputs)
+    summary = json.loads(proc.stdout)
+    print(f"seed {seed}: exact; {summary['lost']} lost attempts, {summary['retries']} retries, "
+          f"{summary['refused']} refused")
 
 
 @pytest.mark.docker

@@ -466,3 +466,32 @@ def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
     assert broker.fail_attempt("J", "m:0", 1, 4, "lease expired", "", "lost") == 1  # reaped meanwhile
     assert broker._claim(keys=claim_keys, args=args) is None  # a replay no longer hands it out
     assert broker.claim_task("J", "w2", 30, 300).tid == "m:1"  # nothing else disturbed
+
+
+# -- 11.6: replacement during start-up, and crash loops -----------------------------------------
+
+def test_workers_dying_before_any_work_are_a_crash_loop_that_fails_fast(tmp_path, monkeypatch):
+    """Every worker process dies as it starts (a sitecustomize that exits when it sees a worker's
+    environment): replaced max_worker_restarts times, then the job fails at once, exit 3."""
+    import time
+
+    from jobs import WORDCOUNT
+
+    from mrctl.errors import InfraError
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import os\nif os.environ.get('MRCTL_WORKER_NAME'):\n    os._exit(7)\n")
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    path = tmp_path / "in.txt"
+    path.write_text("a b c\n")
+    spec = make_spec(tmp_path, WORDCOUNT, [path], workers=2, max_worker_restarts=2)
+    started = time.monotonic()
+    with pytest.raises(InfraError) as info:
+        run_job(spec)
+    message = str(info.value)
+    assert "workers keep dying before doing any work (3 within 60s, more than max_worker_restarts 2)" \
+        in message and "exited with code 7" in message
+    assert info.value.exit_code == 3 and time.monotonic() - started < 30
+    assert not spec.output_path.exists()

@@ -11,5 +11,5 @@ class WorkerExit:
 
     name: str
     reason: str  # e.g. "exited with code 137", "killed: out of memory"
-    replacement: str | None  # the worker started in its place, if any
     oom: bool = False  # killed for exceeding its memory limit: the job's code is to blame
+    log: str = ""  # the end of its log

@@ -87,12 +87,11 @@ class DockerCluster:
     """Owns one cluster's network and containers for the length of a `with` block."""
 
     def __init__(self, spec: JobSpec, job_id: str, redis_memory: str = "1gb",
-                 replacements: int = 8, keep: bool = False, offline: bool | None = None) -> None:
+                 keep: bool = False, offline: bool | None = None) -> None:
         self.spec = spec
         self.id = secrets.token_hex(4)
         self.job_id = job_id
         self.redis_memory = redis_memory
-        self.replacement_budget = replacements
         self.keep = keep
         self.offline = offline
         self.password = secrets.token_hex(16)
@@ -213,13 +212,11 @@ class DockerCluster:
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            live = self.live_workers()
+            stopped = {short_name(c.name, self.id) for c in self._worker_containers()
+                       if c.status in ("exited", "dead")}  # the runner replaces these
+            live = [n for n in self.live_workers() if n not in stopped]
             if all(n in info for n in live):
                 return
-            for c in self._worker_containers():
-                if c.status in ("exited", "dead"):
-                    raise InfraError(f"{c.name} exited during start-up (code {c.exit_code}):\n"
-                                     f"{self._logs(c.name)}")
             if time.monotonic() > deadline:
                 missing = [n for n in live if n not in info]
                 raise InfraError(f"workers {', '.join(missing)} sent no heartbeat within {timeout:g}s:\n"
@@ -236,7 +233,8 @@ class DockerCluster:
         return [n for n in self.states if self.states[n] not in ("dead", "replaced")]
 
     def supervise(self) -> list[WorkerExit]:
-        """Notice worker containers that stopped; start replacements within the budget."""
+        """Worker containers that stopped since the last call (the runner decides on
+        replacements)."""
         now = time.monotonic()
         if now - self._last_check < SUPERVISE_EVERY_S:
             return []
@@ -248,13 +246,13 @@ class DockerCluster:
                 continue
             reason = "was killed: out of memory" if c.oom_killed else f"exited with code {c.exit_code}"
             self.states[short] = "dead"
-            replacement = None
-            if self.replacement_budget > 0:
-                self.replacement_budget -= 1
-                self.states[short] = "replaced"
-                replacement = self._start_worker()
-            exits.append(WorkerExit(short, reason, replacement, oom=c.oom_killed))
+            exits.append(WorkerExit(short, reason, oom=c.oom_killed, log=self._logs(c.name, tail=30)))
         return exits
+
+    def replace(self, name: str) -> str:
+        """Start a worker container in place of dead `name`; returns the new one's name."""
+        self.states[name] = "replaced"
+        return self._start_worker()
 
     def kill_worker(self, name: str) -> None:
         """`docker kill` a worker container, as a crash would (chaos mode)."""

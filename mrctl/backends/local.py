@@ -54,12 +54,11 @@ class LocalCluster:
     Start and use it from one thread: its children die when the thread that started them
     ends (PR_SET_PDEATHSIG names a thread, not a process)."""
 
-    def __init__(self, workers: int, redis_memory: str = "1gb", replacements: int = 8,
-                 job_name: str = "", job_id: str = "") -> None:
+    def __init__(self, workers: int, redis_memory: str = "1gb", job_name: str = "",
+                 job_id: str = "") -> None:
         self.id = secrets.token_hex(4)
         self.size = workers
         self.redis_memory = redis_memory
-        self.replacement_budget = replacements
         self.password = secrets.token_hex(16)
         # 0700 (mkdtemp): the guard of the socket inside
         self.dir = Path(tempfile.mkdtemp(prefix=f"{local_registry.TEMP_DIR_PREFIX}{self.id}-"))
@@ -183,11 +182,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            if all(n in info for n in self.live_workers()):
+            if all(n in info for n in self.live_workers()):  # the dead are the runner's to replace
                 return
-            for name, proc in self.workers.items():
-                if proc.poll() is not None:
-                    raise InfraError(f"{name} exited during start-up:\n{self.worker_log(name)}")
             if time.monotonic() > deadline:
                 raise InfraError(f"workers did not report ready within {timeout:g}s")
             time.sleep(0.05)
@@ -198,19 +194,20 @@ class LocalCluster:
         return [n for n, p in self.workers.items() if p.poll() is None]
 
     def supervise(self) -> list[WorkerExit]:
-        """Notice workers that exited and replace them, within the replacement budget."""
+        """Workers that exited since the last call (the runner decides on replacements)."""
         exits = []
         for name, proc in list(self.workers.items()):
             if self.states.get(name) in ("dead", "replaced") or proc.poll() is None:
                 continue
             self.states[name] = "dead"
-            replacement = None
-            if self.replacement_budget > 0:
-                self.replacement_budget -= 1
-                self.states[name] = "replaced"
-                replacement = self._start_worker()
-            exits.append(WorkerExit(name, f"exited with code {proc.returncode}", replacement))
+            exits.append(WorkerExit(name, f"exited with code {proc.returncode}",
+                                    log=self.worker_log(name)[-2000:]))
         return exits
+
+    def replace(self, name: str) -> str:
+        """Start a worker in place of dead `name`; returns the new one's name."""
+        self.states[name] = "replaced"
+        return self._start_worker()
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL a worker process, as a crash would (chaos mode, tests)."""
