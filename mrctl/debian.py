@@ -1,21 +1,16 @@
 """Debian packages straight from the host's configured mirror, without apt, dpkg, debootstrap
 or root: read the apt configuration, fetch and verify the suite's index, resolve a dependency
-closure, download the `.deb`s (checksummed, cached) and unpack their data into a tar stream.
+closure, download the `.deb`s (checksummed, cached). mrctl.rootfs unpacks them.
 
 Two things are built on it: the offline base image (a root filesystem tar for `docker import`,
 see mrctl.images) and the local backend's redis-server when the host has none
-(mrctl.backends.redis_server). The Debian formats (deb822 paragraphs, relation fields, the
-`ar`/`tar` layers of a `.deb`) are read with python-debian.
-
-What dpkg would also do and this does not: run maintainer scripts. The few of their effects
-that matter in a container are reproduced (`/etc/passwd` and `/etc/group` from base-passwd,
-a merged `/usr`, `/tmp`); nothing else is needed to run python3 and redis-server.
+(mrctl.backends.redis_server). The Debian formats (deb822 paragraphs, relation fields) are
+read with python-debian.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import lzma
 import os
@@ -23,18 +18,16 @@ import platform
 import re
 import shutil
 import subprocess
-import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from debian import deb822, debfile
+from debian import deb822
 
 from mrctl.dirs import cache_dir
 from mrctl.errors import InfraError
@@ -44,11 +37,6 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 HTTP_TIMEOUT_S = 20
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
-# Top-level directories that a merged-/usr system keeps under /usr (bin -> usr/bin, ...).
-MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-# Documentation left out of what is unpacked (licences stay), as slim Debian images do.
-SLIM_OUT = ("usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/share/locale/",
-            "usr/share/lintian/")
 INDEX_FIELDS = ["Package", "Version", "Essential", "Depends", "Pre-Depends", "Provides",
                 "Filename", "Size", "SHA256"]
 
@@ -306,114 +294,3 @@ def installed_packages(status: Path = Path("/var/lib/dpkg/status")) -> set[str]:
     with status.open(encoding="utf-8", errors="replace") as f:
         return {p["Package"] for p in deb822.Deb822.iter_paragraphs(f, fields=["Package", "Status"])
                 if p.get("Status", "").endswith(" installed")}
-
-
-# -- unpacking --------------------------------------------------------------------------------
-
-def members(deb: Path) -> Iterator[tuple[tarfile.TarInfo, BinaryIO | None]]:
-    """The data members of a .deb, names made relative (no `./`) and /usr-merged."""
-    data = debfile.DebFile(str(deb)).data.tgz()
-    try:
-        for member in data:
-            info = _plain(member)
-            if not info.name or info.name in MERGED_DIRS:
-                continue  # the root, or a top-level dir that is a symlink into usr/ here
-            if info.name.startswith(SLIM_OUT) and not info.name.endswith("/copyright"):
-                continue
-            yield info, data.extractfile(member) if member.isreg() else None
-    finally:
-        data.close()
-
-
-def _plain(member: tarfile.TarInfo) -> tarfile.TarInfo:
-    """A plain TarInfo (python-debian's compares names loosely) with /usr-merged names."""
-    info = tarfile.TarInfo(merged_path(str(member.name)))
-    for field in ("mode", "uid", "gid", "uname", "gname", "size", "mtime", "type",
-                  "devmajor", "devminor"):
-        setattr(info, field, getattr(member, field))
-    link = str(member.linkname)
-    info.linkname = merged_path(link) if member.islnk() else link
-    return info
-
-
-def merged_path(name: str) -> str:
-    """`./bin/sh` -> `usr/bin/sh`; `./etc/x` -> `etc/x`; the root -> ``."""
-    name = name.removeprefix("./").lstrip("/").rstrip("/")
-    top = name.split("/", 1)[0]
-    if top in MERGED_DIRS and "/" in name:
-        return f"usr/{name}"
-    return name
-
-
-def write_rootfs(debs: list[Path], out: BinaryIO, extra: dict[str, bytes] | None = None) -> None:
-    """A root filesystem as one tar stream: every package's data, merged /usr, owner root.
-
-    `extra` adds files (path -> content) after the packages. `/etc/passwd` and `/etc/group`
-    come from base-passwd's master files, as its maintainer script would make them.
-    """
-    seen: set[str] = set()
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for top in MERGED_DIRS:
-            _add_dir(tar, f"usr/{top}", seen)
-            link = tarfile.TarInfo(top)
-            link.type, link.linkname, link.mode = tarfile.SYMTYPE, f"usr/{top}", 0o777
-            tar.addfile(link)
-            seen.add(top)
-        masters: dict[str, bytes] = {}
-        for deb in debs:
-            for info, fileobj in members(deb):
-                if info.name in seen:
-                    # dirs repeat across packages; a file shipped twice keeps its first copy
-                    # (dpkg would refuse the second without Replaces)
-                    continue
-                seen.add(info.name)
-                if info.name.startswith("usr/share/base-passwd/") and fileobj is not None:
-                    content = fileobj.read()
-                    masters[info.name.rsplit("/", 1)[1]] = content
-                    fileobj = io.BytesIO(content)
-                tar.addfile(info, fileobj)
-        files = {"etc/passwd": masters.get("passwd.master"), "etc/group": masters.get("group.master"),
-                 **(extra or {})}
-        for path, content in files.items():
-            if content is not None and path not in seen:
-                info = tarfile.TarInfo(path)
-                info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
-                tar.addfile(info, io.BytesIO(content))
-        if "tmp" not in seen:
-            tmp = tarfile.TarInfo("tmp")
-            tmp.type, tmp.mode = tarfile.DIRTYPE, 0o1777
-            tar.addfile(tmp)
-
-
-def _add_dir(tar: tarfile.TarFile, name: str, seen: set[str]) -> None:
-    parts = name.split("/")
-    for i in range(1, len(parts) + 1):
-        path = "/".join(parts[:i])
-        if path not in seen:
-            info = tarfile.TarInfo(path)
-            info.type, info.mode = tarfile.DIRTYPE, 0o755
-            tar.addfile(info)
-            seen.add(path)
-
-
-def unpack(debs: list[Path], dest: Path) -> None:
-    """Unpack the data of `debs` into `dest` (as the current user: no owners, no devices)."""
-    for deb in debs:
-        for info, fileobj in members(deb):
-            target = dest / info.name
-            if info.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-            elif info.issym():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.unlink(missing_ok=True)
-                target.symlink_to(info.linkname)
-            elif info.islnk():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.unlink(missing_ok=True)
-                shutil.copy2(dest / info.linkname, target)
-            elif fileobj is not None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.unlink(missing_ok=True)
-                with target.open("wb") as f:
-                    shutil.copyfileobj(fileobj, f)
-                target.chmod(info.mode & 0o755)

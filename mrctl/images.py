@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrctl import debian
+from mrctl import debian, rootfs
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
@@ -101,10 +101,10 @@ def build_offline_base(host: DockerHost, on_progress: Progress = log.info) -> st
     debs = archive.download(packages)
     on_progress(f"unpacking {len(debs)} packages and importing them as {ref} ...")
     with tempfile.TemporaryDirectory(prefix="mrctl-base-") as work:
-        rootfs = Path(work) / "rootfs.tar"
-        with rootfs.open("wb") as out:
-            debian.write_rootfs(debs, out)
-        return host.import_rootfs(str(rootfs), ref, [
+        tar_path = Path(work) / "rootfs.tar"
+        with tar_path.open("wb") as out:
+            rootfs.write_rootfs(debs, out)
+        return host.import_rootfs(str(tar_path), ref, [
             "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             'CMD ["/bin/bash"]', f"LABEL {LABEL_IMAGE}=base",
         ])

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrctl import debian
+from mrctl import debian, rootfs
 from mrctl.dirs import cache_dir
 from mrctl.errors import InfraError
 
@@ -83,7 +83,7 @@ def obtain_redis_server(on_progress: debian.Progress = log.info) -> RedisServer:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=target.parent))
     try:
-        debian.unpack(debs, staging)
+        rootfs.unpack(debs, staging)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
