@@ -76,6 +76,9 @@ def run(
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
     max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="A job parameter NAME=VALUE (repeatable; the value read as YAML), "
+                              "self.params[NAME] in job code; over the spec's params.")] = None,
     max_worker_restarts: Annotated[int | None, typer.Option(
         help="Workers that may die before doing any work within a minute (a crash loop) before the job "
              "fails; workers dying on a task are always replaced.")] = None,
@@ -102,6 +105,7 @@ def run(
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
     from mrctl.chaos import ChaosPlan, parse_chaos
+    from mrctl.params import parse_param
     from mrctl.runner import RunOptions
     from mrctl.signals import SignalGuard
     from mrctl.spec import Overrides, load_spec, parse_redis_memory
@@ -110,7 +114,7 @@ def run(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
         chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
         max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
-        encoding_errors="strict" if strict else None,
+        encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan())
@@ -150,6 +154,8 @@ def validate(spec: SpecArg) -> None:
     job = load_spec(spec)
     typer.echo(f"{spec}: ok — job {job.name!r}, {len(job.inputs)} input file(s), "
                f"{job.workers} workers, {job.reducers} reducers, output {job.output_path}")
+    for name, value in job.params.items():
+        typer.echo(f"  param {name} = {value!r}")
 
 
 @app.command()

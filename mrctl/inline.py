@@ -10,6 +10,7 @@ from __future__ import annotations
 from mrctl import tasks
 from mrctl.chunks import display_path, plan_chunks, read_chunk
 from mrctl.errors import JobFailed, SpecError, bounded_message, bounded_traceback
+from mrctl.job import TaskContext, with_context
 from mrctl.loader import job_classes, load_module
 from mrctl.output import write_output
 from mrctl.snapshot import JobSnapshot, PhaseProgress
@@ -30,9 +31,12 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
     blobs, records_in, done_bytes, bad = [], 0, 0, 0
     for i, ref in enumerate(plan):
         data = read_chunk(ref)
-        combiner = classes.combiner() if classes.combiner else None
+        name, tag = spec.input_of(ref.path)
+        context = TaskContext(f"m:{i}", 1, spec.params, display_path(name), tag)
+        combiner = with_context(classes.combiner, context) if classes.combiner else None
         try:
-            result = tasks.run_map(classes.mapper(), combiner, data, 1, spec.encoding_errors)
+            result = tasks.run_map(with_context(classes.mapper, context), combiner, data, 1,
+                                   spec.encoding_errors)
         except Exception as exc:
             line = getattr(exc, "mrctl_line", None)
             where = f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
@@ -46,7 +50,8 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         sink(JobSnapshot(job_id, spec.name, "map", time.monotonic() - t0,
                          map=PhaseProgress(i + 1, len(plan), 1, done_bytes, total)))
     map_s = time.monotonic() - t0
-    reduced = tasks.run_reduce(classes.reducer(), tasks.merge_blobs(blobs))
+    reducer = with_context(classes.reducer, TaskContext("r:0", 1, spec.params))
+    reduced = tasks.run_reduce(reducer, tasks.merge_blobs(blobs))
     reduce_s = time.monotonic() - t0 - map_s
     count = write_output(spec.output_path, iter(reduced.pairs), spec.output_format)
     elapsed = time.monotonic() - t0

@@ -4,6 +4,9 @@ A job module is one Python file. Its classes are shipped to the workers as sourc
 Redis, so a job may import only the standard library and packages installed in the worker image.
 
 Keys and values are plain data: str, int, float, bool, None, and lists/tuples/dicts of those.
+Job code knows its task: `self.task_id`, `self.attempt`, `self.params`, and in map tasks
+`self.input_path` and `self.input_tag`, all set before `setup` runs (TaskContext).
+
 Keys are type-exact: they group by their msgpack encoding (codec.group_key), so 1, 1.0, True
 and "1" are four keys, and a list key groups (and arrives) as a tuple.
 """
@@ -11,13 +14,47 @@ and "1" are four keys, and a list key groups (and arrives) as a tuple.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from mrctl import codec
 
+T = TypeVar("T")
 
-class Mapper:
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task's code may know about where it runs; the same on every backend."""
+
+    task_id: str  # "m:<i>" for map task i, "r:<r>" for reduce partition r
+    attempt: int = 1  # 1 on the first try; a retry or a speculative backup gets the next
+    params: Mapping[str, Any] = field(default_factory=dict)  # the job's params (spec, --param)
+    input_path: str | None = None  # map tasks: the input file, as the user named it
+    input_tag: str | None = None  # map tasks: that input's tag, if the spec gave one
+
+
+class _TaskCode:
+    """What Mapper and Reducer share: the task context, set before `setup` runs."""
+
+    task_id: str | None = None
+    attempt: int = 0
+    params: Mapping[str, Any] = MappingProxyType({})
+    input_path: str | None = None
+    input_tag: str | None = None
+
+
+def with_context(cls: type[T], context: TaskContext) -> T:
+    """An instance of a job class, its task context set (a user's __init__ takes no arguments)."""
+    obj = cls()
+    obj.task_id, obj.attempt = context.task_id, context.attempt  # type: ignore[attr-defined]
+    obj.params = MappingProxyType(dict(context.params))  # type: ignore[attr-defined]
+    obj.input_path, obj.input_tag = context.input_path, context.input_tag  # type: ignore[attr-defined]
+    return obj
+
+
+class Mapper(_TaskCode):
     """Turns input lines into (key, value) pairs.
 
     `setup` and `teardown` run once per map task (one chunk of input), like mrjob's
@@ -56,7 +93,7 @@ class Mapper:
         return zlib.crc32(data) % num_partitions
 
 
-class Reducer:
+class Reducer(_TaskCode):
     """Turns each key and all of its values into output pairs.
 
     `reduce` may yield (key, value) pairs, or return a single value, which is emitted as

@@ -8,6 +8,7 @@ The master never runs user code: it ships the job module as source and only read
 from __future__ import annotations
 
 import heapq
+import json
 import logging
 import time
 from collections import deque
@@ -80,6 +81,7 @@ class Master:
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
             "map_tasks": len(self.plan), "created": time.time(),
+            "params": json.dumps(spec.params),
         }
         code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
         self.broker.publish_job(self.job_id, meta, code)
@@ -117,8 +119,10 @@ class Master:
             data = read_chunk(ref)
             first_line = self._lines_fed.get(str(ref.path), 0) + 1
             self._lines_fed[str(ref.path)] = first_line - 1 + data.count(b"\n")
+            name, tag = self.spec.input_of(ref.path)
             fields = {"kind": "map", "index": self.fed, "file": display_path(ref.path),
-                      "start": ref.start, "end": ref.end, "first_line": first_line}
+                      "name": display_path(name), "start": ref.start, "end": ref.end,
+                      "first_line": first_line, **({"tag": tag} if tag is not None else {})}
             self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
             self.fed += 1
 

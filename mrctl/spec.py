@@ -25,27 +25,29 @@ the line and what was expected; the job module is parsed with `ast`, never execu
 
 from __future__ import annotations
 
-import ast
 import difflib
-import glob
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from mrctl.errors import SpecError
+from mrctl.inputs import expand_inputs
+from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
+from mrctl.params import merge_params
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv")
 BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
-            "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend")
+            "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
+            "params")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -85,6 +87,16 @@ class JobSpec:
     encoding_errors: str = "replace"  # replace | strict
     speculative: bool = False  # start backup attempts of straggling map tasks
     backend: str = "docker"
+    params: dict[str, Any] = field(default_factory=dict)  # plain values, `self.params` in job code
+    input_names: tuple[str, ...] = ()  # each input as the user named it (default: its path)
+    input_tags: tuple[str | None, ...] = ()  # each input's tag, if any
+
+    def input_of(self, path: Path) -> tuple[str, str | None]:
+        """(name, tag) of an input file."""
+        if path in self.inputs and self.input_names:
+            i = self.inputs.index(path)
+            return self.input_names[i], self.input_tags[i]
+        return str(path), None
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,7 @@ class Overrides:
     max_worker_restarts: int | None = None
     encoding_errors: str | None = None
     speculative: bool | None = None
+    params: tuple[tuple[str, Any], ...] = ()  # --param NAME=VALUE, in order
 
 
 def parse_redis_memory(value: str) -> str:
@@ -227,36 +240,13 @@ def _string(doc: _Doc, key: str, value: Any) -> str:
     return value
 
 
-def expand_inputs(patterns: list[str], base: Path, where: str) -> tuple[Path, ...]:
-    """Files named by each pattern (file, directory or glob), in order, each pattern sorted."""
-    found: list[Path] = []
-    for pattern in patterns:
-        path = (base / pattern).resolve()
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not files:
-                raise SpecError(f"{where}: directory {pattern!r} holds no files")
-            found += files
-        else:
-            matches = sorted(Path(p).resolve() for p in glob.glob(str(base / pattern), recursive=True)
-                             if Path(p).is_file())
-            if not matches:
-                raise SpecError(f"{where}: {pattern!r} matches no file (relative to {base})")
-            found += matches
-    return tuple(dict.fromkeys(found))
-
-
-def _classes_in(doc: _Doc, module: Path) -> list[str]:
+def _classes_in(doc: _Doc, module: Path) -> dict[str, ClassInfo]:
     try:
-        tree = ast.parse(module.read_text(encoding="utf-8"), filename=str(module))
+        return classes_of(module.read_text(encoding="utf-8"), str(module))
     except SyntaxError as exc:
         raise SpecError(f"{module}:{exc.lineno}: syntax error in the job module: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise doc.error("job.module", f"cannot read {module}: {exc}") from None
-    return [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
 
 
 def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
@@ -276,6 +266,8 @@ def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
         if name not in classes:
             raise doc.error(f"job.{role}", f"no class {name!r} in {module.name} "
                             f"(classes there: {', '.join(classes) or 'none'})")
+        if problem := role_problem(classes[name], role, module):
+            raise doc.error(f"job.{role}", problem)
         names[role] = name
     return {"module": module, **names}
 
@@ -342,15 +334,22 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
     }
-    if over.inputs:
-        patterns, base = list(over.inputs), Path.cwd()
-        inputs = expand_inputs(patterns, base, "--input")
+    raw = doc.require(data, "input") if not over.inputs else data.get("input")
+    entries = raw if isinstance(raw, list) else [raw]
+    if over.inputs:  # a single input mapping lends its tag and format to the new paths
+        lend = entries[0] if len(entries) == 1 and isinstance(entries[0], dict) else {}
+        entries, base, where = [{**lend, "path": p} for p in over.inputs], Path.cwd(), "--input"
     else:
-        raw = doc.require(data, "input")
-        patterns, base = raw if isinstance(raw, list) else [raw], doc.path.parent
-        if not patterns or not all(isinstance(p, str) and p for p in patterns):
-            raise doc.error("input", f"expected a path, directory or glob, or a list of them, got {raw!r}")
-        inputs = expand_inputs(patterns, base, f"{doc.shown}:{doc.lines['input']}: input")
+        if not entries:
+            raise doc.error("input", "expected a path, directory or glob, or a list of them, got []")
+        base, where = doc.path.parent, f"{doc.shown}:{doc.lines['input']}: input"
+    files = expand_inputs(entries, base, where)
+    inputs = tuple(f.path for f in files)
+    patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
+    try:
+        settings["params"] = merge_params(data.get("params"), over.params)
+    except SpecError as exc:
+        raise doc.error("params", str(exc)) from None
     _apply_environment(settings, environ)
     _apply_flags(settings, over)
     _check_caps(doc, settings, over, environ)
@@ -361,7 +360,9 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     check_output_path(output_path, inputs, patterns, base, output_where)
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=job["module"],
                    mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
-                   output_path=output_path, output_format=output_format, limits=limits, **settings)
+                   output_path=output_path, output_format=output_format, limits=limits,
+                   input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
+                   **settings)
 
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:
@@ -375,13 +376,13 @@ def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> 
 
 
 def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
-    for field in ("workers", "reducers", "max_attempts", "max_worker_restarts"):
-        value = getattr(over, field)
+    for key in ("workers", "reducers", "max_attempts", "max_worker_restarts"):
+        value = getattr(over, key)
         if value is not None:
-            least = 0 if field == "max_worker_restarts" else 1
+            least = 0 if key == "max_worker_restarts" else 1
             if value < least:
-                raise SpecError(f"--{field.replace('_', '-')}: expected an integer >= {least}, got {value}")
-            settings[field] = value
+                raise SpecError(f"--{key.replace('_', '-')}: expected an integer >= {least}, got {value}")
+            settings[key] = value
     if over.chunk_size is not None:
         settings["chunk_size"] = parse_size(over.chunk_size, "--chunk-size")
     if over.task_timeout is not None:

@@ -9,6 +9,7 @@ kills the worker so that its supervisor starts a fresh one.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from mrctl import tasks
 from mrctl.broker import Broker, Claim
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
+from mrctl.job import TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
 
 log = logging.getLogger(__name__)
@@ -194,11 +196,13 @@ class Worker:
         if claim.tid.startswith("m:"):
             if claim.data is None:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
-            combiner = classes.combiner() if classes.combiner else None
+            context = TaskContext(claim.tid, claim.attempt, _params(meta), claim.fields.get("name"),
+                                  claim.fields.get("tag") or None)
+            combiner = with_context(classes.combiner, context) if classes.combiner else None
             started = time.perf_counter()
             with self._user_code():
-                result = tasks.run_map(classes.mapper(), combiner, claim.data, reducers,
-                                       meta.get("encoding_errors", "replace"))
+                result = tasks.run_map(with_context(classes.mapper, context), combiner, claim.data,
+                                       reducers, meta.get("encoding_errors", "replace"))
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors,
@@ -207,7 +211,8 @@ class Worker:
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
         with self._user_code():
-            result = tasks.run_reduce(classes.reducer(), tasks.merge_blobs(blobs))
+            reducer = with_context(classes.reducer, TaskContext(claim.tid, claim.attempt, _params(meta)))
+            result = tasks.run_reduce(reducer, tasks.merge_blobs(blobs))
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters)
@@ -252,6 +257,11 @@ class Worker:
             log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)
             raise TaskCancelled(f"another attempt of {cur.tid} committed first")
         raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
+
+
+def _params(meta: dict[str, str]) -> dict:
+    """The job's params, as the master published them (JSON)."""
+    return json.loads(meta.get("params") or "{}")
 
 
 def _describe_input(fields: dict[str, str]) -> str:

@@ -161,3 +161,49 @@ def test_the_example_spec_scales_and_its_sample_is_instructive(tmp_path):
     tasks = len(plan_chunks((big,), spec.chunk_size))
     expected = -(-big.stat().st_size // spec.chunk_size)  # whole lines may add one
     assert expected <= tasks <= expected + 1 and tasks <= 30
+
+
+def test_input_mappings_name_and_tag_each_file_and_lend_them_to_input_flags(tmp_path, monkeypatch):
+    (tmp_path / "job.py").write_text(MODULE)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "b.log").write_text("x\n")
+    (tmp_path / "logs" / "a.log").write_text("x\n")
+    (tmp_path / "other.log").write_text("y\n")
+    (tmp_path / "s.yaml").write_text("name: s\ninput: {path: logs/, tag: log}\n"
+                                     "job: {module: job.py, mapper: M, reducer: R}\nparams: {k: [1, 2]}\n")
+    spec = load_spec(tmp_path / "s.yaml")
+    assert spec.input_names == ("logs/a.log", "logs/b.log") and spec.input_tags == ("log", "log")
+    assert spec.params == {"k": [1, 2]}
+    monkeypatch.chdir(tmp_path)
+    over = load_spec(tmp_path / "s.yaml", Overrides(inputs=("other.log",), params=(("k", 3), ("j", "x"))))
+    assert over.input_names == ("other.log",) and over.input_tags == ("log",)
+    assert over.params == {"k": 3, "j": "x"}
+
+
+@pytest.mark.parametrize("source,mapper,reducer,needle", [
+    (MODULE, "R", "R", "R in job.py is a Reducer, but the mapper must be a subclass of mrctl.Mapper"),
+    (MODULE, "M", "M", "M in job.py is a Mapper, but the reducer must be a subclass of mrctl.Reducer"),
+    (MODULE + "class Lazy(M):\n    pass\nclass Empty(Reducer):\n    pass\n", "Lazy", "Empty",
+     "Empty in job.py defines no reduce()"),
+    ("from mrctl import Mapper, Reducer\nclass N(Mapper):\n    def setup(self):\n        pass\n"
+     "class R(Reducer):\n    def reduce(self, k, v):\n        return 1\n", "N", "R",
+     "N in job.py defines no map or map_chunk()"),
+])
+def test_validate_checks_each_class_plays_its_role(tmp_path, source, mapper, reducer, needle):
+    """Read from the source, never run: a Reducer given as the mapper said 'ok' before."""
+    (tmp_path / "job.py").write_text(source)
+    (tmp_path / "in.txt").write_text("x\n")
+    (tmp_path / "s.yaml").write_text(f"name: s\ninput: in.txt\njob: {{module: job.py, mapper: {mapper}, "
+                                     f"reducer: {reducer}}}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(tmp_path / "s.yaml")
+    assert needle in str(info.value) and "s.yaml:3: job." in str(info.value)
+
+
+def test_classes_inheriting_from_elsewhere_are_not_second_guessed(tmp_path):
+    (tmp_path / "job.py").write_text("from somewhere import Base\nclass M(Base):\n    pass\n"
+                                     "from mrctl import Reducer\nclass R(Reducer):\n    def reduce(self, k, v):\n"
+                                     "        return 1\n")
+    (tmp_path / "in.txt").write_text("x\n")
+    (tmp_path / "s.yaml").write_text("name: s\ninput: in.txt\njob: {module: job.py, mapper: M, reducer: R}\n")
+    assert load_spec(tmp_path / "s.yaml").mapper == "M"
