@@ -70,7 +70,7 @@ def run(
     input: Annotated[list[str] | None, typer.Option(
         "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
     output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Output path; .json/.jsonl/.tsv picks the format.")] = None,
+        "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
     backend: Annotated[str | None, typer.Option(help="docker | local | inline.")] = None,
     reducers: Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")] = None,
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,

@@ -1,15 +1,22 @@
-"""Writing a job's output atomically: a temp file beside the target, then os.replace.
+"""A job's output: written atomically (a temp file beside the target, then os.replace) and
+read back (`read_output`).
 
 A failed or interrupted run never leaves a partial output file or a temp file behind.
-Formats: json (one object, keys in sorted order), jsonl ({"key", "value"} per line), tsv.
+Formats: json (one object, keys in sorted order; a non-string key is written as its JSON text),
+jsonl ({"key", "value"} per line: types kept), tsv (key<TAB>value; in text fields a backslash,
+tab, newline and carriage return are escaped as \\, \t, \n, \r, so no value can break a row;
+other values as JSON), csv (a header "key,value", RFC 4180 quoting; non-string values as JSON).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +69,62 @@ def _lines(pairs: Iterable[tuple[Any, Any]], fmt: str) -> Iterable[str]:
     elif fmt == "tsv":
         key_text = _KeyText("tsv")
         for key, value in pairs:
-            v = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            yield f"{key_text(key)}\t{v}\n"
+            yield f"{_tsv_escape(key_text(key))}\t{_tsv_escape(_text(value))}\n"
+    elif fmt == "csv":
+        key_text = _KeyText("csv")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["key", "value"])
+        for key, value in pairs:
+            writer.writerow([key_text(key), _text(value)])
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
     else:
         raise SpecError(f"unknown output format {fmt!r}")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TSV_UNESCAPES = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
+
+
+def _tsv_escape(text: str) -> str:
+    return "".join(_TSV_ESCAPES.get(c, c) for c in text) if any(c in text for c in "\\\t\n\r") else text
+
+
+def _tsv_unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: _TSV_UNESCAPES.get(m.group(1), m.group(0)), text)
+
+
+def read_output(path: str | Path, fmt: str | None = None) -> Iterator[tuple[Any, Any]]:
+    """The (key, value) pairs of an output file, in file order. jsonl gives keys and values
+    back with their types; json gives string keys (a non-string key comes back as its JSON
+    text) and typed values; tsv and csv give the text of both (tsv unescaped)."""
+    path = Path(path)
+    fmt = fmt or path.suffix.lstrip(".")
+    with path.open(encoding="utf-8", newline="") as f:
+        if fmt == "json":
+            yield from json.load(f).items()
+        elif fmt == "jsonl":
+            for line in f:
+                row = json.loads(line)
+                yield row["key"], row["value"]
+        elif fmt == "tsv":
+            for line in f:
+                key, _, value = line.rstrip("\n").partition("\t")
+                yield _tsv_unescape(key), _tsv_unescape(value)
+        elif fmt == "csv":
+            rows = csv.reader(f)
+            next(rows, None)  # the header
+            for key, value in rows:
+                yield key, value
+        else:
+            raise SpecError(f"{path}: unknown output format {fmt!r}; expected json, jsonl, tsv or csv")
 
 
 def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:

@@ -42,7 +42,7 @@ from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
 from mrctl.params import merge_params
 
-OUTPUT_FORMATS = ("json", "jsonl", "tsv")
+OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
 BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
