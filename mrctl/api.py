@@ -22,7 +22,7 @@ from mrctl.runner import RunOptions, run_job
 from mrctl.snapshot import JobSnapshot
 from mrctl.spec import JobSpec, Overrides, load_spec, parse_redis_memory
 
-_RUN_OPTIONS = {"keep", "redis_memory", "offline"}
+_RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def run(spec: str | Path | JobSpec, **overrides: Any) -> RunResult:
     `overrides` are the command line's flags by their Python names: inputs (a path or a list),
     output, workers, reducers, chunk_size, backend, task_timeout, max_attempts,
     max_worker_restarts, speculative, encoding_errors, params (a dict, over the spec's), keep,
-    redis_memory, offline.
+    redis_memory, offline, worker_output.
     """
     options = RunOptions(**{k: overrides.pop(k) for k in list(overrides) if k in _RUN_OPTIONS})
     if options.redis_memory != RunOptions().redis_memory:

@@ -205,6 +205,21 @@ class Broker:
             found = self.r.xrange(keys.events(job), min=f"({after}", count=200)
         return [(eid.decode(), _decode(fields)) for eid, fields in found]
 
+    def add_output(self, job: str, worker: str, tid: str, attempt: int, lines: list[str]) -> None:
+        """Ship what a task's code printed (one pipeline, whatever the number of lines)."""
+        with translated_errors("shipping the job's output lines"):
+            pipe = self.r.pipeline(transaction=False)
+            for line in lines:
+                pipe.xadd(keys.output(job), {"worker": worker, "tid": tid, "attempt": attempt,
+                                             "line": line}, maxlen=10_000, approximate=True)
+            pipe.execute()
+
+    def output_lines(self, job: str, after: str = "0-0") -> list[tuple[str, dict[str, str]]]:
+        """Printed lines shipped after stream id `after`, oldest first."""
+        with translated_errors("reading the job's output lines"):
+            found = self.r.xrange(keys.output(job), min=f"({after}", count=500)
+        return [(eid.decode(), _decode(fields)) for eid, fields in found]
+
     def reduce_output(self, job: str, r: int) -> bytes:
         with translated_errors(f"reading the output of reduce {r}"):
             data = self.r.get(keys.out(job, r))

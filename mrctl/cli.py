@@ -79,6 +79,9 @@ def run(
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="A job parameter NAME=VALUE (repeatable; the value read as YAML), "
                               "self.params[NAME] in job code; over the spec's params.")] = None,
+    worker_output: Annotated[bool, typer.Option(
+        "--worker-output", help="Show what the job's code prints or logs in the workers, as "
+                                "[worker-2 m:3] lines on stderr.")] = False,
     max_worker_restarts: Annotated[int | None, typer.Option(
         help="Workers that may die before doing any work within a minute (a crash loop) before the job "
              "fails; workers dying on a task are always replaced.")] = None,
@@ -117,7 +120,7 @@ def run(
         encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
-                         chaos=parse_chaos(chaos) if chaos else ChaosPlan())
+                         chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, mode)

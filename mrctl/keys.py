@@ -105,6 +105,13 @@ def events(job: str) -> str:
     return f"{job_prefix(job)}events"
 
 
+# mrctl:<job>:output -> stream (capped ~10,000): worker, tid, attempt, line — what the job's
+#   code printed or logged, shipped by workers after each task when the run asked for it
+#   (--worker-output)
+def output(job: str) -> str:
+    return f"{job_prefix(job)}output"
+
+
 # mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>") or COMMIT
 #   ("1" | "0") already executed, kept 60 s (REPLY_TTL_MS), so that a call retried after its
 #   reply was lost gets the same answer instead of a second claim or a false refusal

@@ -25,6 +25,7 @@ from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.spec import JobSpec
 
 log = logging.getLogger(__name__)
+output_log = logging.getLogger("mrctl.worker_output")  # the job's own printed lines
 
 _EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": logging.ERROR}
 
@@ -38,6 +39,7 @@ class Master:
     window: int = 0  # map chunks held in Redis at once; 0 means 2 per worker (at least 4)
     t0: float | None = None  # when the run started (cluster start-up counts as "starting")
     lease_s: float = 10.0  # published with the job: how long a silent worker keeps its task
+    worker_output: bool = False  # workers ship what the job's code prints; the master logs it
 
     def __post_init__(self) -> None:
         self.window = self.window or max(4, 2 * self.spec.workers)
@@ -49,6 +51,7 @@ class Master:
         self._lines_fed: dict[str, int] = {}
         self._events: deque[Event] = deque(maxlen=50)
         self._last_event = "0-0"
+        self._last_output = "0-0"
         self._stats: dict[str, int] = {}
         self.killed = 0
         self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
@@ -81,7 +84,7 @@ class Master:
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
             "map_tasks": len(self.plan), "created": time.time(),
-            "params": json.dumps(spec.params),
+            "params": json.dumps(spec.params), "worker_output": "1" if self.worker_output else "0",
         }
         code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
         self.broker.publish_job(self.job_id, meta, code)
@@ -99,6 +102,8 @@ class Master:
             self.broker.check_memory()
         self._stats = self.broker.stats(self.job_id)
         self._drain_events()
+        if self.worker_output:
+            self._drain_output()
         if self.broker.meta(self.job_id).get("state") == "failed":
             raise JobFailed(self.failure_message())
         if self.phase == "map":
@@ -183,6 +188,12 @@ class Master:
             text = f"{e.get('tid')} attempt {e.get('attempt')} on {e.get('worker')}: {e.get('msg')}"
             self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
             log.log(_EVENT_LOG.get(e.get("kind", ""), logging.INFO), "%s", text)
+
+    def _drain_output(self) -> None:
+        """Log what the job's code printed, as `[worker-2 m:3] line` (the CLI shows it)."""
+        for eid, o in self.broker.output_lines(self.job_id, self._last_output):
+            self._last_output = eid
+            output_log.info("[%s %s] %s", o.get("worker"), o.get("tid"), o.get("line"))
 
     def worker_lost(self, exit: WorkerExit) -> bool:
         """Requeue at once the attempt a dead worker held, instead of waiting for its lease;

@@ -42,6 +42,7 @@ class RunOptions:
     ready_timeout_s: float = 60.0
     lease_s: float = 10.0  # a worker silent this long loses its task (heartbeats every lease/3)
     chaos: ChaosPlan = ChaosPlan()  # kill random busy workers during the run (--chaos)
+    worker_output: bool = False  # show what the job's code prints in workers (--worker-output)
 
 
 class Cluster(Protocol):
@@ -109,7 +110,8 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
 def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t0: float,
             state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
     broker = Broker(cluster.redis_url)
-    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s)
+    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s,
+                    worker_output=options.worker_output)
     state["master"] = master
     master.start()
     cluster.wait_ready(broker, options.ready_timeout_s)

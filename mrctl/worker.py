@@ -25,6 +25,7 @@ from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
 from mrctl.job import TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
+from mrctl.user_output import OutputCapture
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Worker:
         self.tasks_done = 0
         self.current = _Current()
         self.beats: HeartbeatProcess | None = None
+        self._capture: OutputCapture | None = None
         self._stop = threading.Event()
         self._loaded: tuple[str, JobClasses, dict[str, str]] | None = None
 
@@ -161,6 +163,7 @@ class Worker:
 
     def _run_claim(self, job: str, meta: dict[str, str], claim: Claim) -> None:
         self.current = _Current(job, claim.tid, claim.attempt)
+        self._capture = OutputCapture() if meta.get("worker_output") == "1" else None
         self._report(job=job, tid=claim.tid, attempt=claim.attempt, lease_s=self._lease_s(meta),
                      task_timeout=float(meta.get("task_timeout", 300)))
         where = _describe_input(claim.fields)
@@ -189,6 +192,7 @@ class Worker:
         finally:
             self.current = _Current(job)
             self._report(tid=None, attempt=0, user_code=False, tasks_done=self.tasks_done)
+            self._ship_output(job, claim)
 
     def _execute(self, job: str, meta: dict[str, str], claim: Claim) -> tuple[bool, int]:
         classes = self._classes(job)
@@ -220,14 +224,21 @@ class Worker:
 
     @contextlib.contextmanager
     def _user_code(self) -> Iterator[None]:
-        """Mark the span in which an interruption (timeout, cancellation) may be raised."""
+        """Mark the span in which an interruption (timeout, cancellation) may be raised, and
+        collect what the job's code prints when the run asked for it (--worker-output)."""
         self.current.user_code = True
         self._report(user_code=True)
+        capture = self._capture
         try:
-            yield
+            with capture.capturing() if capture else contextlib.nullcontext():
+                yield
         finally:
             self.current.user_code = False
             self._report(user_code=False)
+
+    def _ship_output(self, job: str, claim: Claim) -> None:
+        if self._capture is not None and (lines := self._capture.take()):
+            self.broker.add_output(job, self.name, claim.tid, claim.attempt, lines)
 
     def _report(self, **changes: object) -> None:
         if self.beats is not None:
