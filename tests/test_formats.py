@@ -336,3 +336,27 @@ def test_csv_and_records_on_docker(tmp_path, clean_docker):
     assert out == _run(tmp_path, "csv", [table], (CSV,), "inline", 16, mapper="CityMapper",
                        reducer="Collect", combiner=None)
     assert json.loads(out) == {k: sorted(v) for k, v in expected.items()}
+
+
+def test_records_of_all_chunks_are_the_records_of_the_whole_file(tmp_path):
+    """Runs of newlines longer than the delimiter, stray carriage returns and a text that
+    neither starts nor ends with a delimiter: at every chunk size, the same records."""
+    from mrctl import tasks
+    from mrctl.job import Mapper
+
+    class Records(Mapper):
+        def map(self, record):
+            yield "r", record
+
+    rng = random.Random(4)
+    text = "".join(rng.choice(["a", "bc", "\n", "\n\n", "\n\n\n", "\r\n", "é"]) for _ in range(400))
+    path = tmp_path / "r.log"
+    path.write_bytes(text.encode())
+    expected = [piece.strip("\r\n") for piece in text.split("\n\n") if piece.strip("\r\n")]
+    fmt = InputFormat("records", "\n\n")
+    for chunk_size in range(1, 120, 9):
+        got = []
+        for ref in plan_chunks([path], chunk_size, (fmt,)):
+            result = tasks.run_map(Records(), None, read_chunk(ref), 1, fmt=ref.fmt)
+            got.extend(tasks.merge_blobs(result.blobs.values()).get("r", []))
+        assert got == expected, chunk_size
