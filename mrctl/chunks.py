@@ -1,8 +1,11 @@
-"""Cutting input files into chunks on line boundaries.
+"""Cutting input files into chunks on record boundaries.
 
-Planning seeks instead of reading: a boundary is the first newline at or after each multiple of
-`chunk_size`, so the plan (and the number of map tasks) is known before any data is sent, and a
-line longer than `chunk_size` simply makes a bigger chunk.
+For text and JSON lines, planning seeks instead of reading: a boundary is the first newline at
+or after each multiple of `chunk_size`, so the plan (and the number of map tasks) is known
+before any data is sent, and a line longer than `chunk_size` simply makes a bigger chunk. CSV
+and delimited records are scanned once (mrctl.formats.boundaries) so that no chunk splits a
+record. A compressed file, or a whole_file input, is one chunk: its bytes as stored (a
+compressed file is decompressed by the worker that maps it).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from mrctl.errors import SpecError
+from mrctl.formats import ChunkFormat, InputFormat, boundaries, compression_of
 
 _SCAN = 64 * 1024
 
@@ -24,36 +28,59 @@ class InputChanged(SpecError):
 
 @dataclass(frozen=True)
 class ChunkRef:
-    """Bytes [start, end) of `path`; always whole lines. `stamp` is the file's (size, mtime)
-    when the plan was made: reading a file that changed since is refused."""
+    """Bytes [start, end) of `path`; always whole records. `stamp` is the file's (size, mtime)
+    when the plan was made: reading a file that changed since is refused. `fmt` tells the map
+    task how to parse the bytes."""
 
     path: Path
     start: int
     end: int
     stamp: tuple[int, int] = (-1, -1)
+    fmt: ChunkFormat = ChunkFormat()
 
     @property
     def size(self) -> int:
         return self.end - self.start
 
 
-def plan_chunks(paths: tuple[Path, ...] | list[Path], chunk_size: int) -> list[ChunkRef]:
-    """Every chunk of every input file, in input order. Empty files make no chunk."""
+def plan_chunks(paths: tuple[Path, ...] | list[Path], chunk_size: int,
+                formats: tuple[InputFormat, ...] = ()) -> list[ChunkRef]:
+    """Every chunk of every input file, in input order; `formats` pairs with `paths` (default:
+    all text). Empty files make no chunk, except as whole_file (an empty record)."""
     plan: list[ChunkRef] = []
-    for path in paths:
-        plan.extend(_file_chunks(path, chunk_size))
+    for i, path in enumerate(paths):
+        plan.extend(_file_chunks(path, chunk_size, formats[i] if formats else InputFormat()))
     return plan
 
 
-def _file_chunks(path: Path, chunk_size: int) -> Iterator[ChunkRef]:
-    start = 0
+def _file_chunks(path: Path, chunk_size: int, form: InputFormat) -> Iterator[ChunkRef]:
     with _open(path) as f:
         info = os.fstat(f.fileno())
         size, stamp = info.st_size, (info.st_size, info.st_mtime_ns)
-        while start < size:
-            end = _line_end_after(f, start + chunk_size, size)
-            yield ChunkRef(path, start, end, stamp)
-            start = end
+        compression = compression_of(path)
+        fmt = ChunkFormat(form.kind, form.delimiter, compression=compression)
+        if form.kind == "whole_file" or (compression and size):
+            yield ChunkRef(path, 0, size, stamp, fmt)
+        elif form.kind == "csv":
+            header, body = boundaries.csv_header(f, size)  # the header row is not a record
+            fmt = ChunkFormat("csv", header=header)
+            for start, end in boundaries.cut(boundaries.csv_record_ends(f, size), body, size, chunk_size):
+                yield ChunkRef(path, start, end, stamp, fmt)
+        elif form.kind == "records":
+            ends = boundaries.delimited_record_ends(f, size, (form.delimiter or "").encode())
+            for start, end in boundaries.cut(ends, 0, size, chunk_size):
+                yield ChunkRef(path, start, end, stamp, fmt)
+        else:
+            yield from _line_chunks(f, path, size, stamp, chunk_size, fmt)
+
+
+def _line_chunks(f: BinaryIO, path: Path, size: int, stamp: tuple[int, int], chunk_size: int,
+                 fmt: ChunkFormat) -> Iterator[ChunkRef]:
+    start = 0
+    while start < size:
+        end = _line_end_after(f, start + chunk_size, size)
+        yield ChunkRef(path, start, end, stamp, fmt)
+        start = end
 
 
 def read_chunk(ref: ChunkRef) -> bytes:
@@ -66,6 +93,13 @@ def read_chunk(ref: ChunkRef) -> bytes:
                                "versions of it; run the job again on a file that stays put")
         f.seek(ref.start)
         return f.read(ref.size)
+
+
+def lines_before(ref: ChunkRef) -> int:
+    """How many lines of its file precede a chunk (a file's first chunk starts past a CSV
+    header); counted from the file, which only a first chunk needs."""
+    with _open(ref.path) as f:
+        return f.read(ref.start).count(b"\n")
 
 
 def _open(path: Path) -> BinaryIO:

@@ -26,7 +26,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         classes = job_classes(module, spec.mapper, spec.reducer, spec.combiner)
     except Exception as exc:
         raise SpecError(f"cannot load {spec.module}: {type(exc).__name__}: {exc}") from None
-    plan = plan_chunks(spec.inputs, spec.chunk_size)
+    plan = plan_chunks(spec.inputs, spec.chunk_size, spec.input_formats)
     total = sum(c.size for c in plan)
     blobs, records_in, done_bytes, bad = [], 0, 0, 0
     for i, ref in enumerate(plan):
@@ -36,7 +36,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         combiner = with_context(classes.combiner, context) if classes.combiner else None
         try:
             result = tasks.run_map(with_context(classes.mapper, context), combiner, data, 1,
-                                   spec.encoding_errors)
+                                   spec.encoding_errors, ref.fmt)
         except Exception as exc:
             line = getattr(exc, "mrctl_line", None)
             where = f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (

@@ -19,7 +19,7 @@ from typing import Any
 from mrctl import codec, tasks
 from mrctl.backends import WorkerExit
 from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
-from mrctl.chunks import ChunkRef, display_path, plan_chunks, read_chunk
+from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.spec import JobSpec
@@ -76,7 +76,7 @@ class Master:
 
     def start(self) -> None:
         """Plan the chunks and publish the job (settings and code) for the workers."""
-        self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size)
+        self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
         spec = self.spec
         meta = {
             "name": spec.name, "module": spec.module.name, "mapper": spec.mapper,
@@ -122,12 +122,15 @@ class Master:
         while self.fed < len(self.plan) and self.fed - maps_done < self.window:
             ref = self.plan[self.fed]
             data = read_chunk(ref)
-            first_line = self._lines_fed.get(str(ref.path), 0) + 1
+            before = self._lines_fed.get(str(ref.path))
+            first_line = (lines_before(ref) if before is None and ref.start else before or 0) + 1
+            # a compressed chunk is a whole file: its newline count is never used
             self._lines_fed[str(ref.path)] = first_line - 1 + data.count(b"\n")
             name, tag = self.spec.input_of(ref.path)
             fields = {"kind": "map", "index": self.fed, "file": display_path(ref.path),
                       "name": display_path(name), "start": ref.start, "end": ref.end,
-                      "first_line": first_line, **({"tag": tag} if tag is not None else {})}
+                      "first_line": first_line, **({"tag": tag} if tag is not None else {}),
+                      **ref.fmt.to_fields()}
             self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
             self.fed += 1
 

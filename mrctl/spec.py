@@ -1,7 +1,7 @@
 """The YAML job spec, validated into frozen dataclasses with precise errors.
 
     name: wordcount              # required; letters, digits, . _ -
-    input: data/                 # required; file, directory (recursive) or glob, or a list of them
+    input: data/                 # required; file, dir (recursive), glob, {path, tag, format}, or a list
     job:                         # required
       module: wordcount.py       #   the job's Python file
       mapper: WordMapper         #   a Mapper subclass defined in it
@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 
 from mrctl.errors import SpecError
+from mrctl.formats import InputFormat
 from mrctl.inputs import expand_inputs
 from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
@@ -90,6 +91,7 @@ class JobSpec:
     params: dict[str, Any] = field(default_factory=dict)  # plain values, `self.params` in job code
     input_names: tuple[str, ...] = ()  # each input as the user named it (default: its path)
     input_tags: tuple[str | None, ...] = ()  # each input's tag, if any
+    input_formats: tuple[InputFormat, ...] = ()  # each input's format (default: all text)
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
         """(name, tag) of an input file."""
@@ -362,7 +364,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
                    mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
                    output_path=output_path, output_format=output_format, limits=limits,
                    input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
-                   **settings)
+                   input_formats=tuple(f.format for f in files), **settings)
 
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:

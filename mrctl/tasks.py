@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mrctl import codec
+from mrctl.formats import TEXT_CHUNK, ChunkFormat
+from mrctl.formats.records import ChunkRecords, decompress, folds_crlf
 from mrctl.job import Mapper, Reducer, reduce_pairs, split_lines, teardown_pairs
 
 _REPLACEMENT = "\ufffd".encode()
@@ -39,8 +41,9 @@ class ReduceResult:
     records_in: int
 
 
-def decode_text(data: bytes, errors: str = "replace") -> tuple[str, int]:
-    """A chunk as text with "\n" line endings ("\r\n" folded); count undecodable bytes replaced.
+def decode_text(data: bytes, errors: str = "replace", fold_crlf: bool = True) -> tuple[str, int]:
+    """A chunk as text with "\n" line endings ("\r\n" folded, unless not `fold_crlf`); count
+    undecodable bytes replaced.
 
     Under errors="strict", undecodable bytes raise InputDecodeError naming the line (0-based,
     within the chunk, as `mrctl_line`).
@@ -57,20 +60,29 @@ def decode_text(data: bytes, errors: str = "replace") -> tuple[str, int]:
             raise err from None
         text = data.decode("utf-8", errors="replace")
         bad = text.count("\ufffd") - data.count(_REPLACEMENT)
-    if "\r" in text:
+    if fold_crlf and "\r" in text:
         text = text.replace("\r\n", "\n")
     return text, bad
 
 
 def run_map(
     mapper: Mapper, combiner: Reducer | None, data: bytes, partitions: int,
-    errors: str = "replace",
+    errors: str = "replace", fmt: ChunkFormat = TEXT_CHUNK,
 ) -> MapResult:
-    """Map every line of a chunk, combine per key if a combiner is given, partition."""
-    text, bad = decode_text(data, errors)
-    records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+    """Map every record of a chunk (a line of text, or as `fmt` says: a decompressed file,
+    JSON values, CSV rows, ...), combine per key if a combiner is given, partition."""
+    if fmt.compression:
+        data = decompress(data, fmt.compression)
+    text, bad = decode_text(data, errors, folds_crlf(fmt))
     mapper.setup()
-    groups = _group(_mapped_pairs(mapper, text))
+    if fmt.kind == "text":
+        records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+        groups = _group(_mapped_pairs(mapper, text))
+    else:
+        records = ChunkRecords(text, fmt)
+        counted = [0]
+        groups = _group(_mapped_records(mapper, records, counted))
+        records_in = counted[0]
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
     if combiner is not None:
@@ -101,6 +113,22 @@ def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
             yield from map_line(line)
     except Exception as exc:
         exc.mrctl_line = index  # type: ignore[attr-defined]
+        raise
+
+
+def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int]) -> Iterable[tuple[Any, Any]]:
+    """The mapper's pairs, one `map` call per parsed record (map_chunk is for text only); an
+    exception is tagged with the line where its record starts, unless it names its own
+    (BadRecord does)."""
+    index = 0
+    try:
+        map_record, parse = mapper.map, records.parse
+        for index, raw in records:  # noqa: B007 - index is read in the handler
+            counted[0] += 1
+            yield from map_record(parse(raw, index))
+    except Exception as exc:
+        if not hasattr(exc, "mrctl_line"):
+            exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from mrctl import tasks
 from mrctl.broker import Broker, Claim
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
+from mrctl.formats import ChunkFormat
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
 from mrctl.job import TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
@@ -206,7 +207,8 @@ class Worker:
             started = time.perf_counter()
             with self._user_code():
                 result = tasks.run_map(with_context(classes.mapper, context), combiner, claim.data,
-                                       reducers, meta.get("encoding_errors", "replace"))
+                                       reducers, meta.get("encoding_errors", "replace"),
+                                       ChunkFormat.from_fields(claim.fields))
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors,

@@ -82,7 +82,7 @@ def test_validate_shows_params_and_input_mappings_are_checked(tmp_path):
                           text=True)
     assert proc.returncode == 0 and "param scale = 2" in proc.stdout
     text = (tmp_path / "join.yaml").read_text()
-    for bad, needle in [("tag: user}", "tag: 7}"), ("tag: order}", "format: csv}")]:
+    for bad, needle in [("tag: user}", "tag: 7}"), ("tag: order}", "format: xml}")]:
         (tmp_path / "join.yaml").write_text(text.replace(bad, needle))
         proc = subprocess.run([sys.executable, "-m", "mrctl", "validate", spec], cwd=ROOT,
                               capture_output=True, text=True)
