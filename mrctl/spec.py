@@ -15,6 +15,7 @@
     max_attempts: 4              # attempts per task before the job fails
     encoding: replace            # undecodable input bytes: replace (counted) | strict (fail)
     speculative: false           # back up straggling map tasks near the end of the map phase
+    bad_records: {policy: skip, max: 10}  # skip records whose map raises (default: fail)
     backend: docker              # docker | local | inline
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
@@ -36,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.inputs import expand_inputs
 from mrctl.job_source import ClassInfo, classes_of, role_problem
@@ -47,7 +49,7 @@ BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params")
+            "params", "bad_records")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -90,6 +92,7 @@ class JobSpec:
     params: dict[str, Any] = field(default_factory=dict)  # plain values, `self.params` in job code
     input_names: tuple[str, ...] = ()  # each input as the user named it (default: its path)
     input_tags: tuple[str | None, ...] = ()  # each input's tag, if any
+    bad_records: BadRecordPolicy = BadRecordPolicy()  # records whose map raises: fail or skip
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
         """(name, tag) of an input file."""
@@ -346,10 +349,11 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     files = expand_inputs(entries, base, where)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
-    try:
-        settings["params"] = merge_params(data.get("params"), over.params)
-    except SpecError as exc:
-        raise doc.error("params", str(exc)) from None
+    for key, parse in (("params", lambda v: merge_params(v, over.params)), ("bad_records", parse_bad_records)):
+        try:
+            settings[key] = parse(data.get(key))
+        except SpecError as exc:
+            raise doc.error(key, str(exc)) from None
     _apply_environment(settings, environ)
     _apply_flags(settings, over)
     _check_caps(doc, settings, over, environ)

@@ -12,10 +12,12 @@ import itertools
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mrctl import codec
+from mrctl.bad_records import SAMPLES_KEPT
+from mrctl.errors import bounded_message
 from mrctl.job import Mapper, Reducer, reduce_pairs, split_lines, teardown_pairs
 
 _REPLACEMENT = "\ufffd".encode()
@@ -25,12 +27,32 @@ class InputDecodeError(ValueError):
     """Undecodable bytes in the input under the `strict` encoding policy."""
 
 
+class TaskInterrupted(Exception):
+    """Raised into user code by the framework (a timeout, a cancellation): it ends the attempt
+    and is never taken for a bad record."""
+
+
 @dataclass(frozen=True)
 class MapResult:
     blobs: dict[int, bytes]  # partition -> blob; empty partitions are absent
     records_in: int
     records_out: int
     decode_errors: int
+    bad_records: int = 0  # records skipped because `map` raised (bad_records policy skip)
+    bad_samples: tuple[tuple[int, str], ...] = ()  # the first few: (line in the chunk, 0-based; error)
+
+
+@dataclass
+class _Skipped:
+    """Records skipped in one map task: how many, and the first SAMPLES_KEPT of them."""
+
+    count: int = 0
+    samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, index: int, exc: Exception) -> None:
+        self.count += 1
+        if len(self.samples) < SAMPLES_KEPT:
+            self.samples.append((index, bounded_message(exc)))
 
 
 @dataclass(frozen=True)
@@ -64,13 +86,18 @@ def decode_text(data: bytes, errors: str = "replace") -> tuple[str, int]:
 
 def run_map(
     mapper: Mapper, combiner: Reducer | None, data: bytes, partitions: int,
-    errors: str = "replace",
+    errors: str = "replace", skip_bad: bool = False,
 ) -> MapResult:
-    """Map every line of a chunk, combine per key if a combiner is given, partition."""
+    """Map every line of a chunk, combine per key if a combiner is given, partition.
+
+    With `skip_bad` (bad_records policy skip), a line whose `map` raises is skipped: its pairs,
+    even those yielded before the exception, are dropped, and it is counted in the result.
+    """
     text, bad = decode_text(data, errors)
     records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
     mapper.setup()
-    groups = _group(_mapped_pairs(mapper, text))
+    skipped = _Skipped() if skip_bad else None
+    groups = _group(_mapped_pairs(mapper, text, skipped))
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
     if combiner is not None:
@@ -86,13 +113,20 @@ def run_map(
         bucket.append(values)
         records_out += len(values)
     blobs = {p: codec.pack(flat) for p, flat in buckets.items()}
-    return MapResult(blobs, records_in, records_out, bad)
+    if skipped is None:
+        return MapResult(blobs, records_in, records_out, bad)
+    return MapResult(blobs, records_in, records_out, bad, skipped.count, tuple(skipped.samples))
 
 
-def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
-    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line."""
+def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
+    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line,
+    or, given `skipped`, the line is skipped and counted there. A `map_chunk` override sees the
+    whole chunk, so its exceptions cannot be pinned to one record and always end the task."""
     if type(mapper).map_chunk is not Mapper.map_chunk:
         yield from mapper.map_chunk(text)
+        return
+    if skipped is not None:
+        yield from _skipping_bad(mapper, text, skipped)
         return
     index = 0
     try:
@@ -102,6 +136,20 @@ def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
     except Exception as exc:
         exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
+
+
+def _skipping_bad(mapper: Mapper, text: str, skipped: _Skipped) -> Iterable[tuple[Any, Any]]:
+    """Per-line `map`, each line's pairs buffered so that a line that raises leaves none."""
+    map_line = mapper.map
+    for index, line in enumerate(split_lines(text)):
+        try:
+            pairs = list(map_line(line))
+        except (TaskInterrupted, MemoryError):
+            raise
+        except Exception as exc:
+            skipped.add(index, exc)
+            continue
+        yield from pairs
 
 
 def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:

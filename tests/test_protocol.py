@@ -29,6 +29,10 @@ def test_key_layout_is_pinned():
     assert keys.meta("J") == "mrctl:J:meta" and keys.code("J") == "mrctl:J:code"
     assert keys.workers() == "mrctl:workers" and keys.beats() == "mrctl:beats"
     assert keys.reply("J", "ab12") == "mrctl:J:reply:ab12"
+    assert keys.bad_records("J") == "mrctl:J:bad"
+    assert keys.counter_field("words", "a:b") == "counter:words:a:b"
+    assert keys.parse_counter_field("counter:words:a:b") == ("words", "a:b")
+    assert keys.parse_counter_field("maps_done") is None
 
 
 def test_claim_moves_task_into_a_visible_leased_record(broker):
