@@ -63,7 +63,8 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         sink(snap)
     map_s = time.monotonic() - t0
     context = TaskContext("r:0", 1, spec.params)
-    reduced = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs))
+    reduced = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
+                               spec.sort_values)
     counts.add(context.counters)
     reduce_s = time.monotonic() - t0 - map_s
     count = write_output(spec.output_path, iter(reduced.pairs), spec.output_format)

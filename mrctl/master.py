@@ -85,6 +85,7 @@ class Master:
             "map_tasks": len(self.plan), "created": time.time(),
             "params": json.dumps(spec.params), "bad_records": spec.bad_records.policy,
             "bad_records_max": "" if spec.bad_records.max is None else spec.bad_records.max,
+            "sort_values": int(spec.sort_values),
         }
         code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
         self.broker.publish_job(self.job_id, meta, code)

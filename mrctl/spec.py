@@ -16,6 +16,7 @@
     encoding: replace            # undecodable input bytes: replace (counted) | strict (fail)
     speculative: false           # back up straggling map tasks near the end of the map phase
     bad_records: {policy: skip, max: 10}  # skip records whose map raises (default: fail)
+    sort_values: false           # true: each key's values reach the reducer sorted (secondary sort)
     backend: docker              # docker | local | inline
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
@@ -49,7 +50,7 @@ BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params", "bad_records")
+            "params", "bad_records", "sort_values")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -93,6 +94,7 @@ class JobSpec:
     input_names: tuple[str, ...] = ()  # each input as the user named it (default: its path)
     input_tags: tuple[str | None, ...] = ()  # each input's tag, if any
     bad_records: BadRecordPolicy = BadRecordPolicy()  # records whose map raises: fail or skip
+    sort_values: bool = False  # each key's values reach the reducer sorted, not in input order
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
         """(name, tag) of an input file."""
@@ -334,6 +336,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "max_worker_restarts": _int(doc, "max_worker_restarts", data.get("max_worker_restarts", 5), 0),
         "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
         "speculative": _bool(doc, "speculative", data.get("speculative", False)),
+        "sort_values": _bool(doc, "sort_values", data.get("sort_values", False)),
         "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
     }

@@ -232,14 +232,17 @@ def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
     return groups
 
 
-def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]]) -> ReduceResult:
-    """Reduce every key in sorted key order; the output pairs come back sorted by key."""
+def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool = False) -> ReduceResult:
+    """Reduce every key in sorted key order; the output pairs come back sorted by key. With
+    `sort_values`, each key's values arrive sorted (codec.value_sort_key), not in input order."""
     reducer.setup()
     pairs: list[tuple[Any, Any]] = []
     records_in = 0
     keys = {ident: codec.key_of(ident) for ident in groups}
     for ident in sorted(groups, key=lambda ident: codec.sort_key(keys[ident])):
         values = groups[ident]
+        if sort_values:
+            values.sort(key=codec.value_sort_key)
         records_in += len(values)
         pairs.extend(reduce_pairs(reducer, keys[ident], values))
     pairs.extend(teardown_pairs(reducer))

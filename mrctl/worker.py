@@ -214,7 +214,8 @@ class Worker:
         blobs = [claim.data[i] for i in sorted(claim.data)]
         context = TaskContext(claim.tid, claim.attempt, _params(meta))
         with self._user_code():
-            result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs))
+            result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
+                                      sort_values=meta.get("sort_values") == "1")
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters, context.counters)
