@@ -21,6 +21,7 @@ from mrctl.output import read_output
 from mrctl.runner import RunOptions, run_job
 from mrctl.snapshot import JobSnapshot
 from mrctl.spec import JobSpec, Overrides, load_spec, parse_redis_memory
+from mrctl.view import counters_dict
 
 _RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output"}
 
@@ -34,11 +35,8 @@ class RunResult:
 
     @property
     def counters(self) -> dict[str, dict[str, int]]:
-        """User counters by group and name (Mapper/Reducer.increment_counter)."""
-        groups: dict[str, dict[str, int]] = {}
-        for group, name, value in getattr(self.snapshot, "counters", ()):
-            groups.setdefault(group, {})[name] = value
-        return groups
+        """The job's own counters by group and name (Mapper/Reducer.increment_counter)."""
+        return counters_dict(self.snapshot)
 
     def pairs(self) -> Iterator[tuple[Any, Any]]:
         """The output's (key, value) pairs, read back from the file (see mrctl.read_output)."""

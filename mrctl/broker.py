@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,14 @@ def translated_errors(what: str) -> Iterator[None]:
         raise InfraError(f"Redis rejected mrctl's password while {what}: {exc}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise InfraError(f"lost the connection to Redis while {what}: {exc}") from None
+
+
+def _with_user_counters(counters: dict[str, int],
+                        user: Mapping[tuple[str, str], int] | None) -> dict[str, int]:
+    """The commit's stats increments, the job's own counters under their stats fields."""
+    if not user:
+        return counters
+    return {**counters, **{keys.counter_field(g, n): v for (g, n), v in user.items()}}
 
 
 def _decode(mapping: dict[bytes, bytes]) -> dict[str, str]:
@@ -159,6 +167,7 @@ class Broker:
             ))
 
     def stats(self, job: str) -> dict[str, int]:
+        """The job's stats hash: the framework's counters and the job's own (keys.stats)."""
         with translated_errors("reading progress"):
             return {k.decode(): int(v) for k, v in self.r.hgetall(keys.stats(job)).items()}
 
@@ -312,18 +321,33 @@ class Broker:
     def commit_map(
         self, job: str, tid: str, attempt: int, worker: str,
         blobs: dict[int, bytes], counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
+        bad_samples: Sequence[tuple[int, str]] = (),
     ) -> bool:
-        """Atomically publish a map attempt's partition blobs, iff it is the current attempt."""
+        """Atomically publish a map attempt's partition blobs, its counters (the job's own
+        counters too) and its first skipped records, iff it is the current attempt."""
         index = tid[2:]
         writes = [(keys.part(job, r), index, blob) for r, blob in blobs.items()]
-        return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid), counters, writes)
+        if bad_samples:
+            writes.append((keys.bad_records(job), tid, json.dumps(bad_samples).encode()))
+        return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid),
+                                    _with_user_counters(counters, user_counters), writes)
 
     def commit_reduce(
         self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
     ) -> bool:
-        """Atomically publish a reduce attempt's output and drop its consumed input."""
+        """Atomically publish a reduce attempt's output and counters, and drop its consumed
+        input, iff it is the current attempt."""
         writes = [(keys.out(job, r), "", blob)]
-        return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r), counters, writes)
+        return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
+                                    _with_user_counters(counters, user_counters), writes)
+
+    def bad_records(self, job: str) -> dict[str, list[tuple[int, str]]]:
+        """The first skipped records of each committed map task: tid -> [(line in chunk, error)]."""
+        with translated_errors("reading the skipped records"):
+            found = self.r.hgetall(keys.bad_records(job))
+        return {tid.decode(): [tuple(s) for s in json.loads(v)] for tid, v in found.items()}
 
     def _commit_attempt(
         self, job: str, tid: str, attempt: int, worker: str, consumed: str,

@@ -76,3 +76,14 @@ def sort_key(key: Any) -> tuple:
     if isinstance(key, str):
         return (3, key)
     return (4, json.dumps(key, sort_keys=True, default=str))
+
+
+def value_sort_key(value: Any) -> tuple:
+    """Total order over plain-data values for `sort_values` (a secondary sort): sort_key's
+    order, except that lists and tuples compare element by element (so `(9, "x")` comes before
+    `(10, "a")`, as in Python); dicts by their JSON text, after every list."""
+    if isinstance(value, list | tuple):
+        return (4, tuple(value_sort_key(v) for v in value))
+    if isinstance(value, dict):
+        return (5, json.dumps(value, sort_keys=True, default=str))
+    return sort_key(value)

@@ -5,7 +5,9 @@ Redis, so a job may import only the standard library and packages installed in t
 
 Keys and values are plain data: str, int, float, bool, None, and lists/tuples/dicts of those.
 Job code knows its task: `self.task_id`, `self.attempt`, `self.params`, and in map tasks
-`self.input_path` and `self.input_tag`, all set before `setup` runs (TaskContext).
+`self.input_path` and `self.input_tag`, all set before `setup` runs (TaskContext). It may count
+things with `self.increment_counter(group, name, amount)`: an attempt's counts are added to the
+job's counters when, and only when, that attempt commits (exactly once per task).
 
 Keys are type-exact: they group by their msgpack encoding (codec.group_key), so 1, 1.0, True
 and "1" are four keys, and a list key groups (and arrives) as a tuple.
@@ -33,6 +35,9 @@ class TaskContext:
     params: Mapping[str, Any] = field(default_factory=dict)  # the job's params (spec, --param)
     input_path: str | None = None  # map tasks: the input file, as the user named it
     input_tag: str | None = None  # map tasks: that input's tag, if the spec gave one
+    # the attempt's user counters, (group, name) -> total, shared by every object of the
+    # attempt (mapper and combiner); committed with the attempt's output, or dropped with it
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class _TaskCode:
@@ -43,6 +48,26 @@ class _TaskCode:
     params: Mapping[str, Any] = MappingProxyType({})
     input_path: str | None = None
     input_tag: str | None = None
+    _mrctl_counters: dict[tuple[str, str], int] | None = None
+
+    def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
+        """Add `amount` to the counter `name` of `group` (mrjob's name for it).
+
+        Counts are kept with the attempt and reach the job's counters only if the attempt
+        commits: a failed, lost or refused attempt's counts are dropped, so each task counts
+        once, however often it ran. `group` may not contain ":"; `amount` is an int (it may be
+        negative).
+        """
+        if not isinstance(group, str) or not group or ":" in group:
+            raise ValueError(f"counter group must be a non-empty string without ':', got {group!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"counter name must be a non-empty string, got {name!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError(f"counter amount must be an int, got {amount!r}")
+        if self._mrctl_counters is None:  # an object made outside a task (a unit test)
+            self._mrctl_counters = {}
+        counters = self._mrctl_counters
+        counters[group, name] = counters.get((group, name), 0) + amount
 
 
 def with_context(cls: type[T], context: TaskContext) -> T:
@@ -51,6 +76,7 @@ def with_context(cls: type[T], context: TaskContext) -> T:
     obj.task_id, obj.attempt = context.task_id, context.attempt  # type: ignore[attr-defined]
     obj.params = MappingProxyType(dict(context.params))  # type: ignore[attr-defined]
     obj.input_path, obj.input_tag = context.input_path, context.input_tag  # type: ignore[attr-defined]
+    obj._mrctl_counters = context.counters  # type: ignore[attr-defined]
     return obj
 
 

@@ -31,7 +31,9 @@ def job_prefix(job: str) -> str:
 
 
 # mrctl:<job>:meta -> hash: name, module, mapper, reducer, combiner, reducers, max_attempts,
-#   task_timeout, encoding_errors, state (running|succeeded|failed|cancelled), phase, failed_task
+#   task_timeout, encoding_errors, bad_records (fail|skip), bad_records_max ('' = no limit),
+#   sort_values (1: sort each key's values for the reducer),
+#   state (running|succeeded|failed|cancelled), phase, failed_task
 def meta(job: str) -> str:
     return f"{job_prefix(job)}meta"
 
@@ -95,9 +97,32 @@ def out(job: str, r: int) -> str:
 
 # mrctl:<job>:stats -> hash of counters: maps_done, reduces_done, retries, refused, failures,
 #   lost, timeouts, records_in, records_out, map_records_out, bytes_done, map_ms (time in map
-#   code), decode_errors
+#   code), decode_errors, bad_records (records skipped), and the job's own counters as
+#   counter:<group>:<name> (increment_counter; a group has no ':'), all added by COMMIT
 def stats(job: str) -> str:
     return f"{job_prefix(job)}stats"
+
+
+COUNTER_FIELD = "counter:"
+
+
+def counter_field(group: str, name: str) -> str:
+    """The stats field of a user counter: counter:<group>:<name>."""
+    return f"{COUNTER_FIELD}{group}:{name}"
+
+
+def parse_counter_field(field: str) -> tuple[str, str] | None:
+    """(group, name) of a user counter's stats field; None for the framework's own fields."""
+    if not field.startswith(COUNTER_FIELD):
+        return None
+    group, _, name = field[len(COUNTER_FIELD):].partition(":")
+    return group, name
+
+
+# mrctl:<job>:bad -> hash: map tid -> JSON list of the first few records that attempt skipped
+#   ([line within the chunk (0-based), error message] each); written only by a successful commit
+def bad_records(job: str) -> str:
+    return f"{job_prefix(job)}bad"
 
 
 # mrctl:<job>:events -> stream (capped ~1000): kind, tid, attempt, worker, message

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import codec, tasks
+from mrctl import codec, keys, tasks
 from mrctl.backends import WorkerExit
+from mrctl.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
 from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
 from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
@@ -57,6 +58,7 @@ class Master:
         self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
         self.backups = 0  # backup attempts queued
         self._next_memory_check = 0.0
+        self._bad_seen: dict[str, list[BadRecord]] = {}  # map tid -> its skipped records shown
 
     # -- phases ---------------------------------------------------------------------------
 
@@ -85,6 +87,9 @@ class Master:
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
             "map_tasks": len(self.plan), "created": time.time(),
             "params": json.dumps(spec.params), "worker_output": "1" if self.worker_output else "0",
+            "bad_records": spec.bad_records.policy,
+            "bad_records_max": "" if spec.bad_records.max is None else spec.bad_records.max,
+            "sort_values": int(spec.sort_values),
         }
         code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
         self.broker.publish_job(self.job_id, meta, code)
@@ -106,6 +111,9 @@ class Master:
             self._drain_output()
         if self.broker.meta(self.job_id).get("state") == "failed":
             raise JobFailed(self.failure_message())
+        if self.spec.bad_records.exceeded(skipped := self._stats.get("bad_records", 0)):
+            self.broker.set_meta(self.job_id, state="failed")  # workers stop claiming
+            raise JobFailed(exceeded_message(self.spec.bad_records, skipped, self.bad_samples()))
         if self.phase == "map":
             self._feed(self._stats.get("maps_done", 0))
             if self.spec.speculative:
@@ -185,6 +193,19 @@ class Master:
 
     # -- what a view shows ----------------------------------------------------------------
 
+    def bad_samples(self) -> tuple[BadRecord, ...]:
+        """The first SAMPLES_KEPT skipped records of committed map tasks, in input order."""
+        if not self._stats.get("bad_records"):
+            return ()
+        found = self.broker.bad_records(self.job_id)
+        for tid in found.keys() - self._bad_seen.keys():  # located once per task
+            t = self.broker.task(self.job_id, tid)
+            first = int(t.get("first_line", 1))
+            self._bad_seen[tid] = [BadRecord(t.get("file", "?"), first + index, error)
+                                   for index, error in found[tid]]
+        ordered = sorted(self._bad_seen, key=lambda tid: int(tid[2:]))
+        return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
+
     def _drain_events(self) -> None:
         for eid, e in self.broker.events(self.job_id, self._last_event):
             self._last_event = eid
@@ -246,6 +267,8 @@ class Master:
             records_out=stats.get("records_out", 0), decode_errors=stats.get("decode_errors", 0),
             phase_seconds=self.phase_seconds(),
             output_path=str(self.spec.output_path),
+            counters=_user_counters(stats), bad_records=stats.get("bad_records", 0),
+            bad_record_samples=self.bad_samples(),
         )
 
     def _progress(self, phase: str, done: int, total: int, running: int,
@@ -265,6 +288,13 @@ class Master:
             rows.append(WorkerRow(name, state, None if gone else w.get("task"),
                                   None if gone else w.get("attempt"), w.get("tasks_done", 0), age))
         return tuple(rows)
+
+
+def _user_counters(stats: dict[str, int]) -> tuple[tuple[str, str, int], ...]:
+    """The job's own counters in the stats hash, as sorted (group, name, total)."""
+    found = ((*parsed, value) for name, value in stats.items()
+             if (parsed := keys.parse_counter_field(name)) is not None)
+    return tuple(sorted(found))
 
 
 def _natural(name: str) -> tuple[str, int]:

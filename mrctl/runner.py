@@ -20,7 +20,7 @@ from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
 from mrctl.chaos import ChaosMonkey, ChaosPlan
-from mrctl.errors import Interrupted, MrctlError
+from mrctl.errors import Interrupted, JobFailed, MrctlError
 from mrctl.master import Master
 from mrctl.output import write_output
 from mrctl.signals import SignalGuard
@@ -135,7 +135,11 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
     monkey = ChaosMonkey(options.chaos)
     guard = CrashLoopGuard(master.spec.max_worker_restarts)
     while True:
-        done = master.tick()
+        try:
+            done = master.tick()
+        except JobFailed:
+            state["last"] = master.snapshot(cluster.states)  # the counts that failed it
+            raise
         for exit in cluster.supervise():
             guard.check(exit, did_work=master.worker_lost(exit))  # InfraError on a crash loop
             master.worker_replaced(exit, cluster.replace(exit.name))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mrctl.bad_records import BadRecord
+
 # Phases in the order a run goes through them.
 PHASES = ("starting", "map", "barrier", "reduce", "output", "teardown", "done")
 
@@ -76,3 +78,6 @@ class JobSnapshot:
     phase_seconds: tuple[tuple[str, float], ...] = ()
     output_path: str | None = None
     error: str | None = None
+    counters: tuple[tuple[str, str, int], ...] = ()  # the job's own: (group, name, total), sorted
+    bad_records: int = 0  # records skipped because map raised (bad_records policy skip)
+    bad_record_samples: tuple[BadRecord, ...] = ()  # the first few, in input order

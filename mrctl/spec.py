@@ -15,6 +15,8 @@
     max_attempts: 4              # attempts per task before the job fails
     encoding: replace            # undecodable input bytes: replace (counted) | strict (fail)
     speculative: false           # back up straggling map tasks near the end of the map phase
+    bad_records: {policy: skip, max: 10}  # skip records whose map raises (default: fail)
+    sort_values: false           # true: each key's values reach the reducer sorted (secondary sort)
     backend: docker              # docker | local | inline
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
@@ -36,6 +38,7 @@ from typing import Any
 
 import yaml
 
+from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.formats import InputFormat
 from mrctl.inputs import expand_inputs
@@ -48,7 +51,7 @@ BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params")
+            "params", "bad_records", "sort_values")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -92,6 +95,8 @@ class JobSpec:
     input_names: tuple[str, ...] = ()  # each input as the user named it (default: its path)
     input_tags: tuple[str | None, ...] = ()  # each input's tag, if any
     input_formats: tuple[InputFormat, ...] = ()  # each input's format (default: all text)
+    bad_records: BadRecordPolicy = BadRecordPolicy()  # records whose map raises: fail or skip
+    sort_values: bool = False  # each key's values reach the reducer sorted, not in input order
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
         """(name, tag) of an input file."""
@@ -333,6 +338,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "max_worker_restarts": _int(doc, "max_worker_restarts", data.get("max_worker_restarts", 5), 0),
         "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
         "speculative": _bool(doc, "speculative", data.get("speculative", False)),
+        "sort_values": _bool(doc, "sort_values", data.get("sort_values", False)),
         "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
     }
@@ -348,10 +354,11 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     files = expand_inputs(entries, base, where)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
-    try:
-        settings["params"] = merge_params(data.get("params"), over.params)
-    except SpecError as exc:
-        raise doc.error("params", str(exc)) from None
+    for key, parse in (("params", lambda v: merge_params(v, over.params)), ("bad_records", parse_bad_records)):
+        try:
+            settings[key] = parse(data.get(key))
+        except SpecError as exc:
+            raise doc.error(key, str(exc)) from None
     _apply_environment(settings, environ)
     _apply_flags(settings, over)
     _check_caps(doc, settings, over, environ)

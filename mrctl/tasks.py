@@ -12,10 +12,12 @@ import itertools
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mrctl import codec
+from mrctl.bad_records import SAMPLES_KEPT
+from mrctl.errors import bounded_message
 from mrctl.formats import TEXT_CHUNK, ChunkFormat
 from mrctl.formats.records import ChunkRecords, decompress, folds_crlf
 from mrctl.job import Mapper, Reducer, reduce_pairs, split_lines, teardown_pairs
@@ -27,12 +29,32 @@ class InputDecodeError(ValueError):
     """Undecodable bytes in the input under the `strict` encoding policy."""
 
 
+class TaskInterrupted(Exception):
+    """Raised into user code by the framework (a timeout, a cancellation): it ends the attempt
+    and is never taken for a bad record."""
+
+
 @dataclass(frozen=True)
 class MapResult:
     blobs: dict[int, bytes]  # partition -> blob; empty partitions are absent
     records_in: int
     records_out: int
     decode_errors: int
+    bad_records: int = 0  # records skipped because parsing or `map` raised (bad_records: skip)
+    bad_samples: tuple[tuple[int, str], ...] = ()  # the first few: (line in the chunk, 0-based; error)
+
+
+@dataclass
+class _Skipped:
+    """Records skipped in one map task: how many, and the first SAMPLES_KEPT of them."""
+
+    count: int = 0
+    samples: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, index: int, exc: Exception) -> None:
+        self.count += 1
+        if len(self.samples) < SAMPLES_KEPT:
+            self.samples.append((getattr(exc, "mrctl_line", index), bounded_message(exc)))
 
 
 @dataclass(frozen=True)
@@ -67,21 +89,27 @@ def decode_text(data: bytes, errors: str = "replace", fold_crlf: bool = True) ->
 
 def run_map(
     mapper: Mapper, combiner: Reducer | None, data: bytes, partitions: int,
-    errors: str = "replace", fmt: ChunkFormat = TEXT_CHUNK,
+    errors: str = "replace", fmt: ChunkFormat = TEXT_CHUNK, skip_bad: bool = False,
 ) -> MapResult:
     """Map every record of a chunk (a line of text, or as `fmt` says: a decompressed file,
-    JSON values, CSV rows, ...), combine per key if a combiner is given, partition."""
+    JSON values, CSV rows, ...), combine per key if a combiner is given, partition.
+
+    With `skip_bad` (bad_records policy skip), a record whose parsing or `map` raises is
+    skipped: its pairs, even those yielded before the exception, are dropped, and it is counted
+    in the result.
+    """
     if fmt.compression:
         data = decompress(data, fmt.compression)
     text, bad = decode_text(data, errors, folds_crlf(fmt))
     mapper.setup()
+    skipped = _Skipped() if skip_bad else None
     if fmt.kind == "text":
         records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
-        groups = _group(_mapped_pairs(mapper, text))
+        groups = _group(_mapped_pairs(mapper, text, skipped))
     else:
         records = ChunkRecords(text, fmt)
         counted = [0]
-        groups = _group(_mapped_records(mapper, records, counted))
+        groups = _group(_mapped_records(mapper, records, counted, skipped))
         records_in = counted[0]
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
@@ -98,13 +126,20 @@ def run_map(
         bucket.append(values)
         records_out += len(values)
     blobs = {p: codec.pack(flat) for p, flat in buckets.items()}
-    return MapResult(blobs, records_in, records_out, bad)
+    if skipped is None:
+        return MapResult(blobs, records_in, records_out, bad)
+    return MapResult(blobs, records_in, records_out, bad, skipped.count, tuple(skipped.samples))
 
 
-def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
-    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line."""
+def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
+    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line,
+    or, given `skipped`, the line is skipped and counted there. A `map_chunk` override sees the
+    whole chunk, so its exceptions cannot be pinned to one record and always end the task."""
     if type(mapper).map_chunk is not Mapper.map_chunk:
         yield from mapper.map_chunk(text)
+        return
+    if skipped is not None:
+        yield from _skipping_bad(enumerate(split_lines(text)), mapper.map, skipped)
         return
     index = 0
     try:
@@ -116,10 +151,20 @@ def _mapped_pairs(mapper: Mapper, text: str) -> Iterable[tuple[Any, Any]]:
         raise
 
 
-def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int]) -> Iterable[tuple[Any, Any]]:
+def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
+                    skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
     """The mapper's pairs, one `map` call per parsed record (map_chunk is for text only); an
     exception is tagged with the line where its record starts, unless it names its own
-    (BadRecord does)."""
+    (BadRecord does); given `skipped`, the record is skipped and counted there instead."""
+    if skipped is not None:
+        def parsed():
+            for index, raw in records:
+                counted[0] += 1
+                yield index, raw
+
+        yield from _skipping_bad(parsed(), lambda raw_index: mapper.map(records.parse(*raw_index)),
+                                 skipped, with_index=True)
+        return
     index = 0
     try:
         map_record, parse = mapper.map, records.parse
@@ -130,6 +175,20 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int]) -
         if not hasattr(exc, "mrctl_line"):
             exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
+
+
+def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Any, skipped: _Skipped,
+                  with_index: bool = False) -> Iterable[tuple[Any, Any]]:
+    """One `map` per record, its pairs buffered so that a record that raises leaves none."""
+    for index, record in items:
+        try:
+            pairs = list(map_one((record, index) if with_index else record))
+        except (TaskInterrupted, MemoryError):
+            raise
+        except Exception as exc:
+            skipped.add(index, exc)
+            continue
+        yield from pairs
 
 
 def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
@@ -212,14 +271,17 @@ def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
     return groups
 
 
-def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]]) -> ReduceResult:
-    """Reduce every key in sorted key order; the output pairs come back sorted by key."""
+def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool = False) -> ReduceResult:
+    """Reduce every key in sorted key order; the output pairs come back sorted by key. With
+    `sort_values`, each key's values arrive sorted (codec.value_sort_key), not in input order."""
     reducer.setup()
     pairs: list[tuple[Any, Any]] = []
     records_in = 0
     keys = {ident: codec.key_of(ident) for ident in groups}
     for ident in sorted(groups, key=lambda ident: codec.sort_key(keys[ident])):
         values = groups[ident]
+        if sort_values:
+            values.sort(key=codec.value_sort_key)
         records_in += len(values)
         pairs.extend(reduce_pairs(reducer, keys[ident], values))
     pairs.extend(teardown_pairs(reducer))

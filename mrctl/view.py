@@ -119,6 +119,9 @@ def render_live(snap: JobSnapshot) -> RenderableType:
                     f"lost {snap.lost}   failures {snap.failures}", style="dim")
     parts: list[RenderableType] = [header, _bar("map", snap.map, snap.elapsed),
                                    _bar("reduce", snap.reduce, snap.elapsed), counters]
+    shown = counter_lines(snap)[:8] + ([f"bad records skipped {snap.bad_records}"] if snap.bad_records else [])
+    if shown:
+        parts.append(Text("   ".join(shown), style="cyan"))
     if snap.workers:
         parts.append(_workers_table(snap))
     for e in snap.events[-6:]:
@@ -140,7 +143,25 @@ def summary_dict(snap: JobSnapshot) -> dict:
         "decode_errors": snap.decode_errors, "redis_peak_bytes": snap.redis_peak_bytes,
         "output_path": snap.output_path if snap.status == "succeeded" else None,
         "error": snap.error,
+        "counters": counters_dict(snap),
+        "bad_records": snap.bad_records,
+        "bad_record_samples": [{"file": b.file, "line": b.line, "error": b.error}
+                               for b in snap.bad_record_samples],
     }
+
+
+def counters_dict(snap: JobSnapshot) -> dict[str, dict[str, int]]:
+    """The job's own counters as {group: {name: total}} (mrjob's shape)."""
+    found: dict[str, dict[str, int]] = {}
+    for group, name, value in snap.counters:
+        found.setdefault(group, {})[name] = value
+    return found
+
+
+def counter_lines(snap: JobSnapshot) -> list[str]:
+    """`group: name 3, other 5`, a line per group of the job's own counters."""
+    return [f"{group}: " + ", ".join(f"{name} {value}" for name, value in names.items())
+            for group, names in counters_dict(snap).items()]
 
 
 def summary_lines(snap: JobSnapshot) -> list[str]:
@@ -159,6 +180,13 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
     ]
     if snap.decode_errors:
         lines.append(f"  undecodable bytes replaced: {snap.decode_errors}")
+    if snap.counters:
+        lines.append("  counters:")
+        lines += [f"    {line}" for line in counter_lines(snap)]
+    if snap.bad_records:
+        lines.append(f"  bad records skipped: {snap.bad_records}"
+                     + (", the first:" if snap.bad_record_samples else ""))
+        lines += [f"    {b.file}, line {b.line}: {b.error}" for b in snap.bad_record_samples]
     if snap.status == "succeeded" and snap.output_path:
         lines.append(f"  output: {snap.output_path}")
     return lines

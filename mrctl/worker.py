@@ -30,11 +30,11 @@ from mrctl.user_output import OutputCapture
 
 log = logging.getLogger(__name__)
 
-class TaskTimeout(Exception):
+class TaskTimeout(tasks.TaskInterrupted):
     """Raised inside user code when its task has run longer than task_timeout."""
 
 
-class TaskCancelled(Exception):
+class TaskCancelled(tasks.TaskInterrupted):
     """Raised inside user code when another attempt of its task (a speculative backup, or the
     original it backed up) committed first."""
 
@@ -208,20 +208,23 @@ class Worker:
             with self._user_code():
                 result = tasks.run_map(with_context(classes.mapper, context), combiner, claim.data,
                                        reducers, meta.get("encoding_errors", "replace"),
-                                       ChunkFormat.from_fields(claim.fields))
+                                       ChunkFormat.from_fields(claim.fields),
+                                       skip_bad=meta.get("bad_records") == "skip")
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
-                        "decode_errors": result.decode_errors,
+                        "decode_errors": result.decode_errors, "bad_records": result.bad_records,
                         "map_ms": int((time.perf_counter() - started) * 1000)}
-            ok = self.broker.commit_map(job, claim.tid, claim.attempt, self.name, result.blobs, counters)
+            ok = self.broker.commit_map(job, claim.tid, claim.attempt, self.name, result.blobs, counters,
+                                        context.counters, result.bad_samples)
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
+        context = TaskContext(claim.tid, claim.attempt, _params(meta))
         with self._user_code():
-            reducer = with_context(classes.reducer, TaskContext(claim.tid, claim.attempt, _params(meta)))
-            result = tasks.run_reduce(reducer, tasks.merge_blobs(blobs))
+            result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
+                                      sort_values=meta.get("sort_values") == "1")
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
-                                       tasks.pack_pairs(result.pairs), counters)
+                                       tasks.pack_pairs(result.pairs), counters, context.counters)
         return ok, result.records_in
 
     @contextlib.contextmanager

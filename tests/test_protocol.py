@@ -29,6 +29,10 @@ def test_key_layout_is_pinned():
     assert keys.meta("J") == "mrctl:J:meta" and keys.code("J") == "mrctl:J:code"
     assert keys.workers() == "mrctl:workers" and keys.beats() == "mrctl:beats"
     assert keys.reply("J", "ab12") == "mrctl:J:reply:ab12"
+    assert keys.bad_records("J") == "mrctl:J:bad"
+    assert keys.counter_field("words", "a:b") == "counter:words:a:b"
+    assert keys.parse_counter_field("counter:words:a:b") == ("words", "a:b")
+    assert keys.parse_counter_field("maps_done") is None
 
 
 def test_claim_moves_task_into_a_visible_leased_record(broker):
@@ -60,6 +64,24 @@ def test_late_commit_of_a_superseded_attempt_is_refused(broker):
     assert stats["refused"] == 1 and stats["maps_done"] == 1 and stats["lost"] == 1
     assert broker.r.exists(keys.chunk(JOB, "m:0")) == 0  # consumed input is deleted
     assert [e["kind"] for _, e in broker.events(JOB)] == ["retry", "refused"]
+
+
+def test_user_counters_and_skipped_records_travel_only_with_a_successful_commit(broker):
+    _publish(broker)
+    first = broker.claim_task(JOB, "w1", lease_s=10, timeout_s=60)
+    assert broker.fail_attempt(JOB, "m:0", first.attempt, 4, "boom", "") == 1  # retried
+    second = broker.claim_task(JOB, "w2", lease_s=10, timeout_s=60)
+    counted = {("words", "seen"): 5, ("words", "a:b"): -2}
+    assert broker.commit_map(JOB, "m:0", first.attempt, "w1", {0: b"x"}, {"maps_done": 1, "bad_records": 1},
+                             counted, [(0, "ValueError: no")]) is False
+    stats = broker.stats(JOB)
+    assert not any(k.startswith("counter:") for k in stats) and "bad_records" not in stats
+    assert broker.bad_records(JOB) == {}
+    assert broker.commit_map(JOB, "m:0", second.attempt, "w2", {0: b"x"}, {"maps_done": 1, "bad_records": 1},
+                             {("words", "seen"): 3}, [(4, "ValueError: bad")]) is True
+    stats = broker.stats(JOB)
+    assert stats["counter:words:seen"] == 3 and "counter:words:a:b" not in stats and stats["bad_records"] == 1
+    assert broker.bad_records(JOB) == {"m:0": [(4, "ValueError: bad")]}
 
 
 def test_heartbeat_keeps_the_lease_alive(broker):

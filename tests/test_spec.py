@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from mrctl.bad_records import BadRecordPolicy
 from mrctl.errors import SpecError
 from mrctl.spec import Overrides, WorkerLimits, load_spec
 
@@ -64,6 +65,10 @@ def test_good_spec_defaults_and_paths(project, monkeypatch):
     assert (spec.reducers, spec.chunk_size, spec.workers, spec.max_attempts) == (4, 4 << 20, 2, 4)
     assert spec.output_path == project / "demo.json" and spec.output_format == "json"
     assert spec.backend == "docker" and spec.encoding_errors == "replace"
+    assert spec.bad_records == BadRecordPolicy("fail", None)
+    skip = load_spec(write(project, GOOD + "bad_records: {policy: skip, max: 2}\n"), environ={})
+    assert skip.bad_records == BadRecordPolicy("skip", 2) and skip.bad_records.exceeded(3)
+    assert not skip.bad_records.exceeded(2)
 
 
 def test_workers_mapping_sizes_and_output(project):
@@ -97,6 +102,10 @@ def test_precedence_defaults_spec_environment_flags(project, monkeypatch):
     ("backend: kubernetes\n", ["spec.yaml:7", "backend", "docker, local, inline"]),
     ("encoding: latin1\n", ["spec.yaml:7", "encoding", "replace, strict"]),
     ("workers: {count: 2, gpus: 1}\n", ["spec.yaml:7", "workers.gpus: unknown key; did you mean 'cpus'"]),
+    ("bad_records: {policy: ignore}\n", ["spec.yaml:7", "bad_records: policy: expected one of fail, skip"]),
+    ("bad_records: {policy: skip, max: -1}\n", ["spec.yaml:7", "bad_records: max: expected an integer >= 0"]),
+    ("bad_records: {policy: fail, max: 3}\n", ["spec.yaml:7", "max: only meaningful with policy: skip"]),
+    ("bad_records: {skip: 3}\n", ["spec.yaml:7", "bad_records: skip: unknown key; expected one of policy, max"]),
 ])
 def test_bad_values_name_file_line_key_and_expectation(project, extra, expected):
     message = error_of(write(project, GOOD + extra), environ={})

@@ -300,3 +300,51 @@ def test_the_result_does_not_depend_on_chunking_for_equal_keys_of_different_type
         return sorted((type(k).__name__, k, v) for k, v in out)
 
     assert reduced(whole) == reduced(split)
+
+
+def test_skip_bad_drops_every_pair_of_a_record_whose_map_raises_and_counts_it():
+    from mrctl.tasks import TaskInterrupted
+
+    class Half(Mapper):
+        def map(self, line):
+            yield line, 1  # yielded before the exception: must not survive it
+            if line.startswith("bad"):
+                raise ValueError(f"cannot parse {line!r}")
+
+    text = "ok\nbad one\nok\n" + "".join(f"bad {i}\n" for i in range(7))
+    result = tasks.run_map(Half(), None, text.encode(), 1, skip_bad=True)
+    assert tasks.merge_blobs(result.blobs.values()) == {"ok": [1, 1]}
+    assert result.records_in == 10 and result.bad_records == 8
+    assert result.bad_samples[0] == (1, "ValueError: cannot parse 'bad one'")
+    assert [i for i, _ in result.bad_samples] == [1, 3, 4, 5, 6]  # the first five are kept
+
+    class Interrupted(Mapper):
+        def map(self, line):
+            raise TaskInterrupted("a timeout is never a bad record")
+
+    with pytest.raises(TaskInterrupted):
+        tasks.run_map(Interrupted(), None, b"a\n", 1, skip_bad=True)
+    with pytest.raises(ValueError):  # without skip_bad, as before: the task fails
+        tasks.run_map(Half(), None, b"bad\n", 1)
+
+
+def test_counters_of_mapper_and_combiner_share_the_attempt():
+    from mrctl.job import TaskContext, with_context
+
+    class Counting(Mapper):
+        def map(self, line):
+            self.increment_counter("m", "lines")
+            yield line, 1
+
+    class Summing(Reducer):
+        def reduce(self, key, values):
+            self.increment_counter("c", "calls")
+            return sum(values)
+
+    context = TaskContext("m:0", 1)
+    tasks.run_map(with_context(Counting, context), with_context(Summing, context), b"a\na\nb\n", 2)
+    assert context.counters == {("m", "lines"): 3, ("c", "calls"): 1}
+    with pytest.raises(ValueError):
+        Counting().increment_counter("a:b", "x")
+    with pytest.raises(TypeError):
+        Counting().increment_counter("a", "x", 1.5)

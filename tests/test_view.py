@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 from rich.console import Console
 
+from mrctl.bad_records import BadRecord
 from mrctl.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.view import render_live, summary_dict, summary_lines
@@ -104,3 +106,22 @@ def test_byte_counts_are_shown_in_readable_units():
 
     assert [human_bytes(n) for n in (0, 812, 3_400, 96_000_000, 2_500_000_000)] == [
         "0 B", "812 B", "3.4 kB", "96.0 MB", "2.5 GB"]
+
+
+def test_counters_and_skipped_records_in_live_view_summary_and_json():
+    snap = dataclasses.replace(
+        DONE, counters=(("lines", "a", 40), ("lines", "b", 60), ("words", "long", 3)), bad_records=2,
+        bad_record_samples=(BadRecord("data/a.csv", 1, "ValueError: bad"), BadRecord("data/a.csv", 9, "KeyError: 'x'")))
+    live = text_of(render_live(dataclasses.replace(snap, status="running", phase="map")))
+    assert "lines: a 40, b 60" in live and "words: long 3" in live and "bad records skipped 2" in live
+    lines = summary_lines(snap)
+    at = lines.index("  counters:")
+    assert lines[at + 1:at + 6] == ["    lines: a 40, b 60", "    words: long 3",
+                                    "  bad records skipped: 2, the first:",
+                                    "    data/a.csv, line 1: ValueError: bad", "    data/a.csv, line 9: KeyError: 'x'"]
+    data = json.loads(json.dumps(summary_dict(snap)))
+    assert data["counters"] == {"lines": {"a": 40, "b": 60}, "words": {"long": 3}} and data["bad_records"] == 2
+    assert data["bad_record_samples"][1] == {"file": "data/a.csv", "line": 9, "error": "KeyError: 'x'"}
+    plain = summary_lines(DONE)  # a job without counters or skipped records shows neither
+    assert not any("counters" in li or "bad records" in li for li in plain)
+    assert summary_dict(DONE)["counters"] == {} and summary_dict(DONE)["bad_records"] == 0
