@@ -360,3 +360,29 @@ def test_records_of_all_chunks_are_the_records_of_the_whole_file(tmp_path):
             result = tasks.run_map(Records(), None, read_chunk(ref), 1, fmt=ref.fmt)
             got.extend(tasks.merge_blobs(result.blobs.values()).get("r", []))
         assert got == expected, chunk_size
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_bad_jsonl_record_is_skipped_under_the_skip_policy(tmp_path, backend):
+    """Parsing errors of formatted records follow the bad-record policy too (items 2 and 5)."""
+    import subprocess
+    import sys
+
+    rows = [{"k": "a", "n": 1}, {"k": "b", "n": 2}, {"k": "a", "n": 3}]
+    lines = [json.dumps(r) for r in rows[:2]] + ["{not json"] + [json.dumps(rows[2])]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "job.py").write_text(
+        "from mrctl import Mapper, Reducer\n"
+        "class M(Mapper):\n    def map(self, row):\n        yield row['k'], row['n']\n"
+        "class R(Reducer):\n    def reduce(self, k, v):\n        return sum(v)\n")
+    (tmp_path / "job.yaml").write_text(
+        "name: j\ninput: in.jsonl\njob: {module: job.py, mapper: M, reducer: R}\n"
+        f"backend: {backend}\nworkers: 1\nchunk_size: 16\nbad_records: {{policy: skip, max: 1}}\n")
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", "job.yaml", "--json", "-o", "out.json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    expected: dict[str, int] = {}
+    for row in rows:
+        expected[row["k"]] = expected.get(row["k"], 0) + row["n"]
+    assert json.loads((tmp_path / "out.json").read_text()) == expected
+    assert json.loads(proc.stdout)["bad_records"] == 1
