@@ -19,8 +19,9 @@ from typing import Any
 from mrctl.errors import SpecError
 from mrctl.output import read_output
 from mrctl.runner import RunOptions, run_job
+from mrctl.sizes import parse_redis_memory
 from mrctl.snapshot import JobSnapshot
-from mrctl.spec import JobSpec, Overrides, load_spec, parse_redis_memory
+from mrctl.spec import JobSpec, Overrides, load_spec
 from mrctl.view import counters_dict
 
 _RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output"}

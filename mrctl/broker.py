@@ -229,6 +229,11 @@ class Broker:
             found = self.r.xrange(keys.output(job), min=f"({after}", count=500)
         return [(eid.decode(), _decode(fields)) for eid, fields in found]
 
+    def map_output(self, job: str, index: int) -> bytes | None:
+        """A map-only job's output of map task `index` (None when it emitted nothing)."""
+        with translated_errors(f"reading the output of map {index}"):
+            return self.r.hget(keys.part(job, 0), index)
+
     def reduce_output(self, job: str, r: int) -> bytes:
         with translated_errors(f"reading the output of reduce {r}"):
             data = self.r.get(keys.out(job, r))

@@ -111,7 +111,8 @@ def run(
     from mrctl.params import parse_param
     from mrctl.runner import RunOptions
     from mrctl.signals import SignalGuard
-    from mrctl.spec import Overrides, load_spec, parse_redis_memory
+    from mrctl.sizes import parse_redis_memory
+    from mrctl.spec import Overrides, load_spec
 
     overrides = Overrides(
         inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,

@@ -40,8 +40,9 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         context = TaskContext(f"m:{i}", 1, spec.params, display_path(name), tag)
         combiner = with_context(classes.combiner, context) if classes.combiner else None
         try:
-            result = tasks.run_map(with_context(classes.mapper, context), combiner, data, 1,
-                                   spec.encoding_errors, ref.fmt, skip_bad=spec.bad_records.skip)
+            result = tasks.run_map(with_context(classes.mapper, context), combiner, data,
+                                   1 if spec.reducers else 0, spec.encoding_errors, ref.fmt,
+                                   skip_bad=spec.bad_records.skip)
         except Exception as exc:
             line = getattr(exc, "mrctl_line", None)
             where = f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
@@ -62,12 +63,15 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
             raise failed
         sink(snap)
     map_s = time.monotonic() - t0
-    context = TaskContext("r:0", 1, spec.params)
-    reduced = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
-                               spec.sort_values)
-    counts.add(context.counters)
+    if classes.reducer is None:  # map-only: the map output, in input order
+        pairs = [pair for blob in blobs for pair in tasks.unpack_pairs(blob)]
+    else:
+        context = TaskContext("r:0", 1, spec.params)
+        pairs = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
+                                 spec.sort_values).pairs
+        counts.add(context.counters)
     reduce_s = time.monotonic() - t0 - map_s
-    count = write_output(spec.output_path, iter(reduced.pairs), spec.output_format)
+    count = write_output(spec.output_path, iter(pairs), spec.output_format)
     elapsed = time.monotonic() - t0
     final = JobSnapshot(
         job_id, spec.name, "done", elapsed, status="succeeded",

@@ -19,7 +19,7 @@ from mrctl.job import Mapper, Reducer
 @dataclass(frozen=True)
 class JobClasses:
     mapper: type[Mapper]
-    reducer: type[Reducer]
+    reducer: type[Reducer] | None  # None for a map-only job (reducers: 0)
     combiner: type[Reducer] | None
 
 
@@ -47,11 +47,11 @@ def load_module(filename: str, source: str) -> ModuleType:
     return module
 
 
-def job_classes(module: ModuleType, mapper: str, reducer: str, combiner: str | None) -> JobClasses:
+def job_classes(module: ModuleType, mapper: str, reducer: str | None, combiner: str | None) -> JobClasses:
     """The named classes, checked to be Mapper / Reducer subclasses."""
     return JobClasses(
         _class(module, mapper, Mapper),
-        _class(module, reducer, Reducer),
+        _class(module, reducer, Reducer) if reducer else None,
         _class(module, combiner, Reducer) if combiner else None,
     )
 

@@ -82,7 +82,7 @@ class Master:
         spec = self.spec
         meta = {
             "name": spec.name, "module": spec.module.name, "mapper": spec.mapper,
-            "reducer": spec.reducer, "combiner": spec.combiner or "", "reducers": spec.reducers,
+            "reducer": spec.reducer or "", "combiner": spec.combiner or "", "reducers": spec.reducers,
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
             "map_tasks": len(self.plan), "created": time.time(),
@@ -168,10 +168,18 @@ class Master:
         self.broker.set_meta(self.job_id, state=status, phase="done")
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
-        """Every reduce output pair, merged in key order."""
+        """Every reduce output pair, merged in key order; for a map-only job, every map
+        output pair in input order (one map task's blob in memory at a time)."""
+        if self.spec.reducers == 0:
+            return self._map_outputs()
         outputs = [tasks.unpack_pairs(self.broker.reduce_output(self.job_id, r))
                    for r in range(self.spec.reducers)]
         return heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
+
+    def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
+        for index in range(len(self.plan)):
+            if (blob := self.broker.map_output(self.job_id, index)) is not None:
+                yield from tasks.unpack_pairs(blob)
 
     def failure_message(self) -> str:
         tid = self.broker.meta(self.job_id).get("failed_task", "?")

@@ -45,6 +45,7 @@ from mrctl.inputs import expand_inputs
 from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
 from mrctl.params import merge_params
+from mrctl.sizes import parse_size
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
 BACKENDS = ("docker", "local", "inline")
@@ -55,10 +56,6 @@ TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1 << 20, "mb": 10**6,
-          "mib": 1 << 20, "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
-
-
 @dataclass(frozen=True)
 class WorkerLimits:
     """Container limits for each worker (docker backend only); None means no limit."""
@@ -75,7 +72,7 @@ class JobSpec:
     inputs: tuple[Path, ...]  # absolute paths of regular files, expanded and sorted
     module: Path  # absolute path of the job module (.py)
     mapper: str
-    reducer: str
+    reducer: str | None  # None only for a map-only job (reducers: 0)
     combiner: str | None
     output_path: Path  # absolute
     output_format: str  # one of OUTPUT_FORMATS
@@ -122,29 +119,6 @@ class Overrides:
     encoding_errors: str | None = None
     speculative: bool | None = None
     params: tuple[tuple[str, Any], ...] = ()  # --param NAME=VALUE, in order
-
-
-def parse_redis_memory(value: str) -> str:
-    """`--redis-memory`: a size of at least 16 MiB, as bytes for redis-server's maxmemory.
-    0 would mean "unlimited" to Redis, which breaks the promise that a full Redis fails the
-    job instead of swallowing the host's memory."""
-    size = 0 if re.fullmatch(r"\s*0+(\.0*)?\s*[a-zA-Z]*\s*", str(value)) else parse_size(value, "--redis-memory")
-    if size < 16 << 20:
-        raise SpecError(f"--redis-memory: {value} is less than 16MiB; Redis needs room for the "
-                        "job's chunks and intermediate data (0, Redis's 'unlimited', is refused)")
-    return str(size)
-
-
-def parse_size(value: Any, where: str) -> int:
-    """Bytes from an integer or a size string such as 512KiB, 4MiB, 1GB."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(value))
-    if isinstance(value, str) and match and match.group(2).lower() in _UNITS:
-        size = int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-        if size > 0:
-            return size
-    raise SpecError(f"{where}: expected a size in bytes such as 4MiB or 65536, got {value!r}")
 
 
 class _Doc:
@@ -266,7 +240,7 @@ def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
     classes = _classes_in(doc, module)
     names = {}
     for role in ("mapper", "reducer", "combiner"):
-        if role == "combiner" and job.get("combiner") is None:
+        if role != "mapper" and job.get(role) is None:  # a map-only job needs no reducer
             names[role] = None
             continue
         name = _string(doc, f"job.{role}", doc.require(job, role, "job."))
@@ -330,7 +304,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     workers, limits = _workers_section(doc, data.get("workers", 2))
     output_path, output_format = _output_section(doc, data.get("output"), name)
     settings: dict[str, Any] = {
-        "reducers": _int(doc, "reducers", data.get("reducers", 4)),
+        "reducers": _int(doc, "reducers", data.get("reducers", 4), 0),
         "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")
         if "chunk_size" in data else 4 << 20,
         "task_timeout": _number(doc, "task_timeout", data.get("task_timeout", 300)),
@@ -367,6 +341,11 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         output_path = (Path.cwd() / over.output).resolve()
         output_format = _format_of(over.output) or output_format
     check_output_path(output_path, inputs, patterns, base, output_where)
+    if settings["reducers"] and job["reducer"] is None:
+        raise doc.error("job.reducer", "missing (required unless reducers: 0, a map-only job)")
+    if not settings["reducers"] and output_format == "json":
+        raise SpecError(f"{output_where}: a map-only job (reducers: 0) keeps every pair in input order, "
+                        "repeated keys included, which one JSON object cannot; write .jsonl, .tsv or .csv")
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=job["module"],
                    mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
                    output_path=output_path, output_format=output_format, limits=limits,
@@ -388,7 +367,7 @@ def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
     for key in ("workers", "reducers", "max_attempts", "max_worker_restarts"):
         value = getattr(over, key)
         if value is not None:
-            least = 0 if key == "max_worker_restarts" else 1
+            least = 0 if key in ("max_worker_restarts", "reducers") else 1
             if value < least:
                 raise SpecError(f"--{key.replace('_', '-')}: expected an integer >= {least}, got {value}")
             settings[key] = value

@@ -92,7 +92,8 @@ def run_map(
     errors: str = "replace", fmt: ChunkFormat = TEXT_CHUNK, skip_bad: bool = False,
 ) -> MapResult:
     """Map every record of a chunk (a line of text, or as `fmt` says: a decompressed file,
-    JSON values, CSV rows, ...), combine per key if a combiner is given, partition.
+    JSON values, CSV rows, ...), combine per key if a combiner is given, partition. With
+    `partitions` 0 (a map-only job) the pairs stay as emitted, in order, in one blob (0).
 
     With `skip_bad` (bad_records policy skip), a record whose parsing or `map` raises is
     skipped: its pairs, even those yielded before the exception, are dropped, and it is counted
@@ -103,14 +104,16 @@ def run_map(
     text, bad = decode_text(data, errors, folds_crlf(fmt))
     mapper.setup()
     skipped = _Skipped() if skip_bad else None
+    counted = [0]
     if fmt.kind == "text":
-        records_in = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
-        groups = _group(_mapped_pairs(mapper, text, skipped))
+        counted[0] = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+        pairs = _mapped_pairs(mapper, text, skipped)
     else:
-        records = ChunkRecords(text, fmt)
-        counted = [0]
-        groups = _group(_mapped_records(mapper, records, counted, skipped))
-        records_in = counted[0]
+        pairs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
+    if partitions == 0:
+        return _map_only(mapper, pairs, counted, bad, skipped)
+    groups = _group(pairs)
+    records_in = counted[0]
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
     if combiner is not None:
@@ -129,6 +132,18 @@ def run_map(
     if skipped is None:
         return MapResult(blobs, records_in, records_out, bad)
     return MapResult(blobs, records_in, records_out, bad, skipped.count, tuple(skipped.samples))
+
+
+def _map_only(mapper: Mapper, pairs: Iterable[tuple[Any, Any]], counted: list[int], bad: int,
+              skipped: _Skipped | None) -> MapResult:
+    """A map-only task's result: every pair as emitted (teardown's last), in one blob."""
+    flat: list[Any] = []
+    for key, value in itertools.chain(pairs, teardown_pairs(mapper)):
+        _check_plain(key, [value], "the mapper")
+        flat += (key, value)
+    blobs = {0: codec.pack(flat)} if flat else {}
+    extra = (skipped.count, tuple(skipped.samples)) if skipped is not None else ()
+    return MapResult(blobs, counted[0], len(flat) // 2, bad, *extra)
 
 
 def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:

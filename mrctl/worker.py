@@ -158,7 +158,8 @@ class Worker:
         if self._loaded is None or self._loaded[0] != job:
             meta, code = self.broker.load_job(job)
             module = load_module(meta["module"], code[meta["module"]])
-            classes = job_classes(module, meta["mapper"], meta["reducer"], meta.get("combiner") or None)
+            classes = job_classes(module, meta["mapper"], meta.get("reducer") or None,
+                                  meta.get("combiner") or None)
             self._loaded = (job, classes, meta)
         return self._loaded[1]
 

@@ -93,8 +93,8 @@ def test_precedence_defaults_spec_environment_flags(project, monkeypatch):
 
 @pytest.mark.parametrize("extra,expected", [
     ("reducer: 4\n", ["spec.yaml:7", "reducer: unknown key", "did you mean 'reducers'"]),
-    ("reducers: four\n", ["spec.yaml:7", "reducers", "integer >= 1", "'four'"]),
-    ("reducers: 0\n", ["spec.yaml:7", "reducers", "integer >= 1"]),
+    ("reducers: four\n", ["spec.yaml:7", "reducers", "integer >= 0", "'four'"]),
+    ("reducers: -1\n", ["spec.yaml:7", "reducers", "integer >= 0"]),
     ("workers: true\n", ["spec.yaml:7", "workers", "integer >= 1", "True"]),
     ("chunk_size: 4 parsecs\n", ["spec.yaml:7", "chunk_size", "size in bytes"]),
     ("task_timeout: -1\n", ["spec.yaml:7", "task_timeout", "seconds > 0"]),
