@@ -68,6 +68,10 @@ def _with_user_counters(counters: dict[str, int],
     return {**counters, **{keys.counter_field(g, n): v for (g, n), v in user.items()}}
 
 
+def _flat(fields: dict[str, Any]) -> list[Any]:
+    return [item for pair in fields.items() for item in pair]
+
+
 def _decode(mapping: dict[bytes, bytes]) -> dict[str, str]:
     return {k.decode(): v.decode(errors="replace") for k, v in mapping.items()}
 
@@ -103,6 +107,7 @@ class Broker:
         self._reap = self.r.register_script(lua.REAP)
         self._beat = self.r.register_script(lua.BEAT)
         self._backup = self.r.register_script(lua.BACKUP)
+        self._add_task = self.r.register_script(lua.ADD_TASK)
         self._now = self.r.register_script(lua.NOW)
 
     def close(self) -> None:
@@ -135,22 +140,19 @@ class Broker:
             pipe.execute()
 
     def add_map_task(self, job: str, tid: str, fields: dict[str, Any], chunk: bytes) -> None:
-        """Store a chunk and queue the map task that reads it (one transaction)."""
+        """Atomically store a chunk and queue the map task that reads it, once (idempotent)."""
         with translated_errors(f"queueing {tid}"):
-            pipe = self.r.pipeline(transaction=True)
-            pipe.set(keys.chunk(job, tid), chunk)
-            pipe.hset(keys.task(job, tid), mapping={**fields, "state": "pending", "attempt": 0})
-            pipe.rpush(keys.queue(job), tid)
-            pipe.execute()
+            self._add_task(keys=[keys.task(job, tid), keys.queue(job), keys.chunk(job, tid)],
+                           args=[tid, "1", chunk, *_flat(fields)])
 
     def add_reduce_tasks(self, job: str, reducers: int) -> None:
+        """Queue reduce tasks r:0 .. r:R-1, each once (idempotent), in one round trip."""
         with translated_errors("queueing reduce tasks"):
-            pipe = self.r.pipeline(transaction=True)
+            pipe = self.r.pipeline(transaction=False)
             for r in range(reducers):
                 tid = f"r:{r}"
-                pipe.hset(keys.task(job, tid), mapping={
-                    "kind": "reduce", "index": r, "state": "pending", "attempt": 0})
-                pipe.rpush(keys.queue(job), tid)
+                self._add_task(keys=[keys.task(job, tid), keys.queue(job), keys.task(job, tid)],
+                               args=[tid, "0", "", "kind", "reduce", "index", r], client=pipe)
             pipe.execute()
 
     def set_meta(self, job: str, **fields: Any) -> None:

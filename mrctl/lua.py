@@ -113,6 +113,18 @@ redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
 return 1
 """
 
+# KEYS: task, queue, chunk (a map task's input; unused for a reduce task)
+# ARGV: tid, has_chunk ('1' | '0'), chunk bytes, then (field, value) pairs of the task
+# Queues a new task exactly once: a call retried after its reply was lost finds the task
+# already there and changes nothing (else the task would be queued twice and run twice).
+ADD_TASK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[3]) end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'attempt', 0, unpack(ARGV, 4))
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: task, queue   ARGV: tid
 # Queue a backup attempt at the front, only while exactly one attempt runs (speculative
 # execution). Returns 1 if queued.

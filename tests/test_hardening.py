@@ -218,7 +218,8 @@ def lossy(broker, redis_url):
     url = urlparse(redis_url)
     proxy = ReplyDroppingProxy(url.hostname, url.port)
     via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=3)
-    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode() for name in ("CLAIM", "COMMIT")}
+    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode()
+            for name in ("CLAIM", "COMMIT", "ADD_TASK")}
     for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
         broker.r.script_load(getattr(lua, name))
     via.ping()
@@ -495,3 +496,20 @@ def test_workers_dying_before_any_work_are_a_crash_loop_that_fails_fast(tmp_path
         in message and "exited with code 7" in message
     assert info.value.exit_code == 3 and time.monotonic() - started < 30
     assert not spec.output_path.exists()
+
+
+def test_queueing_a_task_whose_reply_is_lost_queues_it_once(broker, lossy):
+    """Master side (found by the review): a retried add_map_task queued the task twice, so two
+    attempts of it ran at once. Now the second call finds the task and changes nothing."""
+    from mrctl import keys
+
+    via, proxy, shas = lossy
+    broker.publish_job("J", {"state": "running", "reducers": 2}, {"m.py": ""})
+    proxy.drop_reply_of(shas["ADD_TASK"])
+    via.add_map_task("J", "m:0", {"kind": "map", "index": 0}, b"a\n")
+    assert proxy.dropped == 1
+    assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:0"]
+    assert broker.task("J", "m:0")["state"] == "pending" and broker.r.get(keys.chunk("J", "m:0")) == b"a\n"
+    via.add_reduce_tasks("J", 2)
+    via.add_reduce_tasks("J", 2)  # a second call, as a retry would make: nothing changes
+    assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:0", "r:0", "r:1"]
