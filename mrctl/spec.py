@@ -28,6 +28,7 @@ the line and what was expected; the job module is parsed with `ast`, never execu
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 import re
@@ -96,11 +97,14 @@ class JobSpec:
     sort_values: bool = False  # each key's values reach the reducer sorted, not in input order
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
-        """(name, tag) of an input file."""
-        if path in self.inputs and self.input_names:
-            i = self.inputs.index(path)
-            return self.input_names[i], self.input_tags[i]
-        return str(path), None
+        """(name, tag) of an input file; a dict lookup, since the master asks once per chunk."""
+        return self._named_inputs.get(path) or (str(path), None)
+
+    @functools.cached_property
+    def _named_inputs(self) -> dict[Path, tuple[str, str | None]]:
+        if not self.input_names:
+            return {}
+        return dict(zip(self.inputs, zip(self.input_names, self.input_tags, strict=True), strict=True))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,8 @@ def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) ->
         yield from mapper.map_chunk(text)
         return
     if skipped is not None:
-        yield from _skipping_bad(enumerate(split_lines(text)), mapper.map, skipped)
+        map_line = mapper.map
+        yield from _skipping_bad(enumerate(split_lines(text)), lambda line, index: map_line(line), skipped)
         return
     index = 0
     try:
@@ -171,20 +172,14 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
     """The mapper's pairs, one `map` call per parsed record (map_chunk is for text only); an
     exception is tagged with the line where its record starts, unless it names its own
     (BadRecord does); given `skipped`, the record is skipped and counted there instead."""
+    map_record, parse = mapper.map, records.parse
     if skipped is not None:
-        def parsed():
-            for index, raw in records:
-                counted[0] += 1
-                yield index, raw
-
-        yield from _skipping_bad(parsed(), lambda raw_index: mapper.map(records.parse(*raw_index)),
-                                 skipped, with_index=True)
+        yield from _skipping_bad(_counting(records, counted), lambda raw, index: map_record(parse(raw, index)),
+                                 skipped)
         return
     index = 0
     try:
-        map_record, parse = mapper.map, records.parse
-        for index, raw in records:  # noqa: B007 - index is read in the handler
-            counted[0] += 1
+        for index, raw in _counting(records, counted):  # noqa: B007 - index is read in the handler
             yield from map_record(parse(raw, index))
     except Exception as exc:
         if not hasattr(exc, "mrctl_line"):
@@ -192,12 +187,19 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
         raise
 
 
-def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Any, skipped: _Skipped,
-                  with_index: bool = False) -> Iterable[tuple[Any, Any]]:
-    """One `map` per record, its pairs buffered so that a record that raises leaves none."""
+def _counting(records: ChunkRecords, counted: list[int]) -> Iterator[tuple[int, Any]]:
+    """The chunk's (line, raw record) pairs, counted in `counted[0]` as they are read."""
+    for item in records:
+        counted[0] += 1
+        yield item
+
+
+def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Callable[[Any, int], Iterable[tuple[Any, Any]]],
+                  skipped: _Skipped) -> Iterable[tuple[Any, Any]]:
+    """One `map` per (line, record), its pairs buffered so that a record that raises leaves none."""
     for index, record in items:
         try:
-            pairs = list(map_one((record, index) if with_index else record))
+            pairs = list(map_one(record, index))
         except (TaskInterrupted, MemoryError):
             raise
         except Exception as exc:
