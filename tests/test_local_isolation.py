@@ -17,26 +17,11 @@ from urllib.parse import unquote, urlparse
 import redis
 from conftest import corpus_files, sequential_wordcount
 from jobs import WORDCOUNT, make_spec
+from procs import children_of
 
 from mrctl.runner import run_job
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
-
-
-def _children(pid: int) -> dict[int, str]:
-    """pid -> command line of every live process whose parent is `pid`."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry.name)] = cmd
-    return found
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -74,7 +59,7 @@ def test_local_redis_listens_on_no_tcp_port_only_on_a_private_unix_socket(tmp_pa
     def inspect(snap):
         if seen or not snap.workers:  # once, as soon as the cluster is up
             return
-        children = _children(os.getpid())
+        children = {pid: cmd for pid, (_, cmd) in children_of(os.getpid()).items()}
         fixture = os.environ.get("MRCTL_TEST_REDIS_PID")  # the session's own protocol-test Redis
         server = next(pid for pid, cmd in children.items() if "redis-server" in cmd and str(pid) != fixture)
         seen["redis child"] = server

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW, WORDCOUNT, make_spec
+from procs import children_of, read_until
 
 from mrctl.backends import lifeline, local_registry
 from mrctl.backends.local import LocalCluster
@@ -69,18 +70,6 @@ def slow_local_spec(tmp_path: Path) -> str:
     return str(spec)
 
 
-def read_until(proc: subprocess.Popen, needle: str, timeout: float = 60) -> str:
-    seen, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
-
-
 def start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat; None when the process is gone or a zombie."""
     try:
@@ -88,22 +77,6 @@ def start_time(pid: int) -> int | None:
     except OSError:
         return None
     return None if fields[0] == "Z" else int(fields[19])
-
-
-def children_of(pid: int) -> dict[int, tuple[int, str]]:
-    """pid -> (start time, command line) of the live children of `pid`."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found[int(entry.name)] = (int(fields[19]), cmd)
-    return found
 
 
 def alive(procs: dict[int, tuple[int, str]]) -> list[str]:
@@ -133,7 +106,7 @@ def dead_process() -> Process:
 def test_sigkilled_master_takes_redis_and_workers_with_it_and_down_cleans_its_temp_dir(
         tmp_path, state_home):
     master = mrctl("run", slow_local_spec(tmp_path), "--plain")
-    read_until(master, "phase: map")
+    read_until(master, "phase: map", timeout=60)
     children = children_of(master.pid)
     roles = sorted("redis" if "redis-server" in cmd else "worker" for _, cmd in children.values())
     assert roles == ["redis", "worker", "worker"], children

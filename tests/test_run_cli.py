@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW
+from procs import read_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 ANSI = "\x1b["
@@ -39,18 +40,6 @@ def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mrctl", "run", *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **(env or {})})
-
-
-def read_until(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:
-    seen, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"never saw {needle!r}; got:\n{''.join(seen)}")
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
