@@ -27,7 +27,6 @@ the line and what was expected; the job module is parsed with `ast`, never execu
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 import os
@@ -37,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.formats import InputFormat
@@ -47,6 +44,7 @@ from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
 from mrctl.params import merge_params
 from mrctl.sizes import parse_size
+from mrctl.spec_doc import SpecDoc, bool_value, choice_value, int_value, number_value, string_value
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
 BACKENDS = ("docker", "local", "inline")
@@ -125,67 +123,6 @@ class Overrides:
     params: tuple[tuple[str, Any], ...] = ()  # --param NAME=VALUE, in order
 
 
-class _Doc:
-    """The spec's data plus the line of every key, for messages like `file:7: key: ...`."""
-
-    def __init__(self, path: Path, shown: str) -> None:
-        self.path, self.shown, self.lines = path, shown, {}
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError(f"{shown}: no such job spec file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{shown}: cannot read the job spec: {exc}") from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            self.data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise SpecError(f"{shown}{line}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-        if node is None:
-            raise SpecError(f"{shown}: the job spec is empty; it needs at least name, input and job")
-        if not isinstance(self.data, dict):
-            raise SpecError(f"{shown}:{node.start_mark.line + 1}: expected a mapping of keys "
-                            "(name:, input:, job: ...) at the top level")
-        self._index(node, "")
-
-    def _index(self, node: yaml.Node, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                name = f"{prefix}{key.value}"
-                self.lines[name] = key.start_mark.line + 1
-                self._index(value, name + ".")
-
-    def error(self, key: str, message: str) -> SpecError:
-        line = self.lines.get(key) or self.lines.get(key.rsplit(".", 1)[0])
-        return SpecError(f"{self.shown}{f':{line}' if line else ''}: {key}: {message}")
-
-    def check_keys(self, mapping: dict, allowed: tuple[str, ...], prefix: str = "") -> None:
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(allowed)}"
-                raise self.error(f"{prefix}{key}", f"unknown key{hint}")
-
-    def require(self, mapping: dict, key: str, prefix: str = "") -> Any:
-        if key not in mapping or mapping[key] is None:
-            raise self.error(f"{prefix}{key}", "missing (required)")
-        return mapping[key]
-
-
-def _int(doc: _Doc, key: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise doc.error(key, f"expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _number(doc: _Doc, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise doc.error(key, f"expected a finite number of seconds > 0, got {value!r}")
-    return float(value)
-
-
 # Sane upper bounds, with the reason a user is shown when a value exceeds one.
 CAPS = {
     "workers": (256, "each worker is a container or process on this host"),
@@ -196,7 +133,7 @@ CAPS = {
 }
 
 
-def _check_caps(doc: _Doc, settings: dict[str, Any], over: Overrides, environ: Mapping[str, str]) -> None:
+def _check_caps(doc: SpecDoc, settings: dict[str, Any], over: Overrides, environ: Mapping[str, str]) -> None:
     for key, (cap, why) in CAPS.items():
         if settings[key] > cap:
             flag = f"--{key.replace('_', '-')}"
@@ -205,27 +142,7 @@ def _check_caps(doc: _Doc, settings: dict[str, Any], over: Overrides, environ: M
             message = f"{settings[key]} is more than {cap} ({why})"
             raise SpecError(f"{where}: {message}") if where else doc.error(key, message)
 
-
-def _bool(doc: _Doc, key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise doc.error(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def _choice(doc: _Doc | None, key: str, value: Any, choices: tuple[str, ...], where: str = "") -> str:
-    if value not in choices:
-        message = f"expected one of {', '.join(choices)}, got {value!r}"
-        raise doc.error(key, message) if doc else SpecError(f"{where}: {message}")
-    return value
-
-
-def _string(doc: _Doc, key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise doc.error(key, f"expected a non-empty string, got {value!r}")
-    return value
-
-
-def _classes_in(doc: _Doc, module: Path) -> dict[str, ClassInfo]:
+def _classes_in(doc: SpecDoc, module: Path) -> dict[str, ClassInfo]:
     try:
         return classes_of(module.read_text(encoding="utf-8"), str(module))
     except SyntaxError as exc:
@@ -234,11 +151,11 @@ def _classes_in(doc: _Doc, module: Path) -> dict[str, ClassInfo]:
         raise doc.error("job.module", f"cannot read {module}: {exc}") from None
 
 
-def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
+def _job_section(doc: SpecDoc, job: Any) -> dict[str, Any]:
     if not isinstance(job, dict):
         raise doc.error("job", "expected a mapping with module, mapper, reducer (and combiner)")
     doc.check_keys(job, JOB_KEYS, "job.")
-    module = (doc.path.parent / _string(doc, "job.module", doc.require(job, "module", "job."))).resolve()
+    module = (doc.path.parent / string_value(doc, "job.module", doc.require(job, "module", "job."))).resolve()
     if not module.is_file():
         raise doc.error("job.module", f"no such file: {module}")
     classes = _classes_in(doc, module)
@@ -247,7 +164,7 @@ def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
         if role != "mapper" and job.get(role) is None:  # a map-only job needs no reducer
             names[role] = None
             continue
-        name = _string(doc, f"job.{role}", doc.require(job, role, "job."))
+        name = string_value(doc, f"job.{role}", doc.require(job, role, "job."))
         if name not in classes:
             raise doc.error(f"job.{role}", f"no class {name!r} in {module.name} "
                             f"(classes there: {', '.join(classes) or 'none'})")
@@ -257,20 +174,20 @@ def _job_section(doc: _Doc, job: Any) -> dict[str, Any]:
     return {"module": module, **names}
 
 
-def _workers_section(doc: _Doc, value: Any) -> tuple[int, WorkerLimits]:
+def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits]:
     if not isinstance(value, dict):
-        return _int(doc, "workers", value), WorkerLimits()
+        return int_value(doc, "workers", value), WorkerLimits()
     doc.check_keys(value, WORKER_KEYS, "workers.")
-    count = _int(doc, "workers.count", value.get("count", 2))
-    cpus = _number(doc, "workers.cpus", value["cpus"]) if value.get("cpus") is not None else None
+    count = int_value(doc, "workers.count", value.get("count", 2))
+    cpus = number_value(doc, "workers.cpus", value["cpus"]) if value.get("cpus") is not None else None
     memory = value.get("memory")
     if memory is not None and not re.fullmatch(r"\d+[bkmg]?", str(memory).lower()):
         raise doc.error("workers.memory", f"expected a Docker memory size such as 512m or 2g, got {memory!r}")
-    pids = _int(doc, "workers.pids", value["pids"], 16) if value.get("pids") is not None else None
+    pids = int_value(doc, "workers.pids", value["pids"], 16) if value.get("pids") is not None else None
     return count, WorkerLimits(cpus, str(memory).lower() if memory is not None else None, pids)
 
 
-def _output_section(doc: _Doc, value: Any, name: str) -> tuple[Path, str]:
+def _output_section(doc: SpecDoc, value: Any, name: str) -> tuple[Path, str]:
     if value is None:
         return Path.cwd() / f"{name}.json", "json"
     if isinstance(value, str):
@@ -282,10 +199,10 @@ def _output_section(doc: _Doc, value: Any, name: str) -> tuple[Path, str]:
     path = value.get("path")
     if fmt is None:
         fmt = _format_of(path) or "json"
-    fmt = _choice(doc, "output.format", fmt, OUTPUT_FORMATS)
+    fmt = choice_value(doc, "output.format", fmt, OUTPUT_FORMATS)
     if path is None:
         return Path.cwd() / f"{name}.{fmt}", fmt
-    return (doc.path.parent / _string(doc, "output.path", path)).resolve(), fmt
+    return (doc.path.parent / string_value(doc, "output.path", path)).resolve(), fmt
 
 
 def _format_of(path: str | None) -> str | None:
@@ -298,26 +215,26 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     """Read, validate and resolve a job spec: defaults < file < environment < flags."""
     environ = os.environ if environ is None else environ
     over = overrides or Overrides()
-    doc = _Doc(Path(path).resolve(), str(path))
+    doc = SpecDoc(Path(path).resolve(), str(path))
     data = doc.data
     doc.check_keys(data, TOP_KEYS)
-    name = _string(doc, "name", doc.require(data, "name"))
+    name = string_value(doc, "name", doc.require(data, "name"))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise doc.error("name", f"expected letters, digits, '.', '_' or '-', got {name!r}")
     job = _job_section(doc, doc.require(data, "job"))
     workers, limits = _workers_section(doc, data.get("workers", 2))
     output_path, output_format = _output_section(doc, data.get("output"), name)
     settings: dict[str, Any] = {
-        "reducers": _int(doc, "reducers", data.get("reducers", 4), 0),
+        "reducers": int_value(doc, "reducers", data.get("reducers", 4), 0),
         "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")
         if "chunk_size" in data else 4 << 20,
-        "task_timeout": _number(doc, "task_timeout", data.get("task_timeout", 300)),
-        "max_attempts": _int(doc, "max_attempts", data.get("max_attempts", 4)),
-        "max_worker_restarts": _int(doc, "max_worker_restarts", data.get("max_worker_restarts", 5), 0),
-        "encoding_errors": _choice(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
-        "speculative": _bool(doc, "speculative", data.get("speculative", False)),
-        "sort_values": _bool(doc, "sort_values", data.get("sort_values", False)),
-        "backend": _choice(doc, "backend", data.get("backend", "docker"), BACKENDS),
+        "task_timeout": number_value(doc, "task_timeout", data.get("task_timeout", 300)),
+        "max_attempts": int_value(doc, "max_attempts", data.get("max_attempts", 4)),
+        "max_worker_restarts": int_value(doc, "max_worker_restarts", data.get("max_worker_restarts", 5), 0),
+        "encoding_errors": choice_value(doc, "encoding", data.get("encoding", "replace"), ENCODINGS),
+        "speculative": bool_value(doc, "speculative", data.get("speculative", False)),
+        "sort_values": bool_value(doc, "sort_values", data.get("sort_values", False)),
+        "backend": choice_value(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
     }
     raw = doc.require(data, "input") if not over.inputs else data.get("input")
@@ -359,7 +276,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:
     if "MRCTL_BACKEND" in environ:
-        settings["backend"] = _choice(None, "", environ["MRCTL_BACKEND"], BACKENDS, "MRCTL_BACKEND")
+        settings["backend"] = choice_value(None, "", environ["MRCTL_BACKEND"], BACKENDS, "MRCTL_BACKEND")
     if "MRCTL_WORKERS" in environ:
         value = environ["MRCTL_WORKERS"]
         if not value.isdigit() or int(value) < 1:
@@ -382,9 +299,9 @@ def _apply_flags(settings: dict[str, Any], over: Overrides) -> None:
             raise SpecError(f"--task-timeout: expected a finite number of seconds > 0, got {over.task_timeout}")
         settings["task_timeout"] = over.task_timeout
     if over.backend is not None:
-        settings["backend"] = _choice(None, "", over.backend, BACKENDS, "--backend")
+        settings["backend"] = choice_value(None, "", over.backend, BACKENDS, "--backend")
     if over.encoding_errors is not None:
-        settings["encoding_errors"] = _choice(None, "", over.encoding_errors, ENCODINGS, "--encoding")
+        settings["encoding_errors"] = choice_value(None, "", over.encoding_errors, ENCODINGS, "--encoding")
     if over.speculative is not None:
         settings["speculative"] = over.speculative
 
