@@ -108,6 +108,7 @@ class Broker:
         self._beat = self.r.register_script(lua.BEAT)
         self._backup = self.r.register_script(lua.BACKUP)
         self._add_task = self.r.register_script(lua.ADD_TASK)
+        self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
         self._now = self.r.register_script(lua.NOW)
 
     def close(self) -> None:
@@ -144,6 +145,27 @@ class Broker:
         with translated_errors(f"queueing {tid}"):
             self._add_task(keys=[keys.task(job, tid), keys.queue(job), keys.chunk(job, tid)],
                            args=[tid, "1", chunk, *_flat(fields)])
+
+    def add_step_tasks(self, job: str, previous: str, map_only: bool, fields: list[dict[str, Any]]) -> None:
+        """Queue map tasks m:0 .. m:<n-1> of a later step (task i with fields[i]), each reading
+        output i of the previous step (reduce r's, or a map-only step's map i's), moved inside
+        Redis into its chunk; each once (idempotent), in one round trip."""
+        with translated_errors("queueing the step's map tasks"):
+            pipe = self.r.pipeline(transaction=False)
+            for i in range(len(fields)):
+                tid = f"m:{i}"
+                source, field = (keys.part(previous, 0), str(i)) if map_only else (keys.out(previous, i), "")
+                self._add_step_task(keys=[keys.task(job, tid), keys.queue(job), keys.chunk(job, tid), source],
+                                    args=[tid, field, "kind", "map", "index", i, *_flat(fields[i])], client=pipe)
+            pipe.execute()
+
+    def drop_job(self, job: str) -> int:
+        """Delete every key of a finished job (a step whose output the next step has taken)."""
+        with translated_errors("removing a finished step's keys"):
+            found = list(self.r.scan_iter(match=f"{keys.job_prefix(job)}*", count=1000))
+            for i in range(0, len(found), 1000):
+                self.r.unlink(*found[i:i + 1000])
+        return len(found)
 
     def add_reduce_tasks(self, job: str, reducers: int) -> None:
         """Queue reduce tasks r:0 .. r:R-1, each once (idempotent), in one round trip."""

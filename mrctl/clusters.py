@@ -22,6 +22,7 @@ from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import WorkerRow
+from mrctl.steps import step_label
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ClusterStatus:
     workers: tuple[WorkerRow, ...]
     containers: tuple[tuple[str, str], ...]  # (short name, docker status)
     note: str | None = None
+    step: str = ""  # a multi-step job's running step, e.g. "step 3/12 (iterate, iteration 2/10)"
 
 
 def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
@@ -122,8 +124,12 @@ def _read_progress(broker: Broker, base: dict) -> ClusterStatus:
                   (now - beats[name]) / 1000 if name in beats else None)
         for name, w in sorted(info.items()))
     created = float(meta["created"]) if "created" in meta else None
+    step = ""
+    if int(meta.get("steps", 1)) > 1:
+        step = step_label(int(meta["step"]), int(meta["steps"]), meta.get("step_name", ""),
+                          int(meta.get("iteration", 1)), int(meta.get("iterations", 1)))
     return ClusterStatus(
-        **{**base, "job_id": job or base["job_id"]}, phase=meta.get("phase", "starting"),
+        **{**base, "job_id": meta.get("run") or job or base["job_id"]}, step=step, phase=meta.get("phase", "starting"),
         state=meta.get("state", "starting"), map_done=stats.get("maps_done", 0),
         map_total=int(meta.get("map_tasks", 0)), reduce_done=stats.get("reduces_done", 0),
         reduce_total=int(meta.get("reducers", 0)), workers=workers,
@@ -220,7 +226,8 @@ def format_status(statuses: list[ClusterStatus]) -> str:
     out = []
     for s in statuses:
         elapsed = f", {s.elapsed:.0f}s" if s.elapsed is not None else ""
-        out.append(f"cluster {s.cluster}  job {s.job_name} ({s.job_id})  phase {s.phase}  "
+        phase = f"{s.step}: {s.phase}" if s.step else f"phase {s.phase}"
+        out.append(f"cluster {s.cluster}  job {s.job_name} ({s.job_id})  {phase}  "
                    f"state {s.state}{elapsed}")
         out.append(f"  map {s.map_done}/{s.map_total}   reduce {s.reduce_done}/{s.reduce_total}")
         if s.note:

@@ -5,7 +5,10 @@ Redis, so a job may import only the standard library and packages installed in t
 
 Keys and values are plain data: str, int, float, bool, None, and lists/tuples/dicts of those.
 Job code knows its task: `self.task_id`, `self.attempt`, `self.params`, and in map tasks
-`self.input_path` and `self.input_tag`, all set before `setup` runs (TaskContext). It may count
+`self.input_path` and `self.input_tag`, and in a multi-step job `self.step`, `self.step_name`,
+`self.iteration`, `self.previous_counters` and `self.job_counters`, all set before `setup` runs
+(TaskContext). A mapper of a step after the first is called as `map(self, key, value)` for
+each pair the previous step output. It may count
 things with `self.increment_counter(group, name, amount)`: an attempt's counts are added to the
 job's counters when, and only when, that attempt commits (exactly once per task).
 
@@ -27,6 +30,17 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
+class StepPlace:
+    """Where a task's step stands in a multi-step run (a one-step job: step 1 of 1)."""
+
+    step: int = 1  # 1-based over the whole run, every iteration counted
+    name: str = "job"
+    iteration: int = 1  # 1-based, within the step's repeat group
+    previous_counters: Mapping[tuple[str, str], int] = field(default_factory=dict)  # the step before
+    job_counters: Mapping[tuple[str, str], int] = field(default_factory=dict)  # every step before
+
+
+@dataclass(frozen=True)
 class TaskContext:
     """What a task's code may know about where it runs; the same on every backend."""
 
@@ -38,6 +52,7 @@ class TaskContext:
     # the attempt's user counters, (group, name) -> total, shared by every object of the
     # attempt (mapper and combiner); committed with the attempt's output, or dropped with it
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    step: StepPlace = field(default_factory=StepPlace)  # multi-step jobs: where this one is
 
 
 class _TaskCode:
@@ -48,6 +63,11 @@ class _TaskCode:
     params: Mapping[str, Any] = MappingProxyType({})
     input_path: str | None = None
     input_tag: str | None = None
+    step: int = 1
+    step_name: str = "job"
+    iteration: int = 1
+    previous_counters: Mapping[tuple[str, str], int] = MappingProxyType({})
+    job_counters: Mapping[tuple[str, str], int] = MappingProxyType({})
     _mrctl_counters: dict[tuple[str, str], int] | None = None
 
     def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
@@ -77,6 +97,10 @@ def with_context(cls: type[T], context: TaskContext) -> T:
     obj.params = MappingProxyType(dict(context.params))  # type: ignore[attr-defined]
     obj.input_path, obj.input_tag = context.input_path, context.input_tag  # type: ignore[attr-defined]
     obj._mrctl_counters = context.counters  # type: ignore[attr-defined]
+    place = context.step
+    obj.step, obj.step_name, obj.iteration = place.step, place.name, place.iteration  # type: ignore[attr-defined]
+    obj.previous_counters = MappingProxyType(dict(place.previous_counters))  # type: ignore[attr-defined]
+    obj.job_counters = MappingProxyType(dict(place.job_counters))  # type: ignore[attr-defined]
     return obj
 
 
@@ -91,7 +115,8 @@ class Mapper(_TaskCode):
         """Called once per task before the first line."""
 
     def map(self, line: str) -> Iterable[tuple[Any, Any]]:
-        """Yield (key, value) pairs for one input line (without its line ending)."""
+        """Yield (key, value) pairs for one input line (without its line ending); in a step
+        after the first, `map(self, key, value)` for one pair of the previous step's output."""
         raise NotImplementedError("a Mapper must define map(self, line)")
 
     def map_chunk(self, text: str) -> Iterable[tuple[Any, Any]]:
@@ -117,6 +142,13 @@ class Mapper(_TaskCode):
         """
         data = key.encode() if type(key) is str else codec.encode_key(key)
         return zlib.crc32(data) % num_partitions
+
+
+class IdentityMapper(Mapper):
+    """A later step's mapper when the spec names none: every pair passes through."""
+
+    def map(self, key: Any, value: Any) -> Iterable[tuple[Any, Any]]:  # type: ignore[override]
+        yield key, value
 
 
 class Reducer(_TaskCode):

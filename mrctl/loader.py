@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from mrctl.job import Mapper, Reducer
+from mrctl.job import IdentityMapper, Mapper, Reducer
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,11 @@ def load_module(filename: str, source: str) -> ModuleType:
     return module
 
 
-def job_classes(module: ModuleType, mapper: str, reducer: str | None, combiner: str | None) -> JobClasses:
-    """The named classes, checked to be Mapper / Reducer subclasses."""
+def job_classes(module: ModuleType, mapper: str | None, reducer: str | None, combiner: str | None) -> JobClasses:
+    """The named classes, checked to be Mapper / Reducer subclasses; no mapper is the identity
+    (a later step's pairs pass through)."""
     return JobClasses(
-        _class(module, mapper, Mapper),
+        _class(module, mapper, Mapper) if mapper else IdentityMapper,
         _class(module, reducer, Reducer) if reducer else None,
         _class(module, combiner, Reducer) if combiner else None,
     )

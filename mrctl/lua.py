@@ -125,6 +125,29 @@ redis.call('RPUSH', KEYS[2], ARGV[1])
 return 1
 """
 
+# KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash)
+# ARGV: tid, field of the source hash ('' when the source is a string), then (field, value)
+# pairs of the task
+# Queues a map task of a later step whose input is a previous step's output, moved (not
+# copied through the master) into the task's chunk; an absent output is an empty chunk. Once,
+# like ADD_TASK: a retried call finds the task there and moves nothing.
+ADD_STEP_TASK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if ARGV[2] == '' then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('RENAME', KEYS[4], KEYS[3])
+  else
+    redis.call('SET', KEYS[3], '')
+  end
+else
+  redis.call('SET', KEYS[3], redis.call('HGET', KEYS[4], ARGV[2]) or '')
+  redis.call('HDEL', KEYS[4], ARGV[2])
+end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'attempt', 0, unpack(ARGV, 3))
+redis.call('RPUSH', KEYS[2], ARGV[1])
+return 1
+"""
+
 # KEYS: task, queue   ARGV: tid
 # Queue a backup attempt at the front, only while exactly one attempt runs (speculative
 # execution). Returns 1 if queued.

@@ -1,8 +1,14 @@
 """The master: plans the input, feeds map tasks with back-pressure, reaps expired attempts,
-crosses the barrier into the reduce phase, and merges the reduce outputs.
+crosses the barrier into the reduce phase, moves on to the next step of a multi-step job, and
+merges the last step's reduce outputs.
 
 Each call to `tick()` is one step of that loop; the driver (mrctl.runner) calls it repeatedly.
-The master never runs user code: it ships the job module as source and only reads plain data.
+The master never runs user code: it ships the job modules as source and only reads plain data.
+
+Each step of a run is a job of its own in Redis, `<run id>` for a one-step job and
+`<run id>.s<n>` for step n of a multi-step one: its tasks, leases and fencing are exactly a
+one-step job's. A later step's map task i reads the previous step's output i (reduce r's
+pairs, or a map-only step's map i's), moved inside Redis; then the finished step's keys go.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read
 from mrctl.errors import JobFailed
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.spec import JobSpec
+from mrctl.steps import Counters, RunStep, unroll
 
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("mrctl.worker_output")  # the job's own printed lines
@@ -46,19 +53,32 @@ class Master:
         self.window = self.window or max(4, 2 * self.spec.workers)
         self.t0 = self.clock() if self.t0 is None else self.t0
         self.phase = "starting"
-        self.phase_times: dict[str, list[float]] = {"starting": [0.0, 0.0]}
-        self.plan: list[ChunkRef] = []
+        self.phase_times: dict[str, list[float]] = {"starting": [0.0, 0.0]}  # this step's
+        self._phase_totals: dict[str, float] = {}  # seconds per phase over every step
+        self.plan: list[ChunkRef] = []  # the first step's input chunks
+        self.map_total = 0  # this step's map tasks
         self.fed = 0
         self._lines_fed: dict[str, int] = {}
         self._events: deque[Event] = deque(maxlen=50)
-        self._last_event = "0-0"
-        self._last_output = "0-0"
         self._stats: dict[str, int] = {}
+        self._finished: list[dict[str, int]] = []  # the stats of each finished step
+        self.step_seconds: list[tuple[str, float]] = []  # (label, seconds) of each finished step
         self.killed = 0
-        self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
         self.backups = 0  # backup attempts queued
         self._next_memory_check = 0.0
+        self.job = self.job_id  # the current step's job in Redis
+        self.step = RunStep(1, 1, self.spec.program[0].steps[0])
+        self._order: Iterator[RunStep] = iter(())
+        self._reset_step()
+
+    def _reset_step(self) -> None:
+        self.fed = 0
+        self._last_event = "0-0"
+        self._last_output = "0-0"
+        self._stats = {}
+        self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
         self._bad_seen: dict[str, list[BadRecord]] = {}  # map tid -> its skipped records shown
+        self._step_started = self.elapsed()
 
     # -- phases ---------------------------------------------------------------------------
 
@@ -67,67 +87,127 @@ class Master:
 
     def set_phase(self, phase: str) -> None:
         now = self.elapsed()
+        begun = self.phase_times[self.phase][0]
+        self._phase_totals[self.phase] = self._phase_totals.get(self.phase, 0.0) + now - begun
         self.phase_times[self.phase][1] = now
         self.phase_times[phase] = [now, now]
         self.phase = phase
         log.debug("phase: %s", phase)
 
     def phase_seconds(self) -> tuple[tuple[str, float], ...]:
-        self.phase_times[self.phase][1] = self.elapsed()
-        return tuple((p, round(b - a, 3)) for p, (a, b) in self.phase_times.items())
+        """Seconds in each phase, summed over the steps so far (the current phase included)."""
+        totals = dict(self._phase_totals)
+        now = self.elapsed()
+        totals[self.phase] = totals.get(self.phase, 0.0) + now - self.phase_times[self.phase][0]
+        return tuple((p, round(t, 3)) for p, t in totals.items())
 
     def start(self) -> None:
-        """Plan the chunks and publish the job (settings and code) for the workers."""
+        """Plan the input and publish the first step (settings and code) for the workers."""
         self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
-        spec = self.spec
+        self._order = unroll(self.spec.program, self.spec.params, self._last_counters)
+        self._begin(next(self._order))
+        log.info("job %s: %d map tasks over %d input files, %d reducers",
+                 self.job_id, len(self.plan), len(self.spec.inputs), self.step.spec.reducers)
+
+    def _begin(self, step: RunStep, previous: tuple[str, RunStep, int] | None = None) -> None:
+        """Publish `step` as the cluster's current job; a later step's map tasks take the
+        previous step's (job, step, outputs) outputs as their input."""
+        self.step, self.job = step, self.job_id if len(self.spec.program) == 1 and step.planned == 1 \
+            else f"{self.job_id}.s{step.number}"
+        self._reset_step()
+        spec, run = self.spec, step.spec
+        self.map_total = len(self.plan) if previous is None else previous[2]
+        modules = {s.module.name: s.module for g in spec.program for s in g.steps}
         meta = {
-            "name": spec.name, "module": spec.module.name, "mapper": spec.mapper,
-            "reducer": spec.reducer or "", "combiner": spec.combiner or "", "reducers": spec.reducers,
+            "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
+            "reducer": run.reducer or "", "combiner": run.combiner or "", "reducers": run.reducers,
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
-            "map_tasks": len(self.plan), "created": time.time(),
-            "params": json.dumps(spec.params), "worker_output": "1" if self.worker_output else "0",
+            "map_tasks": self.map_total, "created": time.time(),
+            "params": json.dumps({**spec.params, **run.params}),
+            "worker_output": "1" if self.worker_output else "0",
             "bad_records": spec.bad_records.policy,
             "bad_records_max": "" if spec.bad_records.max is None else spec.bad_records.max,
-            "sort_values": int(spec.sort_values),
+            "sort_values": int(run.sort_values), "run": self.job_id, "step": step.number,
+            "steps": step.planned, "step_name": run.name, "iteration": step.iteration,
+            "iterations": step.iterations,
+            "previous_counters": _counters_json(self._last_counters(1)),
+            "job_counters": _counters_json(self._last_counters(len(self._finished))),
         }
-        code = {spec.module.name: spec.module.read_text(encoding="utf-8")}
-        self.broker.publish_job(self.job_id, meta, code)
-        log.info("job %s: %d map tasks over %d input files, %d reducers",
-                 self.job_id, len(self.plan), len(spec.inputs), spec.reducers)
+        code = {name: path.read_text(encoding="utf-8") for name, path in modules.items()}
+        self.broker.publish_job(self.job, meta, code)
+        if previous is None:
+            return  # the first step's map phase begins at the first tick (after start-up)
+        job, before, outputs = previous
+        kind = "r" if before.spec.reducers else "m"
+        fields = [{"format": "pairs", "source": f"output {kind}:{i} of {before.label()}"} for i in range(outputs)]
+        self.broker.add_step_tasks(self.job, job, kind == "m", fields)
+        self.fed = outputs
+        self.broker.drop_job(job)  # its outputs are now this step's chunks
+        self._enter_map()
+        if step.planned > 1:
+            log.debug("%s: %d map tasks, %d reducers", step.label(), self.map_total, run.reducers)
+
+    def _enter_map(self) -> None:
+        self._step_started = self.elapsed()
+        self.set_phase("map")
+        self.phase_times = {"map": self.phase_times["map"]}  # the last step's reduce is over
+        self.broker.set_meta(self.job, phase="map")
+
+    def _advance(self) -> bool:
+        """The current step is done: start the next one, if any (False: the job is done)."""
+        self._drain_events()
+        self._finished.append(self._stats)
+        self.step_seconds.append((self.step.label(), round(self.elapsed() - self._step_started, 3)))
+        step = next(self._order, None)
+        if step is None:
+            return False
+        outputs = self.step.spec.reducers or self.map_total
+        self._begin(step, (self.job, self.step, outputs))
+        return True
+
+    def _last_counters(self, steps: int) -> Counters:
+        """The job's own counters of the last `steps` finished steps, summed."""
+        total: dict[tuple[str, str], int] = {}
+        for stats in self._finished[len(self._finished) - steps:] if steps else ():
+            for group, name, value in _user_counters(stats):
+                total[group, name] = total.get((group, name), 0) + value
+        return total
 
     def tick(self) -> bool:
         """One step of the master loop; True once every reduce task has committed."""
         if self.phase == "starting":
-            self.set_phase("map")
-            self.broker.set_meta(self.job_id, phase="map")
-        self.broker.requeue_expired(self.job_id, self.spec.max_attempts, self.spec.task_timeout)
+            self._enter_map()
+        self.broker.requeue_expired(self.job, self.spec.max_attempts, self.spec.task_timeout)
         if self.clock() >= self._next_memory_check:
             self._next_memory_check = self.clock() + 0.5
             self.broker.check_memory()
-        self._stats = self.broker.stats(self.job_id)
+        self._stats = self.broker.stats(self.job)
         self._drain_events()
         if self.worker_output:
             self._drain_output()
-        if self.broker.meta(self.job_id).get("state") == "failed":
+        if self.broker.meta(self.job).get("state") == "failed":
             raise JobFailed(self.failure_message())
         if self.spec.bad_records.exceeded(skipped := self._stats.get("bad_records", 0)):
-            self.broker.set_meta(self.job_id, state="failed")  # workers stop claiming
+            self.broker.set_meta(self.job, state="failed")  # workers stop claiming
             raise JobFailed(exceeded_message(self.spec.bad_records, skipped, self.bad_samples()))
+        reducers = self.step.spec.reducers
         if self.phase == "map":
             self._feed(self._stats.get("maps_done", 0))
             if self.spec.speculative:
                 self._speculate()
-            if self._stats.get("maps_done", 0) == len(self.plan):
+            if self._stats.get("maps_done", 0) == self.map_total:
                 self.set_phase("barrier")
-                self.broker.add_reduce_tasks(self.job_id, self.spec.reducers)
+                self.broker.add_reduce_tasks(self.job, reducers)
                 self.set_phase("reduce")
-                self.broker.set_meta(self.job_id, phase="reduce")
-        return self.phase == "reduce" and self._stats.get("reduces_done", 0) == self.spec.reducers
+                self.broker.set_meta(self.job, phase="reduce")
+        if self.phase == "reduce" and self._stats.get("reduces_done", 0) == reducers:
+            return not self._advance()
+        return False
 
     def _feed(self, maps_done: int) -> None:
         """Queue the next chunks while fewer than `window` are held in Redis (back-pressure)."""
-        while self.fed < len(self.plan) and self.fed - maps_done < self.window:
+        while self.fed < self.map_total and self.fed - maps_done < self.window:
             ref = self.plan[self.fed]
             data = read_chunk(ref)
             before = self._lines_fed.get(str(ref.path))
@@ -139,25 +219,25 @@ class Master:
                       "name": display_path(name), "start": ref.start, "end": ref.end,
                       "first_line": first_line, **({"tag": tag} if tag is not None else {}),
                       **ref.fmt.to_fields()}
-            self.broker.add_map_task(self.job_id, f"m:{self.fed}", fields, data)
+            self.broker.add_map_task(self.job, f"m:{self.fed}", fields, data)
             self.fed += 1
 
     def _speculate(self) -> None:
         """Near the end of the map phase (at least 75% of maps committed, none left queued),
         give each map attempt running much longer than the mean one backup attempt; the first
         of the two to commit wins and the other is refused (speculative execution)."""
-        done, total = self._stats.get("maps_done", 0), len(self.plan)
+        done, total = self._stats.get("maps_done", 0), self.map_total
         if not done or self.fed < total or done < 0.75 * total:
             return
         mean_s = self._stats.get("map_ms", 0) / done / 1000
         threshold_ms = 1000 * max(3 * mean_s, 1.0)
-        attempts, now = self.broker.running_attempts(self.job_id, self.spec.task_timeout)
+        attempts, now = self.broker.running_attempts(self.job, self.spec.task_timeout)
         if done + len({tid for tid, _, _ in attempts}) < total:
             return  # maps are still queued: workers are not idle yet
         for tid, attempt, claimed_ms in attempts:
             if tid.startswith("m:") and tid not in self.backed_up and now - claimed_ms > threshold_ms:
                 self.backed_up.add(tid)
-                if not self.broker.add_backup(self.job_id, tid):
+                if not self.broker.add_backup(self.job, tid):
                     continue  # it ended (or was requeued) since it was read
                 self.backups += 1
                 self.add_event("speculative", f"{tid} attempt {attempt} has run {(now - claimed_ms) / 1000:.1f}s "
@@ -165,28 +245,32 @@ class Master:
                 log.info("speculative: backup of %s queued", tid)
 
     def finish(self, status: str) -> None:
-        self.broker.set_meta(self.job_id, state=status, phase="done")
+        self.broker.set_meta(self.job, state=status, phase="done")
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every reduce output pair, merged in key order; for a map-only job, every map
         output pair in input order (one map task's blob in memory at a time)."""
-        if self.spec.reducers == 0:
+        if self.step.spec.reducers == 0:
             return self._map_outputs()
-        outputs = [tasks.unpack_pairs(self.broker.reduce_output(self.job_id, r))
-                   for r in range(self.spec.reducers)]
+        outputs = [tasks.unpack_pairs(self.broker.reduce_output(self.job, r))
+                   for r in range(self.step.spec.reducers)]
         return heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
-        for index in range(len(self.plan)):
-            if (blob := self.broker.map_output(self.job_id, index)) is not None:
+        for index in range(self.map_total):
+            if (blob := self.broker.map_output(self.job, index)) is not None:
                 yield from tasks.unpack_pairs(blob)
 
     def failure_message(self) -> str:
-        tid = self.broker.meta(self.job_id).get("failed_task", "?")
-        t = self.broker.task(self.job_id, tid)
+        tid = self.broker.meta(self.job).get("failed_task", "?")
+        t = self.broker.task(self.job, tid)
         where = ""
         if "file" in t:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
+        elif "source" in t:
+            where = f"\n  input: {t['source']}"
+        if self.step.planned > 1:
+            tid = f"{tid} of {self.step.label()}"
         tb = t.get("traceback", "").rstrip()
         if t.get("error_kind") == "lost":
             count = f"lost {t.get('losses', '?')} attempts (at most {MAX_LOST_ATTEMPTS} may be lost)"
@@ -205,9 +289,9 @@ class Master:
         """The first SAMPLES_KEPT skipped records of committed map tasks, in input order."""
         if not self._stats.get("bad_records"):
             return ()
-        found = self.broker.bad_records(self.job_id)
+        found = self.broker.bad_records(self.job)
         for tid in found.keys() - self._bad_seen.keys():  # located once per task
-            t = self.broker.task(self.job_id, tid)
+            t = self.broker.task(self.job, tid)
             first = int(t.get("first_line", 1))
             self._bad_seen[tid] = [BadRecord(t.get("file", "?"), first + index, error)
                                    for index, error in found[tid]]
@@ -215,7 +299,7 @@ class Master:
         return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
 
     def _drain_events(self) -> None:
-        for eid, e in self.broker.events(self.job_id, self._last_event):
+        for eid, e in self.broker.events(self.job, self._last_event):
             self._last_event = eid
             text = f"{e.get('tid')} attempt {e.get('attempt')} on {e.get('worker')}: {e.get('msg')}"
             self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
@@ -223,7 +307,7 @@ class Master:
 
     def _drain_output(self) -> None:
         """Log what the job's code printed, as `[worker-2 m:3] line` (the CLI shows it)."""
-        for eid, o in self.broker.output_lines(self.job_id, self._last_output):
+        for eid, o in self.broker.output_lines(self.job, self._last_output):
             self._last_output = eid
             output_log.info("[%s %s] %s", o.get("worker"), o.get("tid"), o.get("line"))
 
@@ -236,9 +320,9 @@ class Master:
         """
         info, _, _ = self.broker.worker_rows()
         held = info.get(exit.name, {})
-        if held.get("task") and held.get("job") == self.job_id:
+        if held.get("task") and held.get("job") == self.job:
             # out of memory is the code's doing (counts toward max_attempts); any other death is not
-            self.broker.fail_attempt(self.job_id, held["task"], int(held["attempt"]),
+            self.broker.fail_attempt(self.job, held["task"], int(held["attempt"]),
                                      self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "",
                                      "oom" if exit.oom else "lost")
         return bool(held.get("task")) or int(held.get("tasks_done") or 0) > 0
@@ -255,29 +339,43 @@ class Master:
                  status: str = "running", error: str | None = None) -> JobSnapshot:
         """The job as it is now; `worker_states` adds what only the backend knows (dead, ...)."""
         stats = self._stats
-        running = self.broker.running(self.job_id) if self.phase in ("map", "reduce") else []
+        total = self._totals()  # fault and record counts over every step so far
+        first = self._finished[0] if self._finished else stats  # the input is the first step's
+        running = self.broker.running(self.job) if self.phase in ("map", "reduce") else []
+        step = self.step
         return JobSnapshot(
             job_id=self.job_id, name=self.spec.name, phase=self.phase, elapsed=self.elapsed(),
             status=status, error=error,
-            map=self._progress("map", stats.get("maps_done", 0), len(self.plan),
-                               sum(t.startswith("m:") for t in running),
-                               stats.get("bytes_done", 0), sum(c.size for c in self.plan)),
-            reduce=self._progress("reduce", stats.get("reduces_done", 0), self.spec.reducers,
+            map=self._progress("map", stats.get("maps_done", 0), self.map_total,
+                               sum(t.startswith("m:") for t in running), stats.get("bytes_done", 0),
+                               sum(c.size for c in self.plan) if step.first else 0),
+            reduce=self._progress("reduce", stats.get("reduces_done", 0), step.spec.reducers,
                                   sum(t.startswith("r:") for t in running), 0, 0),
             workers=self._worker_rows(worker_states or {}),
             events=tuple(self._events)[-8:],
-            lost=stats.get("lost", 0), timeouts=stats.get("timeouts", 0), killed=self.killed,
+            lost=total.get("lost", 0), timeouts=total.get("timeouts", 0), killed=self.killed,
             backups=self.backups,
             redis_peak_bytes=self.broker.used_memory()[1],
-            retries=stats.get("retries", 0), refused=stats.get("refused", 0),
-            failures=stats.get("failures", 0), failed_attempts=stats.get("failed_attempts", 0),
-            records_in=stats.get("records_in", 0),
-            records_out=stats.get("records_out", 0), decode_errors=stats.get("decode_errors", 0),
+            retries=total.get("retries", 0), refused=total.get("refused", 0),
+            failures=total.get("failures", 0), failed_attempts=total.get("failed_attempts", 0),
+            records_in=first.get("records_in", 0),
+            records_out=stats.get("records_out", 0), decode_errors=total.get("decode_errors", 0),
             phase_seconds=self.phase_seconds(),
             output_path=str(self.spec.output_path),
-            counters=_user_counters(stats), bad_records=stats.get("bad_records", 0),
+            counters=_user_counters(total), bad_records=total.get("bad_records", 0),
             bad_record_samples=self.bad_samples(),
+            step=step.number, steps=step.planned, step_name=step.spec.name,
+            iteration=step.iteration, iterations=step.iterations,
+            step_seconds=tuple(self.step_seconds),
         )
+
+    def _totals(self) -> dict[str, int]:
+        """Every stats field summed over the finished steps and the current one."""
+        total = dict(self._stats)
+        for stats in self._finished[:-1] if self._finished and self._finished[-1] is self._stats else self._finished:
+            for name, value in stats.items():
+                total[name] = total.get(name, 0) + value
+        return total
 
     def _progress(self, phase: str, done: int, total: int, running: int,
                   bytes_done: int, bytes_total: int) -> PhaseProgress:
@@ -303,6 +401,11 @@ def _user_counters(stats: dict[str, int]) -> tuple[tuple[str, str, int], ...]:
     found = ((*parsed, value) for name, value in stats.items()
              if (parsed := keys.parse_counter_field(name)) is not None)
     return tuple(sorted(found))
+
+
+def _counters_json(counters: Counters) -> str:
+    """Counters for a step's meta: a JSON list of [group, name, value], sorted."""
+    return json.dumps(sorted([g, n, v] for (g, n), v in counters.items()))
 
 
 def _natural(name: str) -> tuple[str, int]:

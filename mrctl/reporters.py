@@ -65,7 +65,7 @@ class PlainReporter:
     def __init__(self, stream: IO[str], interval: float = 5.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stream, self.interval, self.clock = stream, interval, clock
-        self._phase: str | None = None
+        self._phase: tuple[int, str] | None = None
         self._next = 0.0
 
     def _say(self, line: str) -> None:
@@ -76,8 +76,8 @@ class PlainReporter:
         self._next = self.clock() + self.interval
 
     def update(self, snap: JobSnapshot) -> None:
-        if snap.phase != self._phase:
-            self._phase = snap.phase
+        if (snap.step, snap.phase) != self._phase:
+            self._phase = (snap.step, snap.phase)
             self._say(phase_line(snap))
         now = self.clock()
         if now >= self._next and snap.phase in ("map", "reduce"):

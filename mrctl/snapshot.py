@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mrctl.bad_records import BadRecord
+from mrctl.steps import step_label
 
 # Phases in the order a run goes through them.
 PHASES = ("starting", "map", "barrier", "reduce", "output", "teardown", "done")
@@ -81,3 +82,15 @@ class JobSnapshot:
     counters: tuple[tuple[str, str, int], ...] = ()  # the job's own: (group, name, total), sorted
     bad_records: int = 0  # records skipped because map raised (bad_records policy skip)
     bad_record_samples: tuple[BadRecord, ...] = ()  # the first few, in input order
+    step: int = 1  # multi-step jobs: the running step, 1-based over the run (iterations counted)
+    steps: int = 1  # how many steps the run has, if no `until` ends an iteration early
+    step_name: str = ""
+    iteration: int = 1  # of the step's repeat group
+    iterations: int = 1
+    step_seconds: tuple[tuple[str, float], ...] = ()  # (step label, seconds) of each finished step
+
+    def step_label(self) -> str:
+        """"step 3/11 (iterate, iteration 2/10)", or "" for a one-step job."""
+        if self.steps <= 1:
+            return ""
+        return step_label(self.step, self.steps, self.step_name, self.iteration, self.iterations)

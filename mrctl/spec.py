@@ -45,13 +45,14 @@ from mrctl.output_path import check_output_path
 from mrctl.params import merge_params
 from mrctl.sizes import parse_size
 from mrctl.spec_doc import SpecDoc, bool_value, choice_value, int_value, number_value, string_value
+from mrctl.steps import StepGroup, StepParser, StepSpec
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
 BACKENDS = ("docker", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params", "bad_records", "sort_values")
+            "params", "bad_records", "sort_values", "steps", "module")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids")
 OUTPUT_KEYS = ("path", "format")
@@ -93,6 +94,15 @@ class JobSpec:
     input_formats: tuple[InputFormat, ...] = ()  # each input's format (default: all text)
     bad_records: BadRecordPolicy = BadRecordPolicy()  # records whose map raises: fail or skip
     sort_values: bool = False  # each key's values reach the reducer sorted, not in input order
+    steps: tuple[StepGroup, ...] = ()  # a `steps:` spec; empty for a `job:` spec (see program)
+
+    @property
+    def program(self) -> tuple[StepGroup, ...]:
+        """The steps to run: `steps`, or the one step that module/mapper/reducer/... name."""
+        if self.steps:
+            return self.steps
+        return (StepGroup((StepSpec("job", self.module, self.mapper, self.reducer, self.combiner,
+                                    self.reducers, self.sort_values),)),)
 
     def input_of(self, path: Path) -> tuple[str, str | None]:
         """(name, tag) of an input file; a dict lookup, since the master asks once per chunk."""
@@ -142,36 +152,79 @@ def _check_caps(doc: SpecDoc, settings: dict[str, Any], over: Overrides, environ
             message = f"{settings[key]} is more than {cap} ({why})"
             raise SpecError(f"{where}: {message}") if where else doc.error(key, message)
 
-def _classes_in(doc: SpecDoc, module: Path) -> dict[str, ClassInfo]:
+def _classes_in(doc: SpecDoc, module: Path, key: str) -> dict[str, ClassInfo]:
     try:
         return classes_of(module.read_text(encoding="utf-8"), str(module))
     except SyntaxError as exc:
         raise SpecError(f"{module}:{exc.lineno}: syntax error in the job module: {exc.msg}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise doc.error("job.module", f"cannot read {module}: {exc}") from None
+        raise doc.error(key, f"cannot read {module}: {exc}") from None
 
 
-def _job_section(doc: SpecDoc, job: Any) -> dict[str, Any]:
-    if not isinstance(job, dict):
-        raise doc.error("job", "expected a mapping with module, mapper, reducer (and combiner)")
-    doc.check_keys(job, JOB_KEYS, "job.")
-    module = (doc.path.parent / string_value(doc, "job.module", doc.require(job, "module", "job."))).resolve()
+def _step_spec(doc: SpecDoc, key: str, entry: dict[str, Any], module_name: Any, number: int,
+               settings: dict[str, Any]) -> StepSpec:
+    """One step (the `job:` section, or an entry of `steps:`), its classes checked against the
+    module's source. A step without a reducer is map-only; a later step may omit its mapper."""
+    module_key = f"{key}.module" if "module" in entry or key == "job" else "module"
+    if module_name is None:
+        raise doc.error(module_key, "missing (required: give module: at the top level or in the step)")
+    module = (doc.path.parent / string_value(doc, module_key, module_name)).resolve()
     if not module.is_file():
-        raise doc.error("job.module", f"no such file: {module}")
-    classes = _classes_in(doc, module)
-    names = {}
+        raise doc.error(module_key, f"no such file: {module}")
+    classes = _classes_in(doc, module, module_key)
+    names: dict[str, str | None] = {}
     for role in ("mapper", "reducer", "combiner"):
-        if role != "mapper" and job.get(role) is None:  # a map-only job needs no reducer
+        if entry.get(role) is None:
+            if role == "mapper" and number == 1:
+                raise doc.error(f"{key}.mapper", "missing (required)")
             names[role] = None
             continue
-        name = string_value(doc, f"job.{role}", doc.require(job, role, "job."))
+        name = string_value(doc, f"{key}.{role}", entry[role])
         if name not in classes:
-            raise doc.error(f"job.{role}", f"no class {name!r} in {module.name} "
+            raise doc.error(f"{key}.{role}", f"no class {name!r} in {module.name} "
                             f"(classes there: {', '.join(classes) or 'none'})")
         if problem := role_problem(classes[name], role, module):
-            raise doc.error(f"job.{role}", problem)
+            raise doc.error(f"{key}.{role}", problem)
         names[role] = name
-    return {"module": module, **names}
+    if key == "job":  # the one-step form: reducers and sort_values are the spec's own settings
+        reducers, sort_values, params = settings["reducers"], settings["sort_values"], {}
+    else:
+        reducers = int_value(doc, f"{key}.reducers", entry.get("reducers", settings["reducers"] or 4), 1)
+        sort_values = bool_value(doc, f"{key}.sort_values", entry.get("sort_values", settings["sort_values"]))
+        try:
+            params = merge_params(entry.get("params"))
+        except SpecError as exc:
+            raise doc.error(f"{key}.params", str(exc)) from None
+        if names["reducer"] is None:
+            reducers = 0
+    if reducers and names["reducer"] is None:
+        raise doc.error(f"{key}.reducer", "missing (required unless reducers: 0, a map-only job)")
+    name = "job" if key == "job" else string_value(doc, f"{key}.name", entry.get("name", f"step{number}"))
+    return StepSpec(name, module,
+                    names["mapper"], names["reducer"], names["combiner"], reducers, sort_values, params)
+
+
+def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any]) -> tuple[StepGroup, ...]:
+    """The job's steps: `job:` (one step) or `steps:` (several, maybe repeated), never both."""
+    if ("job" in data) == ("steps" in data):
+        raise doc.error("job", "give either job: (one MapReduce step) or steps: (a list of them)")
+    if "job" in data:
+        job = data["job"]
+        if not isinstance(job, dict):
+            raise doc.error("job", "expected a mapping with module, mapper, reducer (and combiner)")
+        doc.check_keys(job, JOB_KEYS, "job.")
+        if "module" in data:
+            raise doc.error("module", "a top-level module: goes with steps:; with job: give job.module")
+        return (StepGroup((_step_spec(doc, "job", job, doc.require(job, "module", "job."), 1, settings),)),)
+    parser = StepParser(lambda key, entry, number: _step_spec(
+        doc, key, entry, entry.get("module", data.get("module")), number, settings), doc.error)
+    program = parser.parse(data["steps"])
+    modules: dict[str, Path] = {}
+    for step in (s for g in program for s in g.steps):
+        if modules.setdefault(step.module.name, step.module) != step.module:
+            raise doc.error("steps", f"two job modules named {step.module.name} ({modules[step.module.name]} "
+                            f"and {step.module}); give them different file names")
+    return program
 
 
 def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits]:
@@ -221,7 +274,6 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     name = string_value(doc, "name", doc.require(data, "name"))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise doc.error("name", f"expected letters, digits, '.', '_' or '-', got {name!r}")
-    job = _job_section(doc, doc.require(data, "job"))
     workers, limits = _workers_section(doc, data.get("workers", 2))
     output_path, output_format = _output_section(doc, data.get("output"), name)
     settings: dict[str, Any] = {
@@ -262,16 +314,18 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         output_path = (Path.cwd() / over.output).resolve()
         output_format = _format_of(over.output) or output_format
     check_output_path(output_path, inputs, patterns, base, output_where)
-    if settings["reducers"] and job["reducer"] is None:
-        raise doc.error("job.reducer", "missing (required unless reducers: 0, a map-only job)")
-    if not settings["reducers"] and output_format == "json":
-        raise SpecError(f"{output_where}: a map-only job (reducers: 0) keeps every pair in input order, "
+    program = _program(doc, data, settings)
+    if not program[-1].steps[-1].reducers and output_format == "json":
+        what = "a map-only job (reducers: 0)" if "job" in data else "a last step without a reducer (map-only)"
+        raise SpecError(f"{output_where}: {what} keeps every pair in input order, "
                         "repeated keys included, which one JSON object cannot; write .jsonl, .tsv or .csv")
-    return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=job["module"],
-                   mapper=job["mapper"], reducer=job["reducer"], combiner=job["combiner"],
+    first = program[0].steps[0]
+    return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=first.module,
+                   mapper=first.mapper or "", reducer=first.reducer, combiner=first.combiner,
                    output_path=output_path, output_format=output_format, limits=limits,
                    input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
-                   input_formats=tuple(f.format for f in files), **settings)
+                   input_formats=tuple(f.format for f in files),
+                   steps=program if "steps" in data else (), **settings)
 
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:

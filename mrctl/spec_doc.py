@@ -40,14 +40,23 @@ class SpecDoc:
         self._index(node, "")
 
     def _index(self, node: yaml.Node, prefix: str) -> None:
+        """Lines of mapping keys (`output.path`) and of list items (`steps[1].mapper`)."""
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 name = f"{prefix}{key.value}"
                 self.lines[name] = key.start_mark.line + 1
                 self._index(value, name + ".")
+        elif isinstance(node, yaml.SequenceNode) and prefix:
+            for i, item in enumerate(node.value):
+                name = f"{prefix[:-1]}[{i}]"
+                self.lines[name] = item.start_mark.line + 1
+                self._index(item, name + ".")
 
     def error(self, key: str, message: str) -> SpecError:
-        line = self.lines.get(key) or self.lines.get(key.rsplit(".", 1)[0])
+        line, parent = self.lines.get(key), key
+        while line is None and "." in parent:  # the nearest enclosing key that has a line
+            parent = parent.rsplit(".", 1)[0]
+            line = self.lines.get(parent)
         return SpecError(f"{self.shown}{f':{line}' if line else ''}: {key}: {message}")
 
     def check_keys(self, mapping: dict, allowed: tuple[str, ...], prefix: str = "") -> None:

@@ -99,17 +99,23 @@ def run_map(
     skipped: its pairs, even those yielded before the exception, are dropped, and it is counted
     in the result.
     """
-    if fmt.compression:
-        data = decompress(data, fmt.compression)
-    text, bad = decode_text(data, errors, folds_crlf(fmt))
-    mapper.setup()
     skipped = _Skipped() if skip_bad else None
     counted = [0]
-    if fmt.kind == "text":
-        counted[0] = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
-        pairs = _mapped_pairs(mapper, text, skipped)
+    if fmt.kind == "pairs":  # a later step's input: the previous step's output pairs
+        flat, bad = codec.unpack(data) if data else [], 0
+        counted[0] = len(flat) // 2
+        mapper.setup()
+        pairs = _mapped_kv(mapper, flat, skipped)
     else:
-        pairs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
+        if fmt.compression:
+            data = decompress(data, fmt.compression)
+        text, bad = decode_text(data, errors, folds_crlf(fmt))
+        mapper.setup()
+        if fmt.kind == "text":
+            counted[0] = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+            pairs = _mapped_pairs(mapper, text, skipped)
+        else:
+            pairs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
     if partitions == 0:
         return _map_only(mapper, pairs, counted, bad, skipped)
     groups = _group(pairs)
@@ -184,6 +190,23 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
     except Exception as exc:
         if not hasattr(exc, "mrctl_line"):
             exc.mrctl_line = index  # type: ignore[attr-defined]
+        raise
+
+
+def _mapped_kv(mapper: Mapper, flat: list[Any], skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
+    """`map(key, value)` for each pair of a flat [k1, v1, k2, v2, ...] list; an exception is
+    tagged with the pair's 0-based position, or, given `skipped`, the pair is skipped."""
+    map_pair = mapper.map
+    if skipped is not None:
+        items = ((i // 2, (flat[i], flat[i + 1])) for i in range(0, len(flat), 2))
+        yield from _skipping_bad(items, lambda kv, index: map_pair(*kv), skipped)
+        return
+    index = 0
+    try:
+        for index in range(0, len(flat), 2):  # noqa: B007 - index is read in the handler
+            yield from map_pair(flat[index], flat[index + 1])
+    except Exception as exc:
+        exc.mrctl_line = index // 2  # type: ignore[attr-defined]
         raise
 
 

@@ -72,7 +72,18 @@ def progress_text(name: str, p: PhaseProgress, now: float) -> str:
 
 
 def phase_line(snap: JobSnapshot) -> str:
-    return f"[{snap.elapsed:6.1f}s] phase: {PHASE_WORDS.get(snap.phase, snap.phase)}"
+    """`[  2.0s] phase: map`; in a multi-step job `[  2.0s] step 2/3 (count): map`."""
+    where = f"{label}: " if (label := snap.step_label()) and snap.phase in ("map", "barrier", "reduce") else "phase: "
+    return f"[{snap.elapsed:6.1f}s] {where}{PHASE_WORDS.get(snap.phase, snap.phase)}"
+
+
+def steps_text(snap: JobSnapshot) -> str:
+    """`graph 0.52s, iterate x10 2.21s, ranks 0.20s`: the finished steps' time, by name."""
+    took: dict[str, list[float]] = {}
+    for label, seconds in snap.step_seconds:
+        name = label.split("(", 1)[1].split(",", 1)[0].rstrip(")")
+        took.setdefault(name, []).append(seconds)
+    return ", ".join(f"{name}{f' x{len(t)}' if len(t) > 1 else ''} {sum(t):.2f}s" for name, t in took.items())
 
 
 def progress_line(snap: JobSnapshot) -> str:
@@ -112,6 +123,7 @@ def render_live(snap: JobSnapshot) -> RenderableType:
     """The live view: phase and time, map/reduce bars, workers, recent events."""
     header = Text.assemble(
         ("mrctl ", "bold"), (snap.name, "bold cyan"), f"  job {snap.job_id}  ",
+        *((snap.step_label() + "  ", "bold magenta"),) if snap.steps > 1 else (),
         ("phase: ", "dim"), (PHASE_WORDS.get(snap.phase, snap.phase), "bold"),
         f"  {snap.elapsed:.1f}s",
     )
@@ -147,6 +159,8 @@ def summary_dict(snap: JobSnapshot) -> dict:
         "bad_records": snap.bad_records,
         "bad_record_samples": [{"file": b.file, "line": b.line, "error": b.error}
                                for b in snap.bad_record_samples],
+        "step": snap.step, "steps": snap.steps, "step_name": snap.step_name,
+        "step_seconds": [{"step": label, "seconds": s} for label, s in snap.step_seconds],
     }
 
 
@@ -178,6 +192,8 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
         + (f", speculative backups {snap.backups}" if snap.backups else ""),
         f"  records in {snap.records_in}, records out {snap.records_out}",
     ]
+    if snap.step_seconds:
+        lines.insert(2, f"  steps: {len(snap.step_seconds)} of {snap.steps} ({steps_text(snap)})")
     if snap.decode_errors:
         lines.append(f"  undecodable bytes replaced: {snap.decode_errors}")
     if snap.counters:

@@ -24,7 +24,7 @@ from mrctl.broker import Broker, Claim
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.formats import ChunkFormat
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
-from mrctl.job import TaskContext, with_context
+from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
 from mrctl.user_output import OutputCapture
 
@@ -132,8 +132,8 @@ class Worker:
         if job is None:
             return False
         meta = self._meta(job)
-        if meta.get("state") != "running":
-            return None if self.options.burst else False
+        if meta.get("state") != "running":  # ended; or a finished step, its keys dropped ("")
+            return None if self.options.burst and meta.get("state") else False
         claim = self.broker.claim_task(
             job, self.name, self._lease_s(meta), float(meta.get("task_timeout", 300))
         )
@@ -158,7 +158,7 @@ class Worker:
         if self._loaded is None or self._loaded[0] != job:
             meta, code = self.broker.load_job(job)
             module = load_module(meta["module"], code[meta["module"]])
-            classes = job_classes(module, meta["mapper"], meta.get("reducer") or None,
+            classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
                                   meta.get("combiner") or None)
             self._loaded = (job, classes, meta)
         return self._loaded[1]
@@ -203,7 +203,7 @@ class Worker:
             if claim.data is None:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             context = TaskContext(claim.tid, claim.attempt, _params(meta), claim.fields.get("name"),
-                                  claim.fields.get("tag") or None)
+                                  claim.fields.get("tag") or None, step=_place(meta))
             combiner = with_context(classes.combiner, context) if classes.combiner else None
             started = time.perf_counter()
             with self._user_code():
@@ -219,7 +219,7 @@ class Worker:
                                         context.counters, result.bad_samples)
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
-        context = TaskContext(claim.tid, claim.attempt, _params(meta))
+        context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta))
         with self._user_code():
             result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
                                       sort_values=meta.get("sort_values") == "1")
@@ -279,6 +279,18 @@ class Worker:
 def _params(meta: dict[str, str]) -> dict:
     """The job's params, as the master published them (JSON)."""
     return json.loads(meta.get("params") or "{}")
+
+
+def _place(meta: dict[str, str]) -> StepPlace:
+    """The task's step in a multi-step run, as the master published it."""
+    if "step" not in meta:
+        return StepPlace()
+    return StepPlace(int(meta["step"]), meta.get("step_name", ""), int(meta.get("iteration", 1)),
+                     _counters(meta.get("previous_counters")), _counters(meta.get("job_counters")))
+
+
+def _counters(text: str | None) -> dict[tuple[str, str], int]:
+    return {(group, name): value for group, name, value in json.loads(text or "[]")}
 
 
 def _describe_input(fields: dict[str, str]) -> str:

@@ -110,7 +110,7 @@ def _standin_corpus(files: int = 8, size: int = 400_000) -> list[Path]:
     return _STANDIN
 
 
-def sequential_wordcount(paths: list[Path]) -> str:
+def word_counts(paths: list[Path]) -> collections.Counter[str]:
     """The independent reference: a plain loop over the files, lowercased runs of letters."""
     counts: collections.Counter[str] = collections.Counter()
     word = re.compile(r"[^\W\d_]+")
@@ -118,7 +118,21 @@ def sequential_wordcount(paths: list[Path]) -> str:
         with open(path, encoding="utf-8", errors="replace", newline=None) as f:
             for line in f:
                 counts.update(w.lower() for w in word.findall(line))
-    return json.dumps(dict(sorted(counts.items())), ensure_ascii=False) + "\n"
+    return counts
+
+
+def sequential_wordcount(paths: list[Path]) -> str:
+    """The word count's JSON output, as a plain loop computes it."""
+    return json.dumps(dict(sorted(word_counts(paths).items())), ensure_ascii=False) + "\n"
+
+
+def words_by_count(paths: list[Path]) -> dict[str, list[str]]:
+    """Count -> the words that occur that often, sorted: the two-step test job's output, as
+    JSON reads it back (keys are strings there)."""
+    found: dict[int, list[str]] = collections.defaultdict(list)
+    for word, n in word_counts(paths).items():
+        found[n].append(word)
+    return {str(n): sorted(words) for n, words in found.items()}
 
 
 @pytest.fixture(scope="session")

@@ -201,9 +201,105 @@ class CrashyReducer(SumReducer):
             _maybe_crash("reduce")
 '''
 
+# The crash test's two-step variant: step 2 groups step 1's words by count, crashing as often.
+CRASHY_STEPS = CRASHY + '''
+
+
+class CrashyByCount(Mapper):
+    def setup(self):
+        _count("by_count", self.task_id)
+        if {crash}:
+            _maybe_crash("by_count-" + self.task_id)
+
+    def map(self, word, n):
+        yield n, word
+
+
+class CrashySortedWords(Reducer):
+    def setup(self):
+        if {crash}:
+            _maybe_crash("sorted")
+
+    def reduce(self, n, words):
+        yield n, sorted(words)
+'''
+
 # Allocates far more memory than its container may use.
 GREEDY = WORDCOUNT + '''
 class GreedyMapper(WordMapper):
     def setup(self):
         self.hog = [bytearray(1 << 20) for _ in range(2048)]  # 2 GiB
 '''
+
+
+# Later steps of a multi-step job: they read the previous step's (key, value) pairs.
+STEPS = WORDCOUNT + REDIS_URL + '''
+import os, time
+import redis
+from mrctl import Mapper, Reducer
+
+
+class ByCount(Mapper):
+    """(word, n) -> (n, word): which words occur how often."""
+
+    def map(self, word, n):
+        yield n, word
+
+
+class SortedWords(Reducer):
+    def reduce(self, n, words):
+        yield n, sorted(words)
+
+
+class FlakyByCount(ByCount):
+    """The first attempt of m:0 raises: a retry in a later step."""
+
+    def setup(self):
+        if self.task_id == "m:0" and self.attempt == 1:
+            raise RuntimeError("flaky first attempt of a later step")
+
+
+class StragglingByCount(ByCount):
+    """The first execution of m:1 sleeps 30 s (decided in Redis): a backup's job."""
+
+    def setup(self):
+        if self.task_id == "m:1" and redis.Redis.from_url(redis_url()).setnx("test:straggled", "1"):
+            time.sleep(30)
+
+
+class SlowByCount(ByCount):
+    def setup(self):
+        time.sleep(0.3)
+
+
+class SlowWordMapper(WordMapper):
+    def setup(self):
+        time.sleep(0.2)
+
+
+class Halve(Mapper):
+    """One iteration: every count halved; counts the ones still at least params["limit"]."""
+
+    def map(self, word, n):
+        n //= 2
+        self.increment_counter("halve", "big", int(n >= self.params["limit"]))
+        yield word, n
+
+
+class Context(Reducer):
+    """Reports what a task knew of its step: step, name, iteration, counters before it."""
+
+    def reduce(self, key, values):
+        yield key, [self.step, self.step_name, self.iteration, sorted(self.previous_counters.items()),
+                    sorted(self.job_counters.items()), sum(values)]
+'''
+
+
+def write_steps_spec(tmp: Path, body: str, inputs: list[Path], name: str = "steps",
+                     source: str = STEPS, output: str = "out.json") -> Path:
+    """A `steps:` spec (YAML `body`) over `inputs`, its module job.py beside it."""
+    (tmp / "job.py").write_text(source)
+    spec = tmp / f"{name}.yaml"
+    quoted = ", ".join(f'"{p}"' for p in inputs)
+    spec.write_text(f"name: {name}\ninput: [{quoted}]\nmodule: job.py\noutput: {output}\n{body}")
+    return spec

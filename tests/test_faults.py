@@ -8,12 +8,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import corpus_files, sequential_wordcount
-from jobs import BLIP, CRASHY, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
+from conftest import corpus_files, sequential_wordcount, words_by_count
+from jobs import BLIP, CRASHY, CRASHY_STEPS, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
-from mrctl.spec import WorkerLimits
+from mrctl.spec import Overrides, WorkerLimits, load_spec
 
 # -- bad data (local backend: the same worker code as in containers) --------------------------
 
@@ -164,6 +164,30 @@ def test_crash_test_output_is_exact(tmp_path, seed):
     summary = json.loads(proc.stdout)
     print(f"seed {seed}: exact; {summary['lost']} lost attempts, {summary['retries']} retries, "
           f"{summary['refused']} refused")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+@pytest.mark.parametrize("seed", SEEDS)
+def test_crash_test_over_two_steps_output_is_exact(tmp_path, seed):
+    """The crash test with a second step that reads the first one's pairs in Redis: crashes,
+    sleeps and replacements in both steps, and the output is still exact."""
+    import json
+
+    inputs = corpus_files()[:4]
+    (tmp_path / "crashy.py").write_text(CRASHY_STEPS.format(seed=seed, crash=True))
+    (tmp_path / "crash.yaml").write_text(
+        f"name: crash-steps\ninput: {json.dumps([str(p) for p in inputs])}\nmodule: crashy.py\n"
+        "steps:\n"
+        "  - {name: count, mapper: CrashyMapper, reducer: CrashyReducer, combiner: SumReducer, reducers: 4}\n"
+        "  - {name: by_count, mapper: CrashyByCount, reducer: CrashySortedWords, reducers: 3}\n"
+        "workers: 4\nchunk_size: 512KiB\nbackend: docker\n")
+    spec = load_spec(tmp_path / "crash.yaml", Overrides(output=str(tmp_path / "out.json")))
+    final = run_job(spec)
+    assert json.loads(spec.output_path.read_text(encoding="utf-8")) == words_by_count(inputs)
+    assert [label for label, _ in final.step_seconds] == ["step 1/2 (count)", "step 2/2 (by_count)"]
+    print(f"seed {seed}: exact over two steps; {final.lost} lost attempts, {final.retries} retries, "
+          f"{final.refused} refused")
 
 
 @pytest.mark.docker
