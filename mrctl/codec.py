@@ -44,18 +44,29 @@ def key_of(ident: str | bytes) -> Any:
     return ident if type(ident) is str else unpack(ident)
 
 
-PLAIN_SCALARS = (str, int, float, bool, type(None))
+PLAIN_SCALARS = frozenset((str, int, float, bool, type(None)))
 
 
 def plain_error(obj: Any) -> str | None:
-    """Why `obj` is not plain data (naming the offending type), or None when it is."""
+    """Why `obj` is not plain data (naming the offending type), or None when it is.
+
+    Every emitted key and value goes through this, so it is written for speed: plain loops,
+    and a scalar item is let through without a call."""
     kind = type(obj)
     if kind in PLAIN_SCALARS:
         return None
-    if kind in (list, tuple):
-        return next((why for item in obj if (why := plain_error(item))), None)
+    if kind is list or kind is tuple:
+        for item in obj:
+            if type(item) not in PLAIN_SCALARS and (why := plain_error(item)):
+                return why
+        return None
     if kind is dict:
-        return next((why for k, v in obj.items() if (why := plain_error(k) or plain_error(v))), None)
+        for k, v in obj.items():
+            if type(k) not in PLAIN_SCALARS and (why := plain_error(k)):
+                return why
+            if type(v) not in PLAIN_SCALARS and (why := plain_error(v)):
+                return why
+        return None
     return f"a {kind.__name__}"
 
 

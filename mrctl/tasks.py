@@ -318,7 +318,10 @@ def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool
     pairs: list[tuple[Any, Any]] = []
     records_in = 0
     keys = {ident: codec.key_of(ident) for ident in groups}
-    for ident in sorted(groups, key=lambda ident: codec.sort_key(keys[ident])):
+    # str keys (their own identity) sort as sort_key sorts them: skip a call per key
+    order = sorted(groups) if all(type(i) is str for i in groups) else \
+        sorted(groups, key=lambda ident: codec.sort_key(keys[ident]))
+    for ident in order:
         values = groups[ident]
         if sort_values:
             values.sort(key=codec.value_sort_key)
@@ -327,8 +330,15 @@ def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool
     pairs.extend(teardown_pairs(reducer))
     for key, value in pairs:
         _check_plain(key, [value], "the reducer")
-    pairs.sort(key=lambda kv: codec.sort_key(kv[0]))
+    if all(type(key) is str for key, _ in pairs):
+        pairs.sort(key=_first)  # stable, like the general sort: equal keys keep their order
+    else:
+        pairs.sort(key=lambda kv: codec.sort_key(kv[0]))
     return ReduceResult(pairs, records_in)
+
+
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
 def pack_pairs(pairs: list[tuple[Any, Any]]) -> bytes:
