@@ -160,6 +160,11 @@ def validate(spec: SpecArg) -> None:
                f"{job.workers} workers, {job.reducers} reducers, output {job.output_path}")
     for name, value in job.params.items():
         typer.echo(f"  param {name} = {value!r}")
+    if job.steps:
+        from mrctl.steps import describe
+
+        for line in describe(job.steps, job.params):
+            typer.echo(f"  {line}")
 
 
 @app.command()

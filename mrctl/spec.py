@@ -315,6 +315,12 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         output_format = _format_of(over.output) or output_format
     check_output_path(output_path, inputs, patterns, base, output_where)
     program = _program(doc, data, settings)
+    for group in program:  # a repeat count that names a param: that param must be a count
+        if isinstance(group.repeat, str):
+            try:
+                group.times(settings["params"])
+            except SpecError as exc:
+                raise doc.error("steps", str(exc)) from None
     if not program[-1].steps[-1].reducers and output_format == "json":
         what = "a map-only job (reducers: 0)" if "job" in data else "a last step without a reducer (map-only)"
         raise SpecError(f"{output_where}: {what} keeps every pair in input order, "

@@ -125,8 +125,22 @@ def unroll(program: tuple[StepGroup, ...], params: Mapping[str, Any],
                 break
 
 
-def planned_steps(program: tuple[StepGroup, ...], params: Mapping[str, Any]) -> int:
-    return sum(g.times(params) * len(g.steps) for g in program)
+def describe(program: tuple[StepGroup, ...], params: Mapping[str, Any]) -> list[str]:
+    """One line per step for `mrctl validate`, e.g.
+    `step 2 iterate: SpreadRank -> SumRank, 4 reducers; repeat 10 (param iterations), until pagerank.changed < 1`."""
+    lines, number = [], 0
+    for group in program:
+        times = group.times(params)
+        for step in group.steps:
+            number += 1
+            roles = f"{step.mapper or '(identity)'} -> {step.reducer or '(map-only)'}"
+            roles += f", combiner {step.combiner}" if step.combiner else ""
+            lines.append(f"step {number} {step.name}: {roles}, {step.reducers} reducers")
+        if times > 1 or group.until:
+            source = f" (param {group.repeat})" if isinstance(group.repeat, str) else ""
+            until = f", until {group.until.group}.{group.until.name} < {group.until.below:g}" if group.until else ""
+            lines[-1] += f"; {'these steps ' if len(group.steps) > 1 else ''}repeat {times}{source}{until}"
+    return lines
 
 
 # -- parsing (spec.py hands each entry of `steps:` here) ---------------------------------

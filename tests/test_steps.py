@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from conftest import corpus_files, word_counts, words_by_count
+from conftest import ROOT, corpus_files, word_counts, words_by_count
 from jobs import write_steps_spec
 
 from mrctl import keys
@@ -94,11 +94,26 @@ def test_steps_spec_mistakes_name_the_step_and_line(tmp_path, body, message):
 
 
 def test_repeat_from_a_param_must_be_a_count(tmp_path):
-    spec = load_spec(write_steps_spec(tmp_path, "params: {rounds: many}\nsteps:\n"
-                                      "  - {mapper: WordMapper, reducer: SumReducer, repeat: {param: rounds}}\n",
-                                      [tmp_path / "job.py"]))
-    with pytest.raises(SpecError, match="repeat: the param 'rounds' must be an integer from 1"):
-        list(unroll(spec.program, spec.params, lambda n: {}))
+    path = write_steps_spec(tmp_path, "params: {rounds: many}\nsteps:\n"
+                            "  - {mapper: WordMapper, reducer: SumReducer, repeat: {param: rounds}}\n",
+                            [tmp_path / "job.py"])
+    with pytest.raises(SpecError, match=r"steps.yaml:6: steps: repeat: the param 'rounds' must be an integer from 1"):
+        load_spec(path)
+    assert load_spec(path, Overrides(params=(("rounds", 3),))).program[0].times({"rounds": 3}) == 3
+
+
+def test_validate_lists_the_steps(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "validate", str(ROOT / "jobspecs" / "pagerank.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-3:] == [
+        "  step 1 graph: ParseAdjacency -> BuildNode, 4 reducers",
+        "  step 2 iterate: SpreadRank -> SumRank, 4 reducers; repeat 10 (param iterations), "
+        "until pagerank.changed < 1",
+        "  step 3 ranks: (identity) -> RankOnly, 4 reducers"]
 
 
 def test_unroll_repeats_groups_and_stops_when_until_is_met():

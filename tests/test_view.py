@@ -125,3 +125,32 @@ def test_counters_and_skipped_records_in_live_view_summary_and_json():
     plain = summary_lines(DONE)  # a job without counters or skipped records shows neither
     assert not any("counters" in li or "bad records" in li for li in plain)
     assert summary_dict(DONE)["counters"] == {} and summary_dict(DONE)["bad_records"] == 0
+
+
+def test_a_multi_step_job_shows_its_step_everywhere():
+    running = dataclasses.replace(MID_MAP, step=3, steps=12, step_name="iterate", iteration=2, iterations=10)
+    assert "step 3/12 (iterate, iteration 2/10)" in text_of(render_live(running))
+    stream = io.StringIO()
+    plain = PlainReporter(stream, interval=100)
+    plain.start()
+    plain.update(running)
+    plain.update(dataclasses.replace(running, step=4, iteration=3))
+    assert stream.getvalue().splitlines() == ["[  12.0s] step 3/12 (iterate, iteration 2/10): map",
+                                              "[  12.0s] step 4/12 (iterate, iteration 3/10): map"]
+    done = dataclasses.replace(DONE, step=12, steps=12, step_name="ranks", step_seconds=(
+        ("step 1/12 (graph)", 0.5), *((f"step {i}/12 (iterate, iteration {i - 1}/10)", 0.25) for i in range(2, 12)),
+        ("step 12/12 (ranks)", 0.125)))
+    assert "  steps: 12 of 12 (graph 0.50s, iterate x10 2.50s, ranks 0.12s)" in summary_lines(done)
+    data = summary_dict(done)
+    assert (data["step"], data["steps"], data["step_name"]) == (12, 12, "ranks")
+    assert data["step_seconds"][1] == {"step": "step 2/12 (iterate, iteration 1/10)", "seconds": 0.25}
+    assert "steps:" not in "\n".join(summary_lines(DONE))  # a one-step job: as before
+
+
+def test_status_shows_a_multi_step_jobs_step():
+    from mrctl.clusters import ClusterStatus, format_status
+
+    status = ClusterStatus("c1", "pagerank", "20261129-1", "map", "running", 1, 4, 0, 4, 3.0, (), (),
+                           step="step 3/12 (iterate, iteration 2/10)")
+    assert format_status([status]).splitlines()[0] == (
+        "cluster c1  job pagerank (20261129-1)  step 3/12 (iterate, iteration 2/10): map  state running, 3s")
