@@ -1,15 +1,19 @@
 """`--backend inline`: the job's classes run by a plain sequential loop in this process.
 
 No Redis, no workers, no retries: mrjob's inline runner is the model. It is the quickest way
-to debug a job or unit-test it, and the framework's own speed floor in benchmarks. Its output
-is the same as a distributed run's, byte for byte, for a deterministic job. A later step of a
-multi-step job is one map task over every pair of the step before.
+to debug a job or unit-test it, and the framework's own speed floor in benchmarks. It runs
+the tasks a distributed run would — a map task per chunk, R partitions, a reduce task per
+partition, and in a later step a map task per output of the step before — one after another,
+so its output is the same as a distributed run's, byte for byte, for a deterministic job.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
+import heapq
+import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +27,10 @@ from mrctl.loader import JobClasses, job_classes, load_module
 from mrctl.output import write_output
 from mrctl.snapshot import JobSnapshot, PhaseProgress
 from mrctl.spec import JobSpec
-from mrctl.steps import StepSpec, unroll
+from mrctl.steps import RunStep, StepSpec, unroll
+
+Pairs = list[tuple[Any, Any]]
+PAIRS = ChunkFormat("pairs")
 
 
 def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
@@ -32,7 +39,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
     total = sum(c.size for c in plan)
     counts = _Counts()
     done: list[dict[tuple[str, str], int]] = []  # each finished step's own counters
-    pairs: list[tuple[Any, Any]] = []
+    outputs: list[Pairs] = []  # the last step's outputs: one per reduce partition (or map task)
     records_in, bad, map_s, reduce_s = 0, 0, 0.0, 0.0
     steps: list[tuple[str, float]] = []
 
@@ -43,39 +50,37 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
                 summed[key] = summed.get(key, 0) + value
         return summed
 
+    step: RunStep | None = None
     for step in unroll(spec.program, spec.params, last):
         began = time.monotonic()
-        classes = _classes(step.spec)
-        place = StepPlace(step.number, step.spec.name, step.iteration, last(1), last(len(done)))
-        params = {**spec.params, **step.spec.params}
-        mine: dict[tuple[str, str], int] = {}
+        run = _Step(spec, step, _classes(step.spec), last(1), last(len(done)), counts)
         if step.first:
-            blobs, records_in, bad = _first_maps(spec, plan, classes, step.spec, params, place, mine,
-                                                 counts, sink, job_id, t0, total)
+            def progress(tasks_done: int, bytes_done: int, run: _Step = run) -> None:
+                sink(JobSnapshot(job_id, spec.name, "map", time.monotonic() - t0,
+                                 map=PhaseProgress(tasks_done, len(plan), 1, bytes_done, total),
+                                 **{**counts.fields(), "counters": _sorted(run.counters)}))
+
+            blobs, records_in, bad = run.first_maps(plan, progress)
         else:
-            context = TaskContext("m:0", 1, params, step=place, counters=mine)
-            combiner = with_context(classes.combiner, context) if classes.combiner else None
-            flat = codec.pack([x for pair in pairs for x in pair])
-            blobs = list(tasks.run_map(with_context(classes.mapper, context), combiner, flat,
-                                       1 if step.spec.reducers else 0, fmt=ChunkFormat("pairs")).blobs.values())
+            blobs = [run.map_pairs(i, pairs) for i, pairs in enumerate(outputs)]
         map_s += time.monotonic() - began
         reduced = time.monotonic()
-        if classes.reducer is None:  # map-only: the map output, in input order
-            pairs = [pair for blob in blobs for pair in tasks.unpack_pairs(blob)]
-        else:
-            context = TaskContext("r:0", 1, params, step=place, counters=mine)
-            pairs = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
-                                     step.spec.sort_values).pairs
+        outputs = run.reduce_all(blobs)
         reduce_s += time.monotonic() - reduced
-        counts.add(mine)
-        done.append(mine)
+        counts.add(run.counters)
+        done.append(run.counters)
         steps.append((step.label(), round(time.monotonic() - began, 3)))
-    count = write_output(spec.output_path, iter(pairs), spec.output_format)
+    assert step is not None  # a program has at least one step
+    if step.spec.reducers:  # merged in key order, as the master merges reduce outputs
+        pairs = heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
+    else:  # map-only: every map task's pairs, in input order
+        pairs = itertools.chain.from_iterable(outputs)
+    count = write_output(spec.output_path, pairs, spec.output_format)
     elapsed = time.monotonic() - t0
     final = JobSnapshot(
         job_id, spec.name, "done", elapsed, status="succeeded",
         map=PhaseProgress(len(plan), len(plan), 0, total, total, 0.0, map_s),
-        reduce=PhaseProgress(1, 1, 0, 0, 0, map_s, map_s + reduce_s),
+        reduce=PhaseProgress(step.spec.reducers, step.spec.reducers, 0, 0, 0, map_s, map_s + reduce_s),
         records_in=records_in, records_out=count, decode_errors=bad,
         phase_seconds=(("map", round(map_s, 3)), ("reduce", round(reduce_s, 3)),
                        ("output", round(elapsed - map_s - reduce_s, 3))),
@@ -95,44 +100,102 @@ def _classes(step: StepSpec) -> JobClasses:
         raise SpecError(f"cannot load {step.module}: {type(exc).__name__}: {exc}") from None
 
 
-def _first_maps(spec: JobSpec, plan: list[ChunkRef], classes: JobClasses, step: StepSpec,
-                params: dict[str, Any], place: StepPlace, mine: dict[tuple[str, str], int],
-                counts: _Counts, sink, job_id: str, t0: float, total: int) -> tuple[list[bytes], int, int]:
-    """The first step's map tasks, one per input chunk: (blobs, records in, decode errors)."""
-    blobs: list[bytes] = []
-    records_in, done_bytes, bad = 0, 0, 0
-    for i, ref in enumerate(plan):
-        data = read_chunk(ref)
-        name, tag = spec.input_of(ref.path)
-        context = TaskContext(f"m:{i}", 1, params, display_path(name), tag, step=place)
-        combiner = with_context(classes.combiner, context) if classes.combiner else None
+@dataclass
+class _Step:
+    """One step's tasks, run in order: each with fresh job objects and its own context."""
+
+    spec: JobSpec
+    step: RunStep
+    classes: JobClasses
+    previous: dict[tuple[str, str], int]
+    before: dict[tuple[str, str], int]
+    counts: _Counts
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)  # this step's
+
+    def _context(self, tid: str, input_path: str | None = None, tag: str | None = None) -> TaskContext:
+        place = StepPlace(self.step.number, self.step.spec.name, self.step.iteration, self.previous, self.before)
+        return TaskContext(tid, 1, {**self.spec.params, **self.step.spec.params}, input_path, tag,
+                           counters=self.counters, step=place)
+
+    def _task(self, tid: str, where: Callable[[Exception], str], run: Callable[[], Any]) -> Any:
+        """Run one task; its exception fails the job (no retries inline), naming the task and
+        `where(exception)`, its input."""
         try:
-            result = tasks.run_map(with_context(classes.mapper, context), combiner, data,
-                                   1 if step.reducers else 0, spec.encoding_errors, ref.fmt,
-                                   skip_bad=spec.bad_records.skip)
+            return run()
         except Exception as exc:
-            line = getattr(exc, "mrctl_line", None)
-            where = f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
-                f", line {_line_of(ref, line)}" if line is not None else "")
-            raise JobFailed(f"task m:{i} failed (inline, no retries)\n  input: {where}\n"
+            of = f" of {self.step.label()}" if self.step.planned > 1 else ""
+            raise JobFailed(f"task {tid}{of} failed (inline, no retries)\n  input: {where(exc)}\n"
                             f"  error: {bounded_message(exc)}\n{bounded_traceback(exc)}") from None
-        blobs.extend(result.blobs.values())
-        records_in += result.records_in
-        bad += result.decode_errors
-        done_bytes += ref.size
-        for key, value in context.counters.items():
-            mine[key] = mine.get(key, 0) + value
-        counts.add({}, result, ref)
-        snap = JobSnapshot(job_id, spec.name, "map", time.monotonic() - t0,
-                           map=PhaseProgress(i + 1, len(plan), 1, done_bytes, total),
-                           **{**counts.fields(), "counters": tuple(sorted((g, n, v) for (g, n), v in mine.items()))})
-        if spec.bad_records.exceeded(counts.skipped):
-            failed = JobFailed(exceeded_message(spec.bad_records, counts.skipped, tuple(counts.samples)))
-            failed.snapshot = dataclasses.replace(  # type: ignore[attr-defined]
-                snap, phase="done", status="failed", error=str(failed))
-            raise failed
-        sink(snap)
-    return blobs, records_in, bad
+
+    def _map(self, context: TaskContext, data: bytes, fmt: ChunkFormat,
+             where: Callable[[Exception], str]) -> tasks.MapResult:
+        classes = self.classes
+        combiner = with_context(classes.combiner, context) if classes.combiner else None
+        mapper = with_context(classes.mapper, context)
+        return self._task(context.task_id, where, lambda: tasks.run_map(
+            mapper, combiner, data, self.step.spec.reducers, self.spec.encoding_errors, fmt,
+            skip_bad=self.spec.bad_records.skip))
+
+    def _skipped(self, result: tasks.MapResult, ref: ChunkRef | None = None) -> None:
+        """Count a map task's skipped records (and keep the first ones of the input's)."""
+        counts = self.counts
+        counts.skipped += result.bad_records
+        for index, error in result.bad_samples[:SAMPLES_KEPT - len(counts.samples)] if ref else ():
+            counts.samples.append(BadRecord(display_path(ref.path), _line_of(ref, index), error))
+
+    def _fail_if_too_many_skipped(self) -> None:
+        """Past the spec's bad_records max, over every step so far, the job fails."""
+        counts = self.counts
+        if self.spec.bad_records.exceeded(counts.skipped):
+            raise JobFailed(exceeded_message(self.spec.bad_records, counts.skipped, tuple(counts.samples)))
+
+    def first_maps(self, plan: list[ChunkRef], progress: Callable[[int, int], None]) -> tuple[list[dict], int, int]:
+        """The first step's map tasks, one per input chunk: (blobs, records in, decode errors);
+        `progress(tasks done, bytes done)` after each."""
+        blobs: list[dict[int, bytes]] = []
+        records_in, done_bytes, bad = 0, 0, 0
+        for i, ref in enumerate(plan):
+            name, tag = self.spec.input_of(ref.path)
+
+            def where(exc: Exception, ref: ChunkRef = ref) -> str:
+                line = getattr(exc, "mrctl_line", None)
+                return f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
+                    f", line {_line_of(ref, line)}" if line is not None else "")
+
+            result = self._map(self._context(f"m:{i}", display_path(name), tag), read_chunk(ref), ref.fmt, where)
+            self._skipped(result, ref)
+            blobs.append(result.blobs)
+            records_in += result.records_in
+            bad += result.decode_errors
+            done_bytes += ref.size
+            progress(i + 1, done_bytes)
+            self._fail_if_too_many_skipped()
+        return blobs, records_in, bad
+
+    def map_pairs(self, i: int, pairs: Pairs) -> dict[int, bytes]:
+        """A later step's map task i: the previous step's output i, as (key, value) pairs."""
+        flat = codec.pack(list(itertools.chain.from_iterable(pairs)))
+        result = self._map(self._context(f"m:{i}"), flat, PAIRS, lambda exc: f"output {i} of the step before")
+        self._skipped(result)
+        self._fail_if_too_many_skipped()
+        return result.blobs
+
+    def reduce_all(self, blobs: list[dict[int, bytes]]) -> list[Pairs]:
+        """Reduce task r over partition r of every map task, in map order; a map-only step's
+        outputs are its map tasks' pairs."""
+        reducers = self.step.spec.reducers
+        if not reducers:
+            return [tasks.unpack_pairs(b[0]) if 0 in b else [] for b in blobs]
+        outputs = []
+        for r in range(reducers):
+            reducer = with_context(self.classes.reducer, self._context(f"r:{r}"))
+            groups = tasks.merge_blobs(b[r] for b in blobs if r in b)
+            run = functools.partial(tasks.run_reduce, reducer, groups, self.step.spec.sort_values)
+            outputs.append(self._task(f"r:{r}", lambda exc, r=r: f"partition {r}", run).pairs)
+        return outputs
+
+def _sorted(counters: dict[tuple[str, str], int]) -> tuple[tuple[str, str, int], ...]:
+    return tuple(sorted((g, n, v) for (g, n), v in counters.items()))
 
 
 @dataclass
@@ -144,14 +207,9 @@ class _Counts:
     skipped: int = 0
     samples: list[BadRecord] = field(default_factory=list)
 
-    def add(self, counters: dict[tuple[str, str], int], result: tasks.MapResult | None = None,
-            ref: ChunkRef | None = None) -> None:
+    def add(self, counters: dict[tuple[str, str], int]) -> None:
         for key, value in counters.items():
             self.counters[key] = self.counters.get(key, 0) + value
-        if result is not None and ref is not None:
-            self.skipped += result.bad_records
-            for index, error in result.bad_samples[:SAMPLES_KEPT - len(self.samples)]:
-                self.samples.append(BadRecord(display_path(ref.path), _line_of(ref, index), error))
 
     def fields(self) -> dict:
         counters = tuple(sorted((g, n, v) for (g, n), v in self.counters.items()))

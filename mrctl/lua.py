@@ -79,11 +79,15 @@ end
 #       this request)
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
 #       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
-# Returns 1 (committed) or 0 (refused). Idempotent: a request retried after its reply was lost
+# Returns 1 (committed) or 0 (refused; a task whose step was dropped is refused without a
+# write). Idempotent: a request retried after its reply was lost
 # gets the first answer, without a second refusal counted.
 COMMIT = _END_ALL + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
+-- a task that no longer exists: its step has ended and its keys were dropped; a zombie's
+-- commit is refused without writing a key of that step back
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2])
 if st[1] ~= 'running' or not st[2] then
   redis.call('HINCRBY', KEYS[4], 'refused', 1)
@@ -247,6 +251,7 @@ if st[1] == 'running' and st[2] then
   return 1
 end
 if st[3] then return 2 end
+if not st[1] then return 2 end  -- its step ended and was dropped: stop it, like a beaten backup
 return 0
 """
 

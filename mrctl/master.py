@@ -188,7 +188,7 @@ class Master:
             self._drain_output()
         if self.broker.meta(self.job).get("state") == "failed":
             raise JobFailed(self.failure_message())
-        if self.spec.bad_records.exceeded(skipped := self._stats.get("bad_records", 0)):
+        if self.spec.bad_records.exceeded(skipped := self._totals().get("bad_records", 0)):
             self.broker.set_meta(self.job, state="failed")  # workers stop claiming
             raise JobFailed(exceeded_message(self.spec.bad_records, skipped, self.bad_samples()))
         reducers = self.step.spec.reducers

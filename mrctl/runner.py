@@ -83,11 +83,18 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
     sink = on_snapshot or (lambda snap: None)
     job_id = new_job_id()
     t0 = time.monotonic()
+    state: dict[str, Any] = {"last": JobSnapshot(job_id, spec.name, "starting", 0.0)}
     if spec.backend == "inline":
         from mrctl.inline import run_inline
 
-        return run_inline(spec, job_id, sink)
-    state: dict[str, Any] = {"last": JobSnapshot(job_id, spec.name, "starting", 0.0)}
+        def keep(snap: JobSnapshot) -> None:
+            state["last"] = snap
+            sink(snap)
+
+        try:
+            return run_inline(spec, job_id, keep)
+        except MrctlError as exc:
+            raise _with_snapshot(exc, state, t0) from None
     sink(state["last"])
     try:
         with SignalGuard():

@@ -189,10 +189,13 @@ def _step_spec(doc: SpecDoc, key: str, entry: dict[str, Any], module_name: Any, 
     if key == "job":  # the one-step form: reducers and sort_values are the spec's own settings
         reducers, sort_values, params = settings["reducers"], settings["sort_values"], {}
     else:
-        reducers = int_value(doc, f"{key}.reducers", entry.get("reducers", settings["reducers"] or 4), 1)
+        reducers = int_value(doc, f"{key}.reducers", entry.get("reducers", settings["reducers"]), 0)
+        if reducers > CAPS["reducers"][0]:
+            raise doc.error(f"{key}.reducers", f"{reducers} is more than {CAPS['reducers'][0]} "
+                            f"({CAPS['reducers'][1]})")
         sort_values = bool_value(doc, f"{key}.sort_values", entry.get("sort_values", settings["sort_values"]))
-        try:
-            params = merge_params(entry.get("params"))
+        try:  # a --param flag wins over a step's own params, as over the spec's
+            params = {k: v for k, v in merge_params(entry.get("params")).items() if k not in settings["flag_params"]}
         except SpecError as exc:
             raise doc.error(f"{key}.params", str(exc)) from None
         if names["reducer"] is None:
@@ -314,7 +317,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         output_path = (Path.cwd() / over.output).resolve()
         output_format = _format_of(over.output) or output_format
     check_output_path(output_path, inputs, patterns, base, output_where)
-    program = _program(doc, data, settings)
+    program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
     for group in program:  # a repeat count that names a param: that param must be a count
         if isinstance(group.repeat, str):
             try:

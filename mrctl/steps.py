@@ -179,8 +179,12 @@ class StepParser:
             else:
                 self._check_keys(where, entry, STEP_KEYS)
                 steps = (self.check_step(where, entry, count + 1),)
+            group = StepGroup(steps, self._repeat(where, entry), self._until(where, entry))
+            if count == 0 and (group.repeat != 1 or group.until):
+                raise self.error(where, "the first step reads the input and cannot repeat; give it "
+                                 "on its own and repeat the steps after it")
             count += len(steps)
-            groups.append(StepGroup(steps, self._repeat(where, entry), self._until(where, entry)))
+            groups.append(group)
         return tuple(groups)
 
     def _check_keys(self, where: str, entry: dict, allowed: tuple[str, ...]) -> None:

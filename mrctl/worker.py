@@ -157,6 +157,8 @@ class Worker:
     def _classes(self, job: str) -> JobClasses:
         if self._loaded is None or self._loaded[0] != job:
             meta, code = self.broker.load_job(job)
+            if not meta:  # a step that ended (a backup that lost) and whose keys were dropped
+                raise TaskCancelled(f"job {job} has ended")
             module = load_module(meta["module"], code[meta["module"]])
             classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
                                   meta.get("combiner") or None)

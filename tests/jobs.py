@@ -303,3 +303,32 @@ def write_steps_spec(tmp: Path, body: str, inputs: list[Path], name: str = "step
     quoted = ", ".join(f'"{p}"' for p in inputs)
     spec.write_text(f"name: {name}\ninput: [{quoted}]\nmodule: job.py\noutput: {output}\n{body}")
     return spec
+
+
+# Later steps whose output depends on the order pairs and values arrive in: the same on every
+# backend for the same R (inline runs the tasks a distributed run would).
+ORDERED = STEPS + '''
+
+
+class FirstSeen(Reducer):
+    """The first value of each key, as it arrives: depends on the order of map tasks."""
+
+    def reduce(self, key, values):
+        return values[0]
+
+
+class Tag(Mapper):
+    """Map-only: (n, word) -> (word, n), in the order the previous step's outputs come."""
+
+    def map(self, n, word):
+        yield word, n
+
+
+class PickyByCount(ByCount):
+    """Raises on (skips, under bad_records: skip) every word of count params["bad"]."""
+
+    def map(self, word, n):
+        if n == self.params["bad"]:
+            raise ValueError(f"{word} occurs {n} times")
+        yield n, word
+'''

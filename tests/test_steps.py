@@ -94,12 +94,13 @@ def test_steps_spec_mistakes_name_the_step_and_line(tmp_path, body, message):
 
 
 def test_repeat_from_a_param_must_be_a_count(tmp_path):
-    path = write_steps_spec(tmp_path, "params: {rounds: many}\nsteps:\n"
-                            "  - {mapper: WordMapper, reducer: SumReducer, repeat: {param: rounds}}\n",
+    path = write_steps_spec(tmp_path, "params: {rounds: many, limit: 1}\nsteps:\n"
+                            "  - {mapper: WordMapper, reducer: SumReducer}\n"
+                            "  - {mapper: Halve, reducer: SumReducer, repeat: {param: rounds}}\n",
                             [tmp_path / "job.py"])
     with pytest.raises(SpecError, match=r"steps.yaml:6: steps: repeat: the param 'rounds' must be an integer from 1"):
         load_spec(path)
-    assert load_spec(path, Overrides(params=(("rounds", 3),))).program[0].times({"rounds": 3}) == 3
+    assert load_spec(path, Overrides(params=(("rounds", 3),))).program[1].times({"rounds": 3}) == 3
 
 
 def test_validate_lists_the_steps(tmp_path):
@@ -274,3 +275,115 @@ steps:
     first_step = final.step_seconds[0][1]
     assert final.killed >= 4 and final.lost >= 2, final
     assert 0.7 * final.killed > first_step  # the kills went on into the second step
+
+
+# -- what the adversarial review of steps found ---------------------------------------------
+
+
+def test_the_first_step_cannot_repeat(tmp_path):
+    with pytest.raises(SpecError, match=r"steps.yaml:6: steps\[0\]: the first step reads the input"):
+        load_spec(write_steps_spec(tmp_path, "steps:\n  - {mapper: WordMapper, reducer: SumReducer, repeat: 2}\n",
+                                   [tmp_path / "job.py"]))
+
+
+ORDER = """
+reducers: 3
+steps:
+  - {name: count, mapper: WordMapper, reducer: SumReducer, combiner: SumReducer}
+  - {name: first, mapper: ByCount, reducer: FirstSeen}
+  - {name: tag, mapper: Tag}
+"""
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_value_and_pair_order_of_later_steps_is_the_partitions_on_every_backend(tmp_path, backend):
+    """A later step's map task i reads output i of the step before: a reducer taking the first
+    value, and a map-only last step, see pairs partition by partition (crc32 of the key mod R),
+    key order within one — on every backend alike."""
+    import zlib
+
+    from jobs import ORDERED
+
+    inputs = _texts(tmp_path, files=2, lines=120)
+    spec = load_spec(write_steps_spec(tmp_path, ORDER, inputs, source=ORDERED, output="out.jsonl"),
+                     Overrides(backend=backend, workers=2))
+    run_job(spec)
+    counts = word_counts(inputs)
+    first: dict[int, str] = {}  # step 2: count -> the first word seen, partition by partition
+    for p in range(3):
+        for word in sorted(w for w in counts if zlib.crc32(w.encode()) % 3 == p):
+            first.setdefault(counts[word], word)
+    by_part: list[list[tuple[str, int]]] = [[] for _ in range(3)]  # step 2's reduce outputs
+    for n in sorted(first):
+        by_part[_partition(n)].append((first[n], n))
+    expected = [pair for part in by_part for pair in part]
+    got = [(p["key"], p["value"]) for p in map(json.loads, spec.output_path.read_text().splitlines())]
+    assert got == expected
+
+
+def _partition(key: int, partitions: int = 3) -> int:
+    """The default partitioner for an int key, written out: crc32 of its msgpack bytes, mod R."""
+    import zlib
+
+    import msgpack
+
+    return zlib.crc32(msgpack.packb(key)) % partitions
+
+
+def test_bad_records_of_later_steps_count_toward_one_max_on_every_backend(tmp_path):
+    from jobs import ORDERED
+
+    from mrctl.errors import JobFailed
+
+    inputs = _texts(tmp_path, files=2, lines=120)
+    counts = word_counts(inputs)
+    ones = sum(1 for n in counts.values() if n == 1)
+    body = ("params: {bad: 1}\nsteps:\n  - {mapper: WordMapper, reducer: SumReducer}\n"
+            "  - {mapper: PickyByCount, reducer: SortedWords}\n")
+    for backend in ("inline", "local"):
+        for limit, fails in ((ones, False), (ones - 1, True)):
+            path = write_steps_spec(tmp_path, body + f"bad_records: {{policy: skip, max: {limit}}}\n", inputs,
+                                    source=ORDERED)
+            spec = load_spec(path, Overrides(backend=backend, workers=2))
+            if fails:
+                with pytest.raises(JobFailed, match=f"{ones} records? skipped"):
+                    run_job(spec)
+                continue
+            final = run_job(spec)
+            assert final.bad_records == ones
+            expected = {n: w for n, w in words_by_count(inputs).items() if n != "1"}
+            assert json.loads(spec.output_path.read_text()) == expected
+
+
+def test_a_param_flag_wins_over_a_steps_own_params(tmp_path):
+    body = "params: {limit: 1}\nsteps:\n  - {mapper: WordMapper, reducer: SumReducer}\n" \
+           "  - {mapper: Halve, reducer: SumReducer, params: {limit: 5, other: 2}}\n"
+    path = write_steps_spec(tmp_path, body, [tmp_path / "job.py"])
+    assert load_spec(path).program[1].steps[0].params == {"limit": 5, "other": 2}
+    assert load_spec(path, Overrides(params=(("limit", 9),))).program[1].steps[0].params == {"other": 2}
+
+
+def test_a_steps_reducers_zero_is_map_only_and_capped(tmp_path):
+    body = ("steps:\n  - {mapper: WordMapper, reducer: SumReducer}\n"
+            "  - {mapper: ByCount, reducer: SortedWords, reducers: 0}\n")
+    spec = load_spec(write_steps_spec(tmp_path, body, [tmp_path / "job.py"], output="out.jsonl"))
+    assert spec.program[1].steps[0].reducers == 0
+    with pytest.raises(SpecError, match=r"steps\[1\].reducers: 20000 is more than 10000"):
+        load_spec(write_steps_spec(tmp_path, body.replace("reducers: 0", "reducers: 20000"), [tmp_path / "job.py"]))
+
+
+def test_a_zombie_of_a_dropped_step_writes_nothing_and_is_told_to_stop(broker):
+    """After a step's keys are dropped, a late commit is refused without recreating any key of
+    that step, and the heartbeat of its attempt answers "cancelled" (the worker stops it)."""
+    from mrctl.worker import TaskCancelled
+
+    broker.publish_job("run.s1", {"state": "running", "module": "job.py", "mapper": "M"}, {"job.py": ""})
+    broker.add_map_task("run.s1", "m:0", {"kind": "map", "index": 0}, b"chunk")
+    claim = broker.claim_task("run.s1", "w-1", 10, 300)
+    assert claim is not None
+    broker.drop_job("run.s1")
+    assert not broker.commit_map("run.s1", "m:0", claim.attempt, "w-1", {0: b"blob"}, {"maps_done": 1})
+    assert broker.heartbeat("w-1", {}, "run.s1", "m:0", claim.attempt, 10) == "cancelled"
+    assert not list(broker.r.scan_iter(match=f"{keys.job_prefix('run.s1')}*"))
+    with pytest.raises(TaskCancelled):
+        Worker(broker, name="w-1")._classes("run.s1")
