@@ -87,6 +87,26 @@ def _attempt_member(member: bytes) -> tuple[str, int]:
     return tid, int(attempt)
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Who claims a task, and the lease and timeout its attempt gets."""
+
+    worker: str
+    lease_s: float
+    timeout_s: float
+
+
+def _claimed(got: list | None) -> Claim | None:
+    """A Claim from CLAIM's reply ({tid, attempt, task fields, input}), or None."""
+    if not got:
+        return None
+    tid, attempt, flat_fields, data = got[0].decode(), int(got[1]), got[2], got[3]
+    fields = _decode(_hash_of(flat_fields))
+    if isinstance(data, list):  # a reduce's partition: map index -> blob
+        data = {int(k): v for k, v in _hash_of(data).items()}
+    return Claim(tid, attempt, fields, data)
+
+
 class Broker:
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases."""
 
@@ -110,6 +130,24 @@ class Broker:
         self._add_task = self.r.register_script(lua.ADD_TASK)
         self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
         self._now = self.r.register_script(lua.NOW)
+
+    def _scripts(self, calls: list[tuple[Any, list, list]]) -> list[Any]:
+        """Several Lua script calls in one round trip: EVALSHA in a pipeline (without the
+        SCRIPT EXISTS round trip redis-py's pipelines make first). Scripts this Redis does not
+        know yet are loaded and the batch sent again; each script is idempotent (request ids,
+        tasks queued once), so what ran the first time is not done twice."""
+        for retry in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            for script, script_keys, args in calls:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if retry:
+                    raise
+                for script in {id(c[0]): c[0] for c in calls}.values():
+                    self.r.script_load(script.script)
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         self.r.close()
@@ -138,26 +176,32 @@ class Broker:
             pipe.hset(keys.meta(job), mapping={k: str(v) for k, v in meta.items()})
             pipe.hset(keys.code(job), mapping=code)
             pipe.set(keys.current_job(), job)
+            self._wake_all(pipe)  # idle workers see the new job at once
             pipe.execute()
 
     def add_map_task(self, job: str, tid: str, fields: dict[str, Any], chunk: bytes) -> None:
         """Atomically store a chunk and queue the map task that reads it, once (idempotent)."""
-        with translated_errors(f"queueing {tid}"):
-            self._add_task(keys=[keys.task(job, tid), keys.queue(job), keys.chunk(job, tid)],
-                           args=[tid, "1", chunk, *_flat(fields)])
+        self.add_map_tasks(job, [(tid, fields, chunk)])
+
+    def add_map_tasks(self, job: str, batch: list[tuple[str, dict[str, Any], bytes]]) -> None:
+        """add_map_task for each (tid, fields, chunk), in one round trip."""
+        with translated_errors(f"queueing {batch[0][0]}" if len(batch) == 1 else "queueing map tasks"):
+            self._scripts([(self._add_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid), keys.wake()],
+                            [tid, "1", chunk, *_flat(fields)]) for tid, fields, chunk in batch])
 
     def add_step_tasks(self, job: str, previous: str, map_only: bool, fields: list[dict[str, Any]]) -> None:
         """Queue map tasks m:0 .. m:<n-1> of a later step (task i with fields[i]), each reading
         output i of the previous step (reduce r's, or a map-only step's map i's), moved inside
         Redis into its chunk; each once (idempotent), in one round trip."""
         with translated_errors("queueing the step's map tasks"):
-            pipe = self.r.pipeline(transaction=False)
+            calls = []
             for i in range(len(fields)):
                 tid = f"m:{i}"
                 source, field = (keys.part(previous, 0), str(i)) if map_only else (keys.out(previous, i), "")
-                self._add_step_task(keys=[keys.task(job, tid), keys.queue(job), keys.chunk(job, tid), source],
-                                    args=[tid, field, "kind", "map", "index", i, *_flat(fields[i])], client=pipe)
-            pipe.execute()
+                calls.append((self._add_step_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid),
+                                                    source, keys.wake()],
+                              [tid, field, "kind", "map", "index", i, *_flat(fields[i])]))
+            self._scripts(calls)
 
     def drop_job(self, job: str) -> int:
         """Delete every key of a finished job (a step whose output the next step has taken)."""
@@ -170,12 +214,9 @@ class Broker:
     def add_reduce_tasks(self, job: str, reducers: int) -> None:
         """Queue reduce tasks r:0 .. r:R-1, each once (idempotent), in one round trip."""
         with translated_errors("queueing reduce tasks"):
-            pipe = self.r.pipeline(transaction=False)
-            for r in range(reducers):
-                tid = f"r:{r}"
-                self._add_task(keys=[keys.task(job, tid), keys.queue(job), keys.task(job, tid)],
-                               args=[tid, "0", "", "kind", "reduce", "index", r], client=pipe)
-            pipe.execute()
+            self._scripts([(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"),
+                                             keys.wake()], [f"r:{r}", "0", "", "kind", "reduce", "index", r])
+                           for r in range(reducers)])
 
     def set_meta(self, job: str, **fields: Any) -> None:
         with translated_errors("updating the job"):
@@ -221,10 +262,21 @@ class Broker:
             found.append((tid, attempt, int(deadline) - timeout_ms))
         return found, now
 
+    def attempts_of(self, job: str, worker: str) -> list[tuple[str, int]]:
+        """(tid, attempt) of every live attempt of `job` that `worker` holds, read from the
+        tasks themselves (`live:<attempt>` fields)."""
+        with translated_errors("reading leases"):
+            members = [_attempt_member(m) for m in self.r.zrange(keys.leases(job), 0, -1)]
+            pipe = self.r.pipeline(transaction=False)
+            for tid, attempt in members:
+                pipe.hget(keys.task(job, tid), f"live:{attempt}")
+            holders = pipe.execute()
+        return [m for m, holder in zip(members, holders, strict=True) if holder and holder.decode() == worker]
+
     def add_backup(self, job: str, tid: str) -> bool:
         """Queue a second attempt of a task at the front, iff exactly one attempt of it runs."""
         with translated_errors(f"queueing a backup of {tid}"):
-            return bool(self._backup(keys=[keys.task(job, tid), keys.queue(job)], args=[tid]))
+            return bool(self._backup(keys=[keys.task(job, tid), keys.queue(job), keys.wake()], args=[tid]))
 
     def add_event(self, job: str, kind: str, tid: str, attempt: int, worker: str, message: str) -> None:
         """Tell the master (and its views) something a worker saw, e.g. a cancelled attempt."""
@@ -317,19 +369,15 @@ class Broker:
     def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
         """Atomically take the next queued task into a visible in-flight record with a lease."""
         with translated_errors("claiming a task"):
-            got = self._claim(  # a retry after a lost reply repeats the request id: same answer
-                keys=[keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
-                      keys.reply(job, secrets.token_hex(8))],
-                args=[keys.task_prefix(job), worker, int(lease_s * 1000), int(timeout_s * 1000),
-                      keys.chunk_prefix(job), keys.part_prefix(job), keys.REPLY_TTL_MS],
-            )
-        if not got:
-            return None
-        tid, attempt, flat_fields, data = got[0].decode(), int(got[1]), got[2], got[3]
-        fields = _decode(_hash_of(flat_fields))
-        if isinstance(data, list):  # a reduce's partition: map index -> blob
-            data = {int(k): v for k, v in _hash_of(data).items()}
-        return Claim(tid, attempt, fields, data)
+            return _claimed(self._claim(**self._claim_call(job, ClaimRequest(worker, lease_s, timeout_s))))
+
+    def _claim_call(self, job: str, request: ClaimRequest) -> dict[str, list]:
+        """CLAIM's keys and args; a retry after a lost reply repeats the request id: same answer."""
+        return {"keys": [keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
+                         keys.reply(job, secrets.token_hex(8))],
+                "args": [keys.task_prefix(job), request.worker, int(request.lease_s * 1000),
+                         int(request.timeout_s * 1000), keys.chunk_prefix(job), keys.part_prefix(job),
+                         keys.REPLY_TTL_MS]}
 
     def heartbeat(
         self, worker: str, info: dict[str, Any], job: str | None = None,
@@ -355,12 +403,24 @@ class Broker:
     ) -> bool:
         """Atomically publish a map attempt's partition blobs, its counters (the job's own
         counters too) and its first skipped records, iff it is the current attempt."""
+        return self.commit_map_then_claim(job, tid, attempt, worker, blobs, counters, user_counters,
+                                          bad_samples)[0]
+
+    def commit_map_then_claim(
+        self, job: str, tid: str, attempt: int, worker: str,
+        blobs: dict[int, bytes], counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
+        bad_samples: Sequence[tuple[int, str]] = (), then_claim: ClaimRequest | None = None,
+    ) -> tuple[bool, Claim | None]:
+        """commit_map, and with `then_claim` the worker's next claim in the same round trip (a
+        step of its own, atomic like claim_task): (committed, the next claim or None). Tiny
+        tasks then cost one round trip each instead of two."""
         index = tid[2:]
         writes = [(keys.part(job, r), index, blob) for r, blob in blobs.items()]
         if bad_samples:
             writes.append((keys.bad_records(job), tid, json.dumps(bad_samples).encode()))
         return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid),
-                                    _with_user_counters(counters, user_counters), writes)
+                                    _with_user_counters(counters, user_counters), writes, then_claim)
 
     def commit_reduce(
         self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
@@ -370,7 +430,7 @@ class Broker:
         input, iff it is the current attempt."""
         writes = [(keys.out(job, r), "", blob)]
         return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
-                                    _with_user_counters(counters, user_counters), writes)
+                                    _with_user_counters(counters, user_counters), writes)[0]
 
     def bad_records(self, job: str) -> dict[str, list[tuple[int, str]]]:
         """The first skipped records of each committed map task: tid -> [(line in chunk, error)]."""
@@ -381,19 +441,23 @@ class Broker:
     def _commit_attempt(
         self, job: str, tid: str, attempt: int, worker: str, consumed: str,
         counters: dict[str, int], writes: list[tuple[str, str, bytes]],
-    ) -> bool:
+        then_claim: ClaimRequest | None = None,
+    ) -> tuple[bool, Claim | None]:
         args: list[Any] = [tid, attempt, worker, keys.REPLY_TTL_MS, len(counters)]
         for name, value in counters.items():
             args += [name, value]
         for write in writes:
             args += list(write)
         with translated_errors(f"committing {tid}"):
-            return bool(self._commit(  # a retry after a lost reply repeats the request id
-                keys=[keys.task(job, tid), keys.leases(job), keys.deadlines(job),
-                      keys.stats(job), keys.events(job), consumed,
-                      keys.reply(job, secrets.token_hex(8))],
-                args=args,
-            ))
+            calls = [(self._commit,  # a retry after a lost reply repeats the request id
+                      [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job),
+                       keys.events(job), consumed, keys.reply(job, secrets.token_hex(8)), keys.progress(job)],
+                      args)]
+            if then_claim is not None:
+                claim = self._claim_call(job, then_claim)
+                calls.append((self._claim, claim["keys"], claim["args"]))
+            done = self._scripts(calls)
+        return bool(done[0]), _claimed(done[1]) if then_claim is not None else None
 
     def fail_attempt(
         self, job: str, tid: str, attempt: int, max_attempts: int,
@@ -410,4 +474,32 @@ class Broker:
 
     def _fail_keys(self, job: str) -> list[str]:
         return [keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
-                keys.queue(job), keys.meta(job)]
+                keys.queue(job), keys.meta(job), keys.wake(), keys.progress(job)]
+
+    # -- waking up instead of polling (design invariant 10) ---------------------------------
+
+    def wait_for_task(self, timeout: float) -> bool:
+        """Block until a task may be there to claim (a wake token), or `timeout` seconds."""
+        with translated_errors("waiting for a task"):  # BLPOP's 0 would mean forever
+            return self.r.blpop([keys.wake()], timeout=max(timeout, 0.01)) is not None
+
+    def wait_for_progress(self, job: str, timeout: float) -> bool:
+        """Block until an attempt of `job` commits or fails, or `timeout` seconds; then drop
+        the other tokens: the master's next tick sees every change so far."""
+        with translated_errors("waiting for progress"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.blpop([keys.progress(job)], timeout=max(timeout, 0.01))
+            pipe.delete(keys.progress(job))
+            return pipe.execute()[0] is not None
+
+    def wake_workers(self) -> None:
+        """Wake every idle worker: the job changed state (ended, failed)."""
+        with translated_errors("waking the workers"):
+            pipe = self.r.pipeline(transaction=False)
+            self._wake_all(pipe)
+            pipe.execute()
+
+    @staticmethod
+    def _wake_all(pipe: Any) -> None:
+        pipe.rpush(keys.wake(), *["1"] * keys.WAKE_MAX)
+        pipe.ltrim(keys.wake(), 0, keys.WAKE_MAX - 1)

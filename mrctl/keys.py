@@ -26,6 +26,16 @@ def beats() -> str:
     return f"{PREFIX}:beats"
 
 
+# mrctl:wake -> list of tokens ("1"), at most WAKE_MAX: a task was queued or requeued, or a job
+#   was published or ended. An idle worker blocks on it (BLPOP) instead of polling; a token is
+#   a hint to look, so a surplus is harmless and a missing one costs at most the BLPOP timeout
+def wake() -> str:
+    return f"{PREFIX}:wake"
+
+
+WAKE_MAX = 64
+
+
 def job_prefix(job: str) -> str:
     return f"{PREFIX}:{job}:"
 
@@ -135,6 +145,12 @@ def events(job: str) -> str:
 #   (--worker-output)
 def output(job: str) -> str:
     return f"{job_prefix(job)}output"
+
+
+# mrctl:<job>:progress -> list of tokens, at most WAKE_MAX: an attempt committed or failed; the
+#   master blocks on it between ticks, so that it refills the window and moves on at once
+def progress(job: str) -> str:
+    return f"{job_prefix(job)}progress"
 
 
 # mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>") or COMMIT

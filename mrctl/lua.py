@@ -8,6 +8,15 @@ fail or renew its lease; the first commit wins and ends every other attempt. The
 deadline sorted sets hold one member per live attempt, `<tid>@<attempt>`.
 """
 
+from mrctl import keys
+
+# Push a token on a wake-up list (keys.wake, keys.progress) unless it already holds WAKE_MAX.
+_WAKE = f"""
+local function wake(key)
+  if redis.call('LLEN', key) < {keys.WAKE_MAX} then redis.call('RPUSH', key, 1) end
+end
+"""
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -76,13 +85,13 @@ end
 """
 
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
-#       this request)
+#       this request), progress (the master's wake-up list)
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
 #       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
 # Returns 1 (committed) or 0 (refused; a task whose step was dropped is refused without a
 # write). Idempotent: a request retried after its reply was lost
 # gets the first answer, without a second refusal counted.
-COMMIT = _END_ALL + """
+COMMIT = _WAKE + _END_ALL + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
 -- a task that no longer exists: its step has ended and its keys were dropped; a zombie's
@@ -114,28 +123,30 @@ end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
 redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
+wake(KEYS[8])
 return 1
 """
 
-# KEYS: task, queue, chunk (a map task's input; unused for a reduce task)
+# KEYS: task, queue, chunk (a map task's input; unused for a reduce task), wake
 # ARGV: tid, has_chunk ('1' | '0'), chunk bytes, then (field, value) pairs of the task
 # Queues a new task exactly once: a call retried after its reply was lost finds the task
 # already there and changes nothing (else the task would be queued twice and run twice).
-ADD_TASK = """
+ADD_TASK = _WAKE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[3]) end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'attempt', 0, unpack(ARGV, 4))
 redis.call('RPUSH', KEYS[2], ARGV[1])
+wake(KEYS[4])
 return 1
 """
 
-# KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash)
+# KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash), wake
 # ARGV: tid, field of the source hash ('' when the source is a string), then (field, value)
 # pairs of the task
 # Queues a map task of a later step whose input is a previous step's output, moved (not
 # copied through the master) into the task's chunk; an absent output is an empty chunk. Once,
 # like ADD_TASK: a retried call finds the task there and moves nothing.
-ADD_STEP_TASK = """
+ADD_STEP_TASK = _WAKE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] == '' then
   if redis.call('EXISTS', KEYS[4]) == 1 then
@@ -149,27 +160,29 @@ else
 end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'attempt', 0, unpack(ARGV, 3))
 redis.call('RPUSH', KEYS[2], ARGV[1])
+wake(KEYS[5])
 return 1
 """
 
-# KEYS: task, queue   ARGV: tid
+# KEYS: task, queue, wake   ARGV: tid
 # Queue a backup attempt at the front, only while exactly one attempt runs (speculative
 # execution). Returns 1 if queued.
-BACKUP = """
+BACKUP = _WAKE + """
 local st = redis.call('HMGET', KEYS[1], 'state', 'live')
 if st[1] ~= 'running' or st[2] ~= '1' then return 0 end
 redis.call('LPUSH', KEYS[2], ARGV[1])
+wake(KEYS[3])
 return 1
 """
 
-# Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta
+# Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta, wake, progress
 # ARGV[1]: task_prefix, ARGV[2]: max_attempts (attempts per task whose user code failed:
 # raised, timed out, ran out of memory), ARGV[3]: max lost attempts (whose worker died or went
 # silent: not the code's fault, so counted apart, like Hadoop's KILLED vs FAILED, and allowed
 # far more often).
 # Returns 0: not a live attempt (ignored), 1: retried (requeued, or another attempt is still
 # running), 2: the task failed for good (a limit reached and no attempt still running).
-_FAIL_ATTEMPT = """
+_FAIL_ATTEMPT = _WAKE + """
 local function fail_attempt(tid, attempt, kind, msg, tb)
   local tkey = ARGV[1] .. tid
   local st = redis.call('HMGET', tkey, 'state', 'live:' .. attempt)
@@ -196,6 +209,7 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
     redis.call('HINCRBY', KEYS[3], 'failures', 1)
     redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'failed', 'tid', tid,
       'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg)
+    wake(KEYS[8])
     return 2
   end
   local note = '; another attempt still runs'  -- and decides the task's fate
@@ -205,6 +219,7 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
     redis.call('LREM', KEYS[5], 0, tid)  -- a queued backup entry would start a second attempt
     redis.call('RPUSH', KEYS[5], tid)
     redis.call('HINCRBY', KEYS[3], 'retries', 1)
+    wake(KEYS[7])
   end
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', 1000, '*', 'kind', 'retry', 'tid', tid,
     'attempt', attempt, 'worker', worker, 'msg', kind .. ': ' .. msg .. note)

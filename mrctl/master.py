@@ -35,6 +35,11 @@ from mrctl.steps import Counters, RunStep, unroll
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("mrctl.worker_output")  # the job's own printed lines
 
+HOUSEKEEPING_S = 0.1  # leases, events, memory: looked at this often (or at once on a failure)
+TICK_GAP_S = 0.005  # the shortest time between two ticks woken by commits
+WINDOW_MIN = 8 << 20  # input bytes queued ahead, whatever the chunk size: tiny tasks get a deep window
+FEED_BATCH = 256  # map tasks queued per round trip
+
 _EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": logging.ERROR}
 
 
@@ -44,13 +49,13 @@ class Master:
     broker: Broker
     job_id: str
     clock: Callable[[], float] = time.monotonic
-    window: int = 0  # map chunks held in Redis at once; 0 means 2 per worker (at least 4)
+    window: int = 0  # input bytes held in Redis at once; 0: 2 chunks per worker, at least WINDOW_MIN
     t0: float | None = None  # when the run started (cluster start-up counts as "starting")
     lease_s: float = 10.0  # published with the job: how long a silent worker keeps its task
     worker_output: bool = False  # workers ship what the job's code prints; the master logs it
 
     def __post_init__(self) -> None:
-        self.window = self.window or max(4, 2 * self.spec.workers)
+        self.window = self.window or max(WINDOW_MIN, 2 * self.spec.workers * self.spec.chunk_size)
         self.t0 = self.clock() if self.t0 is None else self.t0
         self.phase = "starting"
         self.phase_times: dict[str, list[float]] = {"starting": [0.0, 0.0]}  # this step's
@@ -66,6 +71,9 @@ class Master:
         self.killed = 0
         self.backups = 0  # backup attempts queued
         self._next_memory_check = 0.0
+        self._next_housekeeping = 0.0
+        self._housekept = False
+        self._last_tick = 0.0
         self.job = self.job_id  # the current step's job in Redis
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
         self._order: Iterator[RunStep] = iter(())
@@ -73,6 +81,7 @@ class Master:
 
     def _reset_step(self) -> None:
         self.fed = 0
+        self._fed_bytes = 0
         self._last_event = "0-0"
         self._last_output = "0-0"
         self._stats = {}
@@ -157,6 +166,8 @@ class Master:
     def _advance(self) -> bool:
         """The current step is done: start the next one, if any (False: the job is done)."""
         self._drain_events()
+        if self.worker_output:
+            self._drain_output()
         self._finished.append(self._stats)
         self.step_seconds.append((self.step.label(), round(self.elapsed() - self._step_started, 3)))
         step = next(self._order, None)
@@ -178,36 +189,49 @@ class Master:
         """One step of the master loop; True once every reduce task has committed."""
         if self.phase == "starting":
             self._enter_map()
-        self.broker.requeue_expired(self.job, self.spec.max_attempts, self.spec.task_timeout)
-        if self.clock() >= self._next_memory_check:
-            self._next_memory_check = self.clock() + 0.5
-            self.broker.check_memory()
         self._stats = self.broker.stats(self.job)
-        self._drain_events()
-        if self.worker_output:
-            self._drain_output()
-        if self.broker.meta(self.job).get("state") == "failed":
-            raise JobFailed(self.failure_message())
+        # A commit wakes the master; what no commit changes waits for its pace (a failed
+        # task shows in the stats at once, so it is looked at at once)
+        if self.clock() >= self._next_housekeeping or self._stats.get("failures", 0):
+            self._next_housekeeping = self.clock() + HOUSEKEEPING_S
+            self._housekeeping()
         if self.spec.bad_records.exceeded(skipped := self._totals().get("bad_records", 0)):
             self.broker.set_meta(self.job, state="failed")  # workers stop claiming
             raise JobFailed(exceeded_message(self.spec.bad_records, skipped, self.bad_samples()))
         reducers = self.step.spec.reducers
         if self.phase == "map":
-            self._feed(self._stats.get("maps_done", 0))
-            if self.spec.speculative:
+            self._feed(self._stats.get("bytes_done", 0))
+            if self.spec.speculative and self._housekept:
                 self._speculate()
             if self._stats.get("maps_done", 0) == self.map_total:
                 self.set_phase("barrier")
                 self.broker.add_reduce_tasks(self.job, reducers)
                 self.set_phase("reduce")
                 self.broker.set_meta(self.job, phase="reduce")
+        self._housekept = False
         if self.phase == "reduce" and self._stats.get("reduces_done", 0) == reducers:
             return not self._advance()
         return False
 
-    def _feed(self, maps_done: int) -> None:
-        """Queue the next chunks while fewer than `window` are held in Redis (back-pressure)."""
-        while self.fed < self.map_total and self.fed - maps_done < self.window:
+    def _housekeeping(self) -> None:
+        """Leases and timeouts, Redis memory, events and printed lines, a failed task."""
+        self._housekept = True
+        self.broker.requeue_expired(self.job, self.spec.max_attempts, self.spec.task_timeout)
+        if self.clock() >= self._next_memory_check:
+            self._next_memory_check = self.clock() + 0.5
+            self.broker.check_memory()
+        self._drain_events()
+        if self.worker_output:
+            self._drain_output()
+        if self.broker.meta(self.job).get("state") == "failed":
+            raise JobFailed(self.failure_message())
+
+    def _feed(self, bytes_done: int) -> None:
+        """Queue the next chunks while less than `window` bytes of input are held in Redis
+        (back-pressure), at least one chunk per worker; a round trip per batch of chunks."""
+        batch: list[tuple[str, dict[str, Any], bytes]] = []
+        while self.fed < self.map_total and (self._fed_bytes - bytes_done < self.window or
+                                             self.fed - self._stats.get("maps_done", 0) < self.spec.workers):
             ref = self.plan[self.fed]
             data = read_chunk(ref)
             before = self._lines_fed.get(str(ref.path))
@@ -219,8 +243,14 @@ class Master:
                       "name": display_path(name), "start": ref.start, "end": ref.end,
                       "first_line": first_line, **({"tag": tag} if tag is not None else {}),
                       **ref.fmt.to_fields()}
-            self.broker.add_map_task(self.job, f"m:{self.fed}", fields, data)
+            batch.append((f"m:{self.fed}", fields, data))
             self.fed += 1
+            self._fed_bytes += len(data)
+            if len(batch) == FEED_BATCH:
+                self.broker.add_map_tasks(self.job, batch)
+                batch = []
+        if batch:
+            self.broker.add_map_tasks(self.job, batch)
 
     def _speculate(self) -> None:
         """Near the end of the map phase (at least 75% of maps committed, none left queued),
@@ -246,6 +276,16 @@ class Master:
 
     def finish(self, status: str) -> None:
         self.broker.set_meta(self.job, state=status, phase="done")
+        self.broker.wake_workers()  # a burst worker returns now, not at its next look
+
+    def wait(self, timeout: float) -> None:
+        """Between ticks: until an attempt commits or fails (the next tick refills the window
+        at once), or `timeout` seconds for leases, supervision and the view. Ticks are at
+        least TICK_GAP_S apart, so that thousands of tiny commits a second cost the master a
+        tick per batch of them, not one each (its CPU is the workers' on a small machine)."""
+        if self.broker.wait_for_progress(self.job, timeout):
+            time.sleep(max(0.0, self._last_tick + TICK_GAP_S - self.clock()))
+        self._last_tick = self.clock()
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every reduce output pair, merged in key order; for a map-only job, every map
@@ -312,20 +352,20 @@ class Master:
             output_log.info("[%s %s] %s", o.get("worker"), o.get("tid"), o.get("line"))
 
     def worker_lost(self, exit: WorkerExit) -> bool:
-        """Requeue at once the attempt a dead worker held, instead of waiting for its lease;
-        returns whether the worker had done any work (held a task, or finished one).
+        """Requeue at once the attempts a dead worker held (the one it ran, and one it had
+        claimed with its last commit), instead of waiting for their leases; returns whether
+        the worker had done any work (held a task, or finished one).
 
         Safe against a stale view: the fail script only ends the attempt if it is still the
         current, running one.
         """
-        info, _, _ = self.broker.worker_rows()
-        held = info.get(exit.name, {})
-        if held.get("task") and held.get("job") == self.job:
+        held = self.broker.attempts_of(self.job, exit.name)  # from the tasks: its beats may lag
+        for tid, attempt in held:
             # out of memory is the code's doing (counts toward max_attempts); any other death is not
-            self.broker.fail_attempt(self.job, held["task"], int(held["attempt"]),
-                                     self.spec.max_attempts, f"worker {exit.name} {exit.reason}", "",
-                                     "oom" if exit.oom else "lost")
-        return bool(held.get("task")) or int(held.get("tasks_done") or 0) > 0
+            self.broker.fail_attempt(self.job, tid, attempt, self.spec.max_attempts,
+                                     f"worker {exit.name} {exit.reason}", "", "oom" if exit.oom else "lost")
+        info, _, _ = self.broker.worker_rows()
+        return bool(held) or int(info.get(exit.name, {}).get("tasks_done") or 0) > 0
 
     def worker_replaced(self, exit: WorkerExit, replacement: str) -> None:
         news = f"{exit.name} {exit.reason}; started {replacement}"
@@ -366,7 +406,7 @@ class Master:
             bad_record_samples=self.bad_samples(),
             step=step.number, steps=step.planned, step_name=step.spec.name,
             iteration=step.iteration, iterations=step.iterations,
-            step_seconds=tuple(self.step_seconds),
+            step_seconds=tuple(self.step_seconds) if step.planned > 1 else (),
         )
 
     def _totals(self) -> dict[str, int]:

@@ -36,13 +36,14 @@ SnapshotSink = Callable[[JobSnapshot], None]
 class RunOptions:
     keep: bool = False  # leave the cluster running after the job (docker backend)
     redis_memory: str = "1gb"  # Redis maxmemory (noeviction: full means the job fails)
-    tick_s: float = 0.05  # master loop period
+    tick_s: float = 0.1  # longest wait between master ticks (a commit wakes it at once)
     snapshot_s: float = 0.2  # how often views get a fresh snapshot
     offline: bool | None = None  # docker images: None = pull if possible, else build locally
     ready_timeout_s: float = 60.0
     lease_s: float = 10.0  # a worker silent this long loses its task (heartbeats every lease/3)
     chaos: ChaosPlan = ChaosPlan()  # kill random busy workers during the run (--chaos)
     worker_output: bool = False  # show what the job's code prints in workers (--worker-output)
+    window_bytes: int = 0  # input queued ahead in Redis; 0: 2 chunks a worker, at least 8 MiB
 
 
 class Cluster(Protocol):
@@ -117,7 +118,7 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
 def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t0: float,
             state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
     broker = Broker(cluster.redis_url)
-    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s,
+    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s, window=options.window_bytes,
                     worker_output=options.worker_output)
     state["master"] = master
     master.start()
@@ -161,7 +162,7 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
                 master.add_event("chaos", f"chaos: killed {victim}")
         if done:
             return
-        time.sleep(options.tick_s)
+        master.wait(min(options.tick_s, max(0.0, next_snapshot - time.monotonic())))
 
 
 def _with_snapshot(exc: MrctlError, state: dict[str, Any], t0: float) -> MrctlError:

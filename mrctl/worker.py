@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mrctl import tasks
-from mrctl.broker import Broker, Claim
+from mrctl.broker import Broker, Claim, ClaimRequest
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.formats import ChunkFormat
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
@@ -50,7 +50,7 @@ class _Current:
 @dataclass
 class WorkerOptions:
     lease_s: float = 10.0
-    poll_s: float = 0.05
+    poll_s: float = 0.5  # longest wait for a wake token (keys.wake) before looking again
     burst: bool = False  # return when the current job has ended (tests, inline use)
     max_tasks: int | None = None
     redis_patience_s: float = 30.0  # exit when Redis is unreachable for this long
@@ -71,6 +71,9 @@ class Worker:
         self._capture: OutputCapture | None = None
         self._stop = threading.Event()
         self._loaded: tuple[str, JobClasses, dict[str, str]] | None = None
+        self._job: str | None = None  # the job this worker serves (mrctl:current, as last read)
+        self._next: Claim | None = None  # the next task of that job, claimed with the last commit
+        self._settings: tuple[str, dict[str, str]] | None = None  # that job's meta, read once
 
     # -- driver ---------------------------------------------------------------------------
 
@@ -117,42 +120,72 @@ class Worker:
                     return 0
                 if self.options.max_tasks and self.tasks_done >= self.options.max_tasks:
                     return 0
-                if not worked:
-                    self._stop.wait(self.options.poll_s)
+                if not worked and not self._stop.is_set():
+                    self.broker.wait_for_task(self.options.poll_s)  # woken by a queued task
         finally:
             self._stop.set()
+            self._release_next()
         return 0
+
+    def _release_next(self) -> None:
+        """A claim taken with the last commit but never started goes back at once (as a lost
+        attempt: not the task's fault), instead of waiting out its lease."""
+        claim, self._next = self._next, None
+        if claim is not None and self._job is not None:
+            try:
+                self.broker.fail_attempt(self._job, claim.tid, claim.attempt, 1 << 30,
+                                         f"worker {self.name} stopped before starting it", "", "lost")
+            except InfraError:
+                pass  # its lease runs out instead
 
     def stop(self) -> None:
         self._stop.set()
 
     def tick(self) -> bool | None:
-        """One step: claim and run one task. True if a task ran, None if a burst worker is done."""
-        job = self.broker.current_job()
+        """One step: claim and run one task. True if a task ran (or the job changed: look
+        again at once), False if there was none, None if a burst worker is done.
+
+        The claim script checks that the job is running, and a map task's commit claims the
+        next task in the same round trip, so the usual step is one round trip; the current job
+        and its state are read only when no task was claimed.
+        """
+        job = self._job
+        if job is not None and (meta := self._job_meta(job)):
+            claim, self._next = self._next, None
+            claim = claim or self.broker.claim_task(job, self.name, self._lease_s(meta),
+                                                    float(meta.get("task_timeout", 300)))
+            if claim is not None:
+                self._run_claim(job, meta, claim)
+                return True
+        current = self.broker.current_job()
+        if current != job:
+            self._job = current
+            return current is not None
         if job is None:
             return False
-        meta = self._meta(job)
-        if meta.get("state") != "running":  # ended; or a finished step, its keys dropped ("")
-            return None if self.options.burst and meta.get("state") else False
-        claim = self.broker.claim_task(
-            job, self.name, self._lease_s(meta), float(meta.get("task_timeout", 300))
-        )
-        if claim is None:
-            return False
-        self._run_claim(job, meta, claim)
-        return True
+        state = self.broker.meta(job).get("state", "")
+        if state != "running":  # ended; or a finished step, its keys dropped ("")
+            return None if self.options.burst and state else False
+        return False
+
+    def _job_meta(self, job: str) -> dict[str, str]:
+        """A job's settings, read once per job (they do not change while it runs)."""
+        if self._settings is None or self._settings[0] != job:
+            self._settings = (job, self.broker.meta(job))
+        return self._settings[1]
 
     # -- one task -------------------------------------------------------------------------
+
+    def _claim_request(self, meta: dict[str, str]) -> ClaimRequest | None:
+        """Claim the next task with this commit, unless this worker is about to stop."""
+        last = self.options.max_tasks is not None and self.tasks_done + 1 >= self.options.max_tasks
+        if last or self._stop.is_set():
+            return None
+        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)))
 
     def _lease_s(self, meta: dict[str, str]) -> float:
         """The job's lease (published by the master), else this worker's default."""
         return float(meta.get("lease_s") or self.options.lease_s)
-
-    def _meta(self, job: str) -> dict[str, str]:
-        if self._loaded and self._loaded[0] == job:
-            state = self.broker.meta(job).get("state", "")
-            return {**self._loaded[2], "state": state}
-        return self.broker.meta(job)
 
     def _classes(self, job: str) -> JobClasses:
         if self._loaded is None or self._loaded[0] != job:
@@ -168,10 +201,12 @@ class Worker:
     def _run_claim(self, job: str, meta: dict[str, str], claim: Claim) -> None:
         self.current = _Current(job, claim.tid, claim.attempt)
         self._capture = OutputCapture() if meta.get("worker_output") == "1" else None
+        # One message to the keeper per task: the attempt it may interrupt from now on (this
+        # side ignores an interruption outside the job's code, see _on_interruption)
         self._report(job=job, tid=claim.tid, attempt=claim.attempt, lease_s=self._lease_s(meta),
-                     task_timeout=float(meta.get("task_timeout", 300)))
-        where = _describe_input(claim.fields)
-        log.info("task %s attempt %d start%s", claim.tid, claim.attempt, where)
+                     task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
+                     tasks_done=self.tasks_done)
+        log.debug("task %s attempt %d start%s", claim.tid, claim.attempt, _describe_input(claim.fields))
         started = time.perf_counter()
         try:
             committed, records = self._execute(job, meta, claim)
@@ -195,7 +230,8 @@ class Worker:
                             claim.tid, claim.attempt)
         finally:
             self.current = _Current(job)
-            self._report(tid=None, attempt=0, user_code=False, tasks_done=self.tasks_done)
+            if self._next is None:  # idle now; else the next task's report replaces this one
+                self._report(tid=None, attempt=0, user_code=False, tasks_done=self.tasks_done)
             self._ship_output(job, claim)
 
     def _execute(self, job: str, meta: dict[str, str], claim: Claim) -> tuple[bool, int]:
@@ -217,8 +253,9 @@ class Worker:
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors, "bad_records": result.bad_records,
                         "map_ms": int((time.perf_counter() - started) * 1000)}
-            ok = self.broker.commit_map(job, claim.tid, claim.attempt, self.name, result.blobs, counters,
-                                        context.counters, result.bad_samples)
+            ok, self._next = self.broker.commit_map_then_claim(
+                job, claim.tid, claim.attempt, self.name, result.blobs, counters, context.counters,
+                result.bad_samples, self._claim_request(meta))
             return ok, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
         context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta))
@@ -235,14 +272,14 @@ class Worker:
         """Mark the span in which an interruption (timeout, cancellation) may be raised, and
         collect what the job's code prints when the run asked for it (--worker-output)."""
         self.current.user_code = True
-        self._report(user_code=True)
         capture = self._capture
         try:
             with capture.capturing() if capture else contextlib.nullcontext():
                 yield
         finally:
+            # the keeper hears of it with the task's end (_run_claim): an interruption it
+            # sends meanwhile is ignored here (_on_interruption reads this flag)
             self.current.user_code = False
-            self._report(user_code=False)
 
     def _ship_output(self, job: str, claim: Claim) -> None:
         if self._capture is not None and (lines := self._capture.take()):

@@ -269,12 +269,12 @@ class StragglingByCount(ByCount):
 
 class SlowByCount(ByCount):
     def setup(self):
-        time.sleep(0.3)
+        time.sleep(0.5)
 
 
 class SlowWordMapper(WordMapper):
     def setup(self):
-        time.sleep(0.2)
+        time.sleep(0.3)
 
 
 class Halve(Mapper):

@@ -357,6 +357,7 @@ def test_an_input_file_that_changes_mid_run_fails_the_job_clearly(tmp_path, chan
     from jobs import SLOW
 
     from mrctl.errors import SpecError
+    from mrctl.runner import RunOptions
 
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.write_text("alpha beta\n" * 4000)  # ~44 kB: 11 map tasks of 4 kB before second.txt
@@ -370,8 +371,8 @@ def test_an_input_file_that_changes_mid_run_fails_the_job_clearly(tmp_path, chan
             done.append(1)
             second.unlink() if change == "vanish" else second.write_text("gamma\n")
 
-    with pytest.raises(SpecError) as info:
-        run_job(spec, on_snapshot=meddle)
+    with pytest.raises(SpecError) as info:  # a window of 2 chunks: second.txt is read late
+        run_job(spec, RunOptions(window_bytes=8192), on_snapshot=meddle)
     expected = "vanished during the run" if change == "vanish" else "changed during the run"
     assert f"input file {second} {expected}" in str(info.value) and info.value.exit_code == 2
     assert not spec.output_path.exists()
@@ -451,7 +452,10 @@ def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tm
                      mapper="KeeperKillingMapper", workers=1, reducers=1, max_attempts=1)
     final = run_job(spec, RunOptions(lease_s=2.0))
     assert json.loads(spec.output_path.read_text()) == {"be": 2, "not": 1, "or": 1, "to": 2}
-    assert final.failed_attempts == 0 and final.lost == 1
+    # the worker killed under its task loses it; with only its keeper killed, the task may
+    # still commit (fenced: refused had its lease run out), and the worker then leaves
+    assert final.failed_attempts == 0 and (final.lost == 1 if fork else final.lost <= 1)
+    assert any(e.kind == "replaced" for e in final.events), final.events
 
 
 def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):

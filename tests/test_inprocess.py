@@ -35,7 +35,7 @@ def _inputs(tmp_path):
 def test_master_and_burst_workers_count_words_like_a_plain_loop(tmp_path, redis_url, broker):
     inputs = _inputs(tmp_path)
     spec = make_spec(tmp_path, WORDCOUNT, inputs, workers=2, reducers=3, chunk_size=64)
-    master = Master(spec, broker, "inprocess", window=4)
+    master = Master(spec, broker, "inprocess", window=256)
     master.start()
     options = WorkerOptions(burst=True, interrupt_main=False, poll_s=0.01)
     workers = [Worker(Broker(redis_url, retries=0), name=f"w-{i}", options=options) for i in range(2)]

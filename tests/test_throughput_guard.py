@@ -1,0 +1,41 @@
+"""A guard on task throughput, as a ratio so that a noisy machine cannot make it flake: the
+engine's cost per tiny task, in units of one plain Redis round trip measured here and now."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from conftest import ROOT, corpus_files, sequential_wordcount
+
+from mrctl.broker import Broker
+from mrctl.runner import run_job
+from mrctl.spec import JobSpec
+
+
+def test_a_tiny_task_costs_a_few_redis_round_trips(tmp_path, redis_url):
+    """~2,000 map tasks of 300 bytes on 2 local workers. An event-driven engine (workers block
+    on a wake list, a commit wakes the master, a commit claims the next task) spends about ten
+    round trips' time a task on this machine; the polling engine before it (50 ms sleeps on
+    both sides) spent hundreds."""
+    lines = [line for p in corpus_files()[:2] for line in p.read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(lines[:14_000]) + "\n", encoding="utf-8")
+    spec = JobSpec(name="tiny", spec_path=ROOT / "jobspecs" / "wordcount.yaml", inputs=(path,),
+                   module=ROOT / "jobspecs" / "wordcount.py", mapper="WordMapper", reducer="SumReducer",
+                   combiner="SumReducer", output_path=tmp_path / "out.json", output_format="json",
+                   chunk_size=300, workers=2, backend="local")
+    broker = Broker(redis_url)
+    t0 = time.perf_counter()
+    for _ in range(2000):
+        broker.r.ping()
+    ping_s = (time.perf_counter() - t0) / 2000
+    broker.close()
+    final = run_job(dataclasses.replace(spec))
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount([path])
+    map_s = dict(final.phase_seconds)["map"]
+    per_task = map_s / final.map.total
+    print(f"{final.map.total} map tasks in {map_s:.2f}s ({final.map.total / map_s:.0f} tasks/s); "
+          f"a round trip {ping_s * 1e6:.0f} us; a task {per_task / ping_s:.1f} round trips")
+    assert final.map.total >= 1500
+    assert per_task < 60 * ping_s, f"a task costs {per_task / ping_s:.0f} round trips"
