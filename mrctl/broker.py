@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,12 @@ from mrctl.errors import InfraError
 # fails: generous, since a lost attempt is not the code's fault, yet finite, since code that
 # kills its worker every time looks the same.
 MAX_LOST_ATTEMPTS = 16
+
+
+FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past half of it, "
+               "so this is what the job needs in Redis at once: one reduce task's partition, or the "
+               "map tasks in flight. More reducers (smaller partitions), a smaller chunk_size, or "
+               "more --redis-memory help.")
 
 
 class RedisFull(InfraError):
@@ -48,11 +54,8 @@ def translated_errors(what: str) -> Iterator[None]:
         yield
     except redis.exceptions.ResponseError as exc:
         if "OOM" in str(exc) or "maxmemory" in str(exc):
-            raise RedisFull(
-                f"Redis is full while {what}: it reached its maxmemory limit and mrctl never lets "
-                "it drop data. Use a smaller chunk_size, more reducers, a combiner, or give "
-                "Redis more memory (--redis-memory)."
-            ) from None
+            raise RedisFull(f"Redis is full while {what}: it reached its maxmemory limit and mrctl "
+                            f"never lets it drop data. {FULL_ADVICE}") from None
         raise InfraError(f"Redis refused a command while {what}: {exc}") from None
     except redis.exceptions.AuthenticationError as exc:
         raise InfraError(f"Redis rejected mrctl's password while {what}: {exc}") from None
@@ -211,12 +214,14 @@ class Broker:
                 self.r.unlink(*found[i:i + 1000])
         return len(found)
 
-    def add_reduce_tasks(self, job: str, reducers: int) -> None:
-        """Queue reduce tasks r:0 .. r:R-1, each once (idempotent), in one round trip."""
-        with translated_errors("queueing reduce tasks"):
-            self._scripts([(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"),
-                                             keys.wake()], [f"r:{r}", "0", "", "kind", "reduce", "index", r])
-                           for r in range(reducers)])
+    def add_reduce_tasks(self, job: str, partitions: Iterable[int]) -> None:
+        """Queue reduce tasks r:<r> for the given partitions, each once (idempotent), in one
+        round trip."""
+        calls = [(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"), keys.wake()],
+                  [f"r:{r}", "0", "", "kind", "reduce", "index", r]) for r in partitions]
+        if calls:
+            with translated_errors("queueing reduce tasks"):
+                self._scripts(calls)
 
     def set_meta(self, job: str, **fields: Any) -> None:
         with translated_errors("updating the job"):
@@ -317,6 +322,50 @@ class Broker:
             raise InfraError(f"reduce task r:{r} committed but its output is missing from Redis")
         return data
 
+    # -- spilling (mrctl.spill): committed data leaves Redis and comes back -----------------
+
+    def take_partition(self, job: str, r: int) -> dict[int, bytes]:
+        """Atomically take every committed blob of partition r out of Redis (map index ->
+        blob): a commit after this lands in a fresh hash, never half in both."""
+        with translated_errors(f"spilling partition {r}"):
+            pipe = self.r.pipeline(transaction=True)
+            pipe.hgetall(keys.part(job, r))
+            pipe.delete(keys.part(job, r))
+            found, _ = pipe.execute()
+        return {int(k): v for k, v in found.items()}
+
+    def restore_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
+        """Put spilled blobs back into partition r before its reduce task is queued."""
+        if blobs:
+            with translated_errors(f"restoring partition {r}"):
+                self.r.hset(keys.part(job, r), mapping={str(i): b for i, b in blobs.items()})
+
+    def take_output(self, job: str, r: int) -> bytes:
+        """Atomically take reduce r's committed output out of Redis."""
+        with translated_errors(f"reading the output of reduce {r}"):
+            pipe = self.r.pipeline(transaction=True)
+            pipe.get(keys.out(job, r))
+            pipe.delete(keys.out(job, r))
+            data, _ = pipe.execute()
+        if data is None:
+            raise InfraError(f"reduce task r:{r} committed but its output is missing from Redis")
+        return data
+
+    def done_tasks(self, job: str, tids: list[str]) -> set[str]:
+        """Which of `tids` have committed."""
+        with translated_errors("reading task states"):
+            pipe = self.r.pipeline(transaction=False)
+            for tid in tids:
+                pipe.hget(keys.task(job, tid), "state")
+            states = pipe.execute()
+        return {tid for tid, state in zip(tids, states, strict=True) if state == b"done"}
+
+    def memory(self) -> tuple[int, int]:
+        """(used_memory, maxmemory) in bytes; maxmemory 0 means no limit."""
+        with translated_errors("reading memory use"):
+            info = self.r.info("memory")
+        return int(info["used_memory"]), int(info.get("maxmemory", 0))
+
     def worker_rows(self) -> tuple[dict[str, dict[str, Any]], dict[str, int], int]:
         """(worker -> info, worker -> last beat ms, server now ms) in one round trip."""
         with translated_errors("reading workers"):
@@ -351,9 +400,7 @@ class Broker:
         if limit and int(info["used_memory"]) >= limit:
             raise RedisFull(
                 f"Redis is full: {int(info['used_memory']) / 1e6:.0f} MB used of its "
-                f"{limit / 1e6:.0f} MB maxmemory, and mrctl never lets it drop data. Use a smaller "
-                "chunk_size, more reducers, a combiner, or give Redis more memory (--redis-memory)."
-            )
+                f"{limit / 1e6:.0f} MB maxmemory, and mrctl never lets it drop data. {FULL_ADVICE}")
 
     # -- worker side ----------------------------------------------------------------------
 

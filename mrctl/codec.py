@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from typing import Any
 
 import msgpack
+import zstandard
 
 
 def pack(obj: Any) -> bytes:
@@ -25,6 +27,39 @@ def pack(obj: Any) -> bytes:
 
 def unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=False, strict_map_key=False)
+
+
+# Intermediate blobs (a map task's partition, a reduce task's output) of at least COMPRESS_MIN
+# bytes travel zstd-compressed (level 1: about 150 MB/s and half the size for text here);
+# smaller ones, like most of a word count's, are not worth it. A zstd frame starts with its
+# magic number, which no msgpack blob can (0x28 is a bare integer, never an array header).
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+COMPRESS_MIN = 16 << 10
+_zstd = threading.local()
+
+
+def pack_blob(obj: Any) -> bytes:
+    """pack(), zstd-compressed when large enough to pay."""
+    blob = pack(obj)
+    if len(blob) < COMPRESS_MIN:
+        return blob
+    if not hasattr(_zstd, "compressor"):  # one per thread: zstandard's objects are not shared
+        _zstd.compressor = zstandard.ZstdCompressor(level=1)
+    return _zstd.compressor.compress(blob)
+
+
+def unpack_blob(blob: bytes) -> Any:
+    """unpack() of a pack_blob() blob, compressed or not."""
+    return unpack(expand(blob))
+
+
+def expand(blob: bytes) -> bytes:
+    """A blob's msgpack bytes: decompressed if it is a zstd frame."""
+    if blob[:4] != ZSTD_MAGIC:
+        return blob
+    if not hasattr(_zstd, "decompressor"):
+        _zstd.decompressor = zstandard.ZstdDecompressor()
+    return _zstd.decompressor.decompress(blob)
 
 
 def encode_key(key: Any) -> bytes:

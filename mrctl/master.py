@@ -13,7 +13,6 @@ pairs, or a map-only step's map i's), moved inside Redis; then the finished step
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import time
@@ -22,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import codec, keys, tasks
+from mrctl import keys, tasks
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
 from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
@@ -30,6 +29,7 @@ from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read
 from mrctl.errors import JobFailed
 from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
 from mrctl.spec import JobSpec
+from mrctl.spill import Spiller
 from mrctl.steps import Counters, RunStep, unroll
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class Master:
         self._housekept = False
         self._last_tick = 0.0
         self.job = self.job_id  # the current step's job in Redis
+        self.spiller = Spiller(self.broker)  # what leaves Redis past its high-water mark
+        self._limit, self._input_cap = 0, 1 << 62  # Redis maxmemory, read by start()
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
         self._order: Iterator[RunStep] = iter(())
         self._reset_step()
@@ -113,6 +115,10 @@ class Master:
     def start(self) -> None:
         """Plan the input and publish the first step (settings and code) for the workers."""
         self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
+        self._limit = self.broker.memory()[1]
+        self._input_cap = self._limit // 3 if self._limit else 1 << 62
+        if self._limit:  # the input window takes at most a quarter of Redis
+            self.window = min(self.window, self._limit // 4)
         self._order = unroll(self.spec.program, self.spec.params, self._last_counters)
         self._begin(next(self._order))
         log.info("job %s: %d map tasks over %d input files, %d reducers",
@@ -126,6 +132,7 @@ class Master:
         self._reset_step()
         spec, run = self.spec, step.spec
         self.map_total = len(self.plan) if previous is None else previous[2]
+        self.spiller.begin_step(self.job, run.reducers, self._limit)
         modules = {s.module.name: s.module for g in spec.program for s in g.steps}
         meta = {
             "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
@@ -190,6 +197,8 @@ class Master:
         if self.phase == "starting":
             self._enter_map()
         self._stats = self.broker.stats(self.job)
+        # the last step's outputs go to the output file: they may leave a full Redis early
+        self.spiller.relieve(self.phase, last_step=self.step.number == self.step.planned)
         # A commit wakes the master; what no commit changes waits for its pace (a failed
         # task shows in the stats at once, so it is looked at at once)
         if self.clock() >= self._next_housekeeping or self._stats.get("failures", 0):
@@ -205,9 +214,11 @@ class Master:
                 self._speculate()
             if self._stats.get("maps_done", 0) == self.map_total:
                 self.set_phase("barrier")
-                self.broker.add_reduce_tasks(self.job, reducers)
+                self.spiller.queue_reduces()  # spilled partitions come back a window at a time
                 self.set_phase("reduce")
                 self.broker.set_meta(self.job, phase="reduce")
+        elif self.phase == "reduce":
+            self.spiller.queue_reduces()
         self._housekept = False
         if self.phase == "reduce" and self._stats.get("reduces_done", 0) == reducers:
             return not self._advance()
@@ -230,8 +241,9 @@ class Master:
         """Queue the next chunks while less than `window` bytes of input are held in Redis
         (back-pressure), at least one chunk per worker; a round trip per batch of chunks."""
         batch: list[tuple[str, dict[str, Any], bytes]] = []
-        while self.fed < self.map_total and (self._fed_bytes - bytes_done < self.window or
-                                             self.fed - self._stats.get("maps_done", 0) < self.spec.workers):
+        while self.fed < self.map_total and (self._fed_bytes - bytes_done < self.window or (
+                self.fed - self._stats.get("maps_done", 0) < self.spec.workers  # a chunk a worker,
+                and self._fed_bytes - bytes_done < self._input_cap)):          # within a third of Redis
             ref = self.plan[self.fed]
             data = read_chunk(ref)
             before = self._lines_fed.get(str(ref.path))
@@ -292,9 +304,11 @@ class Master:
         output pair in input order (one map task's blob in memory at a time)."""
         if self.step.spec.reducers == 0:
             return self._map_outputs()
-        outputs = [tasks.unpack_pairs(self.broker.reduce_output(self.job, r))
-                   for r in range(self.step.spec.reducers)]
-        return heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
+        return self.spiller.output_pairs()  # streamed from disk: the master's memory stays flat
+
+    def close(self) -> None:
+        """Remove what was spilled to the master's disk."""
+        self.spiller.store.close()
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
         for index in range(self.map_total):
@@ -407,6 +421,7 @@ class Master:
             step=step.number, steps=step.planned, step_name=step.spec.name,
             iteration=step.iteration, iterations=step.iterations,
             step_seconds=tuple(self.step_seconds) if step.planned > 1 else (),
+            spilled_bytes=self.spiller.store.spilled_bytes,
         )
 
     def _totals(self) -> dict[str, int]:

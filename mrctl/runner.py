@@ -121,13 +121,16 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
     master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s, window=options.window_bytes,
                     worker_output=options.worker_output)
     state["master"] = master
-    master.start()
-    cluster.wait_ready(broker, options.ready_timeout_s)
-    _drive(master, cluster, options, state, sink)
-    master.set_phase("output")
-    state["last"] = master.snapshot(cluster.states)
-    sink(state["last"])
-    write_output(spec.output_path, master.output_pairs(), spec.output_format)
+    try:
+        master.start()
+        cluster.wait_ready(broker, options.ready_timeout_s)
+        _drive(master, cluster, options, state, sink)
+        master.set_phase("output")
+        state["last"] = master.snapshot(cluster.states)
+        sink(state["last"])
+        write_output(spec.output_path, master.output_pairs(), spec.output_format)
+    finally:
+        master.close()  # what was spilled to disk goes, whatever happened
     master.finish("succeeded")
     master.set_phase("teardown")
     snap = master.snapshot(cluster.states, status="succeeded")

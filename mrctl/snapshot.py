@@ -88,6 +88,7 @@ class JobSnapshot:
     iteration: int = 1  # of the step's repeat group
     iterations: int = 1
     step_seconds: tuple[tuple[str, float], ...] = ()  # (step label, seconds) of each finished step
+    spilled_bytes: int = 0  # intermediate data the master moved from Redis to its disk
 
     def step_label(self) -> str:
         """"step 3/11 (iterate, iteration 2/10)", or "" for a one-step job."""

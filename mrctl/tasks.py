@@ -102,7 +102,7 @@ def run_map(
     skipped = _Skipped() if skip_bad else None
     counted = [0]
     if fmt.kind == "pairs":  # a later step's input: the previous step's output pairs
-        flat, bad = codec.unpack(data) if data else [], 0
+        flat, bad = codec.unpack_blob(data) if data else [], 0
         counted[0] = len(flat) // 2
         mapper.setup()
         pairs = _mapped_kv(mapper, flat, skipped)
@@ -134,7 +134,7 @@ def run_map(
         bucket.append(key)
         bucket.append(values)
         records_out += len(values)
-    blobs = {p: codec.pack(flat) for p, flat in buckets.items()}
+    blobs = {p: codec.pack_blob(flat) for p, flat in buckets.items()}
     if skipped is None:
         return MapResult(blobs, records_in, records_out, bad)
     return MapResult(blobs, records_in, records_out, bad, skipped.count, tuple(skipped.samples))
@@ -147,7 +147,7 @@ def _map_only(mapper: Mapper, pairs: Iterable[tuple[Any, Any]], counted: list[in
     for key, value in itertools.chain(pairs, teardown_pairs(mapper)):
         _check_plain(key, [value], "the mapper")
         flat += (key, value)
-    blobs = {0: codec.pack(flat)} if flat else {}
+    blobs = {0: codec.pack_blob(flat)} if flat else {}
     extra = (skipped.count, tuple(skipped.samples)) if skipped is not None else ()
     return MapResult(blobs, counted[0], len(flat) // 2, bad, *extra)
 
@@ -298,7 +298,7 @@ def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
     groups: dict[Any, list[Any]] = {}
     group_key = codec.group_key
     for blob in blobs:
-        flat = codec.unpack(blob)
+        flat = codec.unpack_blob(blob)
         for i in range(0, len(flat), 2):
             key = flat[i]
             if type(key) is not str:
@@ -342,9 +342,9 @@ def _first(pair: tuple[Any, Any]) -> Any:
 
 
 def pack_pairs(pairs: list[tuple[Any, Any]]) -> bytes:
-    return codec.pack(list(itertools.chain.from_iterable(pairs)))
+    return codec.pack_blob(list(itertools.chain.from_iterable(pairs)))
 
 
 def unpack_pairs(blob: bytes) -> list[tuple[Any, Any]]:
-    flat = codec.unpack(blob)
+    flat = codec.unpack_blob(blob)
     return list(zip(flat[0::2], flat[1::2], strict=True))

@@ -159,6 +159,7 @@ def summary_dict(snap: JobSnapshot) -> dict:
         "bad_records": snap.bad_records,
         "bad_record_samples": [{"file": b.file, "line": b.line, "error": b.error}
                                for b in snap.bad_record_samples],
+        "spilled_bytes": snap.spilled_bytes,
         "step": snap.step, "steps": snap.steps, "step_name": snap.step_name,
         "step_seconds": [{"step": label, "seconds": s} for label, s in snap.step_seconds],
     }
@@ -192,6 +193,9 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
         + (f", speculative backups {snap.backups}" if snap.backups else ""),
         f"  records in {snap.records_in}, records out {snap.records_out}",
     ]
+    if snap.spilled_bytes:
+        lines.append(f"  spilled to the master's disk: {human_bytes(snap.spilled_bytes)} "
+                     f"(Redis peak {human_bytes(snap.redis_peak_bytes)})")
     if snap.step_seconds:
         lines.insert(2, f"  steps: {len(snap.step_seconds)} of {snap.steps} ({steps_text(snap)})")
     if snap.decode_errors:

@@ -224,6 +224,31 @@ class CrashySortedWords(Reducer):
         yield n, sorted(words)
 '''
 
+# The crash test's shuffle-heavy variant: every line crosses the shuffle (keyed by its first
+# word), so that a 16 MiB Redis must spill while workers crash and sleep.
+CRASHY_SHUFFLE = CRASHY + '''
+
+
+class CrashyFirstWord(Mapper):
+    def map_chunk(self, text):
+        key = str(zlib.crc32(text[:200].encode()))
+        _count("map", key)
+        if {crash}:
+            _maybe_crash(key)
+        for line in text.split("\\n"):
+            if line.split():
+                yield line.split()[0].lower(), line
+
+
+class CrashySortedLines(Reducer):
+    def setup(self):
+        if {crash}:
+            _maybe_crash("reduce")
+
+    def reduce(self, word, lines):
+        return sorted(lines)
+'''
+
 # Allocates far more memory than its container may use.
 GREEDY = WORDCOUNT + '''
 class GreedyMapper(WordMapper):

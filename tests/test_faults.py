@@ -9,7 +9,7 @@ import os
 
 import pytest
 from conftest import corpus_files, sequential_wordcount, words_by_count
-from jobs import BLIP, CRASHY, CRASHY_STEPS, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
+from jobs import BLIP, CRASHY, CRASHY_SHUFFLE, CRASHY_STEPS, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
@@ -188,6 +188,37 @@ def test_crash_test_over_two_steps_output_is_exact(tmp_path, seed):
     assert [label for label, _ in final.step_seconds] == ["step 1/2 (count)", "step 2/2 (by_count)"]
     print(f"seed {seed}: exact over two steps; {final.lost} lost attempts, {final.retries} retries, "
           f"{final.refused} refused")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+@pytest.mark.parametrize("seed", SEEDS[:1])
+def test_crash_test_that_spills_output_is_exact(tmp_path, seed):
+    """The crash test on a shuffle four times larger than a 16 MiB Redis: spilled partitions,
+    restored windows and drained outputs under crashes, sleeps and replacements."""
+    import collections
+    import json
+
+    books = b"".join(p.read_bytes() for p in corpus_files())
+    inputs = []
+    for i in range(4):
+        path = tmp_path / f"part{i}.txt"
+        path.write_bytes(books * 5)  # ~16 MB each
+        inputs.append(path)
+    (tmp_path / "crashy.py").write_text(CRASHY_SHUFFLE.format(seed=seed, crash=True))
+    spec = make_spec(tmp_path, CRASHY_SHUFFLE.format(seed=seed, crash=True), inputs, mapper="CrashyFirstWord",
+                     reducer="CrashySortedLines", combiner=None, backend="docker", workers=4, reducers=16,
+                     chunk_size=2 << 20)
+    final = run_job(spec, RunOptions(redis_memory=str(16 << 20)))
+    expected: dict[str, list[str]] = collections.defaultdict(list)
+    for path in inputs:
+        for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+            if line.split():
+                expected[line.split()[0].lower()].append(line)
+    assert json.loads(spec.output_path.read_text(encoding="utf-8")) == {w: sorted(v) for w, v in expected.items()}
+    assert final.spilled_bytes > 16 << 20 and final.redis_peak_bytes < 16 << 20, final
+    print(f"seed {seed}: exact with {final.spilled_bytes / 1e6:.0f} MB spilled; {final.lost} lost attempts, "
+          f"{final.retries} retries")
 
 
 @pytest.mark.docker

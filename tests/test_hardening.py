@@ -514,6 +514,6 @@ def test_queueing_a_task_whose_reply_is_lost_queues_it_once(broker, lossy):
     assert proxy.dropped == 1
     assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:0"]
     assert broker.task("J", "m:0")["state"] == "pending" and broker.r.get(keys.chunk("J", "m:0")) == b"a\n"
-    via.add_reduce_tasks("J", 2)
-    via.add_reduce_tasks("J", 2)  # a second call, as a retry would make: nothing changes
+    via.add_reduce_tasks("J", range(2))
+    via.add_reduce_tasks("J", range(2))  # a second call, as a retry would make: nothing changes
     assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:0", "r:0", "r:1"]

@@ -1,0 +1,192 @@
+"""The master's disk, for what leaves Redis so that Redis stays a bounded window both ways.
+
+- Committed map partitions, once Redis passes its high-water mark during a map phase: each
+  partition r's blobs (map index -> blob, compressed as the workers committed them) are
+  appended to a file of their own, and put back into Redis, a few partitions at a time, just
+  before reduce task r is queued (mrctl.master).
+- Reduce outputs of the last step: moved to files as the merge needs them, and merged from
+  there a pair at a time (msgpack's streaming Unpacker, zstd's stream reader), so the master's
+  memory stays flat however large the output.
+
+Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
+share this filesystem), removed by close().
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgpack
+import zstandard
+
+from mrctl import codec
+from mrctl.broker import FULL_ADVICE, Broker, RedisFull
+from mrctl.codec import ZSTD_MAGIC
+
+log = logging.getLogger(__name__)
+
+
+class SpillStore:
+    """Spilled partitions and outputs, by (job, partition)."""
+
+    def __init__(self) -> None:
+        self._dir: Path | None = None
+        self._sizes: dict[tuple[str, int], int] = {}  # spilled partition -> bytes in its file
+        self.spilled_bytes = 0  # every byte written, partitions and outputs
+
+    def _path(self, name: str) -> Path:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="mrctl-spill-"))
+        return self._dir / name
+
+    # -- map partitions -------------------------------------------------------------------
+
+    def add_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
+        """Append committed blobs (map index -> blob) of partition r."""
+        with self._path(f"{job}.part-{r}").open("ab") as f:
+            for index, blob in blobs.items():
+                record = msgpack.packb([index, blob], use_bin_type=True)
+                f.write(record)
+                self._sizes[job, r] = self._sizes.get((job, r), 0) + len(blob)
+                self.spilled_bytes += len(record)
+
+    def partition_bytes(self, job: str, r: int) -> int:
+        return self._sizes.get((job, r), 0)
+
+    def has_partitions(self, job: str) -> bool:
+        return any(j == job for j, _ in self._sizes)
+
+    def take_partition(self, job: str, r: int) -> dict[int, bytes]:
+        """Partition r's spilled blobs, read back and removed from disk."""
+        if (job, r) not in self._sizes:
+            return {}
+        path = self._path(f"{job}.part-{r}")
+        with path.open("rb") as f:
+            blobs = {index: blob for index, blob in msgpack.Unpacker(f, raw=False)}
+        path.unlink()
+        del self._sizes[job, r]
+        return blobs
+
+    # -- reduce outputs -------------------------------------------------------------------
+
+    def add_output(self, r: int, blob: bytes, spilled: bool = True) -> None:
+        """Reduce r's output; `spilled`: moved out of a full Redis (counted), not just on its
+        way to the output file at the end."""
+        self._path(f"out-{r}").write_bytes(blob)
+        self.spilled_bytes += len(blob) if spilled else 0
+
+    def output_pairs(self, r: int) -> Iterator[tuple[Any, Any]]:
+        """Reduce r's output pairs, read from its file one at a time (the blob is one msgpack
+        array [k1, v1, k2, v2, ...], maybe a zstd frame)."""
+        with self._path(f"out-{r}").open("rb") as raw:
+            stream: IO[bytes] = raw
+            if raw.read(4) == ZSTD_MAGIC:
+                raw.seek(0)
+                stream = zstandard.ZstdDecompressor().stream_reader(raw)
+            else:
+                raw.seek(0)
+            unpacker = msgpack.Unpacker(stream, raw=False, use_list=False, strict_map_key=False,
+                                        max_buffer_size=0)
+            for _ in range(unpacker.read_array_header() // 2):
+                yield unpacker.unpack(), unpacker.unpack()
+
+    def close(self) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+SPILL_AT = 0.4  # Redis used_memory / maxmemory past which committed map output moves to disk
+DRAIN_AT = 0.3  # ... past which the last step's committed reduce outputs do
+RESTORE_BUDGET = 0.25  # share of maxmemory that spilled partitions may take back at once
+LOOK_EVERY_S = 0.05  # how often the master reads Redis's memory use (INFO memory)
+
+
+@dataclass
+class Spiller:
+    """The master's half of spilling, step by step: moves committed partitions and outputs
+    out of Redis past SPILL_AT of its memory, and feeds reduce tasks their spilled partitions
+    back through a window (RESTORE_BUDGET). Fencing is untouched: only committed data moves,
+    and a commit that lands after a partition was taken lands in a fresh hash, restored with
+    the rest."""
+
+    broker: Broker
+    store: SpillStore = field(default_factory=SpillStore)
+    job: str = ""
+    reducers: int = 0
+    limit: int = 0  # Redis maxmemory (0: no limit, nothing ever spills)
+    _next: int = 0  # the next reduce partition to queue
+    _inflight: dict[int, int] = field(default_factory=dict)  # queued, restored partition -> bytes
+    _drained: set[int] = field(default_factory=set)  # outputs moved to disk
+    _next_look: float = 0.0
+
+    def begin_step(self, job: str, reducers: int, limit: int) -> None:
+        self.job, self.reducers, self.limit = job, reducers, limit
+        self._next, self._inflight, self._drained = 0, {}, set()
+
+    def relieve(self, phase: str, last_step: bool) -> None:
+        """Each master tick: past SPILL_AT of Redis in a map phase, move committed map output
+        to disk; past DRAIN_AT in the last step's reduce phase, its committed outputs."""
+        now = time.monotonic()
+        if not self.limit or now < self._next_look:
+            return
+        self._next_look = now + LOOK_EVERY_S
+        used = self.broker.memory()[0]
+        if phase == "map" and used > SPILL_AT * self.limit:
+            self.spill_partitions()
+        elif phase == "reduce" and last_step and used > DRAIN_AT * self.limit:
+            self.drain_outputs()
+
+    def spill_partitions(self) -> None:
+        """Map phase, Redis past its mark: every committed partition blob goes to disk."""
+        for r in range(self.reducers):
+            if blobs := self.broker.take_partition(self.job, r):
+                self.store.add_partition(self.job, r, blobs)
+        log.info("spilled map output to disk: %.1f MB so far", self.store.spilled_bytes / 1e6)
+
+    def queue_reduces(self) -> None:
+        """At the barrier, and then each tick: queue reduce tasks, restoring spilled partitions
+        no more than RESTORE_BUDGET of Redis at a time (at least one)."""
+        if self._next >= self.reducers:
+            return
+        if not self.store.has_partitions(self.job):  # nothing spilled: all at once
+            self.broker.add_reduce_tasks(self.job, range(self._next, self.reducers))
+            self._next = self.reducers
+            return
+        for tid in self.broker.done_tasks(self.job, [f"r:{r}" for r in self._inflight]):
+            del self._inflight[int(tid[2:])]
+        budget = RESTORE_BUDGET * self.limit
+        while self._next < self.reducers:
+            r, size = self._next, self.store.partition_bytes(self.job, self._next)
+            if size > budget:
+                raise RedisFull(f"partition {r} holds {size / 1e6:.1f} MB of map output (compressed), more "
+                                f"than {RESTORE_BUDGET:.0%} of Redis's {self.limit / 1e6:.0f} MB can take back "
+                                f"at once for its reduce task. {FULL_ADVICE}")
+            if self._inflight and sum(self._inflight.values()) + size > budget:
+                return
+            self.broker.restore_partition(self.job, r, self.store.take_partition(self.job, r))
+            self.broker.add_reduce_tasks(self.job, [r])
+            self._inflight[r] = size
+            self._next += 1
+
+    def drain_outputs(self, everything: bool = False) -> None:
+        """Move committed reduce outputs to disk (the last step's; everything: at the end)."""
+        left = [r for r in range(self.reducers) if r not in self._drained]
+        done = left if everything else [int(t[2:]) for t in self.broker.done_tasks(self.job, [f"r:{r}" for r in left])]
+        for r in done:
+            self.store.add_output(r, self.broker.take_output(self.job, r), spilled=not everything)
+            self._drained.add(r)
+
+    def output_pairs(self) -> Iterator[tuple[Any, Any]]:
+        """The last step's output pairs in key order, merged from disk a pair at a time."""
+        self.drain_outputs(everything=True)
+        return heapq.merge(*(self.store.output_pairs(r) for r in range(self.reducers)),
+                           key=lambda kv: codec.sort_key(kv[0]))
