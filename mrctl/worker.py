@@ -206,7 +206,7 @@ class Worker:
         self._report(job=job, tid=claim.tid, attempt=claim.attempt, lease_s=self._lease_s(meta),
                      task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
                      tasks_done=self.tasks_done)
-        log.debug("task %s attempt %d start%s", claim.tid, claim.attempt, _describe_input(claim.fields))
+        log.info("task %s attempt %d start%s", claim.tid, claim.attempt, _describe_input(claim.fields))
         started = time.perf_counter()
         try:
             committed, records = self._execute(job, meta, claim)
