@@ -1,0 +1,80 @@
+"""A warm cluster's Redis side (real redis-server): the one-job lock, dropping what a run left,
+the history of runs."""
+
+from __future__ import annotations
+
+import time
+
+from mrctl import keys
+from mrctl.broker import Broker
+
+
+def test_warm_cluster_keys_are_pinned():
+    assert keys.cluster_lock() == "mrctl:lock"
+    assert keys.history() == "mrctl:history"
+    assert keys.run_patterns("R") == ("mrctl:R:*", "mrctl:R.s*:*")
+
+
+def test_one_run_holds_the_lock_until_it_releases_it(broker):
+    assert broker.acquire_cluster("run-a") is None
+    assert broker.acquire_cluster("run-b") == "run-a"  # refused, naming the holder
+    assert broker.cluster_holder() == "run-a"
+    assert broker.renew_cluster("run-a") and not broker.renew_cluster("run-b")
+    assert not broker.release_cluster("run-b", "b")  # only the holder releases it
+    assert broker.release_cluster("run-a", "a") and broker.cluster_holder() is None
+    assert broker.acquire_cluster("run-b") is None
+
+
+def test_a_killed_runs_lock_expires_by_itself(broker):
+    assert broker.acquire_cluster("killed", ttl_ms=200) is None
+    assert broker.acquire_cluster("next") == "killed"
+    time.sleep(0.3)  # nobody renews it: the TTL is the only way out, and it is short here
+    assert broker.acquire_cluster("next") is None
+    assert not broker.renew_cluster("killed")
+
+
+def test_releasing_stops_the_workers_serving_the_run_only(broker):
+    broker.acquire_cluster("h")
+    broker.r.set(keys.current_job(), "R.s3")  # the run's last step
+    broker.release_cluster("h", "R")
+    assert broker.current_job() is None
+    broker.acquire_cluster("h2")
+    broker.r.set(keys.current_job(), "Other")
+    broker.release_cluster("h2", "R")  # a run whose lock had expired: not its job to clear
+    assert broker.current_job() == "Other"
+
+
+def test_drop_run_removes_the_run_and_its_steps_and_nothing_else(broker):
+    run, other = "20261129-060000-ab12", "20261129-060001-cd34"
+    for job in (run, f"{run}.s1", f"{run}.s12", other):
+        broker.publish_job(job, {"state": "running"}, {"job.py": ""})
+        broker.add_map_task(job, "m:0", {"kind": "map", "index": 0}, b"x\n")
+    broker.record_run({"job": "x"})
+    assert broker.drop_run(run) == 3 * 5  # meta, code, queue, task and chunk of each
+    left = {k.decode() for k in broker.r.keys("*")}
+    assert not any(k.startswith(f"mrctl:{run}") for k in left)
+    assert {k for k in left if k.startswith(f"mrctl:{other}:")} and "mrctl:history" in left
+    assert broker.drop_stale_jobs() > 0
+    assert {k.decode() for k in broker.r.keys("*")} == {"mrctl:current", "mrctl:history"}
+
+
+def test_history_keeps_the_newest_runs_only(broker):
+    for i in range(keys.HISTORY_KEPT + 5):
+        broker.record_run({"job": f"j{i}", "name": "wc", "state": "succeeded", "elapsed": 0.1,
+                           "finished": 1.0})
+    runs = broker.runs()
+    assert len(runs) == keys.HISTORY_KEPT and runs[0]["job"] == f"j{keys.HISTORY_KEPT + 4}"
+
+
+def test_forget_workers_drops_their_rows(broker):
+    for name in ("worker-1", "worker-2"):
+        broker.heartbeat(name, {"state": "idle"})
+    broker.forget_workers(["worker-1"])
+    info, beats, _ = broker.worker_rows()
+    assert set(info) == set(beats) == {"worker-2"}
+
+
+def test_a_broker_that_never_locks_registers_no_lock_script(redis_url):
+    b = Broker(redis_url, retries=0)
+    assert "_renew_lock" not in vars(b)
+    b.close()
