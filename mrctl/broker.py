@@ -464,6 +464,12 @@ class Broker:
                 self.r.unlink(*found[i:i + 1000])
         return len(found)
 
+    def mark_replaced(self, worker: str) -> None:
+        """Record that a dead worker has a replacement (its own heartbeats have stopped for good),
+        so that a warm cluster's next run does not replace it again."""
+        with translated_errors("recording a replaced worker"):
+            self.r.hset(keys.workers(), worker, json.dumps({"state": "replaced"}))
+
     def forget_workers(self, names: Sequence[str]) -> None:
         """Drop the rows of workers that are gone for good (replaced in an earlier job)."""
         if names:

@@ -1,8 +1,9 @@
 """A warm cluster's Redis side (real redis-server): the one-job lock, dropping what a run left,
-the history of runs."""
+the history of runs; and how `mrctl status` prints a warm cluster."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from mrctl import keys
@@ -72,6 +73,29 @@ def test_forget_workers_drops_their_rows(broker):
     broker.forget_workers(["worker-1"])
     info, beats, _ = broker.worker_rows()
     assert set(info) == set(beats) == {"worker-2"}
+
+
+def test_status_of_a_warm_cluster_idle_and_busy():
+    from mrctl.clusters import ClusterStatus, RunRecord, format_status
+    from mrctl.snapshot import WorkerRow
+
+    finished = time.mktime((2026, 11, 29, 6, 1, 2, 0, 0, -1))
+    history = (RunRecord("20261129-060100-ab12", "wordcount", "succeeded", 0.42, finished),)
+    containers = (("redis", "running"), ("worker-1", "running"), ("worker-2", "exited"),
+                  ("worker-3", "running"))
+    idle = ClusterStatus("dev", "", "", "idle", "idle", 0, 0, 0, 0, None,
+                         (WorkerRow("worker-1", "idle", None, None, 3, 0.4),), containers,
+                         warm=True, history=history)
+    text = format_status([idle]).splitlines()
+    assert text[0] == "cluster dev  warm, 2 workers  idle"
+    assert "  recent jobs (1, newest first):" in text
+    assert "    06:01:02  wordcount      20261129-060100-ab12  succeeded   0.42s" in text
+    busy = ClusterStatus("dev", "wordcount", "20261129-060200-cd34", "map", "running", 1, 4, 0, 4, 2.0,
+                         (), containers, warm=True, history=history)
+    assert format_status([busy]).splitlines()[:2] == [
+        "cluster dev  warm, 2 workers  job wordcount (20261129-060200-cd34)  phase map  state running, 2s",
+        "  map 1/4   reduce 0/4"]
+    json.dumps([__import__("dataclasses").asdict(busy)])  # `status --json` can print it
 
 
 def test_a_broker_that_never_locks_registers_no_lock_script(redis_url):
