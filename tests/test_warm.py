@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ from mrctl.backends import warm
 from mrctl.backends.docker import short_name
 from mrctl.broker import Broker
 from mrctl.chaos import ChaosPlan
-from mrctl.errors import SpecError
+from mrctl.errors import JobFailed, SpecError
 from mrctl.runner import RunOptions, run_job
 from mrctl.spec import Overrides, load_spec
 
@@ -203,6 +204,47 @@ def test_a_second_job_is_refused_while_one_runs(tmp_path, cluster, docker_host, 
                "--output", tmp_path / "third.json")  # the cluster is free again
         assert (tmp_path / "third.json").read_text(encoding="utf-8") == expected
         assert [r["state"] for r in broker.runs()] == ["succeeded", "succeeded"]
+    finally:
+        broker.close()
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+
+
+def test_a_failed_or_interrupted_job_frees_the_cluster(tmp_path, cluster, docker_host, expected):
+    books = corpus_files()
+    broken = make_spec(tmp_path, WORDCOUNT + "\n\nclass Boom(WordMapper):\n    def map(self, line):\n"
+                       "        raise ValueError('boom')\n", books, mapper="Boom", max_attempts=1)
+    with pytest.raises(JobFailed, match="boom"):
+        run_job(broken, RunOptions(cluster=cluster))
+
+    (tmp_path / "gated.py").write_text(GATED)
+    (tmp_path / "gated.yaml").write_text(
+        "name: gated\njob: {module: gated.py, mapper: GatedMapper, reducer: SumReducer}\n")
+    first = subprocess.Popen([sys.executable, "-m", "mrctl", "run", tmp_path / "gated.yaml", "--cluster", cluster,
+                              "--input", books[0], "--output", tmp_path / "gated.json", "--plain"],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    broker = _broker(docker_host, cluster)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(w.get("task") for w in broker.worker_rows()[0].values()):  # in the gated setup
+            assert first.poll() is None and time.monotonic() < deadline, "the gated job did not start"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=60)
+        assert first.returncode == 130, output
+        assert broker.cluster_holder() is None and not (tmp_path / "gated.json").exists()
+        assert [r["state"] for r in broker.runs()] == ["interrupted", "failed"]
+        # the worker held in the interrupted job's code is cancelled, not left busy
+        deadline = time.monotonic() + 15
+        while any(w.get("task") for w in broker.worker_rows()[0].values()):
+            assert time.monotonic() < deadline, broker.worker_rows()[0]
+            time.sleep(0.1)
+
+        spec = make_spec(tmp_path, WORDCOUNT, books, chunk_size=512 << 10)
+        run_job(spec, RunOptions(cluster=cluster))
+        assert spec.output_path.read_text(encoding="utf-8") == expected
+        assert not _job_keys(broker)  # a late event of the interrupted job, if any, swept too
     finally:
         broker.close()
         if first.poll() is None:

@@ -135,6 +135,7 @@ class AttachedCluster(WarmCluster):
         self._renewer: threading.Thread | None = None
         self._lock_lost = False
         self._started = 0.0
+        self._started_workers: list[str] = []
 
     def __enter__(self) -> AttachedCluster:
         self._started = time.monotonic()
@@ -166,10 +167,6 @@ class AttachedCluster(WarmCluster):
             raise InfraError(f"warm cluster {self.id}: no Redis password in "
                              f"{credentials.cluster_file(self.id)} (started by another user?)")
         self.redis_url, self.password = url, credentials.redis_password(self.id) or ""
-        # MRCTL_LABELS as `up` had it, for replacements: from a network, as a container's
-        # labels also hold its image's
-        networks = self.host.networks({LABEL_CLUSTER: self.id})
-        self.extra_labels = {k: v for k, v in (networks[0][1] if networks else {}).items() if k not in _OWN_LABELS}
         self.spec = ClusterShape(self.id, int(redis.labels.get(SIZE_LABEL, "1")))
         self.images = ClusterImages(redis.labels.get(IMAGE_LABEL, ""), "", [], False)
         workers = [c for c in containers if c.labels.get(LABEL_ROLE) == "worker"]
@@ -210,9 +207,7 @@ class AttachedCluster(WarmCluster):
             self.broker.forget_workers([short_name(c.name, self.id) for c in replaced])
         if dropped := self.broker.drop_stale_jobs():
             log.info("warm cluster %s: removed %d keys left by earlier jobs", self.id, dropped)
-        for _ in range(self.spec.workers - len(alive) - len(dead)):
-            self._memory_total = self._memory_total or self.host.memory_total()
-            self._start_worker()
+        self._started_workers = [self._start_worker() for _ in range(self.spec.workers - len(alive) - len(dead))]
         log.info("job %s on warm cluster %s: %d workers", self.run, self.id, len(alive))
 
     def _renew(self) -> None:
@@ -232,10 +227,25 @@ class AttachedCluster(WarmCluster):
         return super().supervise()
 
     def replace(self, name: str) -> str:
-        assert self.host and self.broker
-        self._memory_total = self._memory_total or self.host.memory_total()
+        assert self.broker
         self.broker.mark_replaced(name)
         return super().replace(name)
+
+    def _start_worker(self) -> str:
+        """A worker like those `up` started: its labels (MRCTL_LABELS as `up` had them, read
+        from a network, since a container's labels also hold its image's) and limits."""
+        assert self.host
+        if self._memory_total == 0:  # first start of this run: read what `up` knew
+            networks = self.host.networks({LABEL_CLUSTER: self.id})
+            labels = networks[0][1] if networks else {}
+            self.extra_labels = {k: v for k, v in labels.items() if k not in _OWN_LABELS}
+            self._memory_total = self.host.memory_total()
+        return super()._start_worker()
+
+    def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
+        """Only workers started by this run have yet to send a first heartbeat."""
+        if self._started_workers:
+            super().wait_ready(broker, timeout)
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._exit(exc_type, ran=True)
