@@ -157,6 +157,25 @@ def test_jobs_whose_modules_share_a_file_name_get_their_own_code(tmp_path, clust
     assert tokens[0] and tokens[2] and not tokens[0] & tokens[2]
 
 
+def test_multi_step_jobs_on_a_warm_cluster_leave_no_step_behind(tmp_path, cluster, docker_host):
+    import references
+
+    data = ROOT / "jobspecs" / "data"
+    broker = _broker(docker_host, cluster)
+    try:
+        top = mrctl.run(ROOT / "jobspecs/dpkg_top.yaml", cluster=cluster, output=str(tmp_path / "top.json"))
+        logs = [data / "dpkg.log", data / "dpkg.log.1.gz"]
+        assert json.loads(top.output_path.read_text()) == references.dpkg_top(logs)
+        assert not _job_keys(broker)
+        ranks = mrctl.run(ROOT / "jobspecs/pagerank.yaml", cluster=cluster, output=str(tmp_path / "ranks.json"))
+        got, want = json.loads(ranks.output_path.read_text()), references.pagerank(data / "debian-deps.tsv", 0.85, 10)
+        assert got.keys() == want.keys() and max(abs(got[k] - want[k]) / want[k] for k in want) < 1e-9
+        assert ranks.snapshot.steps == 12 and not _job_keys(broker)
+        assert [r["name"] for r in broker.runs()] == ["pagerank", "dpkg_top"]
+    finally:
+        broker.close()
+
+
 GATED = WORDCOUNT + REDIS_URL + """
 import time
 import redis
