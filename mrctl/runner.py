@@ -107,6 +107,8 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
     try:
         with SignalGuard():
             with open_cluster(spec, options, job_id) as cluster:
+                if options.cluster is not None:  # feed as many workers as the warm cluster has
+                    spec = dataclasses.replace(spec, workers=cluster.spec.workers)
                 final = _run_on(cluster, spec, options, job_id, t0, state, sink)
                 teardown_from = time.monotonic()
             teardown_s = round(time.monotonic() - teardown_from, 3)
