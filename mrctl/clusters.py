@@ -203,13 +203,21 @@ def down(job: str | None, everything: bool, cluster: str | None = None) -> DownR
         host, unreachable = None, str(exc)
     try:
         every = clusters(host) if host else {}
-        kept = () if job is not None or everything else tuple(sorted(c for c, cs in every.items() if is_warm(cs)))
+        kept = left_warm(every, job, everything)
         docker_ids, chosen = _choose({c: cs for c, cs in every.items() if c not in kept}, local, job, everything)
         removed = [(cid, remove_cluster(host, cid)) for cid in docker_ids] if host else []
     finally:
         if host is not None:
             host.close()
     return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept)
+
+
+def left_warm(docker: dict[str, list[ContainerInfo]], job: str | None, everything: bool) -> tuple[str, ...]:
+    """The warm clusters a plain `mrctl down` leaves running: only --cluster, --job or --all
+    names one for removal."""
+    if job is not None or everything:
+        return ()
+    return tuple(sorted(cid for cid, cs in docker.items() if is_warm(cs)))
 
 
 def _down_warm(name: str, job: str | None, everything: bool) -> DownResult:

@@ -102,3 +102,20 @@ def test_a_broker_that_never_locks_registers_no_lock_script(redis_url):
     b = Broker(redis_url, retries=0)
     assert "_renew_lock" not in vars(b)
     b.close()
+
+
+def test_a_plain_down_leaves_warm_clusters_running_and_says_so():
+    from mrctl.backends.warm import WARM_LABEL
+    from mrctl.clusters import DownResult, format_down, left_warm
+    from mrctl.dockerhost import LABEL_CLUSTER, ContainerInfo
+
+    def redis(cid: str, warm: bool) -> ContainerInfo:
+        labels = {LABEL_CLUSTER: cid, **({WARM_LABEL: cid} if warm else {})}
+        return ContainerInfo(f"x{cid}", f"mrctl-{cid}-redis", "running", labels, None, False, {})
+
+    docker = {"dev": [redis("dev", True)], "k1": [redis("k1", False)]}
+    assert left_warm(docker, None, everything=False) == ("dev",)
+    assert left_warm(docker, "dev", everything=False) == left_warm(docker, None, everything=True) == ()
+    text = format_down(DownResult([("k1", 3)], [], warm_kept=("dev",)))
+    assert text.splitlines() == ["removed cluster k1: 3 containers and its network",
+                                 "warm cluster dev left running (mrctl down --cluster dev)"]
