@@ -20,7 +20,7 @@ from mrctl import credentials
 from mrctl.backends import local_registry
 from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
-from mrctl.backends.warm import is_warm
+from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.errors import InfraError, SpecError
@@ -226,7 +226,8 @@ def _down_warm(name: str, job: str | None, everything: bool) -> DownResult:
         raise SpecError("--cluster names one warm cluster: give it without --job or --all")
     with DockerHost() as host:
         found = clusters(host).get(name)
-        if not found or not is_warm(found):
+        # a start killed before its first container leaves the networks only
+        if not (found and is_warm(found)) and not host.networks({WARM_LABEL: name}):
             warm = sorted(c for c, cs in clusters(host).items() if is_warm(cs))
             raise SpecError(f"no warm cluster named {name}; warm clusters: {', '.join(warm) or 'none'}")
         return DownResult([(name, remove_cluster(host, name))], [])

@@ -314,3 +314,12 @@ def test_dead_workers_of_a_warm_cluster_are_replaced_and_the_output_stays_exact(
     assert sum(c.status == "running" for c in workers) == 2
     # the worker replaced during the first job was removed when the second one started
     assert len(workers) == 3 and first_victim not in {c.name for c in workers}, [c.name for c in workers]
+
+
+def test_down_cluster_removes_a_start_killed_before_its_first_container(docker_host):
+    """`mrctl up` SIGKILLed after creating the networks: --cluster still finds what it left."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    labels = {SESSION_LABEL: SESSION, "mrctl.cluster": name, "mrctl.cluster-name": name}
+    docker_host.create_network(f"mrctl-{name}", labels, internal=True)
+    result = clusters.down(None, False, name)
+    assert result.docker == [(name, 0)] and not docker_host.networks({"mrctl.cluster": name})
