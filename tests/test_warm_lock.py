@@ -119,3 +119,27 @@ def test_a_plain_down_leaves_warm_clusters_running_and_says_so():
     text = format_down(DownResult([("k1", 3)], [], warm_kept=("dev",)))
     assert text.splitlines() == ["removed cluster k1: 3 containers and its network",
                                  "warm cluster dev left running (mrctl down --cluster dev)"]
+
+
+def test_a_run_whose_lock_was_taken_over_stops_at_its_next_supervision(redis_url, broker, monkeypatch):
+    """A master stalled past the lock's TTL, and another run took the cluster: the first one's
+    renewal finds the lock gone, and its next supervise() ends it (two jobs would fight over
+    the workers' current job)."""
+    import threading
+
+    import pytest
+
+    from mrctl.backends import warm
+    from mrctl.errors import InfraError
+
+    monkeypatch.setattr(warm, "RENEW_EVERY_S", 0.01)
+    cluster = warm.AttachedCluster("dev", "20261129-000000-ab12", "wordcount")  # not entered: no Docker
+    cluster.broker = Broker(redis_url, retries=0)
+    broker.acquire_cluster("another run")
+    renewer = threading.Thread(target=cluster._renew)
+    renewer.start()
+    renewer.join(timeout=5)
+    cluster.broker.close()
+    assert not renewer.is_alive()
+    with pytest.raises(InfraError, match="the lock of warm cluster dev expired while job 20261129-000000-ab12 ran"):
+        cluster.supervise()
