@@ -24,7 +24,7 @@ from mrctl.snapshot import JobSnapshot
 from mrctl.spec import JobSpec, Overrides, load_spec
 from mrctl.view import counters_dict
 
-_RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output"}
+_RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output", "cluster"}
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,14 @@ def run(spec: str | Path | JobSpec, **overrides: Any) -> RunResult:
     `overrides` are the command line's flags by their Python names: inputs (a path or a list),
     output, workers, reducers, chunk_size, backend, task_timeout, max_attempts,
     max_worker_restarts, speculative, encoding_errors, params (a dict, over the spec's), keep,
-    redis_memory, offline, worker_output.
+    redis_memory, offline, worker_output, cluster (the name of a warm cluster, see `mrctl up`:
+    the job runs there, with no start and no teardown).
     """
     options = RunOptions(**{k: overrides.pop(k) for k in list(overrides) if k in _RUN_OPTIONS})
+    if options.cluster is not None:
+        from mrctl.backends.warm import check_run
+
+        check_run(options.cluster, options.keep, overrides.get("backend"), overrides.get("workers"))
     if options.redis_memory != RunOptions().redis_memory:
         options = dataclasses.replace(options, redis_memory=parse_redis_memory(options.redis_memory))
     job = _with_overrides(spec, overrides)

@@ -95,6 +95,8 @@ def run(
     redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
     chaos: Annotated[str | None, typer.Option(
         help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
     plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
@@ -102,6 +104,8 @@ def run(
     """Run a MapReduce job.
 
     Example: mrctl run jobspecs/wordcount.yaml --workers 4
+
+    On a warm cluster: mrctl up --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev
 
     Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec
     error, 3 infrastructure error (Docker or Redis unavailable, image build failed),
@@ -120,8 +124,13 @@ def run(
         max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
         encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
+    if cluster is not None:
+        from mrctl.backends.warm import check_run
+
+        check_run(cluster, keep, backend, workers)
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
-                         chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output)
+                         chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
+                         cluster=cluster)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, mode)
@@ -213,6 +222,31 @@ JobOpt = Annotated[str | None, typer.Option("--job", "-j", help="Cluster id, job
 
 @app.command()
 @_errors
+def up(
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Number of workers.")] = 2,
+    name: Annotated[str | None, typer.Option(help="The cluster's name (default: warm-<random>).")] = None,
+    backend: Annotated[str, typer.Option(help="docker (a local cluster cannot stay warm).")] = "docker",
+    redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
+    offline: Annotated[bool | None, typer.Option(
+        "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
+) -> None:
+    """Start a warm cluster (Redis and the workers) and leave it running for jobs to run on one
+    after another, without a start or teardown each; prints its name on stdout.
+
+    Example: mrctl up --workers 2 --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev;
+    mrctl down --cluster dev
+    """
+    from mrctl.backends.warm import up as start
+    from mrctl.signals import SignalGuard
+    from mrctl.sizes import parse_redis_memory
+
+    _setup_logging(logging.INFO)
+    with SignalGuard():  # Ctrl-C or SIGTERM during the start removes what was started
+        typer.echo(start(name, workers, parse_redis_memory(redis_memory), offline, backend))
+
+
+@app.command()
+@_errors
 def status(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
@@ -259,18 +293,21 @@ def logs(
 @_errors
 def down(
     job: JobOpt = None,
+    cluster: Annotated[str | None, typer.Option(help="Remove the warm cluster NAME (mrctl up).")] = None,
     all_: Annotated[bool, typer.Option(
-        "--all", help="Remove every mrctl cluster: Docker ones, and local ones whose master died.")] = False,
+        "--all", help="Remove every mrctl cluster: Docker ones (warm ones too), and local ones whose "
+                      "master died.")] = False,
 ) -> None:
     """Remove what a cluster left: a Docker cluster's containers and network (after --keep, or
-    a master that was killed); a local cluster's processes and temp dir when its master died.
+    a master that was killed); a local cluster's processes and temp dir when its master died;
+    with --cluster, a warm cluster (without options, warm clusters are left running).
     Local leftovers are cleaned even when Docker is not reachable.
 
     Example: mrctl down --all
     """
     from mrctl import clusters
 
-    typer.echo(clusters.format_down(clusters.down(job, all_)), err=True)
+    typer.echo(clusters.format_down(clusters.down(job, all_, cluster)), err=True)
 
 
 @app.command()

@@ -10,19 +10,35 @@ A cluster's Redis password comes from the state file of the user who started it
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mrctl import credentials
 from mrctl.backends import local_registry
-from mrctl.backends.docker import REDIS_PORT, remove_cluster, short_name
+from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
+from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import WorkerRow
 from mrctl.steps import step_label
+
+HISTORY_SHOWN = 10  # of a warm cluster's recent jobs, in `mrctl status` (--json: all kept)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A job a warm cluster ran (its history in Redis, newest first)."""
+
+    job: str
+    name: str
+    state: str  # succeeded | failed | interrupted
+    elapsed: float
+    finished: float  # epoch seconds
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,8 @@ class ClusterStatus:
     containers: tuple[tuple[str, str], ...]  # (short name, docker status)
     note: str | None = None
     step: str = ""  # a multi-step job's running step, e.g. "step 3/12 (iterate, iteration 2/10)"
+    warm: bool = False  # started by `mrctl up`: runs jobs in turn, idle between them
+    history: tuple[RunRecord, ...] = ()  # a warm cluster's recent jobs, newest first
 
 
 def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
@@ -83,7 +101,8 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
     redis = next((c for c in containers if c.labels.get(LABEL_ROLE) == "redis"), None)
     base = dict(cluster=cid, job_name=_job_name(containers),
                 job_id=next((c.labels.get("mrctl.job-id", "") for c in containers), ""),
-                containers=tuple((short_name(c.name, cid), c.status) for c in containers))
+                containers=tuple((short_name(c.name, cid), c.status) for c in containers),
+                warm=is_warm(containers))
     if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
                              reduce_done=0, reduce_total=0, elapsed=None, workers=(),
@@ -96,7 +115,7 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
                                   "(started by another user?)")
     broker = Broker(url, retries=0)
     try:
-        return _read_progress(broker, base)
+        return _read_warm(broker, base) if base["warm"] else _read_progress(broker, base)
     except InfraError as exc:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
                              reduce_done=0, reduce_total=0, elapsed=None, workers=(), note=str(exc))
@@ -104,25 +123,33 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
         broker.close()
 
 
-def redis_url(redis: ContainerInfo) -> str | None:
-    """The URL of a cluster's Redis from the host (its loopback port, the password from this
-    user's state file); None when either is missing."""
-    password = credentials.redis_password(redis.labels.get(LABEL_CLUSTER, ""))
-    port = redis.host_ports.get(REDIS_PORT)
-    if password is None or port is None:
-        return None
-    return f"redis://:{password}@127.0.0.1:{port}/0"
+def _read_warm(broker: Broker, base: dict) -> ClusterStatus:
+    """A warm cluster: the job holding its lock (as any cluster's progress), or idle; and the
+    jobs it ran."""
+    history = tuple(RunRecord(**entry) for entry in broker.runs())
+    holder = broker.cluster_holder()
+    if holder is None:
+        return ClusterStatus(**{**base, "job_name": "", "job_id": ""}, phase="idle", state="idle",
+                             map_done=0, map_total=0, reduce_done=0, reduce_total=0, elapsed=None,
+                             workers=_worker_rows(broker), history=history)
+    held = json.loads(holder)
+    running = _read_progress(broker, {**base, "job_name": held["name"], "job_id": held["job"]})
+    return dataclasses.replace(running, history=history)
+
+
+def _worker_rows(broker: Broker) -> tuple[WorkerRow, ...]:
+    info, beats, now = broker.worker_rows()
+    return tuple(
+        WorkerRow(name, w.get("state", "?"), w.get("task"), w.get("attempt"), w.get("tasks_done", 0),
+                  (now - beats[name]) / 1000 if name in beats else None)
+        for name, w in sorted(info.items()))
 
 
 def _read_progress(broker: Broker, base: dict) -> ClusterStatus:
     job = broker.current_job()
     meta = broker.meta(job) if job else {}
     stats = broker.stats(job) if job else {}
-    info, beats, now = broker.worker_rows()
-    workers = tuple(
-        WorkerRow(name, w.get("state", "?"), w.get("task"), w.get("attempt"), w.get("tasks_done", 0),
-                  (now - beats[name]) / 1000 if name in beats else None)
-        for name, w in sorted(info.items()))
+    workers = _worker_rows(broker)
     created = float(meta["created"]) if "created" in meta else None
     step = ""
     if int(meta.get("steps", 1)) > 1:
@@ -154,14 +181,18 @@ class DownResult:
     docker: list[tuple[str, int]]  # (cluster, containers removed)
     local: list[Cleanup]  # leftovers of local clusters whose master died
     docker_unreachable: str | None = None  # why Docker clusters were not looked at
+    warm_kept: tuple[str, ...] = ()  # warm clusters left running (only --cluster or --all remove one)
 
 
-def down(job: str | None, everything: bool) -> DownResult:
+def down(job: str | None, everything: bool, cluster: str | None = None) -> DownResult:
     """Remove one cluster, or every one with `everything`: Docker clusters (containers and
     network, by label) and the leftovers of local clusters whose master died (processes still
     running, temp dir, record). `job` is a cluster id, job id or job name; without it, the
-    only cluster there is. Without a Docker engine, local leftovers are still cleaned and the
-    result says why Docker clusters were not looked at."""
+    only cluster there is, warm clusters aside; `cluster` names a warm cluster. Without a
+    Docker engine, local leftovers are still cleaned and the result says why Docker clusters
+    were not looked at."""
+    if cluster is not None:
+        return _down_warm(cluster, job, everything)
     local = local_registry.leftovers()
     try:
         host: DockerHost | None = DockerHost()
@@ -171,12 +202,35 @@ def down(job: str | None, everything: bool) -> DownResult:
             raise
         host, unreachable = None, str(exc)
     try:
-        docker_ids, chosen = _choose(clusters(host) if host else {}, local, job, everything)
+        every = clusters(host) if host else {}
+        kept = left_warm(every, job, everything)
+        docker_ids, chosen = _choose({c: cs for c, cs in every.items() if c not in kept}, local, job, everything)
         removed = [(cid, remove_cluster(host, cid)) for cid in docker_ids] if host else []
     finally:
         if host is not None:
             host.close()
-    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable)
+    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept)
+
+
+def left_warm(docker: dict[str, list[ContainerInfo]], job: str | None, everything: bool) -> tuple[str, ...]:
+    """The warm clusters a plain `mrctl down` leaves running: only --cluster, --job or --all
+    names one for removal."""
+    if job is not None or everything:
+        return ()
+    return tuple(sorted(cid for cid, cs in docker.items() if is_warm(cs)))
+
+
+def _down_warm(name: str, job: str | None, everything: bool) -> DownResult:
+    """`mrctl down --cluster NAME`: remove that warm cluster, and nothing else."""
+    if job is not None or everything:
+        raise SpecError("--cluster names one warm cluster: give it without --job or --all")
+    with DockerHost() as host:
+        found = clusters(host).get(name)
+        # a start killed before its first container leaves the networks only
+        if not (found and is_warm(found)) and not host.networks({WARM_LABEL: name}):
+            warm = sorted(c for c, cs in clusters(host).items() if is_warm(cs))
+            raise SpecError(f"no warm cluster named {name}; warm clusters: {', '.join(warm) or 'none'}")
+        return DownResult([(name, remove_cluster(host, name))], [])
 
 
 def _local_matches(local: list[LocalRecord], job: str) -> list[LocalRecord]:
@@ -213,6 +267,7 @@ def format_down(result: DownResult) -> str:
         out.append(f"removed local cluster {c.record.cluster} (job {c.record.job}): {what}{deleted}")
     if not out:
         out.append("nothing to remove")
+    out += [f"warm cluster {name} left running (mrctl down --cluster {name})" for name in result.warm_kept]
     if result.docker_unreachable:
         out.append(f"the Docker engine was not reachable, so Docker clusters were not looked at: "
                    f"{result.docker_unreachable}")
@@ -227,14 +282,25 @@ def format_status(statuses: list[ClusterStatus]) -> str:
     for s in statuses:
         elapsed = f", {s.elapsed:.0f}s" if s.elapsed is not None else ""
         phase = f"{s.step}: {s.phase}" if s.step else f"phase {s.phase}"
-        out.append(f"cluster {s.cluster}  job {s.job_name} ({s.job_id})  {phase}  "
-                   f"state {s.state}{elapsed}")
-        out.append(f"  map {s.map_done}/{s.map_total}   reduce {s.reduce_done}/{s.reduce_total}")
+        job = f"job {s.job_name} ({s.job_id})  {phase}  state {s.state}{elapsed}"
+        if s.warm:
+            workers = sum(n.startswith("worker-") and st == "running" for n, st in s.containers)
+            busy = "idle" if s.state == "idle" else job
+            out.append(f"cluster {s.cluster}  warm, {workers} worker{'s' if workers != 1 else ''}  {busy}")
+        else:
+            out.append(f"cluster {s.cluster}  {job}")
+        if s.state != "idle":
+            out.append(f"  map {s.map_done}/{s.map_total}   reduce {s.reduce_done}/{s.reduce_total}")
         if s.note:
             out.append(f"  note: {s.note}")
         for w in s.workers:
             task = f"{w.task} (attempt {w.attempt})" if w.task else "-"
             age = f"{w.heartbeat_age:.1f}s ago" if w.heartbeat_age is not None else "never"
             out.append(f"  {w.name:<12} {w.state:<9} {task:<22} done {w.tasks_done:<4} heartbeat {age}")
+        if s.history:
+            out.append(f"  recent jobs ({len(s.history)}, newest first):")
+        for r in s.history[:HISTORY_SHOWN]:
+            when = time.strftime("%H:%M:%S", time.localtime(r.finished))
+            out.append(f"    {when}  {r.name:<14} {r.job}  {r.state:<11} {r.elapsed:.2f}s")
         out.append("  containers: " + ", ".join(f"{n} ({st})" for n, st in s.containers))
     return "\n".join(out)

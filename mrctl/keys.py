@@ -161,3 +161,35 @@ def reply(job: str, request: str) -> str:
 
 
 REPLY_TTL_MS = 60_000
+
+
+# -- warm clusters (mrctl up): one cluster, many jobs in turn --------------------------------
+
+# mrctl:lock -> string: JSON {job, name} of the run that holds a warm cluster; SET NX with a
+#   TTL of LOCK_TTL_MS, renewed by its master every LOCK_TTL_MS / 3, released when it ends (a
+#   killed master's lock expires on its own)
+def cluster_lock() -> str:
+    return f"{PREFIX}:lock"
+
+
+LOCK_TTL_MS = 15_000
+
+
+# mrctl:history -> list, newest first, capped at HISTORY_KEPT: JSON {job, name, state, elapsed,
+#   finished (epoch s)} of each run a warm cluster ran
+def history() -> str:
+    return f"{PREFIX}:history"
+
+
+HISTORY_KEPT = 20
+
+
+def run_patterns(run: str) -> tuple[str, str]:
+    """SCAN patterns of every key a run left: its own job's, and each of its steps'
+    (`<run>.s<n>`, see mrctl.master)."""
+    return f"{job_prefix(run)}*", f"{PREFIX}:{run}.s*:*"
+
+
+# Job ids are "YYYYmmdd-HHMMSS-<hex>" (mrctl.runner.new_job_id): this matches every job's keys
+# and none of the cluster-wide ones above.
+EVERY_JOB_PATTERN = f"{PREFIX}:[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]-[0-9]*:*"

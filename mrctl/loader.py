@@ -23,14 +23,33 @@ class JobClasses:
     combiner: type[Reducer] | None
 
 
-def load_module(filename: str, source: str) -> ModuleType:
+# The run whose modules a worker holds (see load_module's `run`), and their names.
+_run_modules: dict[str, list[str]] = {}
+
+
+def load_module(filename: str, source: str, run: str | None = None) -> ModuleType:
     """Execute `source` as a fresh module named after a hash of it (no clash between jobs).
+
+    With `run` (a worker's, which serves one run at a time), the module is one of that run's:
+    loading one for another run first drops every module of the previous run, so that a warm
+    cluster's next run — same code or not — starts from freshly executed modules, as on a
+    cluster of its own, and a long-lived worker does not keep every job's module.
 
     Nothing is written to disk: the source is registered with linecache under `filename`, so
     tracebacks still show the user's file name, line numbers and lines.
     """
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
     name = f"mrctl_job_{Path(filename).stem}_{digest}"
+    if run is not None:
+        if run not in _run_modules:
+            for previous in _run_modules.values():
+                for old in previous:
+                    sys.modules.pop(old, None)
+            _run_modules.clear()
+            _run_modules[run] = []
+        name += "_" + hashlib.sha256(run.encode()).hexdigest()[:8]
+        if name not in sys.modules:
+            _run_modules[run].append(name)
     if name in sys.modules:
         return sys.modules[name]
     module = ModuleType(name)

@@ -272,3 +272,24 @@ return 0
 
 # Server time in ms, for the ages shown in views.
 NOW = _NOW + "return now"
+
+# KEYS: lock   ARGV: holder (the value its run set), ttl_ms
+# Renew a warm cluster's lock iff this run still holds it. Returns 1 if renewed, 0 if not held.
+RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: lock, current   ARGV: holder, run id
+# Release a warm cluster's lock iff this run holds it, and stop pointing the workers at the
+# run (current names the run or one of its steps, <run>.s<n>). Returns 1 if released.
+RELEASE_LOCK = """
+local current = redis.call('GET', KEYS[2])
+if current == ARGV[2] or (current and string.sub(current, 1, #ARGV[2] + 2) == ARGV[2] .. '.s') then
+  redis.call('DEL', KEYS[2])
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+"""

@@ -44,6 +44,7 @@ class RunOptions:
     chaos: ChaosPlan = ChaosPlan()  # kill random busy workers during the run (--chaos)
     worker_output: bool = False  # show what the job's code prints in workers (--worker-output)
     window_bytes: int = 0  # input queued ahead in Redis; 0: 2 chunks a worker, at least 8 MiB
+    cluster: str | None = None  # run on this warm cluster (mrctl up): no start, no teardown
 
 
 class Cluster(Protocol):
@@ -63,7 +64,12 @@ def new_job_id() -> str:
 
 
 def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.AbstractContextManager:
-    """The backend's cluster as a context manager that always tears down."""
+    """The backend's cluster as a context manager that always tears down (a warm cluster:
+    that always unlocks and drops the job's keys, and stays)."""
+    if options.cluster is not None:
+        from mrctl.backends.warm import AttachedCluster
+
+        return AttachedCluster(options.cluster, job_id, spec.name)
     if spec.backend == "local":
         from mrctl.backends.local import LocalCluster
 
@@ -82,6 +88,8 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
     output file is ever left behind, and every process/container started is stopped.
     """
     sink = on_snapshot or (lambda snap: None)
+    if options.cluster is not None:  # a warm cluster is a Docker one, whatever the spec says
+        spec = dataclasses.replace(spec, backend="docker")
     job_id = new_job_id()
     t0 = time.monotonic()
     state: dict[str, Any] = {"last": JobSnapshot(job_id, spec.name, "starting", 0.0)}
@@ -100,6 +108,8 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
     try:
         with SignalGuard():
             with open_cluster(spec, options, job_id) as cluster:
+                if options.cluster is not None:  # feed as many workers as the warm cluster has
+                    spec = dataclasses.replace(spec, workers=cluster.spec.workers)
                 final = _run_on(cluster, spec, options, job_id, t0, state, sink)
                 teardown_from = time.monotonic()
             teardown_s = round(time.monotonic() - teardown_from, 3)

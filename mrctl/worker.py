@@ -192,7 +192,7 @@ class Worker:
             meta, code = self.broker.load_job(job)
             if not meta:  # a step that ended (a backup that lost) and whose keys were dropped
                 raise TaskCancelled(f"job {job} has ended")
-            module = load_module(meta["module"], code[meta["module"]])
+            module = load_module(meta["module"], code[meta["module"]], meta.get("run") or job)
             classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
                                   meta.get("combiner") or None)
             self._loaded = (job, classes, meta)

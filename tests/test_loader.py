@@ -73,6 +73,20 @@ def test_two_jobs_with_the_same_file_name_do_not_clash():
     assert a is not b and (a.VALUE, b.VALUE) == ("a", "b")
 
 
+def test_a_workers_next_run_gets_freshly_executed_modules(tmp_path):
+    """On a warm cluster a worker serves run after run: the same source is executed once per
+    run (module state does not leak from one job into the next), and the previous run's
+    modules leave sys.modules."""
+    marker = tmp_path / "executions"
+    source = f"open({str(marker)!r}, 'a').write('x')\nSTATE = []\n"
+    first = load_module("job.py", source, run="run-1")
+    first.STATE.append("left by run 1")
+    assert load_module("job.py", source, run="run-1") is first
+    second = load_module("job.py", source, run="run-2")
+    assert second is not first and second.STATE == [] and marker.read_text() == "xx"
+    assert first.__name__ not in sys.modules and second.__name__ in sys.modules
+
+
 def test_a_traceback_shows_the_job_file_line_and_source_text():
     module = load_module("wordcount.py", JOB)
     with pytest.raises(ValueError) as info:

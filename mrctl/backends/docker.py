@@ -24,15 +24,24 @@ import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from mrctl import credentials
 from mrctl.backends import WorkerExit
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost, FileToCopy
+from mrctl.dockerhost import (
+    LABEL_CLUSTER,
+    LABEL_CREATED,
+    LABEL_JOB,
+    LABEL_ROLE,
+    ContainerInfo,
+    DockerHost,
+    FileToCopy,
+)
 from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
-from mrctl.spec import JobSpec
+from mrctl.spec import JobSpec, WorkerLimits
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +87,25 @@ def extra_labels(text: str) -> dict[str, str]:
     return labels
 
 
+def redis_url(redis: ContainerInfo) -> str | None:
+    """The URL of a cluster's Redis from the host (its loopback port, the password from this
+    user's state file); None when either is missing."""
+    password = credentials.redis_password(redis.labels.get(LABEL_CLUSTER, ""))
+    port = redis.host_ports.get(REDIS_PORT)
+    if password is None or port is None:
+        return None
+    return f"redis://:{password}@127.0.0.1:{port}/0"
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """What a cluster is made of when no job gives it (`mrctl up`): a JobSpec has these too."""
+
+    name: str
+    workers: int
+    limits: WorkerLimits = WorkerLimits()
+
+
 def short_name(container_name: str, cluster: str) -> str:
     """`mrctl-<cluster>-worker-2` -> `worker-2` (the name users type and workers report)."""
     return container_name.removeprefix(f"mrctl-{cluster}-")
@@ -86,7 +114,7 @@ def short_name(container_name: str, cluster: str) -> str:
 class DockerCluster:
     """Owns one cluster's network and containers for the length of a `with` block."""
 
-    def __init__(self, spec: JobSpec, job_id: str, redis_memory: str = "1gb",
+    def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
                  keep: bool = False, offline: bool | None = None) -> None:
         self.spec = spec
         self.id = secrets.token_hex(4)
