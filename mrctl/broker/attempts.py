@@ -1,0 +1,147 @@
+"""The workers' side of the task protocol: claims, heartbeats, commits and failures,
+each one Lua script (mrctl.lua) so that every state change is atomic and fenced."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mrctl import keys
+from mrctl.broker.base import (
+    MAX_LOST_ATTEMPTS,
+    BrokerBase,
+    Claim,
+    ClaimRequest,
+    _claimed,
+    _decode,
+    _with_user_counters,
+    translated_errors,
+)
+
+
+class Attempts(BrokerBase):
+    """Claims, heartbeats, commits, failures."""
+
+    # -- worker side ----------------------------------------------------------------------
+
+    def load_job(self, job: str) -> tuple[dict[str, str], dict[str, str]]:
+        """(meta, code) of a published job."""
+        with translated_errors("loading the job"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.hgetall(keys.meta(job))
+            pipe.hgetall(keys.code(job))
+            meta, code = pipe.execute()
+        return _decode(meta), {k.decode(): v.decode() for k, v in code.items()}
+
+    def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
+        """Atomically take the next queued task into a visible in-flight record with a lease."""
+        with translated_errors("claiming a task"):
+            return _claimed(self._claim(**self._claim_call(job, ClaimRequest(worker, lease_s, timeout_s))))
+
+    def _claim_call(self, job: str, request: ClaimRequest) -> dict[str, list]:
+        """CLAIM's keys and args; a retry after a lost reply repeats the request id: same answer."""
+        return {"keys": [keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
+                         keys.reply(job, secrets.token_hex(8))],
+                "args": [keys.task_prefix(job), request.worker, int(request.lease_s * 1000),
+                         int(request.timeout_s * 1000), keys.chunk_prefix(job), keys.part_prefix(job),
+                         keys.REPLY_TTL_MS]}
+
+    def heartbeat(
+        self, worker: str, info: dict[str, Any], job: str | None = None,
+        tid: str | None = None, attempt: int = 0, lease_s: float = 0.0,
+    ) -> str:
+        """Record the worker as alive and renew its task's lease. Returns the attempt's state:
+        "live"; "cancelled" once another attempt of the task committed first (stop it); or
+        "ended" once it was reaped (a zombie: its commit will be refused)."""
+        task_key = keys.task(job, tid) if job and tid else keys.workers()
+        leases = keys.leases(job) if job else keys.workers()
+        with translated_errors("sending a heartbeat"):
+            code = int(self._beat(
+                keys=[keys.workers(), keys.beats(), leases, task_key],
+                args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000)],
+            ))
+        return {1: "live", 2: "cancelled"}.get(code, "ended")
+
+    def commit_map(
+        self, job: str, tid: str, attempt: int, worker: str,
+        blobs: dict[int, bytes], counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
+        bad_samples: Sequence[tuple[int, str]] = (),
+    ) -> bool:
+        """Atomically publish a map attempt's partition blobs, its counters (the job's own
+        counters too) and its first skipped records, iff it is the current attempt."""
+        return self.commit_map_then_claim(job, tid, attempt, worker, blobs, counters, user_counters,
+                                          bad_samples)[0]
+
+    def commit_map_then_claim(
+        self, job: str, tid: str, attempt: int, worker: str,
+        blobs: dict[int, bytes], counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
+        bad_samples: Sequence[tuple[int, str]] = (), then_claim: ClaimRequest | None = None,
+    ) -> tuple[bool, Claim | None]:
+        """commit_map, and with `then_claim` the worker's next claim in the same round trip (a
+        step of its own, atomic like claim_task): (committed, the next claim or None). Tiny
+        tasks then cost one round trip each instead of two."""
+        index = tid[2:]
+        writes = [(keys.part(job, r), index, blob) for r, blob in blobs.items()]
+        if bad_samples:
+            writes.append((keys.bad_records(job), tid, json.dumps(bad_samples).encode()))
+        return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid),
+                                    _with_user_counters(counters, user_counters), writes, then_claim)
+
+    def commit_reduce(
+        self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
+        user_counters: Mapping[tuple[str, str], int] | None = None,
+    ) -> bool:
+        """Atomically publish a reduce attempt's output and counters, and drop its consumed
+        input, iff it is the current attempt."""
+        writes = [(keys.out(job, r), "", blob)]
+        return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
+                                    _with_user_counters(counters, user_counters), writes)[0]
+
+    def bad_records(self, job: str) -> dict[str, list[tuple[int, str]]]:
+        """The first skipped records of each committed map task: tid -> [(line in chunk, error)]."""
+        with translated_errors("reading the skipped records"):
+            found = self.r.hgetall(keys.bad_records(job))
+        return {tid.decode(): [tuple(s) for s in json.loads(v)] for tid, v in found.items()}
+
+    def _commit_attempt(
+        self, job: str, tid: str, attempt: int, worker: str, consumed: str,
+        counters: dict[str, int], writes: list[tuple[str, str, bytes]],
+        then_claim: ClaimRequest | None = None,
+    ) -> tuple[bool, Claim | None]:
+        args: list[Any] = [tid, attempt, worker, keys.REPLY_TTL_MS, len(counters)]
+        for name, value in counters.items():
+            args += [name, value]
+        for write in writes:
+            args += list(write)
+        with translated_errors(f"committing {tid}"):
+            calls = [(self._commit,  # a retry after a lost reply repeats the request id
+                      [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job),
+                       keys.events(job), consumed, keys.reply(job, secrets.token_hex(8)), keys.progress(job)],
+                      args)]
+            if then_claim is not None:
+                claim = self._claim_call(job, then_claim)
+                calls.append((self._claim, claim["keys"], claim["args"]))
+            done = self._scripts(calls)
+        return bool(done[0]), _claimed(done[1]) if then_claim is not None else None
+
+    def fail_attempt(
+        self, job: str, tid: str, attempt: int, max_attempts: int,
+        message: str, traceback: str, kind: str = "error", max_lost: int = MAX_LOST_ATTEMPTS,
+    ) -> int:
+        """Record an ended attempt: kind error | timeout | oom counts toward max_attempts, lost
+        toward max_lost. Returns 1 retried, 2 the task failed for good, 0 not a live attempt."""
+        with translated_errors(f"reporting the failure of {tid}"):
+            return int(self._fail(
+                keys=self._fail_keys(job),
+                args=[keys.task_prefix(job), max_attempts, max_lost, tid, attempt, kind, message,
+                      traceback],
+            ))
+
+    def _fail_keys(self, job: str) -> list[str]:
+        return [keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
+                keys.queue(job), keys.meta(job), keys.wake(), keys.progress(job)]
+

@@ -1,0 +1,168 @@
+"""The broker's foundation: the connection, Redis errors translated into mrctl's, the Lua
+scripts registered once, and the plain data that crosses it (Claim, ClaimRequest)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.exceptions
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from mrctl import keys, lua
+from mrctl.errors import InfraError
+
+# Attempts of one task that may be lost (their worker died or went silent) before the job
+# fails: generous, since a lost attempt is not the code's fault, yet finite, since code that
+# kills its worker every time looks the same.
+MAX_LOST_ATTEMPTS = 16
+
+
+FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past half of it, "
+               "so this is what the job needs in Redis at once: one reduce task's partition, or the "
+               "map tasks in flight. More reducers (smaller partitions), a smaller chunk_size, or "
+               "more --redis-memory help.")
+
+
+class RedisFull(InfraError):
+    """Redis hit its maxmemory limit; nothing was evicted, the job cannot go on."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A task a worker now holds: `attempt` is its fencing token."""
+
+    tid: str
+    attempt: int
+    fields: dict[str, str]
+    data: Any  # map: the chunk bytes; reduce: {map_index: blob}
+
+
+@contextlib.contextmanager
+def translated_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except redis.exceptions.ResponseError as exc:
+        if "OOM" in str(exc) or "maxmemory" in str(exc):
+            raise RedisFull(f"Redis is full while {what}: it reached its maxmemory limit and mrctl "
+                            f"never lets it drop data. {FULL_ADVICE}") from None
+        raise InfraError(f"Redis refused a command while {what}: {exc}") from None
+    except redis.exceptions.AuthenticationError as exc:
+        raise InfraError(f"Redis rejected mrctl's password while {what}: {exc}") from None
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise InfraError(f"lost the connection to Redis while {what}: {exc}") from None
+
+
+def _with_user_counters(counters: dict[str, int],
+                        user: Mapping[tuple[str, str], int] | None) -> dict[str, int]:
+    """The commit's stats increments, the job's own counters under their stats fields."""
+    if not user:
+        return counters
+    return {**counters, **{keys.counter_field(g, n): v for (g, n), v in user.items()}}
+
+
+def _flat(fields: dict[str, Any]) -> list[Any]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def _decode(mapping: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode(errors="replace") for k, v in mapping.items()}
+
+
+def _hash_of(flat: list[bytes]) -> dict[bytes, bytes]:
+    """A hash as Lua's HGETALL returns it, [field, value, field, value, ...], as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _attempt_member(member: bytes) -> tuple[str, int]:
+    """(tid, attempt) of a lease or deadline member "<tid>@<attempt>" (see mrctl.lua)."""
+    tid, _, attempt = member.decode().rpartition("@")
+    return tid, int(attempt)
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """Who claims a task, and the lease and timeout its attempt gets."""
+
+    worker: str
+    lease_s: float
+    timeout_s: float
+
+
+def _claimed(got: list | None) -> Claim | None:
+    """A Claim from CLAIM's reply ({tid, attempt, task fields, input}), or None."""
+    if not got:
+        return None
+    tid, attempt, flat_fields, data = got[0].decode(), int(got[1]), got[2], got[3]
+    fields = _decode(_hash_of(flat_fields))
+    if isinstance(data, list):  # a reduce's partition: map index -> blob
+        data = {int(k): v for k, v in _hash_of(data).items()}
+    return Claim(tid, attempt, fields, data)
+
+
+
+class BrokerBase:
+    """The connection to one cluster's Redis and its registered scripts."""
+
+
+    def __init__(self, url: str, retries: int = 5, socket_timeout: float | None = None) -> None:
+        """`url` is redis://:password@host:port/db, or unix://:password@/path/to.sock?db=0
+        (the local backend's Redis listens on a unix socket only)."""
+        self.url = url
+        retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
+        # Keepalive is a TCP option: redis-py refuses it on a unix socket connection.
+        tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
+        self.r = redis.Redis.from_url(
+            url, retry=retry, socket_connect_timeout=5, socket_timeout=socket_timeout,
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp,
+        )
+        self._claim = self.r.register_script(lua.CLAIM)
+        self._commit = self.r.register_script(lua.COMMIT)
+        self._fail = self.r.register_script(lua.FAIL)
+        self._reap = self.r.register_script(lua.REAP)
+        self._beat = self.r.register_script(lua.BEAT)
+        self._backup = self.r.register_script(lua.BACKUP)
+        self._add_task = self.r.register_script(lua.ADD_TASK)
+        self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
+        self._now = self.r.register_script(lua.NOW)
+
+    def _scripts(self, calls: list[tuple[Any, list, list]]) -> list[Any]:
+        """Several Lua script calls in one round trip: EVALSHA in a pipeline (without the
+        SCRIPT EXISTS round trip redis-py's pipelines make first). Scripts this Redis does not
+        know yet are loaded and the batch sent again; each script is idempotent (request ids,
+        tasks queued once), so what ran the first time is not done twice."""
+        for retry in (False, True):
+            pipe = self.r.pipeline(transaction=False)
+            for script, script_keys, args in calls:
+                pipe.evalsha(script.sha, len(script_keys), *script_keys, *args)
+            try:
+                return pipe.execute()
+            except redis.exceptions.NoScriptError:
+                if retry:
+                    raise
+                for script in {id(c[0]): c[0] for c in calls}.values():
+                    self.r.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        self.r.close()
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except (redis.exceptions.RedisError, OSError):
+            return False
+
+    def server_pid(self) -> int:
+        """The process id of the redis-server answering (INFO server), to check it is ours."""
+        with translated_errors("asking Redis who it is"):
+            return int(self.r.info("server")["process_id"])
+
+    def now_ms(self) -> int:
+        with translated_errors("reading the clock"):
+            return int(self._now())
+
