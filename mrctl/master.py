@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import keys, tasks
+from mrctl import tasks
 from mrctl.backends import WorkerExit
-from mrctl.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
-from mrctl.broker import MAX_LOST_ATTEMPTS, Broker
+from mrctl.bad_records import BadRecord, exceeded_message
+from mrctl.broker import Broker
 from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
-from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
+from mrctl.master_view import MasterView, user_counters
+from mrctl.snapshot import Event
 from mrctl.spec import JobSpec
 from mrctl.spill import Spiller
 from mrctl.steps import Counters, RunStep, unroll
@@ -44,7 +45,7 @@ _EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": lo
 
 
 @dataclass
-class Master:
+class Master(MasterView):
     spec: JobSpec
     broker: Broker
     job_id: str
@@ -188,7 +189,7 @@ class Master:
         """The job's own counters of the last `steps` finished steps, summed."""
         total: dict[tuple[str, str], int] = {}
         for stats in self._finished[len(self._finished) - steps:] if steps else ():
-            for group, name, value in _user_counters(stats):
+            for group, name, value in user_counters(stats):
                 total[group, name] = total.get((group, name), 0) + value
         return total
 
@@ -315,43 +316,6 @@ class Master:
             if (blob := self.broker.map_output(self.job, index)) is not None:
                 yield from tasks.unpack_pairs(blob)
 
-    def failure_message(self) -> str:
-        tid = self.broker.meta(self.job).get("failed_task", "?")
-        t = self.broker.task(self.job, tid)
-        where = ""
-        if "file" in t:
-            where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
-        elif "source" in t:
-            where = f"\n  input: {t['source']}"
-        if self.step.planned > 1:
-            tid = f"{tid} of {self.step.label()}"
-        tb = t.get("traceback", "").rstrip()
-        if t.get("error_kind") == "lost":
-            count = f"lost {t.get('losses', '?')} attempts (at most {MAX_LOST_ATTEMPTS} may be lost)"
-        else:
-            count = f"failed on all {t.get('failures', '?')} attempts (max_attempts {self.spec.max_attempts})"
-        return (
-            f"task {tid} {count}{where}\n"
-            f"  last error (attempt {t.get('error_attempt', '?')} on {t.get('error_worker', '?')}, "
-            f"{t.get('error_kind', 'error')}): {t.get('error', '?')}"
-            + (f"\n  worker traceback:\n{tb}" if tb else "")
-        )
-
-    # -- what a view shows ----------------------------------------------------------------
-
-    def bad_samples(self) -> tuple[BadRecord, ...]:
-        """The first SAMPLES_KEPT skipped records of committed map tasks, in input order."""
-        if not self._stats.get("bad_records"):
-            return ()
-        found = self.broker.bad_records(self.job)
-        for tid in found.keys() - self._bad_seen.keys():  # located once per task
-            t = self.broker.task(self.job, tid)
-            first = int(t.get("first_line", 1))
-            self._bad_seen[tid] = [BadRecord(t.get("file", "?"), first + index, error)
-                                   for index, error in found[tid]]
-        ordered = sorted(self._bad_seen, key=lambda tid: int(tid[2:]))
-        return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
-
     def _drain_events(self) -> None:
         for eid, e in self.broker.events(self.job, self._last_event):
             self._last_event = eid
@@ -389,80 +353,6 @@ class Master:
     def add_event(self, kind: str, message: str) -> None:
         self._events.append(Event(self.elapsed(), kind, message))
 
-    def snapshot(self, worker_states: dict[str, str] | None = None,
-                 status: str = "running", error: str | None = None) -> JobSnapshot:
-        """The job as it is now; `worker_states` adds what only the backend knows (dead, ...)."""
-        stats = self._stats
-        total = self._totals()  # fault and record counts over every step so far
-        first = self._finished[0] if self._finished else stats  # the input is the first step's
-        running = self.broker.running(self.job) if self.phase in ("map", "reduce") else []
-        step = self.step
-        return JobSnapshot(
-            job_id=self.job_id, name=self.spec.name, phase=self.phase, elapsed=self.elapsed(),
-            status=status, error=error,
-            map=self._progress("map", stats.get("maps_done", 0), self.map_total,
-                               sum(t.startswith("m:") for t in running), stats.get("bytes_done", 0),
-                               sum(c.size for c in self.plan) if step.first else 0),
-            reduce=self._progress("reduce", stats.get("reduces_done", 0), step.spec.reducers,
-                                  sum(t.startswith("r:") for t in running), 0, 0),
-            workers=self._worker_rows(worker_states or {}),
-            events=tuple(self._events)[-8:],
-            lost=total.get("lost", 0), timeouts=total.get("timeouts", 0), killed=self.killed,
-            backups=self.backups,
-            redis_peak_bytes=self.broker.used_memory()[1],
-            retries=total.get("retries", 0), refused=total.get("refused", 0),
-            failures=total.get("failures", 0), failed_attempts=total.get("failed_attempts", 0),
-            records_in=first.get("records_in", 0),
-            records_out=stats.get("records_out", 0), decode_errors=total.get("decode_errors", 0),
-            phase_seconds=self.phase_seconds(),
-            output_path=str(self.spec.output_path),
-            counters=_user_counters(total), bad_records=total.get("bad_records", 0),
-            bad_record_samples=self.bad_samples(),
-            step=step.number, steps=step.planned, step_name=step.spec.name,
-            iteration=step.iteration, iterations=step.iterations,
-            step_seconds=tuple(self.step_seconds) if step.planned > 1 else (),
-            spilled_bytes=self.spiller.store.spilled_bytes,
-        )
-
-    def _totals(self) -> dict[str, int]:
-        """Every stats field summed over the finished steps and the current one."""
-        total = dict(self._stats)
-        for stats in self._finished[:-1] if self._finished and self._finished[-1] is self._stats else self._finished:
-            for name, value in stats.items():
-                total[name] = total.get(name, 0) + value
-        return total
-
-    def _progress(self, phase: str, done: int, total: int, running: int,
-                  bytes_done: int, bytes_total: int) -> PhaseProgress:
-        start, end = self.phase_times.get(phase, (None, None))
-        finished = end if phase != self.phase and start is not None else None
-        return PhaseProgress(done, total, running, bytes_done, bytes_total, start, finished)
-
-    def _worker_rows(self, states: dict[str, str]) -> tuple[WorkerRow, ...]:
-        info, beats, now = self.broker.worker_rows()
-        rows = []
-        for name in sorted(set(info) | set(states), key=_natural):
-            w = info.get(name, {})
-            age = (now - beats[name]) / 1000 if name in beats else None
-            gone = states.get(name) in ("dead", "replaced")
-            state = states[name] if gone else w.get("state", "starting")
-            rows.append(WorkerRow(name, state, None if gone else w.get("task"),
-                                  None if gone else w.get("attempt"), w.get("tasks_done", 0), age))
-        return tuple(rows)
-
-
-def _user_counters(stats: dict[str, int]) -> tuple[tuple[str, str, int], ...]:
-    """The job's own counters in the stats hash, as sorted (group, name, total)."""
-    found = ((*parsed, value) for name, value in stats.items()
-             if (parsed := keys.parse_counter_field(name)) is not None)
-    return tuple(sorted(found))
-
-
 def _counters_json(counters: Counters) -> str:
     """Counters for a step's meta: a JSON list of [group, name, value], sorted."""
     return json.dumps(sorted([g, n, v] for (g, n), v in counters.items()))
-
-
-def _natural(name: str) -> tuple[str, int]:
-    base, _, num = name.rpartition("-")
-    return (base, int(num)) if num.isdigit() else (name, 0)
