@@ -104,9 +104,9 @@ class SpillStore:
             self._dir = None
 
 
-SPILL_AT = 0.4  # Redis used_memory / maxmemory past which committed map output moves to disk
-DRAIN_AT = 0.3  # ... past which the last step's committed reduce outputs do
-RESTORE_BUDGET = 0.25  # share of maxmemory that spilled partitions may take back at once
+SPILL_AT = 0.3  # Redis used_memory / maxmemory past which committed map output moves to disk
+DRAIN_AT = 0.25  # ... past which the last step's committed reduce outputs do
+RESTORE_BUDGET = 0.2  # share of maxmemory that spilled partitions may take back at once
 LOOK_EVERY_S = 0.05  # how often the master reads Redis's memory use (INFO memory)
 
 

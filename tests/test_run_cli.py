@@ -154,7 +154,11 @@ def test_live_view_under_a_pseudo_terminal(tmp_path):
 
 
 def _all_containers() -> set[str]:
-    return set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True).stdout.split())
+    """Every container on the engine that no mrctl cluster owns: an image build's own are
+    unlabelled; clusters that other runs start meanwhile (labelled) are not this test's business."""
+    lines = subprocess.run(["docker", "ps", "-a", "--format", '{{.ID}} {{.Label "mrctl.cluster"}}'],
+                           capture_output=True, text=True).stdout.splitlines()
+    return {line.split()[0] for line in lines if len(line.split()) == 1}
 
 
 @pytest.mark.parametrize("delay", [1.0, 15.0], ids=["during-wheel-build", "during-docker-build"])

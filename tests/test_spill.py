@@ -69,7 +69,7 @@ def test_a_shuffle_four_times_larger_than_redis_completes_exactly_within_it(tmp_
     inputs = _repeated_corpus(tmp_path, 25)
     size = sum(p.stat().st_size for p in inputs)
     assert size >= 4 * (16 << 20)
-    spec = _shuffle_spec(tmp_path, inputs, reducers=16)
+    spec = _shuffle_spec(tmp_path, inputs, reducers=32)
     final = run_job(spec, RunOptions(redis_memory=str(16 << 20)))
     assert json.loads(spec.output_path.read_text(encoding="utf-8")) == _expected(inputs)
     print(f"{size / 1e6:.0f} MB through a 16 MiB Redis: spilled {final.spilled_bytes / 1e6:.0f} MB, "

@@ -22,7 +22,7 @@ from mrctl.errors import InfraError
 MAX_LOST_ATTEMPTS = 16
 
 
-FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past half of it, "
+FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past 30% of it, "
                "so this is what the job needs in Redis at once: one reduce task's partition, or the "
                "map tasks in flight. More reducers (smaller partitions), a smaller chunk_size, or "
                "more --redis-memory help.")
