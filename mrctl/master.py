@@ -117,9 +117,10 @@ class Master(MasterView):
         """Plan the input and publish the first step (settings and code) for the workers."""
         self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
         self._limit = self.broker.memory()[1]
-        self._input_cap = self._limit // 4 if self._limit else 1 << 62
-        if self._limit:  # the input window takes at most a fifth of Redis
-            self.window = min(self.window, self._limit // 5)
+        # A chunk in flight is in Redis twice at moments: stored, and in its claim's reply buffer
+        self._input_cap = self._limit // 6 if self._limit else 1 << 62
+        if self._limit:  # the input window takes at most an eighth of Redis (a quarter, doubled)
+            self.window = min(self.window, self._limit // 8)
         self._order = unroll(self.spec.program, self.spec.params, self._last_counters)
         self._begin(next(self._order))
         log.info("job %s: %d map tasks over %d input files, %d reducers",
@@ -244,7 +245,7 @@ class Master(MasterView):
         batch: list[tuple[str, dict[str, Any], bytes]] = []
         while self.fed < self.map_total and (self._fed_bytes - bytes_done < self.window or (
                 self.fed - self._stats.get("maps_done", 0) < self.spec.workers  # a chunk a worker,
-                and self._fed_bytes - bytes_done < self._input_cap)):          # within a quarter of Redis
+                and self._fed_bytes - bytes_done < self._input_cap)):          # within a sixth of Redis
             ref = self.plan[self.fed]
             data = read_chunk(ref)
             before = self._lines_fed.get(str(ref.path))

@@ -208,7 +208,7 @@ def test_crash_test_that_spills_output_is_exact(tmp_path, seed):
     (tmp_path / "crashy.py").write_text(CRASHY_SHUFFLE.format(seed=seed, crash=True))
     spec = make_spec(tmp_path, CRASHY_SHUFFLE.format(seed=seed, crash=True), inputs, mapper="CrashyFirstWord",
                      reducer="CrashySortedLines", combiner=None, backend="docker", workers=4, reducers=32,
-                     chunk_size=2 << 20)
+                     chunk_size=1 << 20)
     final = run_job(spec, RunOptions(redis_memory=str(16 << 20)))
     expected: dict[str, list[str]] = collections.defaultdict(list)
     for path in inputs:
