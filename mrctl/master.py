@@ -13,6 +13,7 @@ pairs, or a map-only step's map i's), moved inside Redis; then the finished step
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -71,7 +72,6 @@ class Master(MasterView):
         self.step_seconds: list[tuple[str, float]] = []  # (label, seconds) of each finished step
         self.killed = 0
         self.backups = 0  # backup attempts queued
-        self._next_memory_check = 0.0
         self._next_housekeeping = 0.0
         self._housekept = False
         self._last_tick = 0.0
@@ -116,7 +116,7 @@ class Master(MasterView):
     def start(self) -> None:
         """Plan the input and publish the first step (settings and code) for the workers."""
         self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
-        self._limit = self.broker.memory()[1]
+        self._limit = self.broker.memory().limit
         # A chunk in flight is in Redis twice at moments: stored, and in its claim's reply buffer
         self._input_cap = self._limit // 6 if self._limit else 1 << 62
         if self._limit:  # the input window takes at most an eighth of Redis (a quarter, doubled)
@@ -135,7 +135,6 @@ class Master(MasterView):
         spec, run = self.spec, step.spec
         self.map_total = len(self.plan) if previous is None else previous[2]
         self.spiller.begin_step(self.job, run.reducers, self._limit)
-        modules = {s.module.name: s.module for g in spec.program for s in g.steps}
         meta = {
             "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
             "reducer": run.reducer or "", "combiner": run.combiner or "", "reducers": run.reducers,
@@ -152,8 +151,7 @@ class Master(MasterView):
             "previous_counters": _counters_json(self._last_counters(1)),
             "job_counters": _counters_json(self._last_counters(len(self._finished))),
         }
-        code = {name: path.read_text(encoding="utf-8") for name, path in modules.items()}
-        self.broker.publish_job(self.job, meta, code)
+        self.broker.publish_job(self.job, meta, self._code)
         if previous is None:
             return  # the first step's map phase begins at the first tick (after start-up)
         job, before, outputs = previous
@@ -165,6 +163,12 @@ class Master(MasterView):
         self._enter_map()
         if step.planned > 1:
             log.debug("%s: %d map tasks, %d reducers", step.label(), self.map_total, run.reducers)
+
+    @functools.cached_property
+    def _code(self) -> dict[str, str]:
+        """Every job module of the program, by file name, read once for all its steps."""
+        modules = {s.module.name: s.module for g in self.spec.program for s in g.steps}
+        return {name: path.read_text(encoding="utf-8") for name, path in modules.items()}
 
     def _enter_map(self) -> None:
         self._step_started = self.elapsed()
@@ -227,12 +231,10 @@ class Master(MasterView):
         return False
 
     def _housekeeping(self) -> None:
-        """Leases and timeouts, Redis memory, events and printed lines, a failed task."""
+        """Leases and timeouts, events and printed lines, a failed task (Redis's memory is the
+        Spiller's, every tick)."""
         self._housekept = True
         self.broker.requeue_expired(self.job, self.spec.max_attempts, self.spec.task_timeout)
-        if self.clock() >= self._next_memory_check:
-            self._next_memory_check = self.clock() + 0.5
-            self.broker.check_memory()
         self._drain_events()
         if self.worker_output:
             self._drain_output()

@@ -70,7 +70,7 @@ class MasterView:
             events=tuple(self._events)[-8:],
             lost=total.get("lost", 0), timeouts=total.get("timeouts", 0), killed=self.killed,
             backups=self.backups,
-            redis_peak_bytes=self.broker.used_memory()[1],
+            redis_peak_bytes=self.broker.memory().peak,
             retries=total.get("retries", 0), refused=total.get("refused", 0),
             failures=total.get("failures", 0), failed_attempts=total.get("failed_attempts", 0),
             records_in=first.get("records_in", 0),
@@ -87,8 +87,10 @@ class MasterView:
 
     def _totals(self) -> dict[str, int]:
         """Every stats field summed over the finished steps and the current one."""
-        total = dict(self._stats)
-        for stats in self._finished[:-1] if self._finished and self._finished[-1] is self._stats else self._finished:
+        done = self._finished  # the last step stays current once the job is done: count it once
+        steps = done if done and done[-1] is self._stats else [*done, self._stats]
+        total: dict[str, int] = {}
+        for stats in steps:
             for name, value in stats.items():
                 total[name] = total.get(name, 0) + value
         return total

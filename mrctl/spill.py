@@ -134,12 +134,16 @@ class Spiller:
 
     def relieve(self, phase: str, last_step: bool) -> None:
         """Each master tick: past SPILL_AT of Redis in a map phase, move committed map output
-        to disk; past DRAIN_AT in the last step's reduce phase, its committed outputs."""
+        to disk; past DRAIN_AT in the last step's reduce phase, its committed outputs; a full
+        Redis fails the job (RedisFull, exit 3)."""
         now = time.monotonic()
         if not self.limit or now < self._next_look:
             return
         self._next_look = now + LOOK_EVERY_S
-        used = self.broker.memory()[0]
+        used = self.broker.memory().used
+        if used >= self.limit:  # noeviction: commits are refused from now on, and nothing moves
+            raise RedisFull(f"Redis is full: {used / 1e6:.0f} MB used of its {self.limit / 1e6:.0f} MB "
+                            f"maxmemory, and mrctl never lets it drop data. {FULL_ADVICE}")
         if phase == "map" and used > SPILL_AT * self.limit:
             self.spill_partitions()
         elif phase == "reduce" and last_step and used > DRAIN_AT * self.limit:

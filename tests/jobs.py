@@ -185,12 +185,17 @@ def _maybe_crash(key):
         time.sleep(_rng.uniform(0, 10))
 
 
+def _crash_point(text):
+    """A map task's execution is counted, and may crash or sleep, keyed by its chunk."""
+    key = str(zlib.crc32(text[:200].encode()))
+    _count("map", key)
+    if {crash}:
+        _maybe_crash(key)
+
+
 class CrashyMapper(WordMapper):
     def map_chunk(self, text):
-        key = str(zlib.crc32(text[:200].encode()))
-        _count("map", key)
-        if {crash}:
-            _maybe_crash(key)
+        _crash_point(text)
         for line in text.split("\\n"):
             yield from self.map(line)
 
@@ -231,10 +236,7 @@ CRASHY_SHUFFLE = CRASHY + '''
 
 class CrashyFirstWord(Mapper):
     def map_chunk(self, text):
-        key = str(zlib.crc32(text[:200].encode()))
-        _count("map", key)
-        if {crash}:
-            _maybe_crash(key)
+        _crash_point(text)
         for line in text.split("\\n"):
             if line.split():
                 yield line.split()[0].lower(), line
@@ -357,3 +359,18 @@ class PickyByCount(ByCount):
             raise ValueError(f"{word} occurs {n} times")
         yield n, word
 '''
+
+
+# Holds a job in its map phase until the test sets test:release in the job's Redis.
+GATED = WORDCOUNT + REDIS_URL + """
+import time
+import redis
+
+
+class GatedMapper(WordMapper):
+    def setup(self):  # holds the job in its map phase until the test sets test:release
+        r = redis.Redis.from_url(redis_url())
+        deadline = time.time() + 300
+        while not r.exists("test:release") and time.time() < deadline:
+            time.sleep(0.2)
+"""

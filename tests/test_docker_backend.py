@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
-from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec
+from jobs import GATED, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import InfraError
 from mrctl.runner import RunOptions, run_job
@@ -110,19 +110,6 @@ def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     assert not docker_host.networks({"mrctl.cluster": cid}) and not docker_host.volumes({"mrctl.cluster": cid})
     assert run.returncode == 0
 
-
-GATED = WORDCOUNT + REDIS_URL + """
-import os, time
-import redis
-
-
-class GatedMapper(WordMapper):
-    def setup(self):  # holds the job in its map phase until the test sets test:release
-        r = redis.Redis.from_url(redis_url())
-        deadline = time.time() + 300
-        while not r.exists("test:release") and time.time() < deadline:
-            time.sleep(0.2)
-"""
 
 
 def test_a_users_job_survives_a_test_run(tmp_path, docker_host):

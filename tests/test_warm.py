@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount, word_counts
-from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec
+from jobs import GATED, SLOW, WORDCOUNT, make_spec
 
 import mrctl
 from mrctl import clusters, credentials
@@ -175,19 +175,6 @@ def test_multi_step_jobs_on_a_warm_cluster_leave_no_step_behind(tmp_path, cluste
     finally:
         broker.close()
 
-
-GATED = WORDCOUNT + REDIS_URL + """
-import time
-import redis
-
-
-class GatedMapper(WordMapper):
-    def setup(self):  # holds the job in its map phase until the test sets test:release
-        r = redis.Redis.from_url(redis_url())
-        deadline = time.time() + 120
-        while not r.exists("test:release") and time.time() < deadline:
-            time.sleep(0.1)
-"""
 
 
 def test_a_second_job_is_refused_while_one_runs(tmp_path, cluster, docker_host, expected):

@@ -9,11 +9,8 @@ from typing import Any
 
 from mrctl import keys
 from mrctl.broker.base import (
-    FULL_ADVICE,
     MAX_LOST_ATTEMPTS,
     BrokerBase,
-    InfraError,
-    RedisFull,
     _attempt_member,
     _decode,
     _flat,
@@ -169,13 +166,6 @@ class Jobs(BrokerBase):
         with translated_errors(f"reading the output of map {index}"):
             return self.r.hget(keys.part(job, 0), index)
 
-    def reduce_output(self, job: str, r: int) -> bytes:
-        with translated_errors(f"reading the output of reduce {r}"):
-            data = self.r.get(keys.out(job, r))
-        if data is None:
-            raise InfraError(f"reduce task r:{r} committed but its output is missing from Redis")
-        return data
-
     def worker_rows(self) -> tuple[dict[str, dict[str, Any]], dict[str, int], int]:
         """(worker -> info, worker -> last beat ms, server now ms) in one round trip."""
         with translated_errors("reading workers"):
@@ -194,23 +184,6 @@ class Jobs(BrokerBase):
         with translated_errors("reading the current job"):
             job = self.r.get(keys.current_job())
         return job.decode() if job else None
-
-    def used_memory(self) -> tuple[int, int]:
-        """(used_memory, used_memory_peak) in bytes, from INFO memory."""
-        with translated_errors("reading memory use"):
-            info = self.r.info("memory")
-        return int(info["used_memory"]), int(info["used_memory_peak"])
-
-    def check_memory(self) -> None:
-        """Raise RedisFull once Redis has reached maxmemory: with noeviction it now refuses the
-        writes that commits need, so the job cannot finish (and must not lose data)."""
-        with translated_errors("reading memory use"):
-            info = self.r.info("memory")
-        limit = int(info.get("maxmemory", 0))
-        if limit and int(info["used_memory"]) >= limit:
-            raise RedisFull(
-                f"Redis is full: {int(info['used_memory']) / 1e6:.0f} MB used of its "
-                f"{limit / 1e6:.0f} MB maxmemory, and mrctl never lets it drop data. {FULL_ADVICE}")
 
     # -- waking up instead of polling (design invariant 10) ---------------------------------
 

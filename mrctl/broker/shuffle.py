@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from mrctl import keys
 from mrctl.broker.base import (
     BrokerBase,
@@ -51,9 +53,15 @@ class Shuffle(BrokerBase):
             states = pipe.execute()
         return {tid for tid, state in zip(tids, states, strict=True) if state == b"done"}
 
-    def memory(self) -> tuple[int, int]:
-        """(used_memory, maxmemory) in bytes; maxmemory 0 means no limit."""
+    def memory(self) -> RedisMemory:
+        """Redis's memory use (INFO memory), the one place it is read."""
         with translated_errors("reading memory use"):
             info = self.r.info("memory")
-        return int(info["used_memory"]), int(info.get("maxmemory", 0))
+        return RedisMemory(int(info["used_memory"]), int(info["used_memory_peak"]), int(info.get("maxmemory", 0)))
+
+
+class RedisMemory(NamedTuple):
+    used: int  # bytes
+    peak: int  # used_memory_peak
+    limit: int  # maxmemory; 0 means no limit
 
