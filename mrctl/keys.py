@@ -140,6 +140,15 @@ def events(job: str) -> str:
     return f"{job_prefix(job)}events"
 
 
+# mrctl:<job>:attempts -> list of JSON arrays, taken (LPOP) by the master as it goes: an attempt's
+#   start ["s", tid, attempt, worker, ms, backup (1: a speculative backup)] by CLAIM, and its end
+#   ["e", tid, attempt, outcome, ms, worker, message, traceback] by COMMIT (committed, cancelled:
+#   another attempt committed first, refused: a zombie's late commit) or FAIL and REAP (error,
+#   timeout, oom, lost); the run's history is made of them
+def attempt_log(job: str) -> str:
+    return f"{job_prefix(job)}attempts"
+
+
 # mrctl:<job>:output -> stream (capped ~10,000): worker, tid, attempt, line — what the job's
 #   code printed or logged, shipped by workers after each task when the run asked for it
 #   (--worker-output)

@@ -22,14 +22,24 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: queue, leases, deadlines, meta, reply (of this request)
+# The attempt log (keys.attempt_log): an attempt's start, and its end with the outcome.
+_LOG = """
+local function log_start(key, tid, attempt, worker, backup)
+  redis.call('RPUSH', key, cjson.encode({'s', tid, tonumber(attempt), worker, now, backup}))
+end
+local function log_end(key, tid, attempt, outcome, worker, msg, tb)
+  redis.call('RPUSH', key, cjson.encode({'e', tid, tonumber(attempt), outcome, now, worker, msg or '', tb or ''}))
+end
+"""
+
+# KEYS: queue, leases, deadlines, meta, reply (of this request), attempt log
 # ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix, reply_ttl_ms
 # Returns {tid, attempt, task fields (flat), input}: a map's chunk bytes, or a reduce's flat
 # partition hash; read in the same atomic step, so a backup whose original commits meanwhile
 # still gets its input. Ids of tasks that ended while queued are skipped. Idempotent: a
 # request that already claimed (its reply lost, the call retried) gets the same attempt again
 # while it is live, and nothing once it has ended.
-CLAIM = _NOW + """
+CLAIM = _NOW + _LOG + """
 local function answer(tid, attempt)
   local tkey = ARGV[1] .. tid
   local input
@@ -61,21 +71,26 @@ while true do
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), member)
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
     redis.call('SET', KEYS[5], member, 'PX', ARGV[7])
+    log_start(KEYS[6], tid, attempt, ARGV[2], state == 'running' and 1 or 0)  -- running: a backup
     return answer(tid, attempt)
   end
 end
 """
 
 # Ends every live attempt of a task (lease and deadline members too); each one but `winner`
-# is marked cancelled:<attempt>, which its next heartbeat reports so its worker stops it.
+# is marked cancelled:<attempt>, which its next heartbeat reports so its worker stops it, and
+# logged as cancelled.
 _END_ALL = """
-local function end_all(tkey, tid, leases, deadlines, winner)
+local function end_all(tkey, tid, leases, deadlines, winner, attempt_log)
   local f = redis.call('HGETALL', tkey)
   for i = 1, #f, 2 do
     local a = string.match(f[i], '^live:(%d+)$')
     if a then
       redis.call('HDEL', tkey, f[i])
-      if a ~= winner then redis.call('HSET', tkey, 'cancelled:' .. a, 1) end
+      if a ~= winner then
+        redis.call('HSET', tkey, 'cancelled:' .. a, 1)
+        log_end(attempt_log, tid, a, 'cancelled', f[i + 1], 'another attempt committed first')
+      end
       redis.call('ZREM', leases, tid .. '@' .. a)
       redis.call('ZREM', deadlines, tid .. '@' .. a)
     end
@@ -85,13 +100,13 @@ end
 """
 
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
-#       this request), progress (the master's wake-up list)
+#       this request), progress (the master's wake-up list), attempt log
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
 #       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
 # Returns 1 (committed) or 0 (refused; a task whose step was dropped is refused without a
 # write). Idempotent: a request retried after its reply was lost
 # gets the first answer, without a second refusal counted.
-COMMIT = _WAKE + _END_ALL + """
+COMMIT = _NOW + _LOG + _WAKE + _END_ALL + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
 -- a task that no longer exists: its step has ended and its keys were dropped; a zombie's
@@ -103,6 +118,7 @@ if st[1] ~= 'running' or not st[2] then
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'kind', 'refused', 'tid', ARGV[1],
     'attempt', ARGV[2], 'worker', ARGV[3],
     'msg', 'late commit refused: attempt ' .. ARGV[2] .. ' was superseded')
+  log_end(KEYS[9], ARGV[1], ARGV[2], 'refused', ARGV[3], 'late commit refused: the attempt was superseded')
   redis.call('SET', KEYS[7], '0', 'PX', ARGV[4])
   return 0
 end
@@ -119,7 +135,8 @@ while i <= #ARGV do
   end
   i = i + 3
 end
-end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2])
+end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], KEYS[9])
+log_end(KEYS[9], ARGV[1], ARGV[2], 'committed', ARGV[3])
 redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
 redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
@@ -175,19 +192,21 @@ wake(KEYS[3])
 return 1
 """
 
-# Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta, wake, progress
+# Shared by FAIL and REAP.  KEYS: leases, deadlines, stats, events, queue, meta, wake, progress,
+# attempt log
 # ARGV[1]: task_prefix, ARGV[2]: max_attempts (attempts per task whose user code failed:
 # raised, timed out, ran out of memory), ARGV[3]: max lost attempts (whose worker died or went
 # silent: not the code's fault, so counted apart, like Hadoop's KILLED vs FAILED, and allowed
 # far more often).
 # Returns 0: not a live attempt (ignored), 1: retried (requeued, or another attempt is still
 # running), 2: the task failed for good (a limit reached and no attempt still running).
-_FAIL_ATTEMPT = _WAKE + """
+_FAIL_ATTEMPT = _LOG + _WAKE + """
 local function fail_attempt(tid, attempt, kind, msg, tb)
   local tkey = ARGV[1] .. tid
   local st = redis.call('HMGET', tkey, 'state', 'live:' .. attempt)
   if st[1] ~= 'running' or not st[2] then return 0 end
   local worker = st[2]
+  log_end(KEYS[9], tid, attempt, kind, worker, msg, tb)
   redis.call('HDEL', tkey, 'live:' .. attempt)
   redis.call('ZREM', KEYS[1], tid .. '@' .. attempt)
   redis.call('ZREM', KEYS[2], tid .. '@' .. attempt)
@@ -228,7 +247,7 @@ end
 """
 
 # ARGV[4..]: tid, attempt, kind (error | timeout | oom | lost), message, traceback
-FAIL = _FAIL_ATTEMPT + """
+FAIL = _NOW + _FAIL_ATTEMPT + """
 return fail_attempt(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 """
 

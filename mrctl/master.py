@@ -29,6 +29,7 @@ from mrctl.broker import Broker
 from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read_chunk
 from mrctl.errors import JobFailed
 from mrctl.master_view import MasterView, user_counters
+from mrctl.record import EVENTS_KEPT, AttemptBook
 from mrctl.snapshot import Event
 from mrctl.spec import JobSpec
 from mrctl.spill import Spiller
@@ -66,7 +67,10 @@ class Master(MasterView):
         self.map_total = 0  # this step's map tasks
         self.fed = 0
         self._lines_fed: dict[str, int] = {}
-        self._events: deque[Event] = deque(maxlen=50)
+        self._events: deque[Event] = deque(maxlen=50)  # the views'
+        self.journal: deque[Event] = deque(maxlen=EVENTS_KEPT)  # the history's
+        self.book = AttemptBook()  # every attempt's start and end, for the history
+        self.barriers: list[float] = []  # when each step's map phase ended
         self._stats: dict[str, int] = {}
         self._finished: list[dict[str, int]] = []  # the stats of each finished step
         self.step_seconds: list[tuple[str, float]] = []  # (label, seconds) of each finished step
@@ -116,6 +120,7 @@ class Master(MasterView):
     def start(self) -> None:
         """Plan the input and publish the first step (settings and code) for the workers."""
         self.plan = plan_chunks(self.spec.inputs, self.spec.chunk_size, self.spec.input_formats)
+        self.book.offset_s = self.broker.now_ms() / 1000 - self.elapsed()
         self._limit = self.broker.memory().limit
         # A chunk in flight is in Redis twice at moments: stored, and in its claim's reply buffer
         self._input_cap = self._limit // 6 if self._limit else 1 << 62
@@ -179,6 +184,7 @@ class Master(MasterView):
     def _advance(self) -> bool:
         """The current step is done: start the next one, if any (False: the job is done)."""
         self._drain_events()
+        self.take_attempts()
         if self.worker_output:
             self._drain_output()
         self._finished.append(self._stats)
@@ -220,6 +226,7 @@ class Master(MasterView):
                 self._speculate()
             if self._stats.get("maps_done", 0) == self.map_total:
                 self.set_phase("barrier")
+                self.barriers.append(self.elapsed())
                 self.spiller.queue_reduces()  # spilled partitions come back a window at a time
                 self.set_phase("reduce")
                 self.broker.set_meta(self.job, phase="reduce")
@@ -236,6 +243,7 @@ class Master(MasterView):
         self._housekept = True
         self.broker.requeue_expired(self.job, self.spec.max_attempts, self.spec.task_timeout)
         self._drain_events()
+        self.take_attempts()
         if self.worker_output:
             self._drain_output()
         if self.broker.meta(self.job).get("state") == "failed":
@@ -319,11 +327,15 @@ class Master(MasterView):
             if (blob := self.broker.map_output(self.job, index)) is not None:
                 yield from tasks.unpack_pairs(blob)
 
+    def take_attempts(self) -> None:
+        """Move the attempt log's new entries out of Redis into the book."""
+        self.book.add(self.step.number, self.broker.take_attempt_log(self.job))
+
     def _drain_events(self) -> None:
         for eid, e in self.broker.events(self.job, self._last_event):
             self._last_event = eid
             text = f"{e.get('tid')} attempt {e.get('attempt')} on {e.get('worker')}: {e.get('msg')}"
-            self._events.append(Event(self.elapsed(), e.get("kind", "info"), text))
+            self.add_event(e.get("kind", "info"), text)
             log.log(_EVENT_LOG.get(e.get("kind", ""), logging.INFO), "%s", text)
 
     def _drain_output(self) -> None:
@@ -354,7 +366,10 @@ class Master(MasterView):
         self.add_event("replaced", news)
 
     def add_event(self, kind: str, message: str) -> None:
-        self._events.append(Event(self.elapsed(), kind, message))
+        event = Event(self.elapsed(), kind, message)
+        self._events.append(event)
+        self.journal.append(event)
+
 
 def _counters_json(counters: Counters) -> str:
     """Counters for a step's meta: a JSON list of [group, name, value], sorted."""

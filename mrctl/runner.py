@@ -23,6 +23,7 @@ from mrctl.chaos import ChaosMonkey, ChaosPlan
 from mrctl.errors import Interrupted, JobFailed, MrctlError
 from mrctl.master import Master
 from mrctl.output import write_output
+from mrctl.record import RunRecord
 from mrctl.signals import SignalGuard
 from mrctl.snapshot import JobSnapshot
 from mrctl.spec import JobSpec
@@ -30,6 +31,7 @@ from mrctl.spec import JobSpec
 log = logging.getLogger(__name__)
 
 SnapshotSink = Callable[[JobSnapshot], None]
+RecordSink = Callable[[RunRecord], None]
 
 
 @dataclass(frozen=True)
@@ -80,19 +82,46 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
 
 
 def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
-            on_snapshot: SnapshotSink | None = None) -> JobSnapshot:
+            on_snapshot: SnapshotSink | None = None, on_record: RecordSink | None = None) -> JobSnapshot:
     """Run a job to completion and return its final snapshot.
 
     Raises JobFailed (a task failed on every attempt), InfraError (Redis, Docker, redis-server)
     or Interrupted (SIGINT/SIGTERM); each carries the final snapshot as `.snapshot`. No partial
-    output file is ever left behind, and every process/container started is stopped.
+    output file is ever left behind, and every process/container started is stopped. However
+    it ends, the run is recorded in the history (mrctl.history) and its record, with every
+    attempt, is given to `on_record`.
     """
+    state: dict[str, Any] = {}
+    started_at = time.time()
+    try:
+        final = _run_job(spec, options, on_snapshot, state)
+    except MrctlError as exc:
+        _record(spec, options, getattr(exc, "snapshot", None), started_at, state, on_record, exc.exit_code)
+        raise
+    _record(spec, options, final, started_at, state, on_record, 0)
+    return final
+
+
+def _record(spec: JobSpec, options: RunOptions, snap: JobSnapshot | None, started_at: float,
+            state: dict[str, Any], on_record: RecordSink | None, exit_code: int) -> None:
+    from mrctl import recorder
+
+    if snap is None:  # failed before the run began (a spec or image problem): nothing ran
+        return
+    run = recorder.build(spec, snap, started_at, state.get("master"), exit_code, options.redis_memory)
+    recorder.save(run)
+    if on_record is not None:
+        on_record(run)
+
+
+def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | None,
+             state: dict[str, Any]) -> JobSnapshot:
     sink = on_snapshot or (lambda snap: None)
     if options.cluster is not None:  # a warm cluster is a Docker one, whatever the spec says
         spec = dataclasses.replace(spec, backend="docker")
     job_id = new_job_id()
     t0 = time.monotonic()
-    state: dict[str, Any] = {"last": JobSnapshot(job_id, spec.name, "starting", 0.0)}
+    state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
     if spec.backend == "inline":
         from mrctl.inline import run_inline
 

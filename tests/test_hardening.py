@@ -463,7 +463,8 @@ def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
 
     _two_map_tasks(broker)
     request = keys.reply("J", "replayed")
-    claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), request]
+    claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), request,
+                  keys.attempt_log("J")]
     args = [keys.task_prefix("J"), "w1", 30_000, 300_000, keys.chunk_prefix("J"), keys.part_prefix("J"),
             keys.REPLY_TTL_MS]
     first = broker._claim(keys=claim_keys, args=args)

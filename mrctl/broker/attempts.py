@@ -43,7 +43,7 @@ class Attempts(BrokerBase):
     def _claim_call(self, job: str, request: ClaimRequest) -> dict[str, list]:
         """CLAIM's keys and args; a retry after a lost reply repeats the request id: same answer."""
         return {"keys": [keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
-                         keys.reply(job, secrets.token_hex(8))],
+                         keys.reply(job, secrets.token_hex(8)), keys.attempt_log(job)],
                 "args": [keys.task_prefix(job), request.worker, int(request.lease_s * 1000),
                          int(request.timeout_s * 1000), keys.chunk_prefix(job), keys.part_prefix(job),
                          keys.REPLY_TTL_MS]}
@@ -120,7 +120,8 @@ class Attempts(BrokerBase):
         with translated_errors(f"committing {tid}"):
             calls = [(self._commit,  # a retry after a lost reply repeats the request id
                       [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job),
-                       keys.events(job), consumed, keys.reply(job, secrets.token_hex(8)), keys.progress(job)],
+                       keys.events(job), consumed, keys.reply(job, secrets.token_hex(8)), keys.progress(job),
+                       keys.attempt_log(job)],
                       args)]
             if then_claim is not None:
                 claim = self._claim_call(job, then_claim)
@@ -143,5 +144,5 @@ class Attempts(BrokerBase):
 
     def _fail_keys(self, job: str) -> list[str]:
         return [keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
-                keys.queue(job), keys.meta(job), keys.wake(), keys.progress(job)]
+                keys.queue(job), keys.meta(job), keys.wake(), keys.progress(job), keys.attempt_log(job)]
 

@@ -146,6 +146,16 @@ class Jobs(BrokerBase):
             found = self.r.xrange(keys.events(job), min=f"({after}", count=200)
         return [(eid.decode(), _decode(fields)) for eid, fields in found]
 
+    def take_attempt_log(self, job: str, batch: int = 5000) -> list[list[Any]]:
+        """Take every entry of the job's attempt log (keys.attempt_log), oldest first."""
+        taken: list[list[Any]] = []
+        with translated_errors("reading the attempt log"):
+            while found := self.r.lpop(keys.attempt_log(job), batch):
+                taken += (json.loads(entry) for entry in found)
+                if len(found) < batch:
+                    break
+        return taken
+
     def add_output(self, job: str, worker: str, tid: str, attempt: int, lines: list[str]) -> None:
         """Ship what a task's code printed (one pipeline, whatever the number of lines)."""
         with translated_errors("shipping the job's output lines"):
