@@ -361,5 +361,11 @@ def doctor(
         raise typer.Exit(3)
 
 
+from mrctl import cli_runs  # noqa: E402 - the commands of other modules join the app here
+
+app.command()(_errors(cli_runs.history))
+app.command()(_errors(cli_runs.show))
+
+
 def main() -> None:
     app()
