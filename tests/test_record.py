@@ -9,13 +9,13 @@ import sys
 import time
 
 import pytest
+from conftest import word_counts
+from jobs import HANG_SLEEP, HANGS, RAISES, WORDCOUNT, make_spec
 
 from mrctl.errors import JobFailed
 from mrctl.history import History
 from mrctl.record import AttemptBook
 from mrctl.runner import run_job
-from conftest import word_counts
-from jobs import HANG_SLEEP, HANGS, RAISES, WORDCOUNT, make_spec
 
 JOB = "rec"
 
@@ -128,4 +128,9 @@ def test_an_inline_run_is_recorded_too(tmp_path):
     spec = make_spec(tmp_path, WORDCOUNT, [data], backend="inline")
     final = run_job(spec)
     with History() as h:
-        assert h.get(final.job_id).status == "succeeded"
+        run = h.get(final.job_id)
+    assert run.status == "succeeded" and run.backend == "inline"
+    assert sorted((a.tid, a.worker, a.outcome) for a in run.attempts) == sorted(
+        [(f"m:{i}", "inline", "committed") for i in range(final.map.total)]
+        + [(f"r:{r}", "inline", "committed") for r in range(spec.reducers)])
+    assert len(run.barriers) == 1
