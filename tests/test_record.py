@@ -134,3 +134,23 @@ def test_an_inline_run_is_recorded_too(tmp_path):
         [(f"m:{i}", "inline", "committed") for i in range(final.map.total)]
         + [(f"r:{r}", "inline", "committed") for r in range(spec.reducers)])
     assert len(run.barriers) == 1
+
+
+def test_the_history_keeps_the_newest_runs_and_finds_them_by_id_prefix_or_name(tmp_path, monkeypatch):
+    from mrctl import history
+    from mrctl.errors import MrctlError
+    from mrctl.record import RunRecord
+
+    monkeypatch.setattr(history, "KEEP_RUNS", 3)
+    runs = [RunRecord(f"20261129-0800{i:02d}-ab{i:02d}", "even" if i % 2 == 0 else "odd", "succeeded", 0,
+                      started_at=1000.0 + i, elapsed=1.0, backend="local", workers=2) for i in range(5)]
+    with History(tmp_path / "h.sqlite") as h:
+        for run in runs:
+            h.record(run)
+        assert [r.job_id for r in h.runs(10)] == [r.job_id for r in runs[:1:-1]]  # the newest three
+        assert h.get().job_id == runs[4].job_id and h.get("odd").job_id == runs[3].job_id
+        assert h.get(runs[2].job_id[:-1]).job_id == runs[2].job_id  # a unique start of an id
+        with pytest.raises(MrctlError, match="matches 3 runs"):
+            h.get("20261129")
+        with pytest.raises(MrctlError, match="no run 'gone'"):
+            h.get("gone")
