@@ -150,13 +150,14 @@ def draw_after_run(run: RunRecord, path: str | Path) -> None:
 
 def render(run: RunRecord, suffix: str) -> bytes:
     """The picture as bytes in the format of `suffix` (.png, .svg, .html)."""
-    from mrctl.timeline_plot import plot
-
     if suffix not in SUFFIXES:
-        check_suffix(f"picture{suffix}")
+        raise SpecError(f"timeline format {suffix!r}: expected one of {', '.join(SUFFIXES)}")
     import matplotlib
 
-    figure = plot(run, layout(run))
+    from mrctl.timeline_plot import plot
+
+    lay = layout(run)
+    figure = plot(run, lay)
     out = io.BytesIO()
     # svg.fonttype none: text stays text (searchable, small); a fixed hash salt and no date
     # make the same run draw the same bytes.
@@ -167,15 +168,15 @@ def render(run: RunRecord, suffix: str) -> bytes:
             figure.savefig(out, format="svg", metadata={"Date": None})
     if suffix != ".html":
         return out.getvalue()
-    return page(run, out.getvalue().decode("utf-8")).encode("utf-8")
+    return page(run, out.getvalue().decode("utf-8"), lay).encode("utf-8")
 
 
-def page(run: RunRecord, svg: str) -> str:
+def page(run: RunRecord, svg: str, lay: Layout | None = None) -> str:
     """A self-contained HTML page: a title, a short summary and the SVG inline (no scripts, no
     links out, so it opens anywhere, offline, and can be mailed)."""
     svg = svg[svg.index("<svg"):]  # the XML prolog and doctype are not allowed inside HTML
     title = html.escape(f"{run.name} · {run.job_id} · {run.status}")
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(run))
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(run, lay))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>mrctl timeline: {title}</title>"
@@ -185,9 +186,9 @@ def page(run: RunRecord, svg: str) -> str:
     )
 
 
-def summary_lines(run: RunRecord) -> list[str]:
+def summary_lines(run: RunRecord, lay: Layout | None = None) -> list[str]:
     """What the picture shows, in words: run, workers, attempts by outcome, kills, barriers."""
-    lay = layout(run)
+    lay = lay or layout(run)
     outcomes = Counter(b.outcome for b in lay.bars)
     by_outcome = ", ".join(f"{n} {o}" for o, n in sorted(outcomes.items(), key=lambda x: -x[1]))
     lines = [

@@ -50,7 +50,9 @@ def plot(run: RunRecord, lay: Layout) -> Figure:
         ax.scatter([m.at for m in lay.kills], [m.row for m in lay.kills], marker="X", s=150,
                    color="#111111", edgecolor="white", linewidth=0.8, zorder=6)
     ax.set_xlim(0, span * 1.02)
-    ax.set_ylim(len(lay.rows) - 0.5, -0.5)  # the first worker on top
+    ax.set_ylim(max(1, len(lay.rows)) - 0.5, -0.5)  # the first worker on top
+    if not lay.bars:  # e.g. a run that failed before a worker took a task
+        ax.text(0.5, 0.5, "no task attempts were recorded", transform=ax.transAxes, ha="center", color="#666666")
     ax.set_yticks(range(len(lay.rows)), lay.rows, fontsize=9 if len(lay.rows) < 40 else 6)
     ax.set_xlabel(X_LABEL)
     ax.set_ylabel(Y_LABEL)

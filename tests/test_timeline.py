@@ -193,6 +193,19 @@ def test_unknown_suffix_is_a_usage_error(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_picture_that_cannot_be_written_is_an_error_but_not_a_runs_failure(tmp_path, caplog):
+    from mrctl.errors import SpecError
+    from mrctl.timeline import drawer
+
+    target = tmp_path / "no-such-dir" / "t.png"
+    with pytest.raises(SpecError) as info:
+        draw(record([]), target)
+    assert info.value.exit_code == 2 and "cannot write it" in str(info.value)
+    drawer(target)(record([]))  # what mrctl run --timeline does when the run ends: it warns
+    assert any(r.levelname == "WARNING" and str(target) in r.getMessage() for r in caplog.records)
+    assert drawer(None) is None
+
+
 def test_mrctl_timeline_draws_a_recorded_run(chaos_run, tmp_path, monkeypatch):
     monkeypatch.setenv("MRCTL_HISTORY", str(tmp_path / "history.sqlite"))
     older = RunRecord("20200101-000000-0000", "test", "succeeded", 0, 1.0, 1.0, "local", 1)
