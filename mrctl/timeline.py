@@ -144,6 +144,8 @@ def draw_after_run(run: RunRecord, path: str | Path) -> None:
         draw(run, path)
     except MrctlError as exc:
         log.warning("%s", exc)
+    except Exception:  # noqa: BLE001 - a drawing bug must not hide how the run ended
+        log.warning("the timeline %s could not be drawn", path, exc_info=True)
     else:
         log.info("timeline of %s written to %s", run.job_id, path)
 
