@@ -97,13 +97,15 @@ def run(
         help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
     cluster: Annotated[str | None, typer.Option(
         help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
+    timeline: Annotated[str | None, typer.Option(
+        help="Draw the run's timeline into FILE (.png, .svg or .html) when it ends, however it ends.")] = None,
     plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Run a MapReduce job.
 
-    Example: mrctl run jobspecs/wordcount.yaml --workers 4
+    Example: mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
 
     On a warm cluster: mrctl up --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev
 
@@ -124,6 +126,10 @@ def run(
         max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
         encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
+    if timeline is not None:
+        from mrctl.timeline import check_suffix
+
+        check_suffix(timeline)
     if cluster is not None:
         from mrctl.backends.warm import check_run
 
@@ -133,18 +139,19 @@ def run(
                          cluster=cluster)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, mode)
+        _run(load_spec(spec, overrides), options, mode, timeline)
 
 
-def _run(job: Any, options: Any, mode: str | None) -> None:
+def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None) -> None:
     from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import run_job
+    from mrctl.timeline import drawer
 
     reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     reporter.start()
     try:
-        final = run_job(job, options, on_snapshot=reporter.update)
+        final = run_job(job, options, on_snapshot=reporter.update, on_record=drawer(timeline))
     except MrctlError as exc:
         if (snapshot := getattr(exc, "snapshot", None)) is not None:
             reporter.finish(snapshot)
@@ -365,6 +372,7 @@ from mrctl import cli_runs  # noqa: E402 - the commands of other modules join th
 
 app.command()(_errors(cli_runs.history))
 app.command()(_errors(cli_runs.show))
+app.command()(_errors(cli_runs.timeline))
 
 
 def main() -> None:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,9 @@ BASE_PACKAGES = ("python3", "python3-venv", "redis-server")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 Progress = Callable[[str], None]
+# Only the host draws pictures (mrctl timeline): the worker image leaves these dependencies out,
+# about 210 MB of matplotlib, numpy, pillow and fonts that no worker imports.
+HOST_ONLY = frozenset({"matplotlib"})
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,16 @@ def source_hash(base_id: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def worker_requirements() -> list[str]:
+    """mrctl's dependencies (pyproject.toml) that a worker needs: all but HOST_ONLY."""
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return [d for d in project["dependencies"] if _name(d) not in HOST_ONLY]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[^A-Za-z0-9._-]", requirement.strip(), maxsplit=1)[0].lower()
+
+
 def _worker_image(host: DockerHost, base: str, on_progress: Progress) -> str:
     base_id = host.image_id(base)
     if base_id is None:
@@ -154,8 +169,13 @@ def _worker_image(host: DockerHost, base: str, on_progress: Progress) -> str:
         shutil.copy(PROJECT_ROOT / "Dockerfile.worker", context / "Dockerfile.worker")
         # async-timeout: redis-py needs it on Python < 3.11.3 (Debian bookworm's 3.11.2), which a
         # newer host Python does not resolve by itself.
-        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(context / "wheels"),
-              str(PROJECT_ROOT), "async-timeout>=4.0.3"], context / "pip.log")
+        # mrctl without its dependencies, then the worker's own (the Dockerfile installs exactly
+        # the wheels it finds, --no-deps, so HOST_ONLY stays out).
+        wheels = str(context / "wheels")
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", wheels,
+              str(PROJECT_ROOT)], context / "pip.log")
+        _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels,
+              *worker_requirements(), "async-timeout>=4.0.3"], context / "pip-deps.log")
         host.build(str(context), "Dockerfile.worker", tag, {"BASE": base},
                    {LABEL_IMAGE: "worker", "mrctl.source-hash": tag.split(":")[1]},
                    on_line=lambda line: log.debug("build: %s", line))
