@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from mrctl.cli import app
 
-COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker", "timeline"]
+COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker", "history", "show",
+            "timeline"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
