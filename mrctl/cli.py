@@ -71,7 +71,10 @@ def run(
         "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
-    backend: Annotated[str | None, typer.Option(help="docker | local | inline.")] = None,
+    backend: Annotated[str | None, typer.Option(help="docker | swarm | local | inline.")] = None,
+    docker_host: Annotated[str | None, typer.Option(
+        envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
+                                   "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")] = None,
     reducers: Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")] = None,
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
@@ -130,7 +133,7 @@ def run(
         check_run(cluster, keep, backend, workers)
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
-                         cluster=cluster)
+                         cluster=cluster, docker_host=docker_host)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, mode)
