@@ -20,7 +20,7 @@ from mrctl import credentials, dockerswarm
 from mrctl.backends import local_registry
 from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
-from mrctl.backends.swarm import swarm_logs
+from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
@@ -106,7 +106,7 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
                   and REDIS_PORT in c.host_ports), None)
     base = dict(cluster=cid, job_name=_job_name(containers),
                 job_id=next((c.labels.get("mrctl.job-id", "") for c in containers), ""),
-                containers=tuple((short_name(c.name, cid), c.status) for c in containers),
+                containers=tuple((display_name(c, cid), c.status) for c in containers),
                 warm=is_warm(containers))
     if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,

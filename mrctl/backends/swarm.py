@@ -47,10 +47,11 @@ from mrctl.backends.docker import (
     network_name,
     publish_network_name,
     remove_cluster,
+    short_name,
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, DockerHost
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.dockerswarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
 from mrctl.images import ClusterImages, ensure_images
@@ -316,6 +317,17 @@ class SwarmCluster:
             return
         remove_cluster(self.host, self.id)
         self.host.close()
+
+
+def display_name(container: ContainerInfo, cluster: str) -> str:
+    """A container's name as users type it: a swarm task's by its worker name (or `redis`),
+    any other by its short name (`forward`, `worker-2`)."""
+    task = container.labels.get("com.docker.swarm.task.name")  # <service>.<slot>.<task id>
+    if task is None:
+        return short_name(container.name, cluster)
+    if container.labels.get(LABEL_ROLE) != "worker":
+        return container.labels.get(LABEL_ROLE, task)
+    return f"worker-{task.split('.')[1]}.{container.id[:5]}"
 
 
 def swarm_logs(host: DockerHost, cluster: str, name: str, tail: int | str = "all",
