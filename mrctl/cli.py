@@ -319,19 +319,23 @@ def images(
     build: Annotated[bool, typer.Option("--build", help="Build (or pull) the images now.")] = False,
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build the base from Debian packages instead of pulling.")] = None,
+    push_to: Annotated[list[str] | None, typer.Option(
+        "--push-to", help="Copy the images to the Docker engine URL (repeatable; a swarm's other "
+                          "nodes, without a registry): docker save here, docker load there.")] = None,
 ) -> None:
     """List mrctl's images, or prepare them ahead of a run with --build.
 
-    Example: mrctl images --build
+    Example: mrctl images --build --push-to ssh://me@node2 --push-to tcp://10.0.0.6:2375
     """
     from mrctl import images as image_store
     from mrctl.dockerhost import DockerHost
 
     _setup_logging(logging.INFO)
     with DockerHost(timeout=600) as host:
-        if build:
+        if build or push_to:
             ready = image_store.ensure_images(host, lambda msg: typer.echo(msg, err=True), offline)
             typer.echo(f"worker image: {ready.worker}\nredis image:  {ready.redis}", err=True)
+            image_store.push_to_engines(host, ready, push_to or [], lambda msg: typer.echo(msg, err=True))
         for row in image_store.list_images(host):
             typer.echo("  ".join(str(x) for x in row))
 

@@ -1,5 +1,6 @@
 """The Swarm part of the Docker API, through docker-py: swarm state, overlay networks, secrets,
-services and their tasks. With mrctl.dockerhost, the only modules that import `docker`.
+services and their tasks, and images carried to other nodes' engines without a registry. With
+mrctl.dockerhost, the only modules that import `docker`.
 
 Every call goes through a `DockerHost`'s client, and Docker errors become `InfraError` here, as
 in mrctl.dockerhost. Objects carry labels like every object mrctl creates; listing and removal
@@ -8,7 +9,7 @@ select by them only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +132,8 @@ def remove_secret(host: DockerHost, secret_id: str) -> None:
 
 def create_service(host: DockerHost, name: str, image: str, *, labels: dict[str, str],
                    networks: Sequence[str], secret_files: Sequence[SecretFile] = (),
-                   replicas: int = 1, endpoint_mode: str = "dnsrr", restart_delay_s: float = 1.0,
+                   replicas: int = 1, endpoint_mode: str = "dnsrr", restart: str = "any",
+                   restart_delay_s: float = 1.0,
                    limits: dict[str, int] | None = None, pids: int | None = None,
                    tmpfs: Sequence[str] = (), **container: Any) -> str:
     """A replicated service; returns its id. Its secrets are created first (labelled like the
@@ -158,7 +160,7 @@ def create_service(host: DockerHost, name: str, image: str, *, labels: dict[str,
             image, name=name, labels=labels, container_labels=labels, networks=list(networks),
             secrets=refs, mode=docker.types.ServiceMode("replicated", replicas=replicas),
             endpoint_spec=docker.types.EndpointSpec(mode=endpoint_mode),
-            restart_policy=docker.types.RestartPolicy("any", delay=int(restart_delay_s * 1e9)),
+            restart_policy=docker.types.RestartPolicy(restart, delay=int(restart_delay_s * 1e9)),
             resources=resources, mounts=mounts, **container)
     return str(service.id)
 
@@ -222,3 +224,22 @@ def service_logs(host: DockerHost, service: str, tail: int | str = "all", follow
                 if any(f"com.docker.swarm.task.id={t}".encode() in details for t in task_ids):
                     yield text
 
+
+
+# -- images on other nodes --------------------------------------------------------------------
+
+
+def save_image(host: DockerHost, ref: str) -> Iterator[bytes]:
+    """`docker save`: the image (with its tag) as a tar stream, in chunks."""
+    with _translated(f"saving image {ref}"):
+        chunks = host.client.images.get(ref).save(chunk_size=1 << 20, named=ref)
+    with _translated(f"saving image {ref}"):
+        yield from chunks
+
+
+def load_image(host: DockerHost, chunks: Iterable[bytes]) -> None:
+    """`docker load` of a tar stream, sent as it is read (the image is never held whole)."""
+    with _translated("loading an image"):
+        for status in host.client.api.load_image(chunks):
+            if isinstance(status, dict) and status.get("error"):
+                raise InfraError(f"loading an image: Docker said: {status['error']}")

@@ -102,6 +102,16 @@ def test_killed_worker_tasks_are_rescheduled_and_output_is_exact(tmp_path, expec
 
 
 @pytest.mark.docker
+def test_failed_start_on_swarm_leaves_nothing_and_shows_redis_logs(tmp_path, clean_swarm):
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files()[:1], backend="swarm", workers=2)
+    with pytest.raises(InfraError) as info:
+        run_job(spec, RunOptions(redis_memory="not-a-size"))
+    assert "Redis task" in str(info.value) and "maxmemory" in str(info.value)
+    assert not spec.output_path.exists()
+    # clean_swarm and clean_docker check that services, secrets, networks and containers are gone
+
+
+@pytest.mark.docker
 def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
     from mrctl import credentials, dockerswarm
 
@@ -301,3 +311,34 @@ def test_swarm_backend_without_a_manager_says_how_to_make_one(swarm_info, says):
         dockerswarm.require_manager(host)
     assert says in str(info.value) and "docker swarm init --advertise-addr 127.0.0.1" in str(info.value)
     assert info.value.exit_code == 3
+
+
+@pytest.mark.docker
+def test_images_reach_another_engine_without_a_registry(tmp_path, docker_host, engine_over_tcp, clean_docker):
+    """`docker save` from one engine, `docker load` into another (here the same engine reached
+    over TCP, with the image's tag removed in between), streamed; an engine that has the
+    image already is skipped."""
+    from mrctl import dockerswarm
+    from mrctl.images import ensure_images, image_state, push_to_engines
+
+    base = image_state(docker_host).base
+    copy = f"mrctl-test-{SESSION}:copy"
+    docker_host.client.images.get(base).tag(copy)
+    try:
+        saved = tmp_path / "image.tar"
+        with saved.open("wb") as f:
+            for chunk in dockerswarm.save_image(docker_host, copy):
+                f.write(chunk)
+        docker_host.client.images.remove(copy)
+        assert docker_host.image_id(copy) is None
+        from mrctl.dockerhost import DockerHost
+
+        with DockerHost(base_url=engine_over_tcp.url) as remote, saved.open("rb") as f:
+            dockerswarm.load_image(remote, iter(lambda: f.read(1 << 20), b""))
+        assert docker_host.image_id(copy) == docker_host.image_id(base)
+    finally:
+        if docker_host.image_id(copy):
+            docker_host.client.images.remove(copy)
+    messages: list[str] = []
+    assert push_to_engines(docker_host, ensure_images(docker_host), [engine_over_tcp.url], messages.append) == []
+    assert messages and all("is there already" in m for m in messages), messages

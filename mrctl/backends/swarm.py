@@ -141,7 +141,10 @@ class SwarmCluster:
             command=[*self.images.redis_command, f"{SECRETS_DIR}/redis.conf"],
             labels=self.labels("redis"), networks=[network_name(self.id)],
             secret_files=[SecretFile(f"mrctl-{self.id}-redis-conf", conf.encode(), "redis.conf", REDIS_UID)],
-            replicas=1, endpoint_mode="dnsrr", limits=limits, pids=REDIS_PIDS_LIMIT, tmpfs=["/tmp"],
+            # A restarted Redis would be an empty one, which no job survives: a dead Redis stays
+            # dead, and the master's next call fails the run clearly.
+            replicas=1, endpoint_mode="dnsrr", restart="none", limits=limits, pids=REDIS_PIDS_LIMIT,
+            tmpfs=["/tmp"],
             user=f"{REDIS_UID}:{REDIS_UID}", cap_drop=["ALL"], read_only=True,
         )
 
