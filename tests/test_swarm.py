@@ -143,7 +143,8 @@ def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
 
 
 @pytest.mark.docker
-def test_sigint_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swarm):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swarm, signum, code):
     from mrctl import dockerswarm
 
     (tmp_path / "job.py").write_text(SLOW)
@@ -163,8 +164,8 @@ def test_sigint_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swarm
             time.sleep(0.1)
         cid = re.search(r"starting cluster (\w+)", "".join(lines)).group(1)
         assert dockerswarm.services(swarm, {"mrctl.cluster": cid})
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(120) == 130, "".join(lines)[-3000:]
+        proc.send_signal(signum)
+        assert proc.wait(120) == code, "".join(lines)[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -63,10 +63,10 @@ SUPERVISE_EVERY_S = 0.5
 RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
 SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
 WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
-# The worker names itself from its slot and its container's hostname (the container id's
+# The worker names itself from its slot and its container's HOSTNAME (the container id's
 # first 12 characters, as Docker sets it): Swarm's templates know the slot and the task id,
-# but cannot shorten the id, and an env template is checked before any task exists.
-WORKER_COMMAND = ['sh', '-c', 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(hostname | cut -c1-5)"']
+# but cannot shorten the id (a template is checked before any task exists, with empty values).
+WORKER_COMMAND = ["sh", "-c", 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)"']
 
 
 def service_name(cluster: str, role: str) -> str:
