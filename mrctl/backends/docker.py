@@ -54,6 +54,7 @@ REDIS_PIDS_LIMIT = 64  # redis-server runs a handful of threads
 WORKER_PIDS_LIMIT = 512  # default; the spec's `pids` overrides it
 WORKER_MEMORY_SHARE = 0.75  # default: workers share 3/4 of the engine's memory ...
 WORKER_MEMORY_FLOOR = 256 * 2**20  # ... but get at least 256 MiB each; the spec's `memory` overrides
+NETWORK_ROUNDS = 100  # removals of a cluster's networks until none is listed (~20 s)
 
 
 def redis_name(cluster: str) -> str:
@@ -327,8 +328,16 @@ def remove_cluster(host: DockerHost, cluster: str) -> int:
         list(pool.map(host.remove_container, [c.id for c in containers]))
     for volume in host.volumes({LABEL_CLUSTER: cluster}):
         host.remove_volume(volume)
-    for name, _ in host.networks({LABEL_CLUSTER: cluster}):
-        _remove_network(host, name)
+    # An overlay network may still be listed a moment after its removal (the node's agent
+    # drops its copy after the manager's): removed again until the listing is empty.
+    for again in range(NETWORK_ROUNDS):
+        if again:
+            time.sleep(0.2)
+        networks = host.networks({LABEL_CLUSTER: cluster})
+        if not networks:
+            break
+        for name, _ in networks:
+            _remove_network(host, name)
     credentials.forget(cluster)
     return len(containers)
 
