@@ -98,7 +98,12 @@ def test_killed_worker_tasks_are_rescheduled_and_output_is_exact(tmp_path, expec
     replaced = [e.message for e in final.events if e.kind == "replaced"]
     assert len(replaced) >= 2, final.events
     # each dead worker's slot got a new task, with a new name
-    assert all(re.match(r"worker-(\d+)\.\w+ .*; started worker-\1\.\w+", m) for m in replaced), replaced
+    assert all(re.match(r"worker-(\d+)\.\w+ .*; started (worker-\1\.\w+|a new task in slot \1 )", m)
+               for m in replaced), replaced
+    # and a rescheduled task's worker is a new name in the views, next to the dead one's
+    rows = {row.name: row.state for row in final.workers}
+    assert sum(state == "replaced" for state in rows.values()) >= 2 and len(rows) >= 5, rows
+    assert all(re.fullmatch(r"worker-\d\.[0-9a-f]{5}", name) for name in rows), rows
 
 
 @pytest.mark.docker

@@ -78,7 +78,8 @@ def forward_name(cluster: str) -> str:
 
 
 def task_worker_name(task: TaskInfo) -> str:
-    """The name the worker of `task` reports (see WORKER_COMMAND)."""
+    """The name the worker of `task` reports (see WORKER_COMMAND). A task that has no
+    container yet has no worker either: it is named by its task id, which no worker reports."""
     return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
 
 
@@ -217,7 +218,8 @@ class SwarmCluster:
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            live = [task_worker_name(t) for t in self._worker_tasks() if not t.ended]
+            running = [t for t in self._worker_tasks() if not t.ended]
+            live = [task_worker_name(t) for t in running if t.container_id]
             if len(live) >= self.spec.workers and all(n in info for n in live):
                 return
             if time.monotonic() > deadline:
@@ -246,7 +248,8 @@ class SwarmCluster:
         for task in self._worker_tasks():
             name = task_worker_name(task)
             if not task.ended:
-                self.states.setdefault(name, "starting")
+                if task.container_id:  # before that, the name is not the worker's yet
+                    self.states.setdefault(name, "starting")
                 continue
             if task.id in self._ended:
                 continue
@@ -273,8 +276,8 @@ class SwarmCluster:
         self.states[name] = "replaced"
         match = WORKER_NAME.fullmatch(name)
         slot = int(match.group(1)) if match else 0
-        newer = [t for t in self._worker_tasks() if t.slot == slot and not t.ended]
-        return task_worker_name(newer[-1]) if newer else f"a new task in slot {slot} (Swarm)"
+        newer = [t for t in self._worker_tasks() if t.slot == slot and not t.ended and t.container_id]
+        return task_worker_name(newer[-1]) if newer else f"a new task in slot {slot} (Swarm reschedules it)"
 
     def kill_worker(self, name: str) -> None:
         """Kill a worker task's container through the engine, as a crash would (chaos mode).
