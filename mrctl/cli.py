@@ -71,7 +71,10 @@ def run(
         "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
-    backend: Annotated[str | None, typer.Option(help="docker | local | inline.")] = None,
+    backend: Annotated[str | None, typer.Option(help="docker | swarm | local | inline.")] = None,
+    docker_host: Annotated[str | None, typer.Option(
+        envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
+                                   "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")] = None,
     reducers: Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")] = None,
     chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
     task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
@@ -136,7 +139,7 @@ def run(
         check_run(cluster, keep, backend, workers)
     options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                          chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
-                         cluster=cluster)
+                         cluster=cluster, docker_host=docker_host)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, mode, timeline)
@@ -323,19 +326,23 @@ def images(
     build: Annotated[bool, typer.Option("--build", help="Build (or pull) the images now.")] = False,
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build the base from Debian packages instead of pulling.")] = None,
+    push_to: Annotated[list[str] | None, typer.Option(
+        "--push-to", help="Copy the images to the Docker engine URL (repeatable; a swarm's other "
+                          "nodes, without a registry): docker save here, docker load there.")] = None,
 ) -> None:
     """List mrctl's images, or prepare them ahead of a run with --build.
 
-    Example: mrctl images --build
+    Example: mrctl images --build --push-to ssh://me@node2 --push-to tcp://10.0.0.6:2375
     """
     from mrctl import images as image_store
     from mrctl.dockerhost import DockerHost
 
     _setup_logging(logging.INFO)
     with DockerHost(timeout=600) as host:
-        if build:
+        if build or push_to:
             ready = image_store.ensure_images(host, lambda msg: typer.echo(msg, err=True), offline)
             typer.echo(f"worker image: {ready.worker}\nredis image:  {ready.redis}", err=True)
+            image_store.push_to_engines(host, ready, push_to or [], lambda msg: typer.echo(msg, err=True))
         for row in image_store.list_images(host):
             typer.echo("  ".join(str(x) for x in row))
 

@@ -16,10 +16,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mrctl import credentials
+from mrctl import credentials, dockerswarm
 from mrctl.backends import local_registry
 from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
+from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
@@ -68,6 +69,8 @@ def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
         found.setdefault(c.labels[LABEL_CLUSTER], []).append(c)
     for _, labels in host.networks({LABEL_CLUSTER: ""}):
         found.setdefault(labels[LABEL_CLUSTER], [])
+    for _, labels in dockerswarm.services(host, {LABEL_CLUSTER: ""}):  # a swarm cluster's
+        found.setdefault(labels[LABEL_CLUSTER], [])
     return found
 
 
@@ -98,10 +101,12 @@ def status(host: DockerHost) -> list[ClusterStatus]:
 
 
 def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
-    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) == "redis"), None)
+    # Redis's published port: on its container, or on a swarm cluster's forwarder
+    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) in ("redis", "forward")
+                  and REDIS_PORT in c.host_ports), None)
     base = dict(cluster=cid, job_name=_job_name(containers),
                 job_id=next((c.labels.get("mrctl.job-id", "") for c in containers), ""),
-                containers=tuple((short_name(c.name, cid), c.status) for c in containers),
+                containers=tuple((display_name(c, cid), c.status) for c in containers),
                 warm=is_warm(containers))
     if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
@@ -168,6 +173,8 @@ def logs(host: DockerHost, name: str, job: str | None, tail: int | str = "all",
          follow: bool = False) -> Iterator[bytes]:
     """The log stream of `worker-2` or `redis` in the cluster meant by `job`."""
     cid, containers = resolve(host, job)
+    if any(c.labels.get("mrctl.backend") == "swarm" for c in containers):
+        return swarm_logs(host, cid, name, tail, follow)
     names = sorted(short_name(c.name, cid) for c in containers)
     if name not in names:
         raise SpecError(f"no container {name!r} in cluster {cid}; there are: {', '.join(names)}")

@@ -8,10 +8,14 @@ their identity, and cleanup only ever selects by them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
+import os
+import socket
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +44,7 @@ class ContainerInfo:
     exit_code: int | None
     oom_killed: bool
     host_ports: dict[str, int]  # "6379/tcp" -> published host port
+    host_ips: dict[str, str] = dataclasses.field(default_factory=dict)  # "6379/tcp" -> its address
 
 
 @dataclass(frozen=True)
@@ -64,19 +69,46 @@ def _translated(action: str) -> Iterator[None]:
         raise InfraError(f"{action}: {exc}") from None
 
 
-class DockerHost:
-    """A connection to the Docker engine (DOCKER_HOST or the local socket)."""
+def label_filters(labels: dict[str, str]) -> dict[str, list[str]]:
+    """Docker's `label` filter for objects carrying all of `labels` (an empty value: any)."""
+    return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
 
-    def __init__(self, timeout: int = 120) -> None:
+
+def engine_address(url: str | None) -> str:
+    """Where the engine's published ports are reached from here: 127.0.0.1 for a local
+    engine (unix socket, npipe), else the host of a tcp:// or ssh:// URL, as an IP address."""
+    if not url or not url.startswith(("tcp://", "ssh://", "http://", "https://")):
+        return "127.0.0.1"
+    host = urllib.parse.urlsplit(url).hostname or "127.0.0.1"
+    try:
+        return socket.gethostbyname(host)
+    except OSError as exc:
+        raise InfraError(f"cannot resolve the Docker host {host!r} of {url}: {exc}") from None
+
+
+class DockerHost:
+    """A connection to the Docker engine: `base_url` (--docker-host), else DOCKER_HOST, else
+    the local socket. An ssh:// URL goes through the `ssh` client (no paramiko needed)."""
+
+    def __init__(self, timeout: int = 120, base_url: str | None = None) -> None:
+        environment = {**os.environ, "DOCKER_HOST": base_url} if base_url else dict(os.environ)
+        self.base_url = environment.get("DOCKER_HOST") or None
         try:
-            self.client = docker.from_env(timeout=timeout)
+            self.client = docker.from_env(timeout=timeout, environment=environment,
+                                          use_ssh_client=(self.base_url or "").startswith("ssh://"))
             self.client.ping()
         except docker.errors.DockerException as exc:
+            where = f" at {self.base_url}" if self.base_url else ""
             raise InfraError(
-                "cannot reach the Docker engine: "
+                f"cannot reach the Docker engine{where}: "
                 f"{exc}. Is Docker running, and may this user use it (docker ps)? "
                 "Or run with --backend local."
             ) from None
+
+    def publish_address(self) -> str:
+        """The address to publish a port on so that this process reaches it: loopback for a
+        local engine, the engine host's address for a remote one."""
+        return engine_address(self.base_url)
 
     def close(self) -> None:
         self.client.close()
@@ -251,7 +283,7 @@ class DockerHost:
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all of `labels`."""
-        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        filters = label_filters(labels)
         with _translated("listing containers"):
             # a container removed between the listing and its inspection (a cluster tearing
             # down meanwhile) is skipped, not an error
@@ -309,13 +341,13 @@ class DockerHost:
                 raise InfraError(f"removing {name_or_id}: {exc.explanation or exc}") from None
 
     def networks(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
-        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        filters = label_filters(labels)
         with _translated("listing networks"):
             return [(n.name, n.attrs.get("Labels") or {}) for n in self.client.networks.list(filters=filters)]
 
     def volumes(self, labels: dict[str, str]) -> list[str]:
         """Names of the volumes carrying all of `labels`."""
-        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        filters = label_filters(labels)
         with _translated("listing volumes"):
             return [v.name for v in self.client.volumes.list(filters=filters)]
 
@@ -345,13 +377,15 @@ def _info(container: Any) -> ContainerInfo:
     attrs = container.attrs
     state = attrs.get("State", {})
     ports: dict[str, int] = {}
+    ips: dict[str, str] = {}
     for port, bindings in (attrs.get("NetworkSettings", {}).get("Ports") or {}).items():
         if bindings:
             ports[port] = int(bindings[0]["HostPort"])
+            ips[port] = bindings[0].get("HostIp") or "0.0.0.0"
     name = attrs.get("Name", container.name).lstrip("/")
     return ContainerInfo(
         id=container.id, name=name, status=state.get("Status", container.status),
         labels=dict(attrs.get("Config", {}).get("Labels") or {}),
         exit_code=state.get("ExitCode"), oom_killed=bool(state.get("OOMKilled")),
-        host_ports=ports,
+        host_ports=ports, host_ips=ips,
     )

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrctl import debian, rootfs
+from mrctl import debian, dockerswarm, rootfs
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
@@ -183,6 +183,24 @@ def _worker_image(host: DockerHost, base: str, on_progress: Progress) -> str:
         shutil.rmtree(context, ignore_errors=True)
     on_progress(f"built {tag}")
     return tag
+
+
+def push_to_engines(host: DockerHost, images: ClusterImages, urls: list[str],
+                    on_progress: Progress = log.info) -> list[str]:
+    """Copy the cluster's images to other Docker engines (a swarm's other nodes) without a
+    registry: `docker save` here, `docker load` there, streamed through this process. An
+    engine that has an image already is skipped. Returns the refs copied, as `url: ref`."""
+    copied = []
+    for url in urls:
+        with DockerHost(timeout=600, base_url=url) as node:
+            for ref in dict.fromkeys((images.worker, images.redis)):
+                if node.image_id(ref) == host.image_id(ref):
+                    on_progress(f"{url}: {ref} is there already")
+                    continue
+                on_progress(f"{url}: loading {ref} ...")
+                dockerswarm.load_image(node, dockerswarm.save_image(host, ref))
+                copied.append(f"{url}: {ref}")
+    return copied
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class RunOptions:
     worker_output: bool = False  # show what the job's code prints in workers (--worker-output)
     window_bytes: int = 0  # input queued ahead in Redis; 0: 2 chunks a worker, at least 8 MiB
     cluster: str | None = None  # run on this warm cluster (mrctl up): no start, no teardown
+    docker_host: str | None = None  # the engine (docker, swarm backends): None = DOCKER_HOST or local
 
 
 class Cluster(Protocol):
@@ -76,9 +77,15 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
         from mrctl.backends.local import LocalCluster
 
         return LocalCluster(spec.workers, options.redis_memory, spec.name, job_id)
+    if spec.backend == "swarm":
+        from mrctl.backends.swarm import SwarmCluster
+
+        return SwarmCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
+                            docker_host=options.docker_host)
     from mrctl.backends.docker import DockerCluster
 
-    return DockerCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline)
+    return DockerCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
+                         docker_host=options.docker_host)
 
 
 def run_job(spec: JobSpec, options: RunOptions = RunOptions(),

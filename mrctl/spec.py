@@ -17,7 +17,7 @@
     speculative: false           # back up straggling map tasks near the end of the map phase
     bad_records: {policy: skip, max: 10}  # skip records whose map raises (default: fail)
     sort_values: false           # true: each key's values reach the reducer sorted (secondary sort)
-    backend: docker              # docker | local | inline
+    backend: docker              # docker | swarm | local | inline
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
 current directory. Precedence: defaults < spec file < environment (MRCTL_BACKEND,
@@ -48,7 +48,7 @@ from mrctl.spec_doc import SpecDoc, bool_value, choice_value, int_value, number_
 from mrctl.steps import StepGroup, StepParser, StepSpec
 
 OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
-BACKENDS = ("docker", "local", "inline")
+BACKENDS = ("docker", "swarm", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",

@@ -99,7 +99,7 @@ def test_precedence_defaults_spec_environment_flags(project, monkeypatch):
     ("chunk_size: 4 parsecs\n", ["spec.yaml:7", "chunk_size", "size in bytes"]),
     ("task_timeout: -1\n", ["spec.yaml:7", "task_timeout", "seconds > 0"]),
     ("output: {format: xml}\n", ["spec.yaml:7", "output.format", "json, jsonl, tsv", "'xml'"]),
-    ("backend: kubernetes\n", ["spec.yaml:7", "backend", "docker, local, inline"]),
+    ("backend: kubernetes\n", ["spec.yaml:7", "backend", "docker, swarm, local, inline"]),
     ("encoding: latin1\n", ["spec.yaml:7", "encoding", "replace, strict"]),
     ("workers: {count: 2, gpus: 1}\n", ["spec.yaml:7", "workers.gpus: unknown key; did you mean 'cpus'"]),
     ("bad_records: {policy: ignore}\n", ["spec.yaml:7", "bad_records: policy: expected one of fail, skip"]),

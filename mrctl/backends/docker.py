@@ -54,6 +54,7 @@ REDIS_PIDS_LIMIT = 64  # redis-server runs a handful of threads
 WORKER_PIDS_LIMIT = 512  # default; the spec's `pids` overrides it
 WORKER_MEMORY_SHARE = 0.75  # default: workers share 3/4 of the engine's memory ...
 WORKER_MEMORY_FLOOR = 256 * 2**20  # ... but get at least 256 MiB each; the spec's `memory` overrides
+NETWORK_ROUNDS = 100  # removals of a cluster's networks until none is listed (~20 s)
 
 
 def redis_name(cluster: str) -> str:
@@ -94,7 +95,8 @@ def redis_url(redis: ContainerInfo) -> str | None:
     port = redis.host_ports.get(REDIS_PORT)
     if password is None or port is None:
         return None
-    return f"redis://:{password}@127.0.0.1:{port}/0"
+    address = redis.host_ips.get(REDIS_PORT, "127.0.0.1")  # a remote engine's address, or loopback
+    return f"redis://:{password}@{'127.0.0.1' if address in ('0.0.0.0', '') else address}:{port}/0"
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ class DockerCluster:
     """Owns one cluster's network and containers for the length of a `with` block."""
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
-                 keep: bool = False, offline: bool | None = None) -> None:
+                 keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
         self.spec = spec
+        self.docker_host = docker_host
         self.id = secrets.token_hex(4)
         self.job_id = job_id
         self.redis_memory = redis_memory
@@ -140,7 +143,7 @@ class DockerCluster:
     # -- start ----------------------------------------------------------------------------
 
     def __enter__(self) -> DockerCluster:
-        self.host = DockerHost()
+        self.host = DockerHost(base_url=self.docker_host)
         try:
             self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
             log.info("starting cluster %s: redis + %d workers", self.id, self.spec.workers)
@@ -170,6 +173,7 @@ class DockerCluster:
     def _start_redis(self) -> None:
         assert self.host and self.images
         conf = redis_conf(self.password, self.redis_memory, workdir="/tmp")
+        address = self.host.publish_address()  # loopback, or a remote engine's address
         limits = {"pids_limit": REDIS_PIDS_LIMIT}
         if memory := container_memory_limit(self.redis_memory):
             limits["mem_limit"] = memory
@@ -179,14 +183,16 @@ class DockerCluster:
             files=[FileToCopy("redis.conf", conf.encode(), REDIS_UID)], files_dir=SECRETS_DIR,
             # Published from the non-internal bridge; reached by the workers on the internal one.
             network=publish_network_name(self.id), networks=[network_name(self.id)],
-            ports={REDIS_PORT: ("127.0.0.1", None)}, labels=self.labels("redis"),
+            ports={REDIS_PORT: (address, None)}, labels=self.labels("redis"),
             user=f"{REDIS_UID}:{REDIS_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
             read_only=True, tmpfs={"/tmp": f"size=16m,uid={REDIS_UID},gid={REDIS_UID}"}, **limits,
         )
         port = info.host_ports.get(REDIS_PORT)
         if port is None:
             raise InfraError(f"Redis container {info.name} published no port:\n{self._logs(info.name)}")
-        self.redis_url = f"redis://:{self.password}@127.0.0.1:{port}/0"
+        if address != "127.0.0.1":
+            log.info("the engine is remote: Redis is published on %s:%d (password-protected)", address, port)
+        self.redis_url = f"redis://:{self.password}@{address}:{port}/0"
 
     def _wait_redis(self, timeout: float = 20.0) -> None:
         broker = Broker(self.redis_url, retries=0)
@@ -316,12 +322,48 @@ class DockerCluster:
 def remove_cluster(host: DockerHost, cluster: str) -> int:
     """Force-remove a cluster's containers (in parallel, with their volumes), any volume left
     with its label, its networks and its state file; returns how many containers."""
+    remove_swarm_objects(host, cluster)  # first: Swarm would restart a task's removed container
     containers = host.containers({LABEL_CLUSTER: cluster})
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(host.remove_container, [c.id for c in containers]))
     for volume in host.volumes({LABEL_CLUSTER: cluster}):
         host.remove_volume(volume)
-    for name, _ in host.networks({LABEL_CLUSTER: cluster}):
-        host.remove_network(name)
+    # An overlay network may still be listed a moment after its removal (the node's agent
+    # drops its copy after the manager's): removed again until the listing is empty.
+    for again in range(NETWORK_ROUNDS):
+        if again:
+            time.sleep(0.2)
+        networks = host.networks({LABEL_CLUSTER: cluster})
+        if not networks:
+            break
+        for name, _ in networks:
+            _remove_network(host, name)
     credentials.forget(cluster)
     return len(containers)
+
+
+def remove_swarm_objects(host: DockerHost, cluster: str) -> int:
+    """Remove a swarm cluster's services and secrets (nothing on an engine outside a swarm),
+    and wait for the services' task containers to stop; returns how many services."""
+    from mrctl import dockerswarm
+
+    services = dockerswarm.services(host, {LABEL_CLUSTER: cluster})
+    for name, _ in services:
+        dockerswarm.remove_service(host, name)
+    for secret in dockerswarm.secrets(host, {LABEL_CLUSTER: cluster}):
+        dockerswarm.remove_secret(host, secret)
+    return len(services)
+
+
+def _remove_network(host: DockerHost, name: str, timeout_s: float = 20.0) -> None:
+    """Remove a network, retrying while the engine still counts endpoints on it (an overlay's
+    task containers leave it a moment after they are gone)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            host.remove_network(name)
+            return
+        except InfraError as exc:
+            if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -87,6 +87,9 @@ def up(name: str | None = None, workers: int = 2, redis_memory: str = "1gb",
        offline: bool | None = None, backend: str = "docker") -> str:
     """Start a warm cluster (Redis and `workers` workers, each having sent a heartbeat) and
     leave it running; returns its name."""
+    if backend == "swarm":
+        raise SpecError("mrctl up runs plain Docker clusters only: a warm cluster on a swarm is not "
+                        "supported yet (run each job with --backend swarm)")
     if backend != "docker":
         raise SpecError(f"mrctl up runs Docker clusters only, not --backend {backend}: a local "
                         "cluster's redis-server and workers die with the process that started "

@@ -1,0 +1,363 @@
+"""The swarm backend: Redis and the workers as Docker Swarm services on an overlay network.
+
+`SwarmCluster` owns, for the length of a `with` block:
+- an attachable, internal overlay network `mrctl-<cluster>` (no route out), and a bridge
+  `mrctl-<cluster>-publish` that only publishes the forwarder's port;
+- the Redis service `mrctl-<cluster>-redis` (1 replica, endpoint mode dnsrr: reached by name,
+  no virtual IP), its redis.conf (with the password) a Swarm secret mounted 0400 for its user;
+- the worker service `mrctl-<cluster>-worker` (N replicas, restart condition `any`: Swarm
+  reschedules a dead worker's task), the Redis URL a second secret (MRCTL_REDIS_URL_FILE);
+- the forwarder container `mrctl-<cluster>-forward` (a plain container, not a service, joined
+  to the overlay and the publish bridge) that publishes 127.0.0.1:<random> -> redis:6379, by
+  which the master, in the calling process, reaches Redis. Swarm's own publishing binds every
+  interface (ingress or mode=host alike), and ingress and VIPs did not answer here; the
+  forwarder keeps invariant 8 (loopback only). With a remote engine it publishes on the engine
+  host's address instead, as the docker backend does (the password still guards it).
+
+Worker names are `worker-<slot>.<first 5 of the container id>`: a rescheduled task is a new
+worker in views and in the master's bookkeeping (its attempts, its `tasks_done`, the crash-loop
+guard), not the dead one coming back; `mrctl logs worker-2` shows every task of slot 2.
+
+Teardown removes services, the forwarder, the networks, the secrets and the state file, by
+label, after success, failure, Ctrl-C and SIGTERM (remove_swarm_objects, also run by
+`mrctl down` through mrctl.backends.docker.remove_cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterator
+
+from mrctl import credentials, dockerswarm
+from mrctl.backends import WorkerExit
+from mrctl.backends.docker import (
+    REDIS_PIDS_LIMIT,
+    REDIS_PORT,
+    REDIS_UID,
+    WORKER_MEMORY_FLOOR,
+    WORKER_MEMORY_SHARE,
+    WORKER_PIDS_LIMIT,
+    WORKER_UID,
+    ClusterShape,
+    extra_labels,
+    network_name,
+    publish_network_name,
+    remove_cluster,
+    short_name,
+)
+from mrctl.backends.redis_config import container_memory_limit, redis_conf
+from mrctl.broker import Broker
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerswarm import SecretFile, TaskInfo
+from mrctl.errors import InfraError
+from mrctl.images import ClusterImages, ensure_images
+from mrctl.spec import JobSpec
+
+log = logging.getLogger(__name__)
+
+SUPERVISE_EVERY_S = 0.5
+RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
+SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
+WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
+# The worker names itself from its slot and its container's HOSTNAME (the container id's
+# first 12 characters, as Docker sets it): Swarm's templates know the slot and the task id,
+# but cannot shorten the id (a template is checked before any task exists, with empty values).
+WORKER_COMMAND = ["sh", "-c", 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)"']
+
+
+def service_name(cluster: str, role: str) -> str:
+    return f"mrctl-{cluster}-{role}"
+
+
+def forward_name(cluster: str) -> str:
+    return f"mrctl-{cluster}-forward"
+
+
+def task_worker_name(task: TaskInfo) -> str:
+    """The name the worker of `task` reports (see WORKER_COMMAND). A task that has no
+    container yet has no worker either: it is named by its task id, which no worker reports."""
+    return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
+
+
+class SwarmCluster:
+    """Owns one cluster's services, secrets, forwarder and networks for a `with` block."""
+
+    def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
+                 keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
+        self.spec = spec
+        self.id = secrets.token_hex(4)
+        self.job_id = job_id
+        self.redis_memory = redis_memory
+        self.keep = keep
+        self.offline = offline
+        self.docker_host = docker_host
+        self.password = secrets.token_hex(16)
+        self.redis_url = ""
+        self.states: dict[str, str] = {}
+        self._last_check = 0.0
+        self._ended: set[str] = set()  # task ids already reported as exits
+        self.host: DockerHost | None = None
+        self.images: ClusterImages | None = None
+        self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
+
+    def labels(self, role: str) -> dict[str, str]:
+        return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
+                "mrctl.job-id": self.job_id, "mrctl.backend": "swarm", LABEL_CREATED: str(int(time.time()))}
+
+    # -- start ----------------------------------------------------------------------------
+
+    def __enter__(self) -> SwarmCluster:
+        self.host = DockerHost(base_url=self.docker_host)
+        try:
+            dockerswarm.require_manager(self.host)
+            self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
+            log.info("starting cluster %s on swarm: redis + %d workers", self.id, self.spec.workers)
+            credentials.save(self.id, self.job_id, self.password)
+            self._create_networks()
+            self._start_redis()
+            self._start_workers()
+            self._start_forwarder()
+            self._wait_redis()
+        except BaseException:
+            self.teardown()
+            raise
+        return self
+
+    def _create_networks(self) -> None:
+        assert self.host
+        dockerswarm.create_overlay(self.host, network_name(self.id), self.labels("network"), internal=True)
+        self.host.create_network(publish_network_name(self.id), self.labels("network"),
+                                 options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
+
+    def _start_redis(self) -> None:
+        assert self.host and self.images
+        conf = redis_conf(self.password, self.redis_memory, workdir="/tmp")
+        limits = {"mem_limit": memory} if (memory := container_memory_limit(self.redis_memory)) else {}
+        dockerswarm.create_service(
+            self.host, service_name(self.id, "redis"), self.images.redis,
+            command=[*self.images.redis_command, f"{SECRETS_DIR}/redis.conf"],
+            labels=self.labels("redis"), networks=[network_name(self.id)],
+            secret_files=[SecretFile(f"mrctl-{self.id}-redis-conf", conf.encode(), "redis.conf", REDIS_UID)],
+            # A restarted Redis would be an empty one, which no job survives: a dead Redis stays
+            # dead, and the master's next call fails the run clearly.
+            replicas=1, endpoint_mode="dnsrr", restart="none", limits=limits, pids=REDIS_PIDS_LIMIT,
+            tmpfs=["/tmp"],
+            user=f"{REDIS_UID}:{REDIS_UID}", cap_drop=["ALL"], read_only=True,
+        )
+
+    def _start_workers(self) -> None:
+        assert self.host and self.images
+        url = f"redis://:{self.password}@{service_name(self.id, 'redis')}:6379/0"
+        dockerswarm.create_service(
+            self.host, service_name(self.id, "worker"), self.images.worker, command=WORKER_COMMAND,
+            labels=self.labels("worker"), networks=[network_name(self.id)],
+            secret_files=[SecretFile(f"mrctl-{self.id}-redis-url", url.encode(), "redis-url", WORKER_UID)],
+            replicas=self.spec.workers, endpoint_mode="dnsrr", restart_delay_s=RESTART_DELAY_S,
+            env={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_SLOT": "{{.Task.Slot}}"},
+            user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], read_only=True, init=True,
+            tmpfs=["/tmp"], **self._worker_limits(),
+        )
+
+    def _worker_limits(self) -> dict:
+        """Service Resources from the spec's limits, else mrctl's defaults (as the docker
+        backend's). cpus -> Limits.NanoCPUs, memory -> Limits.MemoryBytes, pids ->
+        Limits.Pids; Swarm has no no-new-privileges option for services on this API, so
+        workers rely on their non-root user and dropped capabilities."""
+        assert self.host
+        limits = self.spec.limits
+        resources: dict[str, int] = {}
+        if limits.cpus:
+            resources["cpu_limit"] = int(limits.cpus * 1e9)
+        if limits.memory:
+            resources["mem_limit"] = _bytes(limits.memory)
+        else:
+            share = int(self.host.memory_total() * WORKER_MEMORY_SHARE) // max(1, self.spec.workers)
+            resources["mem_limit"] = max(WORKER_MEMORY_FLOOR, share)
+        return {"limits": resources, "pids": limits.pids or WORKER_PIDS_LIMIT}
+
+    def _start_forwarder(self) -> None:
+        assert self.host and self.images
+        address = self.host.publish_address()
+        info = self.host.run_container(
+            forward_name(self.id), self.images.worker, entrypoint=["python3", "-m", "mrctl.forward"],
+            command=[service_name(self.id, "redis"), "6379"], labels=self.labels("forward"),
+            network=publish_network_name(self.id), networks=[network_name(self.id)],
+            ports={REDIS_PORT: (address, None)}, user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"], init=True, read_only=True, pids_limit=64,
+            mem_limit=128 * 2**20,
+        )
+        port = info.host_ports.get(REDIS_PORT)
+        if port is None:
+            raise InfraError(f"the forwarder {info.name} published no port:\n{self._logs_of_forwarder()}")
+        if address != "127.0.0.1":
+            log.info("the engine is remote: Redis is published on %s:%d (password-protected)", address, port)
+        self.redis_url = f"redis://:{self.password}@{address}:{port}/0"
+
+    def _wait_redis(self, timeout: float = 60.0) -> None:
+        assert self.host
+        broker = Broker(self.redis_url, retries=0)
+        deadline = time.monotonic() + timeout
+        try:
+            while not broker.ping():
+                failed = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.ended]
+                if failed or time.monotonic() > deadline:
+                    what = f"the Redis task {failed[-1].state}: {failed[-1].message}" if failed else \
+                        f"Redis did not answer PING within {timeout:g}s"
+                    raise InfraError(f"{what}; its log:\n{self._service_logs('redis')}")
+                time.sleep(0.1)
+        finally:
+            broker.close()
+
+    def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
+        """Wait until every running worker task has sent a heartbeat through Redis."""
+        assert self.host
+        deadline = time.monotonic() + timeout
+        while True:
+            info, _, _ = broker.worker_rows()
+            running = [t for t in self._worker_tasks() if not t.ended]
+            live = [task_worker_name(t) for t in running if t.container_id]
+            if len(live) >= self.spec.workers and all(n in info for n in live):
+                return
+            if time.monotonic() > deadline:
+                missing = [n for n in live if n not in info] or ["(tasks not started)"]
+                raise InfraError(f"workers {', '.join(missing)} sent no heartbeat within {timeout:g}s:\n"
+                                 f"{self._service_logs('worker')}")
+            time.sleep(0.2)
+
+    # -- supervision ----------------------------------------------------------------------
+
+    def _worker_tasks(self) -> list[TaskInfo]:
+        assert self.host
+        return dockerswarm.tasks(self.host, service_name(self.id, "worker"))
+
+    def live_workers(self) -> list[str]:
+        return [n for n in self.states if self.states[n] not in ("dead", "replaced")]
+
+    def supervise(self) -> list[WorkerExit]:
+        """Worker tasks that ended since the last call, each a WorkerExit with its reason;
+        Swarm has already scheduled (or will) the task that takes its slot."""
+        now = time.monotonic()
+        if now - self._last_check < SUPERVISE_EVERY_S:
+            return []
+        self._last_check = now
+        exits = []
+        for task in self._worker_tasks():
+            name = task_worker_name(task)
+            if not task.ended:
+                if task.container_id:  # before that, the name is not the worker's yet
+                    self.states.setdefault(name, "starting")
+                continue
+            if task.id in self._ended:
+                continue
+            self._ended.add(task.id)
+            self.states[name] = "dead"
+            exits.append(self._exit_of(task, name))
+        return exits
+
+    def _exit_of(self, task: TaskInfo, name: str) -> WorkerExit:
+        assert self.host
+        container = self.host.container(task.container_id) if task.container_id else None
+        oom = bool(container and container.oom_killed)
+        if oom:
+            reason = "was killed: out of memory"
+        elif task.exit_code is not None and task.state in ("failed", "complete"):
+            reason = f"exited with code {task.exit_code} (task {task.state})"
+        else:
+            reason = f"task {task.state}: {task.message or 'no reason given'}"
+        log_tail = self._service_logs("worker", tail=30, task_ids=[task.id])
+        return WorkerExit(name, reason, oom=oom, log=log_tail)
+
+    def replace(self, name: str) -> str:
+        """Swarm reschedules a dead worker's slot by itself: name its new task if it is there."""
+        self.states[name] = "replaced"
+        match = WORKER_NAME.fullmatch(name)
+        slot = int(match.group(1)) if match else 0
+        newer = [t for t in self._worker_tasks() if t.slot == slot and not t.ended and t.container_id]
+        return task_worker_name(newer[-1]) if newer else f"a new task in slot {slot} (Swarm reschedules it)"
+
+    def kill_worker(self, name: str) -> None:
+        """Kill a worker task's container through the engine, as a crash would (chaos mode).
+        On one node the engine runs every task; on a multi-node swarm the task's own node
+        must be asked (its engine's API), which this backend does not reach."""
+        assert self.host
+        for task in self._worker_tasks():
+            if task_worker_name(task) == name and not task.ended and task.container_id:
+                if self.host.container(task.container_id) is None:
+                    raise InfraError(f"{name} runs on another swarm node; kill it there "
+                                     "(docker kill on that node)")
+                self.host.kill(task.container_id)
+                return
+
+    def _service_logs(self, role: str, tail: int = 40, task_ids: list[str] | None = None) -> str:
+        assert self.host
+        try:
+            return b"".join(dockerswarm.service_logs(self.host, service_name(self.id, role), tail=tail,
+                                                     task_ids=task_ids or ())).decode(errors="replace")
+        except InfraError:
+            return "(no logs)"
+
+    def _logs_of_forwarder(self) -> str:
+        assert self.host
+        try:
+            return b"".join(self.host.logs(forward_name(self.id), tail=20)).decode(errors="replace")
+        except InfraError:
+            return "(no logs)"
+
+    # -- teardown -------------------------------------------------------------------------
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if self.keep and exc_type is None:
+            log.info("cluster %s kept running (--keep): mrctl status, mrctl down --job %s", self.id, self.id)
+            assert self.host
+            self.host.close()
+            return
+        self.teardown()
+
+    def teardown(self) -> None:
+        """Remove the services, secrets, forwarder, networks and state file (by label)."""
+        if self.host is None:
+            return
+        remove_cluster(self.host, self.id)
+        self.host.close()
+
+
+def display_name(container: ContainerInfo, cluster: str) -> str:
+    """A container's name as users type it: a swarm task's by its worker name (or `redis`),
+    any other by its short name (`forward`, `worker-2`)."""
+    task = container.labels.get("com.docker.swarm.task.name")  # <service>.<slot>.<task id>
+    if task is None:
+        return short_name(container.name, cluster)
+    if container.labels.get(LABEL_ROLE) != "worker":
+        return container.labels.get(LABEL_ROLE, task)
+    return f"worker-{task.split('.')[1]}.{container.id[:5]}"
+
+
+def swarm_logs(host: DockerHost, cluster: str, name: str, tail: int | str = "all",
+               follow: bool = False) -> Iterator[bytes]:
+    """`mrctl logs` of a swarm cluster: `redis`, `forward`, `worker-2` (every task of slot 2,
+    from any node, through the service's logs) or `worker-2.3f9a1` (that task only)."""
+    from mrctl.errors import SpecError
+
+    workers = dockerswarm.tasks(host, service_name(cluster, "worker"))
+    names = sorted({"redis", "forward"} | {f"worker-{t.slot}" for t in workers}
+                   | {task_worker_name(t) for t in workers})
+    if name == "forward":
+        return host.logs(forward_name(cluster), tail=tail, follow=follow)
+    if name == "redis":
+        return dockerswarm.service_logs(host, service_name(cluster, "redis"), tail, follow)
+    chosen = [t.id for t in workers if name in (f"worker-{t.slot}", task_worker_name(t))]
+    if not chosen:
+        raise SpecError(f"no worker {name!r} in cluster {cluster}; there are: {', '.join(names)}")
+    return dockerswarm.service_logs(host, service_name(cluster, "worker"), tail, follow, task_ids=chosen)
+
+
+def _bytes(memory: str) -> int:
+    """Docker's memory notation ("512m", "2g", "1048576") as bytes, for service Resources."""
+    match = re.fullmatch(r"(\d+)([bkmg]?)", memory.strip().lower())
+    if match is None:
+        raise InfraError(f"worker memory limit {memory!r}: expected e.g. 512m or 2g")
+    return int(match.group(1)) * {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)]
