@@ -97,6 +97,9 @@ def run(
         help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
     cluster: Annotated[str | None, typer.Option(
         help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Serve the run's web page on 127.0.0.1 while it runs (prints its URL; opens a browser on a "
+                     "terminal).")] = False,
     plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
@@ -104,6 +107,8 @@ def run(
     """Run a MapReduce job.
 
     Example: mrctl run jobspecs/wordcount.yaml --workers 4
+
+    Watch it in a browser (cancel it, kill a worker): mrctl run jobspecs/wordcount.yaml --ui
 
     On a warm cluster: mrctl up --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev
 
@@ -133,10 +138,12 @@ def run(
                          cluster=cluster)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, mode)
+        _run(load_spec(spec, overrides), options, mode, ui)
 
 
-def _run(job: Any, options: Any, mode: str | None) -> None:
+def _run(job: Any, options: Any, mode: str | None, ui: bool = False) -> None:
+    import contextlib
+
     from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import run_job
 
@@ -144,7 +151,13 @@ def _run(job: Any, options: Any, mode: str | None) -> None:
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     reporter.start()
     try:
-        final = run_job(job, options, on_snapshot=reporter.update)
+        with contextlib.ExitStack() as stack:
+            sink = reporter.update
+            if ui:
+                from mrctl.web.server import RunPage
+
+                sink = stack.enter_context(RunPage()).watch(sink)
+            final = run_job(job, options, on_snapshot=sink)
     except MrctlError as exc:
         if (snapshot := getattr(exc, "snapshot", None)) is not None:
             reporter.finish(snapshot)
@@ -361,10 +374,11 @@ def doctor(
         raise typer.Exit(3)
 
 
-from mrctl import cli_runs  # noqa: E402 - the commands of other modules join the app here
+from mrctl import cli_runs, cli_web  # noqa: E402 - the commands of other modules join the app here
 
 app.command()(_errors(cli_runs.history))
 app.command()(_errors(cli_runs.show))
+app.command()(_errors(cli_web.ui))
 
 
 def main() -> None:
