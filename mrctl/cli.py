@@ -97,6 +97,8 @@ def run(
         help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
     cluster: Annotated[str | None, typer.Option(
         help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
+    timeline: Annotated[str | None, typer.Option(
+        help="Draw the run's timeline into FILE (.png, .svg or .html) when it ends, however it ends.")] = None,
     ui: Annotated[bool, typer.Option(
         "--ui", help="Serve the run's web page on 127.0.0.1 while it runs (prints its URL; opens a browser on a "
                      "terminal).")] = False,
@@ -106,7 +108,7 @@ def run(
 ) -> None:
     """Run a MapReduce job.
 
-    Example: mrctl run jobspecs/wordcount.yaml --workers 4
+    Example: mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
 
     Watch it in a browser (cancel it, kill a worker): mrctl run jobspecs/wordcount.yaml --ui
 
@@ -129,6 +131,10 @@ def run(
         max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
         encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
+    if timeline is not None:
+        from mrctl.timeline import check_suffix
+
+        check_suffix(timeline)
     if cluster is not None:
         from mrctl.backends.warm import check_run
 
@@ -138,14 +144,15 @@ def run(
                          cluster=cluster)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, mode, ui)
+        _run(load_spec(spec, overrides), options, mode, timeline, ui)
 
 
-def _run(job: Any, options: Any, mode: str | None, ui: bool = False) -> None:
+def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, ui: bool = False) -> None:
     import contextlib
 
     from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import run_job
+    from mrctl.timeline import drawer
 
     reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
@@ -157,7 +164,7 @@ def _run(job: Any, options: Any, mode: str | None, ui: bool = False) -> None:
                 from mrctl.web.server import RunPage
 
                 sink = stack.enter_context(RunPage()).watch(sink)
-            final = run_job(job, options, on_snapshot=sink)
+            final = run_job(job, options, on_snapshot=sink, on_record=drawer(timeline))
     except MrctlError as exc:
         if (snapshot := getattr(exc, "snapshot", None)) is not None:
             reporter.finish(snapshot)
@@ -378,6 +385,7 @@ from mrctl import cli_runs, cli_web  # noqa: E402 - the commands of other module
 
 app.command()(_errors(cli_runs.history))
 app.command()(_errors(cli_runs.show))
+app.command()(_errors(cli_runs.timeline))
 app.command()(_errors(cli_web.ui))
 
 

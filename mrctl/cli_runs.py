@@ -50,3 +50,25 @@ def show(
         typer.echo(json.dumps(run.to_json(), indent=2))
     else:
         typer.echo(format_run(run))
+
+
+def timeline(
+    job: Annotated[str | None, typer.Argument(
+        help="A job id, the start of one, or a job name (its newest run); default: the newest run.")] = None,
+    output: Annotated[str, typer.Option(
+        "--output", "-o", help="The picture: .png, .svg, or .html (a page with the SVG and a summary).")] = ...,
+) -> None:
+    """Draw a recorded run's timeline: one row per worker, one bar per task attempt over time,
+    coloured by phase and outcome, with the shuffle barrier and chaos kills marked.
+
+    Example: mrctl timeline wordcount -o timeline.png
+    """
+    from mrctl.history import History
+    from mrctl.timeline import check_suffix, draw
+
+    check_suffix(output)  # before anything is read: a wrong name is the cheapest mistake to report
+    with History() as h:
+        run = h.get(job)
+    draw(run, output)
+    typer.echo(f"{output}: timeline of {run.job_id} ({run.name}, {run.status}, "
+               f"{len(run.attempts)} attempts)", err=True)

@@ -135,6 +135,20 @@ def words_by_count(paths: list[Path]) -> dict[str, list[str]]:
     return {str(n): sorted(words) for n, words in found.items()}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_history(tmp_path_factory):
+    """Every run records itself in the history (design invariant 11): the tests' runs, their
+    `mrctl` subprocesses included, go to a history of the session's own, never the user's."""
+    path = tmp_path_factory.mktemp("history") / "history.sqlite"
+    before = os.environ.get("MRCTL_HISTORY")
+    os.environ["MRCTL_HISTORY"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("MRCTL_HISTORY", None)
+    else:
+        os.environ["MRCTL_HISTORY"] = before
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """A private redis-server for protocol tests (flushed by the `broker` fixture)."""

@@ -166,10 +166,8 @@ def _timeline_available() -> bool:
 
 
 def draw_svg(run: RunRecord) -> bytes:
-    """The run's timeline (mrctl.timeline.draw) as SVG bytes."""
+    """The run's timeline (mrctl.timeline.draw, the picture `mrctl timeline` writes) as SVG."""
     from mrctl import timeline
 
     with _DRAWING, tempfile.TemporaryDirectory(prefix="mrctl-timeline-") as folder:
-        path = Path(folder) / "timeline.svg"
-        timeline.draw(run, path)
-        return path.read_bytes()
+        return timeline.draw(run, Path(folder) / "timeline.svg").read_bytes()
