@@ -3,7 +3,8 @@ run's live key (mrctl.live) at the snapshot pace; the feed reads the key and pus
 one to the browser, and tells it when the run has ended (its record is in the history).
 
 Events: `snapshot` (the JobSnapshot as JSON), `waiting` ({message}: no run found yet, or it
-has not published), `ended` ({status, exit_code, reload}), and a comment now and then so that
+has not published), `ended` ({status, exit_code, reload}: reload false when the server is stopping, so the
+page cannot be loaded again), and a comment now and then so that
 proxies and the browser keep the connection open.
 """
 
@@ -52,9 +53,12 @@ class LiveFeed:
     async def events(self) -> AsyncIterator[str]:
         last, looked, quiet_since = None, 0.0, time.monotonic()
         try:
-            while not self.stopping.is_set() and not await self.gone():
+            while not await self.gone():
+                stopping = self.stopping.is_set()  # the server stops (run --ui: its run ended)
                 if (end := await asyncio.to_thread(recorded, self.job_id)) is not None:
-                    yield sse("ended", json.dumps({"status": end[0], "exit_code": end[1], "reload": True}))
+                    yield sse("ended", json.dumps({"status": end[0], "exit_code": end[1], "reload": not stopping}))
+                    return
+                if stopping:
                     return
                 if self.broker is None and time.monotonic() - looked >= LOOK_S:
                     looked = time.monotonic()
