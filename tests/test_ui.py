@@ -156,7 +156,7 @@ def test_watch_and_cancel_a_local_run(tmp_path, browser, ui_url, artifacts):
         job_id = open_running_job(browser, ui_url, name)
         record = wait_for(lambda: next((r for r in local_registry.running() if r.job_id == job_id), None),
                           RUN_TIMEOUT_S, "the run's local record")
-        watch_progress_then_cancel(browser, artifacts, "running-local.png")
+        watch_progress_then_cancel(browser, artifacts, "ui-running-local.png")
         assert_cancelled(proc, log, job_id, browser)
     finally:
         if proc.poll() is None:
@@ -180,7 +180,7 @@ def test_watch_and_cancel_a_docker_run_from_run_ui(tmp_path, browser, docker_hos
         job_id = url.rsplit("/", 1)[1]
         browser.get(url)
         assert docker_host.containers({"mrctl.job-id": job_id}), "the run's containers"
-        watch_progress_then_cancel(browser, artifacts, "running-docker.png")
+        watch_progress_then_cancel(browser, artifacts, "ui-running-docker.png")
         assert_cancelled(proc, log, job_id, browser)
     finally:
         if proc.poll() is None:
@@ -256,10 +256,10 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
     image = browser.find_element(By.CSS_SELECTOR, "#timeline img")
     WebDriverWait(browser, 60, poll_frequency=0.2).until(
         lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
-    browser.save_screenshot(str(artifacts / "finished.png"))
+    browser.save_screenshot(str(artifacts / "ui-finished.png"))
     with urllib.request.urlopen(f"{ui_url}/jobs/{job_id}/timeline.svg", timeout=60) as response:
         assert response.headers["Content-Type"].startswith("image/svg+xml")
-        (artifacts / "timeline.svg").write_bytes(response.read())
+        (artifacts / "ui-timeline.svg").write_bytes(response.read())
     # and the index lists it from the history
     browser.get(ui_url + "/")
     assert job_id in browser.find_element(By.ID, "history").text
