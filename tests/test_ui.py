@@ -134,6 +134,25 @@ def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
     WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
 
 
+def kill_a_worker(browser) -> None:
+    """The kill button: a busy worker is killed as --chaos would, and the page shows the event
+    (a click while no worker is busy is answered by an event saying so: click again)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def answers(driver) -> list[str]:
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#events li")
+                if "(web page)" in e.text or "web page: no busy worker" in e.text]
+
+    for _ in range(5):
+        seen = len(answers(browser))
+        browser.find_element(By.ID, "kill").click()
+        WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(lambda d, seen=seen: len(answers(d)) > seen)
+        if killed := [a for a in answers(browser) if re.search(r"chaos: killed worker-\d+ \(web page\)", a)]:
+            break
+    assert killed, answers(browser)
+
+
 def assert_cancelled(proc: subprocess.Popen, log: Path, job_id: str, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -156,6 +175,7 @@ def test_watch_and_cancel_a_local_run(tmp_path, browser, ui_url, artifacts):
         job_id = open_running_job(browser, ui_url, name)
         record = wait_for(lambda: next((r for r in local_registry.running() if r.job_id == job_id), None),
                           RUN_TIMEOUT_S, "the run's local record")
+        kill_a_worker(browser)
         watch_progress_then_cancel(browser, artifacts, "ui-running-local.png")
         assert_cancelled(proc, log, job_id, browser)
     finally:
