@@ -87,6 +87,13 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
     raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
 
 
+def texts(driver, css: str) -> list[str]:
+    """The text of every element matching `css`, read in one step: the page re-renders its
+    tables and lists at each snapshot, so an element found a moment ago may be gone."""
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent)", css)
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -126,8 +133,8 @@ def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
     first = wait.until(lambda d: (map_done(d),) if map_done(d) is not None else None)[0]
     second = wait.until(lambda d: (n := map_done(d)) is not None and n > first and n)
     assert second > first
-    rows = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#workers tbody tr") or None)
-    assert "worker-" in rows[0].text
+    rows = wait.until(lambda d: texts(d, "#workers tbody tr") or None)
+    assert all("worker-" in row for row in rows), rows
     assert browser.find_element(By.ID, "phase").text in ("map", "reduce", "barrier")
     browser.save_screenshot(str(artifacts / shot))
     browser.find_element(By.ID, "cancel").click()
@@ -141,8 +148,7 @@ def kill_a_worker(browser) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     def answers(driver) -> list[str]:
-        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#events li")
-                if "(web page)" in e.text or "web page: no busy worker" in e.text]
+        return [e for e in texts(driver, "#events li") if "(web page)" in e or "web page: no busy worker" in e]
 
     for _ in range(5):
         seen = len(answers(browser))

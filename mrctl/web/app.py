@@ -14,6 +14,7 @@ import asyncio
 import secrets
 import tempfile
 import threading
+from html import escape
 from importlib import resources
 from pathlib import Path
 
@@ -26,13 +27,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mrctl.errors import MrctlError
-from mrctl.history import History, HistoryError, RunRow
+from mrctl.history import History, HistoryError, HistoryLookupError, RunRow
 from mrctl.record import RunRecord
 from mrctl.web import actions, pages
 from mrctl.web.feed import LiveFeed
 from mrctl.web.locate import discover
 
-LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"]
+LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 HISTORY_SHOWN = 50
 _DRAWING = threading.Lock()  # matplotlib's pyplot state is not thread-safe
 
@@ -75,7 +76,7 @@ async def job_page(request: Request) -> HTMLResponse:
         return _page(request, run.name, pages.finished_job(run, _timeline_available()), job_id)
     body = pages.live_job(job_id)
     if note:
-        body += f'<p class="note error">{pages.escape(note)}</p>'
+        body += f'<p class="note error">{escape(note)}</p>'
     return _page(request, job_id, body, job_id)
 
 
@@ -90,7 +91,10 @@ async def job_timeline(request: Request) -> Response:
     run = await asyncio.to_thread(_record, job_id)
     if run is None or not _timeline_available():
         return Response("no timeline", status_code=404)
-    return Response(await asyncio.to_thread(draw_svg, run), media_type="image/svg+xml")
+    try:
+        return Response(await asyncio.to_thread(draw_svg, run), media_type="image/svg+xml")
+    except MrctlError as exc:
+        return Response(f"the timeline could not be drawn: {exc}", status_code=500)
 
 
 async def job_command(request: Request) -> JSONResponse:
@@ -150,9 +154,7 @@ def _record(job_id: str) -> RunRecord | None:
     try:
         with History() as h:
             run = h.get(job_id)
-    except HistoryError:
-        raise
-    except MrctlError:
+    except HistoryLookupError:
         return None
     return run if run.job_id == job_id else None
 

@@ -10,7 +10,6 @@ the run through Redis like any other).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import sys
@@ -31,14 +30,10 @@ START_TIMEOUT_S = 10.0
 
 
 def check_loopback(host: str) -> str:
-    """`host` if it is a loopback address (or localhost), else SpecError."""
-    if host == "localhost":
+    """127.0.0.1 for 127.0.0.1 or localhost, else SpecError (the page answers only to these
+    Host names, mrctl.web.app)."""
+    if host in ("127.0.0.1", "localhost"):
         return "127.0.0.1"
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return host
-    except ValueError:
-        pass
     raise SpecError(f"--host {host}: mrctl ui serves on a loopback address only (127.0.0.1): its page "
                     "can cancel jobs. To look from another machine, tunnel: ssh -L 8470:127.0.0.1:8470 HOST")
 
@@ -47,8 +42,7 @@ def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: any free one), bound before uvicorn starts so
     that the URL printed is the real one."""
     host = check_loopback(host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
@@ -61,7 +55,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def url_of(sock: socket.socket, path: str = "/") -> str:
     host, port = sock.getsockname()[:2]
-    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+    return f"http://{host}:{port}{path}"
 
 
 def _server(app_stopping: threading.Event) -> uvicorn.Server:
