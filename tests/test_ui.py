@@ -289,3 +289,30 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
     # and the index lists it from the history
     browser.get(ui_url + "/")
     assert job_id in browser.find_element(By.ID, "history").text
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_url, artifacts):
+    """A cluster left by --keep is listed with a remove button, which does what mrctl down does."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    spec = write_paced_spec(tmp_path, unique_name("kept"), "docker", lines=100, mapper="WordMapper")
+    done = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--keep", "--json"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    job_id = json.loads(done.stdout)["job_id"]
+    kept = docker_host.containers({"mrctl.job-id": job_id})
+    assert kept, "--keep left no container"
+    cluster = kept[0].labels["mrctl.cluster"]
+    browser.get(ui_url + "/")
+    row = texts(browser, "#clusters tbody tr")
+    assert any(line.startswith(f"{cluster}kept") for line in row), row
+    browser.find_element(By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']").click()
+    WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
+    WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: f"removed cluster {cluster}" in d.find_element(By.ID, "action-result").text)
+    assert not docker_host.containers({"mrctl.job-id": job_id})
+    assert not docker_host.networks({"mrctl.cluster": cluster})
