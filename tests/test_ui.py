@@ -27,6 +27,7 @@ from procs import read_until
 from mrctl import keys
 from mrctl.backends import local_registry
 from mrctl.broker import Broker
+from mrctl.errors import InfraError
 from mrctl.history import History
 
 CHROMIUM = "/usr/bin/chromium"
@@ -216,6 +217,14 @@ def test_watch_and_cancel_a_docker_run_from_run_ui(tmp_path, browser, docker_hos
     assert not docker_host.networks({"mrctl.job-id": job_id}), "the run's network left behind"
 
 
+def live_snapshot(broker: Broker, job_id: str) -> str | None:
+    """The run's live snapshot; None before its Redis answers (its record is written first)."""
+    try:
+        return broker.live(job_id)
+    except InfraError:
+        return None
+
+
 def _post(url: str, headers: dict[str, str]) -> tuple[int, dict]:
     request = urllib.request.Request(url, method="POST", data=b"", headers=headers)
     try:
@@ -234,7 +243,7 @@ def test_actions_need_the_token_and_the_page_origin(tmp_path, ui_url):
                           RUN_TIMEOUT_S, "the run's local record")
         broker = Broker(record.redis_url, retries=0)
         try:
-            wait_for(lambda: broker.live(record.job_id), RUN_TIMEOUT_S, "the run's live snapshot")
+            wait_for(lambda: live_snapshot(broker, record.job_id), RUN_TIMEOUT_S, "the run's live snapshot")
             with urllib.request.urlopen(ui_url + "/", timeout=30) as response:
                 token = re.search(r'name="mrctl-token" content="([^"]+)"', response.read().decode()).group(1)
             cancel = f"{ui_url}/jobs/{record.job_id}/cancel"
