@@ -6,16 +6,16 @@ from their labels, each Redis reached with the password its starter saved (mrctl
 
 from __future__ import annotations
 
-import logging
+import json
 from dataclasses import dataclass
 
 from mrctl import clusters
 from mrctl.backends import local_registry
 from mrctl.backends.docker import redis_url
+from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_ROLE, DockerHost
 from mrctl.errors import InfraError
 
-log = logging.getLogger(__name__)
 
 RUNNING_STATES = ("starting", "running")  # a cluster's job state (meta) while its run goes on
 
@@ -43,7 +43,8 @@ class Found:
 
 def discover() -> Found:
     """Running jobs (local and Docker) and every Docker cluster with its status."""
-    runs = [LiveRun(r.job_id, r.job, "local", r.cluster, r.redis_url or None) for r in local_registry.running()]
+    runs = [LiveRun(r.job_id, r.job, "local", r.cluster, r.redis_url or None, _live_phase(r.redis_url, r.job_id))
+            for r in local_registry.running()]
     try:
         with DockerHost(timeout=10) as host:
             statuses = clusters.status(host)
@@ -67,6 +68,20 @@ def find(job_id: str) -> LiveRun | None:
 
 def find_cluster(cid: str) -> clusters.ClusterStatus | None:
     return next((c for c in discover().clusters if c.cluster == cid), None)
+
+
+def _live_phase(url: str, job_id: str) -> str:
+    """The phase of a local run's live snapshot ("" when its Redis cannot be read)."""
+    if not url:
+        return ""
+    broker = Broker(url, retries=0, socket_timeout=2)
+    try:
+        live = broker.live(job_id)
+    except InfraError:
+        return ""
+    finally:
+        broker.close()
+    return json.loads(live).get("phase", "") if live else "starting"
 
 
 def _redis_url(containers: list) -> str | None:
