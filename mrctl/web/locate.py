@@ -16,7 +16,6 @@ from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_ROLE, DockerHost
 from mrctl.errors import InfraError
 
-
 RUNNING_STATES = ("starting", "running")  # a cluster's job state (meta) while its run goes on
 
 
