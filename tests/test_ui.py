@@ -206,7 +206,8 @@ def test_watch_and_cancel_a_docker_run_from_run_ui(tmp_path, browser, docker_hos
                        RUN_TIMEOUT_S, "the page's URL in the run's output").group(1)
         job_id = url.rsplit("/", 1)[1]
         browser.get(url)
-        assert docker_host.containers({"mrctl.job-id": job_id}), "the run's containers"
+        # the page is announced at the run's first snapshot, before its cluster has started
+        wait_for(lambda: docker_host.containers({"mrctl.job-id": job_id}), RUN_TIMEOUT_S, "the run's containers")
         watch_progress_then_cancel(browser, artifacts, "ui-running-docker.png")
         assert_cancelled(proc, log, job_id, browser)
     finally:
