@@ -9,6 +9,7 @@ so its output is the same as a distributed run's, byte for byte, for a determini
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import itertools
@@ -25,6 +26,7 @@ from mrctl.formats import ChunkFormat
 from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
 from mrctl.output import write_output
+from mrctl.record import Attempt
 from mrctl.snapshot import JobSnapshot, PhaseProgress
 from mrctl.spec import JobSpec
 from mrctl.steps import RunStep, StepSpec, unroll
@@ -33,8 +35,19 @@ Pairs = list[tuple[Any, Any]]
 PAIRS = ChunkFormat("pairs")
 
 
-def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
-    t0 = time.monotonic()
+@dataclass
+class InlineTrace:
+    """What an inline run did, for its record: every task as one attempt on worker "inline",
+    and when each step's map phase ended."""
+
+    t0: float = field(default_factory=time.monotonic)
+    attempts: list[Attempt] = field(default_factory=list)
+    barriers: list[float] = field(default_factory=list)
+
+
+def run_inline(spec: JobSpec, job_id: str, sink, trace: InlineTrace | None = None) -> JobSnapshot:
+    trace = trace or InlineTrace()
+    t0 = trace.t0
     plan = plan_chunks(spec.inputs, spec.chunk_size, spec.input_formats)
     total = sum(c.size for c in plan)
     counts = _Counts()
@@ -53,7 +66,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
     step: RunStep | None = None
     for step in unroll(spec.program, spec.params, last):
         began = time.monotonic()
-        run = _Step(spec, step, _classes(step.spec), last(1), last(len(done)), counts)
+        run = _Step(spec, step, _classes(step.spec), last(1), last(len(done)), counts, trace)
         if step.first:
             def progress(tasks_done: int, bytes_done: int, run: _Step = run) -> None:
                 sink(JobSnapshot(job_id, spec.name, "map", time.monotonic() - t0,
@@ -64,6 +77,7 @@ def run_inline(spec: JobSpec, job_id: str, sink) -> JobSnapshot:
         else:
             blobs = [run.map_pairs(i, pairs) for i, pairs in enumerate(outputs)]
         map_s += time.monotonic() - began
+        trace.barriers.append(time.monotonic() - t0)
         reduced = time.monotonic()
         outputs = run.reduce_all(blobs)
         reduce_s += time.monotonic() - reduced
@@ -110,6 +124,7 @@ class _Step:
     previous: dict[tuple[str, str], int]
     before: dict[tuple[str, str], int]
     counts: _Counts
+    trace: InlineTrace
     counters: dict[tuple[str, str], int] = field(default_factory=dict)  # this step's
 
     def _context(self, tid: str, input_path: str | None = None, tag: str | None = None) -> TaskContext:
@@ -120,12 +135,20 @@ class _Step:
     def _task(self, tid: str, where: Callable[[Exception], str], run: Callable[[], Any]) -> Any:
         """Run one task; its exception fails the job (no retries inline), naming the task and
         `where(exception)`, its input."""
+        began = time.monotonic() - self.trace.t0
+        attempt = Attempt(tid, 1, "inline", began, step=self.step.number)
         try:
-            return run()
+            done = run()
         except Exception as exc:
+            self.trace.attempts.append(dataclasses.replace(
+                attempt, end=time.monotonic() - self.trace.t0, outcome="error",
+                error=bounded_message(exc), traceback=bounded_traceback(exc)))
             of = f" of {self.step.label()}" if self.step.planned > 1 else ""
             raise JobFailed(f"task {tid}{of} failed (inline, no retries)\n  input: {where(exc)}\n"
                             f"  error: {bounded_message(exc)}\n{bounded_traceback(exc)}") from None
+        self.trace.attempts.append(dataclasses.replace(attempt, end=time.monotonic() - self.trace.t0,
+                                                       outcome="committed"))
+        return done
 
     def _map(self, context: TaskContext, data: bytes, fmt: ChunkFormat,
              where: Callable[[Exception], str]) -> tasks.MapResult:

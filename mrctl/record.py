@@ -121,8 +121,10 @@ class AttemptBook:
                 continue
             outcome, worker, message, tb = str(entry[3]), str(entry[5]), str(entry[6]), str(entry[7])
             began = self._open.pop(key, None)
-            if began is None:  # refused: the zombie's attempt had already ended (lost, timeout)
+            if began is None:  # refused: the zombie's attempt had already ended (lost, cancelled)
                 began = self._reopen(key) or Attempt(tid, attempt, worker, at, step=step)
+                message = f"{began.error}; then {message}" if began.error else message
+                tb = tb or began.traceback
             self._keep(dataclasses.replace(began, end=at, outcome=outcome, error=message, traceback=tb))
 
     def _reopen(self, key: tuple[int, str, int]) -> Attempt | None:

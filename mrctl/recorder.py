@@ -5,14 +5,16 @@ history. A history that cannot be written is a warning, never the run's failure.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mrctl.history import History, HistoryError
-from mrctl.record import RunRecord, summary_of
-from mrctl.snapshot import JobSnapshot
+from mrctl.record import Attempt, RunRecord, summary_of
+from mrctl.snapshot import Event, JobSnapshot
 from mrctl.spec import JobSpec
 
 if TYPE_CHECKING:
+    from mrctl.inline import InlineTrace
     from mrctl.master import Master
 
 log = logging.getLogger(__name__)
@@ -20,16 +22,11 @@ log = logging.getLogger(__name__)
 EXIT_CODES = {"succeeded": 0, "failed": 1, "interrupted": 130, "cancelled": 130}
 
 
-def build(spec: JobSpec, snap: JobSnapshot, started_at: float, master: Master | None = None,
+def build(spec: JobSpec, snap: JobSnapshot, started_at: float, trace: Trace | None = None,
           exit_code: int | None = None, redis_memory: str = "") -> RunRecord:
-    """The record of a run that ended with final snapshot `snap`."""
-    book, journal, barriers = None, tuple(snap.events), ()
-    if master is not None:
-        try:
-            master.take_attempts()  # what the last moments logged (Redis may be gone: keep what is)
-        except Exception:  # noqa: BLE001 - the record is kept with what was taken before
-            log.debug("the last attempt log entries were not taken", exc_info=True)
-        book, journal, barriers = master.book, tuple(master.journal), tuple(master.barriers)
+    """The record of a run that ended with final snapshot `snap`; `trace` is what its master
+    (or the inline run) kept of its attempts, events and barriers."""
+    trace = trace or Trace(attempts=(), events=tuple(snap.events))
     settings: dict[str, Any] = {
         "reducers": spec.reducers, "chunk_size": spec.chunk_size, "max_attempts": spec.max_attempts,
         "task_timeout": spec.task_timeout, "speculative": spec.speculative,
@@ -44,9 +41,28 @@ def build(spec: JobSpec, snap: JobSnapshot, started_at: float, master: Master | 
         spec_path=str(spec.spec_path), spec_text=_read(spec), settings=settings, params=dict(spec.params),
         output_path=snap.output_path or (str(spec.output_path) if snap.status == "succeeded" else None),
         error=snap.error, summary=summary_of(snap), phase_seconds=snap.phase_seconds,
-        step_seconds=snap.step_seconds, barriers=barriers, counters=snap.counters, events=journal,
-        attempts=book.attempts() if book else (), attempts_dropped=book.dropped if book else 0,
+        step_seconds=snap.step_seconds, barriers=trace.barriers, counters=snap.counters, events=trace.events,
+        attempts=trace.attempts, attempts_dropped=trace.dropped,
     )
+
+
+@dataclass(frozen=True)
+class Trace:
+    """What a run kept beside its snapshot."""
+
+    attempts: tuple[Attempt, ...]
+    events: tuple[Event, ...]
+    barriers: tuple[float, ...] = ()
+    dropped: int = 0
+
+
+def of_master(master: Master) -> Trace:
+    """What a master kept (it took the attempt log's last entries before its cluster went)."""
+    return Trace(master.book.attempts(), tuple(master.journal), tuple(master.barriers), master.book.dropped)
+
+
+def of_inline(trace: InlineTrace, snap: JobSnapshot) -> Trace:
+    return Trace(tuple(trace.attempts), tuple(snap.events), tuple(trace.barriers))
 
 
 def save(run: RunRecord, history: History | None = None) -> bool:

@@ -110,7 +110,13 @@ def _record(spec: JobSpec, options: RunOptions, snap: JobSnapshot | None, starte
 
     if snap is None:  # failed before the run began (a spec or image problem): nothing ran
         return
-    run = recorder.build(spec, snap, started_at, state.get("master"), exit_code, options.redis_memory)
+    if "master" in state:
+        trace = recorder.of_master(state["master"])
+    elif "inline" in state:
+        trace = recorder.of_inline(state["inline"], snap)
+    else:
+        trace = None
+    run = recorder.build(spec, snap, started_at, trace, exit_code, options.redis_memory)
     recorder.save(run)
     if on_record is not None:
         on_record(run)
@@ -125,14 +131,15 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
     t0 = time.monotonic()
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
     if spec.backend == "inline":
-        from mrctl.inline import run_inline
+        from mrctl.inline import InlineTrace, run_inline
 
         def keep(snap: JobSnapshot) -> None:
             state["last"] = snap
             sink(snap)
 
         try:
-            return run_inline(spec, job_id, keep)
+            state["inline"] = InlineTrace(t0)
+            return run_inline(spec, job_id, keep, state["inline"])
         except MrctlError as exc:
             raise _with_snapshot(exc, state, t0) from None
     sink(state["last"])
@@ -172,6 +179,7 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
         write_output(spec.output_path, master.output_pairs(), spec.output_format)
     finally:
         master.close()  # what was spilled to disk goes, whatever happened
+        _take_last_attempts(master)  # while Redis is still there
     master.finish("succeeded")
     master.set_phase("teardown")
     snap = master.snapshot(cluster.states, status="succeeded")
@@ -179,6 +187,14 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
     sink(snap)
     broker.close()
     return dataclasses.replace(snap, phase_seconds=snap.phase_seconds[:-1])
+
+
+def _take_last_attempts(master: Master) -> None:
+    """The attempt log's last entries, for the record; never the run's failure."""
+    try:
+        master.take_attempts()
+    except Exception:  # noqa: BLE001 - a Redis gone or full: the record keeps what was taken
+        log.debug("the last attempt log entries were not taken", exc_info=True)
 
 
 def _drive(master: Master, cluster: Cluster, options: RunOptions,

@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
     private = Path(tempfile.mkdtemp(prefix=f"mrctl-test-{SESSION}-"))
     os.environ["TMPDIR"] = tempfile.tempdir = str(private)
     config._mrctl_tmp = private  # type: ignore[attr-defined]
+    # Runs record themselves in the history: the session's own, never the user's
+    os.environ["MRCTL_HISTORY"] = str(private / "history.sqlite")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
