@@ -9,7 +9,7 @@ import typer
 
 def ui(
     port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1 (0: any free port).")] = 8470,
-    host: Annotated[str, typer.Option(help="A loopback address only; anything else is refused.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="127.0.0.1 or localhost; anything else is refused (exit 2).")] = "127.0.0.1",
 ) -> None:
     """Serve the web page on 127.0.0.1: recorded runs, running jobs and clusters, a running
     job live (cancel it, kill a worker), a finished job's summary, counters and timeline.

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mrctl.cli import app
 
-COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker"]
+COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker", "ui"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
