@@ -185,6 +185,7 @@ def test_watch_and_cancel_a_local_run(tmp_path, browser, ui_url, artifacts):
         kill_a_worker(browser)
         watch_progress_then_cancel(browser, artifacts, "ui-running-local.png")
         assert_cancelled(proc, log, job_id, browser)
+        browser.save_screenshot(str(artifacts / "ui-cancelled-local.png"))
     finally:
         if proc.poll() is None:
             proc.terminate()
