@@ -43,6 +43,11 @@ def parse_chaos(text: str) -> ChaosPlan:
     return plan
 
 
+def busy_workers(snap: JobSnapshot) -> list[str]:
+    """The workers running a task in `snap`: the ones a kill makes a learner watch recover."""
+    return [w.name for w in snap.workers if w.state in ("mapping", "reducing")]
+
+
 class ChaosMonkey:
     """Decides, from snapshots, when to kill which busy worker."""
 
@@ -60,7 +65,7 @@ class ChaosMonkey:
             self.next_at = snap.elapsed + self.plan.every_s
         if snap.elapsed < self.next_at:
             return None
-        busy = [w.name for w in snap.workers if w.state in ("mapping", "reducing")]
+        busy = busy_workers(snap)
         if not busy:
             return None
         self.next_at = snap.elapsed + self.plan.every_s

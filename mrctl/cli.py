@@ -102,6 +102,9 @@ def run(
         help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
     timeline: Annotated[str | None, typer.Option(
         help="Draw the run's timeline into FILE (.png, .svg or .html) when it ends, however it ends.")] = None,
+    ui: Annotated[bool, typer.Option(
+        "--ui", help="Serve the run's web page on 127.0.0.1 while it runs (prints its URL; opens a browser on a "
+                     "terminal).")] = False,
     plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
@@ -109,6 +112,8 @@ def run(
     """Run a MapReduce job.
 
     Example: mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
+
+    Watch it in a browser (cancel it, kill a worker): mrctl run jobspecs/wordcount.yaml --ui
 
     On a warm cluster: mrctl up --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev
 
@@ -142,10 +147,12 @@ def run(
                          cluster=cluster, docker_host=docker_host)
     mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, mode, timeline)
+        _run(load_spec(spec, overrides), options, mode, timeline, ui)
 
 
-def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None) -> None:
+def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, ui: bool = False) -> None:
+    import contextlib
+
     from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import run_job
     from mrctl.timeline import drawer
@@ -154,7 +161,13 @@ def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None) 
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     reporter.start()
     try:
-        final = run_job(job, options, on_snapshot=reporter.update, on_record=drawer(timeline))
+        with contextlib.ExitStack() as stack:
+            sink = reporter.update
+            if ui:
+                from mrctl.web.server import RunPage
+
+                sink = stack.enter_context(RunPage()).watch(sink)
+            final = run_job(job, options, on_snapshot=sink, on_record=drawer(timeline))
     except MrctlError as exc:
         if (snapshot := getattr(exc, "snapshot", None)) is not None:
             reporter.finish(snapshot)
@@ -375,11 +388,12 @@ def doctor(
         raise typer.Exit(3)
 
 
-from mrctl import cli_runs  # noqa: E402 - the commands of other modules join the app here
+from mrctl import cli_runs, cli_web  # noqa: E402 - the commands of other modules join the app here
 
 app.command()(_errors(cli_runs.history))
 app.command()(_errors(cli_runs.show))
 app.command()(_errors(cli_runs.timeline))
+app.command()(_errors(cli_web.ui))
 
 
 def main() -> None:

@@ -47,6 +47,15 @@ class Interrupted(MrctlError):
         self.exit_code = 128 + signum
 
 
+class Cancelled(Interrupted):
+    """The run was cancelled from the web page (mrctl ui): it stops like a Ctrl-C (teardown, no
+    output), exits 130, and is recorded as cancelled."""
+
+    def __init__(self, by: str = "the web page") -> None:
+        super().__init__(2)  # SIGINT's exit code: the same stop as a Ctrl-C
+        self.args = (f"cancelled from {by}",)
+
+
 def bounded(text: str, limit: int, keep: str = "start") -> str:
     """`text` cut to about `limit` characters (its start, or its end), saying how much went."""
     if len(text) <= limit:

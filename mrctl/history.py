@@ -161,7 +161,8 @@ class History:
             yield
         except sqlite3.OperationalError as exc:
             raise HistoryError(f"{doing} the run history {self.path} failed: {exc}"
-                               + ("; another mrctl holds it too long" if "locked" in str(exc) else "")) from None
+                               + ("; another process (another mrctl, a sqlite3 shell) has held it "
+                                  f"for over {BUSY_TIMEOUT_S:g}s" if "locked" in str(exc) else "")) from None
         except (sqlite3.DatabaseError, zstandard.ZstdError, ValueError, OSError) as exc:
             raise HistoryError(f"{doing} the run history {self.path} failed: {exc}; the file is damaged: "
                                "move it aside (mrctl starts a new one)") from None

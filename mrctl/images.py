@@ -39,9 +39,10 @@ BASE_PACKAGES = ("python3", "python3-venv", "redis-server")
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 Progress = Callable[[str], None]
-# Only the host draws pictures (mrctl timeline): the worker image leaves these dependencies out,
-# about 210 MB of matplotlib, numpy, pillow and fonts that no worker imports.
-HOST_ONLY = frozenset({"matplotlib"})
+# Only the host draws pictures (mrctl timeline) and serves the web page (mrctl ui): the worker
+# image leaves these dependencies out, about 210 MB of matplotlib, numpy, pillow and fonts, and
+# the web stack, that no worker imports.
+HOST_ONLY = frozenset({"matplotlib", "starlette", "uvicorn"})
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,27 @@ def reply(job: str, request: str) -> str:
 REPLY_TTL_MS = 60_000
 
 
+# mrctl:<run>:live -> string: JSON of the run's latest JobSnapshot (dataclasses.asdict), set by
+#   its master at the snapshot pace with a TTL of LIVE_TTL_MS (a killed master's goes away); the
+#   web page (mrctl.web) pushes it to browsers. <run> is the run's id, whatever step it is in
+def live(run: str) -> str:
+    return f"{job_prefix(run)}live"
+
+
+LIVE_TTL_MS = 15_000
+
+
+# mrctl:<run>:control -> list of commands for the run's master, "cancel" | "kill" (RPUSH by the
+#   web page's actions, LPOP by the master each tick), TTL CONTROL_TTL_MS so that a command sent
+#   to a run that has just ended does not linger on a warm cluster
+def control(run: str) -> str:
+    return f"{job_prefix(run)}control"
+
+
+CONTROL_TTL_MS = 60_000
+CONTROL_COMMANDS = ("cancel", "kill")
+
+
 # -- warm clusters (mrctl up): one cluster, many jobs in turn --------------------------------
 
 # mrctl:lock -> string: JSON {job, name} of the run that holds a warm cluster; SET NX with a

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -19,8 +20,9 @@ from typing import Any, Protocol
 from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
-from mrctl.chaos import ChaosMonkey, ChaosPlan
-from mrctl.errors import Interrupted, JobFailed, MrctlError
+from mrctl.chaos import ChaosMonkey, ChaosPlan, busy_workers
+from mrctl.errors import Cancelled, Interrupted, JobFailed, MrctlError
+from mrctl.live import LiveChannel
 from mrctl.master import Master
 from mrctl.output import write_output
 from mrctl.record import RunRecord
@@ -92,11 +94,11 @@ def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
             on_snapshot: SnapshotSink | None = None, on_record: RecordSink | None = None) -> JobSnapshot:
     """Run a job to completion and return its final snapshot.
 
-    Raises JobFailed (a task failed on every attempt), InfraError (Redis, Docker, redis-server)
-    or Interrupted (SIGINT/SIGTERM); each carries the final snapshot as `.snapshot`. No partial
-    output file is ever left behind, and every process/container started is stopped. However
-    it ends, the run is recorded in the history (mrctl.history) and its record, with every
-    attempt, is given to `on_record`.
+    Raises JobFailed (a task failed on every attempt), InfraError (Redis, Docker, redis-server),
+    Interrupted (SIGINT/SIGTERM) or Cancelled (from the web page, mrctl.web); each carries the
+    final snapshot as `.snapshot`. No partial output file is ever left behind, and every
+    process/container started is stopped. However it ends, the run is recorded in the history
+    (mrctl.history) and its record, with every attempt, is given to `on_record`.
     """
     state: dict[str, Any] = {}
     started_at = time.time()
@@ -207,6 +209,7 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
     next_snapshot = 0.0
     monkey = ChaosMonkey(options.chaos)
     guard = CrashLoopGuard(master.spec.max_worker_restarts)
+    live = LiveChannel(master.broker, master.job_id)  # the web page's view and commands
     while True:
         try:
             done = master.tick()
@@ -220,18 +223,39 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
         if done or now >= next_snapshot:
             state["last"] = master.snapshot(cluster.states)
             sink(state["last"])
+            live.publish(state["last"])
             next_snapshot = now + options.snapshot_s
             if victim := monkey.victim(state["last"]):
-                cluster.kill_worker(victim)
-                master.killed += 1
-                master.add_event("chaos", f"chaos: killed {victim}")
+                _kill(master, cluster, victim)
+            _obey(live.commands(), master, cluster, state["last"])
         if done:
             return
         master.wait(min(options.tick_s, max(0.0, next_snapshot - time.monotonic())))
 
 
+def _kill(master: Master, cluster: Cluster, victim: str, why: str = "") -> None:
+    cluster.kill_worker(victim)
+    master.killed += 1
+    master.add_event("chaos", f"chaos: killed {victim}{why}")
+
+
+def _obey(commands: list[str], master: Master, cluster: Cluster, snap: JobSnapshot) -> None:
+    """Carry out the web page's commands: cancel stops the run like a Ctrl-C (Cancelled unwinds
+    through every teardown); kill kills a random busy worker, as --chaos does."""
+    busy = busy_workers(snap)
+    for command in commands:
+        if command == "cancel":
+            master.add_event("cancelled", "cancelled from the web page")
+            raise Cancelled()
+        if command == "kill" and busy:
+            _kill(master, cluster, busy.pop(random.randrange(len(busy))), " (web page)")
+        elif command == "kill":
+            master.add_event("info", "web page: no busy worker to kill")
+
+
 def _with_snapshot(exc: MrctlError, state: dict[str, Any], t0: float) -> MrctlError:
-    status = "interrupted" if isinstance(exc, Interrupted) else "failed"
+    status = ("cancelled" if isinstance(exc, Cancelled) else
+              "interrupted" if isinstance(exc, Interrupted) else "failed")
     last: JobSnapshot = state["last"]
     exc.snapshot = dataclasses.replace(  # type: ignore[attr-defined]
         last, status=status, error=str(exc), elapsed=time.monotonic() - t0, phase="done")

@@ -374,3 +374,33 @@ class GatedMapper(WordMapper):
         while not r.exists("test:release") and time.time() < deadline:
             time.sleep(0.2)
 """
+
+
+# Paced for watching: each map task takes half a second, so that a page sees progress move and
+# a test has time to act; counts its words in a counter of its own.
+PACED = WORDCOUNT + """
+import time
+
+
+class PacedMapper(WordMapper):
+    def setup(self):
+        time.sleep(0.5)
+
+    def map(self, line):
+        for word, one in super().map(line):
+            self.increment_counter("words", "seen")
+            yield word, one
+"""
+
+
+def write_paced_spec(tmp: Path, name: str, backend: str, lines: int = 6000, mapper: str = "PacedMapper",
+                     workers: int = 2) -> Path:
+    """A spec of the PACED job over `lines` generated lines in 1 KiB chunks (about 22 lines a
+    map task): 6,000 lines make some 130 tasks, a minute of work for two workers."""
+    (tmp / "job.py").write_text(PACED)
+    (tmp / "input.txt").write_text("".join(f"word{i % 97} and line {i}\n" for i in range(lines)))
+    spec = tmp / f"{name}.yaml"
+    spec.write_text(f"name: {name}\ninput: input.txt\n"
+                    f"job: {{module: job.py, mapper: {mapper}, reducer: SumReducer, combiner: SumReducer}}\n"
+                    f"workers: {workers}\nreducers: 2\nchunk_size: 1KiB\nbackend: {backend}\noutput: out.json\n")
+    return spec

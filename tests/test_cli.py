@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from mrctl.cli import app
 
 COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker", "history", "show",
-            "timeline"]
+            "timeline", "ui"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -159,7 +159,8 @@ class LocalCluster:
         if not local_registry.supported():
             return
         self._record = LocalRecord(self.id, self.job_name, self.job_id, str(self.dir),
-                                   local_registry.boot_id(), Process.of(os.getpid(), "master"))
+                                   local_registry.boot_id(), Process.of(os.getpid(), "master"),
+                                   redis_url=self.redis_url)
         self._save_record()
 
     def _save_record(self) -> None:

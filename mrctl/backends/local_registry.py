@@ -7,7 +7,12 @@ Layout, one file per cluster, written atomically (temp file + os.replace):
     {"cluster": "3f9a0c1d", "job": "wordcount", "job_id": "20260101-120000-ab12",
      "temp_dir": "/tmp/mrctl-local-3f9a0c1d-k2j3", "boot_id": "<kernel boot id>",
      "master": {"pid": 4242, "started": 123456, "role": "master"},
-     "children": [{"pid": 4250, "started": 123470, "role": "redis"}, ...]}
+     "children": [{"pid": 4250, "started": 123470, "role": "redis"}, ...],
+     "redis_url": "unix://:<password>@/tmp/mrctl-local-3f9a0c1d-k2j3/redis.sock?db=0"}
+
+The Redis URL (with the cluster's password, hence the 0600 file) lets `mrctl ui` in another
+terminal show the run live and send it commands, as `mrctl status` reads a Docker cluster's
+password from mrctl.credentials.
 
 A process is named by its pid *and* its start time (clock ticks after boot, field 22 of
 /proc/<pid>/stat) within one boot: a pid the kernel has since handed to another process
@@ -107,6 +112,7 @@ class LocalRecord:
     boot_id: str
     master: Process
     children: tuple[Process, ...] = ()
+    redis_url: str = ""  # "" in records written before the web page existed
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -146,6 +152,16 @@ def remove(cluster: str) -> None:
 
 def leftovers() -> list[LocalRecord]:
     """Records whose master is no longer running."""
+    return [r for r in records() if not r.master_running()]
+
+
+def running() -> list[LocalRecord]:
+    """Records whose master is running: local clusters at work now (mrctl ui lists them)."""
+    return [r for r in records() if r.master_running()]
+
+
+def records() -> list[LocalRecord]:
+    """Every readable record (an unreadable one is skipped with a warning)."""
     found = []
     for path in sorted(records_dir().glob("*.json")):
         try:
@@ -155,8 +171,7 @@ def leftovers() -> list[LocalRecord]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring %s: not a readable mrctl record (%s)", path, exc)
             continue
-        if not record.master_running():
-            found.append(record)
+        found.append(record)
     return found
 
 

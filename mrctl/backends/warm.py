@@ -30,7 +30,7 @@ from mrctl.backends import WorkerExit
 from mrctl.backends.docker import ClusterShape, DockerCluster, redis_url, short_name
 from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
-from mrctl.errors import InfraError, Interrupted, SpecError
+from mrctl.errors import Cancelled, InfraError, Interrupted, SpecError
 from mrctl.images import ClusterImages
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ def _number(short: str) -> int:
 def _outcome(exc_type: type[BaseException] | None) -> str:
     if exc_type is None:
         return "succeeded"
+    if issubclass(exc_type, Cancelled):
+        return "cancelled"
     return "interrupted" if issubclass(exc_type, Interrupted | KeyboardInterrupt) else "failed"
 
 

@@ -6,6 +6,7 @@ so the two sides of the protocol cannot drift apart; each module holds one side 
     attempts  the workers: claims, heartbeats, commits, failures (each a Lua script)
     shuffle   spilling: partitions and outputs leaving Redis and coming back
     warm      warm clusters: the lock, cleanup, history
+    live      the web page's channel: a run's live snapshot and its control commands
 
 Redis errors are translated here: a lost connection or a full Redis (maxmemory with
 noeviction) becomes an `InfraError` that says what happened and what to change.
@@ -23,6 +24,7 @@ from mrctl.broker.base import (
     translated_errors,
 )
 from mrctl.broker.jobs import Jobs
+from mrctl.broker.live import LiveState
 from mrctl.broker.shuffle import Shuffle
 from mrctl.broker.warm import WarmClusters
 
@@ -30,6 +32,6 @@ __all__ = ["FULL_ADVICE", "MAX_LOST_ATTEMPTS", "Broker", "Claim", "ClaimRequest"
            "translated_errors"]
 
 
-class Broker(WarmClusters, Shuffle, Attempts, Jobs):
+class Broker(LiveState, WarmClusters, Shuffle, Attempts, Jobs):
     """The protocol's Redis side for one cluster: job publication, claims, commits, leases,
-    spilling and warm clusters."""
+    spilling, warm clusters and the web page's live channel."""

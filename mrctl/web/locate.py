@@ -1,0 +1,90 @@
+"""Where runs are going on now, and how to reach their Redis: the way `mrctl status` and
+`mrctl down` find clusters. Local clusters from their records in the state directory
+(mrctl.backends.local_registry, which keep the Redis URL), Docker clusters (warm ones too)
+from their labels, each Redis reached with the password its starter saved (mrctl.credentials).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from mrctl import clusters
+from mrctl.backends import local_registry
+from mrctl.backends.docker import redis_url
+from mrctl.broker import Broker
+from mrctl.dockerhost import LABEL_ROLE, DockerHost
+from mrctl.errors import InfraError
+
+RUNNING_STATES = ("starting", "running")  # a cluster's job state (meta) while its run goes on
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """A run going on now, as the page lists it and reaches it."""
+
+    job_id: str
+    name: str
+    backend: str  # local | docker | warm
+    cluster: str
+    redis_url: str | None  # None: its Redis cannot be reached from here (no password, stopped)
+    phase: str = ""
+
+
+@dataclass(frozen=True)
+class Found:
+    """Everything going on: running jobs, Docker clusters, and why Docker was not looked at."""
+
+    runs: tuple[LiveRun, ...] = ()
+    clusters: tuple[clusters.ClusterStatus, ...] = ()
+    docker_note: str | None = None
+
+
+def discover() -> Found:
+    """Running jobs (local and Docker) and every Docker cluster with its status."""
+    runs = [LiveRun(r.job_id, r.job, "local", r.cluster, r.redis_url or None, _live_phase(r.redis_url, r.job_id))
+            for r in local_registry.running()]
+    try:
+        with DockerHost(timeout=10) as host:
+            statuses = clusters.status(host)
+            urls = {cid: _redis_url(cs) for cid, cs in clusters.clusters(host).items()}
+    except InfraError as exc:
+        return Found(tuple(runs), (), str(exc))
+    for s in statuses:
+        if s.state in RUNNING_STATES and s.job_id:
+            runs.append(LiveRun(s.job_id, s.job_name, "warm" if s.warm else "docker", s.cluster,
+                                urls.get(s.cluster), s.phase))
+    return Found(tuple(runs), tuple(statuses))
+
+
+def find(job_id: str) -> LiveRun | None:
+    """The running job `job_id`, or None when nothing runs it now."""
+    for record in local_registry.running():  # the cheap place first: no Docker engine needed
+        if record.job_id == job_id:
+            return LiveRun(record.job_id, record.job, "local", record.cluster, record.redis_url or None)
+    return next((r for r in discover().runs if r.job_id == job_id), None)
+
+
+def find_cluster(cid: str) -> clusters.ClusterStatus | None:
+    return next((c for c in discover().clusters if c.cluster == cid), None)
+
+
+def _live_phase(url: str, job_id: str) -> str:
+    """The phase of a local run's live snapshot ("" when its Redis cannot be read)."""
+    if not url:
+        return ""
+    broker = Broker(url, retries=0, socket_timeout=2)
+    try:
+        live = broker.live(job_id)
+    except InfraError:
+        return ""
+    finally:
+        broker.close()
+    return json.loads(live).get("phase", "") if live else "starting"
+
+
+def _redis_url(containers: list) -> str | None:
+    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) == "redis"), None)
+    if redis is None or redis.status != "running":
+        return None
+    return redis_url(redis)

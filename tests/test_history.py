@@ -1,0 +1,110 @@
+"""The run history (mrctl.history) under trouble: writers from several processes at once, a
+damaged file and a locked one. A run never fails for its history: it warns, naming the file;
+`mrctl history` cannot do without it and exits 3, naming the file.
+
+Each test has a history file of its own (MRCTL_HISTORY), given to the processes it starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import ROOT
+from jobs import write_paced_spec
+
+from mrctl.history import BUSY_TIMEOUT_S, History
+
+TIMEOUT_S = 180
+
+
+def mrctl(*args: str, history: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mrctl", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=TIMEOUT_S, env={**os.environ, "MRCTL_HISTORY": str(history)})
+
+
+def small_run(tmp: Path, name: str) -> Path:
+    """A quick local word count (no pacing), in a folder of its own."""
+    folder = tmp / name
+    folder.mkdir()
+    return write_paced_spec(folder, name, "local", lines=200, mapper="WordMapper")
+
+
+def test_two_runs_ending_at_once_are_both_recorded(tmp_path):
+    history = tmp_path / "history.sqlite"
+    specs = [small_run(tmp_path, f"twin-{i}") for i in (1, 2)]
+    env = {**os.environ, "MRCTL_HISTORY": str(history)}
+    runs = [subprocess.Popen([sys.executable, "-m", "mrctl", "run", str(spec), "--json"], cwd=spec.parent,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for spec in specs]
+    outputs = [run.communicate(timeout=TIMEOUT_S) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    with History(history) as h:
+        recorded = {row.name: row.status for row in h.runs(10)}
+    assert recorded == {"twin-1": "succeeded", "twin-2": "succeeded"}
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from mrctl.history import History
+    from mrctl.record import RunRecord
+
+    who, count = sys.argv[1], int(sys.argv[2])
+    with History() as h:
+        for i in range(count):
+            h.record(RunRecord(f"{who}-{i}", who, "succeeded", 0, time.time(), 0.1, "local", 1))
+""")
+
+
+def test_writers_in_two_processes_lose_nothing(tmp_path):
+    """Many records written at the same moments from two processes: every one is kept."""
+    env = {**os.environ, "MRCTL_HISTORY": str(tmp_path / "history.sqlite")}
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, who, "60"], env=env, stderr=subprocess.PIPE, text=True)
+               for who in ("a", "b")]
+    errors = [w.communicate(timeout=TIMEOUT_S)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    with History(tmp_path / "history.sqlite") as h:
+        ids = {row.job_id for row in h.runs(500)}
+    assert ids == {f"{who}-{i}" for who in ("a", "b") for i in range(60)}
+
+
+def test_a_damaged_history_warns_and_the_run_succeeds(tmp_path):
+    history = tmp_path / "history.sqlite"
+    history.write_bytes(b"this is no SQLite database\x00\xff" * 200)
+    spec = small_run(tmp_path, "damaged")
+    run = mrctl("run", str(spec), "--plain", history=history, cwd=spec.parent)
+    assert run.returncode == 0, run.stderr
+    assert (spec.parent / "out.json").exists()
+    assert "the run was not recorded in the history" in run.stderr and str(history) in run.stderr, run.stderr
+    listed = mrctl("history", history=history)
+    assert listed.returncode == 3, listed
+    assert str(history) in listed.stderr and "damaged" in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr
+
+
+def test_a_locked_history_warns_and_the_run_succeeds(tmp_path):
+    history = tmp_path / "history.sqlite"
+    with History(history):
+        pass  # a history as mrctl makes it (WAL journal)
+    holder = sqlite3.connect(history, isolation_level=None)
+    try:
+        # Another process holds it exclusively, readers shut out too (a plain BEGIN EXCLUSIVE
+        # in WAL mode still lets readers in)
+        holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        spec = small_run(tmp_path, "locked")
+        run = mrctl("run", str(spec), "--plain", history=history, cwd=spec.parent)
+        assert run.returncode == 0, run.stderr
+        assert (spec.parent / "out.json").exists()
+        warning = run.stderr
+        assert "the run was not recorded in the history" in warning and str(history) in warning, warning
+        assert "locked" in warning and f"{BUSY_TIMEOUT_S:g}s" in warning, warning
+        listed = mrctl("history", history=history)
+        assert listed.returncode == 3, listed
+        assert str(history) in listed.stderr and "locked" in listed.stderr, listed.stderr
+    finally:
+        holder.close()
+    assert mrctl("history", history=history).returncode == 0, "the history works again once released"
