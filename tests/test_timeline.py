@@ -316,16 +316,17 @@ def test_wordcount_with_chaos_on_docker_draws_workers_replacements_and_killed_at
     assert lost and {lay.rows[b.row] for b in lost} <= set(killed)
 
 
-def test_the_worker_image_leaves_the_drawing_library_out():
-    """Workers never draw: matplotlib (about 210 MB with numpy, pillow and fonts) stays on the
-    host. The Docker tests build the image from exactly these requirements."""
+def test_the_worker_image_leaves_the_drawing_library_and_the_web_stack_out():
+    """Workers never draw or serve a page: matplotlib (about 210 MB with numpy, pillow and
+    fonts), starlette and uvicorn stay on the host. The Docker tests build the image from
+    exactly these requirements."""
     import tomllib
 
     from mrctl.images import worker_requirements
 
+    host_only = ("matplotlib", "starlette", "uvicorn")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert any(d.startswith("matplotlib") for d in declared)
+    assert all(any(d.startswith(name) for d in declared) for name in host_only)
     needed = worker_requirements()
-    assert not any(d.startswith("matplotlib") for d in needed)
-    assert set(needed) == {d for d in declared if not d.startswith("matplotlib")}
+    assert set(needed) == {d for d in declared if not d.startswith(host_only)}
     assert "--no-deps /tmp/wheels/*.whl" in (ROOT / "Dockerfile.worker").read_text()
