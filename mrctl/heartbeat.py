@@ -5,9 +5,10 @@ the GIL for longer than a lease: the worker would be declared dead while it work
 is a child process (`python -m mrctl.heartbeat`, so nothing of the worker's own main module is
 re-run) with its own Redis connection. It:
 
-- publishes the worker's heartbeat and renews its task's lease every lease/3 seconds, and at
-  once when the worker reports a new state (a task started or ended);
-- enforces task_timeout: it interrupts the user code (a message, then SIGUSR1: the worker
+- publishes the worker's heartbeat and renews the leases of the tasks it holds (the one it
+  runs, and the rest of its batch of tiny tasks) every lease/3 seconds;
+- enforces task_timeout (over a batch of tiny tasks, reported as one, from the batch's start):
+  it interrupts the user code (a message, then SIGUSR1: the worker
   raises TaskTimeout), and if the code does not give way within a grace period it kills the
   worker, so that its supervisor starts a fresh one;
 - stops an attempt that lost its race to another attempt (TaskCancelled, the same way);
@@ -51,6 +52,7 @@ class BeatState:
     user_code: bool = False  # the job's code runs: only then may it be interrupted
     lease_s: float = 10.0
     task_timeout: float = 300.0
+    held: list[str] = field(default_factory=list)  # "<tid>@<attempt>": the rest of its batch
 
     def info(self) -> dict[str, Any]:
         busy = self.tid is not None
@@ -88,7 +90,7 @@ class HeartbeatKeeper:
         """Beat once; returns the action taken: "cancel", "timeout", "kill" or None."""
         s = self.state
         reply = self.broker.heartbeat(self.options.name, {**s.info(), "pid": self.options.worker_pid},
-                                      s.job, s.tid, s.attempt, s.lease_s)
+                                      s.job, s.tid, s.attempt, s.lease_s, s.held)
         if s.tid is None or not s.user_code:
             return None
         if self.interrupted_at is None:

@@ -162,9 +162,10 @@ def progress(job: str) -> str:
     return f"{job_prefix(job)}progress"
 
 
-# mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>") or COMMIT
-#   ("1" | "0") already executed, kept 60 s (REPLY_TTL_MS), so that a call retried after its
-#   reply was lost gets the same answer instead of a second claim or a false refusal
+# mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>", several
+#   space-separated for a batch) or COMMIT ("1" | "0") already executed, kept 60 s (REPLY_TTL_MS),
+#   so that a call retried after its reply was lost gets the same answer instead of a second
+#   claim or a false refusal
 def reply(job: str, request: str) -> str:
     return f"{job_prefix(job)}reply:{request}"
 

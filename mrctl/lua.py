@@ -33,12 +33,17 @@ end
 """
 
 # KEYS: queue, leases, deadlines, meta, reply (of this request), attempt log
-# ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix, reply_ttl_ms
-# Returns {tid, attempt, task fields (flat), input}: a map's chunk bytes, or a reduce's flat
-# partition hash; read in the same atomic step, so a backup whose original commits meanwhile
-# still gets its input. Ids of tasks that ended while queued are skipped. Idempotent: a
-# request that already claimed (its reply lost, the call retried) gets the same attempt again
-# while it is live, and nothing once it has ended.
+# ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix, reply_ttl_ms,
+#       max_tasks, max_bytes
+# Returns a list of claims, each {tid, attempt, task fields (flat), input}: a map's chunk
+# bytes, or a reduce's flat partition hash; read in the same atomic step, so a backup whose
+# original commits meanwhile still gets its input. Ids of tasks that ended while queued are
+# skipped. A batch (tiny tasks): after the first task, further queued map tasks are claimed
+# while there are fewer than max_tasks and their chunks total at most max_bytes, each its own
+# attempt with its own lease, deadline and log entry (fencing per task, as for one); a reduce
+# task or a backup attempt is never batched (it goes back to the front, or runs alone).
+# Idempotent: a request that already claimed (its reply lost, the call retried) gets the same
+# attempts again while they are live, and nothing once they have ended.
 CLAIM = _NOW + _LOG + """
 local function answer(tid, attempt)
   local tkey = ARGV[1] .. tid
@@ -50,19 +55,38 @@ local function answer(tid, attempt)
   end
   return {tid, attempt, redis.call('HGETALL', tkey), input}
 end
+local taken, members = {}, {}
 local prior = redis.call('GET', KEYS[5])
-if prior then  -- only while that attempt still lives: a reaped or beaten one is no answer
-  local tid, attempt = string.match(prior, '^(.*)@(%d+)$')
-  if redis.call('HGET', ARGV[1] .. tid, 'live:' .. attempt) then return answer(tid, tonumber(attempt)) end
-  return false
+if prior then  -- only while those attempts still live: a reaped or beaten one is no answer
+  for member in string.gmatch(prior, '%S+') do
+    local tid, attempt = string.match(member, '^(.*)@(%d+)$')
+    if redis.call('HGET', ARGV[1] .. tid, 'live:' .. attempt) then
+      taken[#taken + 1] = answer(tid, tonumber(attempt))
+    end
+  end
+  if #taken == 0 then return false end
+  return taken
 end
 if redis.call('HGET', KEYS[4], 'state') ~= 'running' then return false end
-while true do
+local max_tasks, max_bytes, bytes = tonumber(ARGV[8] or 1), tonumber(ARGV[9] or 0), 0
+while #taken < max_tasks do
   local tid = redis.call('LPOP', KEYS[1])
-  if not tid then return false end
+  if not tid then break end
   local tkey = ARGV[1] .. tid
   local state = redis.call('HGET', tkey, 'state')
   if state == 'pending' or state == 'running' then
+    local is_map = string.sub(tid, 1, 2) == 'm:'
+    if #taken > 0 then  -- joining a batch: a pending map task whose chunk still fits
+      local size = -1
+      if is_map and state == 'pending' then size = redis.call('STRLEN', ARGV[5] .. tid) end
+      if size < 0 or bytes + size > max_bytes then
+        redis.call('LPUSH', KEYS[1], tid)
+        break
+      end
+      bytes = bytes + size
+    elseif is_map then
+      bytes = redis.call('STRLEN', ARGV[5] .. tid)
+    end
     local attempt = redis.call('HINCRBY', tkey, 'attempt', 1)
     redis.call('HINCRBY', tkey, 'live', 1)
     redis.call('HSET', tkey, 'state', 'running', 'worker', ARGV[2], 'claimed_ms', now,
@@ -70,11 +94,15 @@ while true do
     local member = tid .. '@' .. attempt
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), member)
     redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), member)
-    redis.call('SET', KEYS[5], member, 'PX', ARGV[7])
     log_start(KEYS[6], tid, attempt, ARGV[2], state == 'running' and 1 or 0)  -- running: a backup
-    return answer(tid, attempt)
+    taken[#taken + 1] = answer(tid, attempt)
+    members[#members + 1] = member
+    if state == 'running' or not is_map then break end  -- a backup or a reduce runs alone
   end
 end
+if #taken == 0 then return false end
+redis.call('SET', KEYS[5], table.concat(members, ' '), 'PX', ARGV[7])
+return taken
 """
 
 # Ends every live attempt of a task (lease and deadline members too); each one but `winner`
@@ -271,13 +299,20 @@ reap(KEYS[2], 'timeout', 'exceeded task_timeout of ' .. ARGV[4] .. 's')
 return ended
 """
 
-# KEYS: workers, beats, leases, task   ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms
-# Returns 1 while the worker's attempt is still live (or it has none); 2 once another attempt
-# of its task committed while it was live (cancelled: stop working on it); 0 once it ended
-# otherwise (reaped: a zombie, whose commit will be refused).
+# KEYS: workers, beats, leases, task
+# ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms, then the members
+#       ("<tid>@<attempt>") of the other attempts the worker holds (the rest of a batch)
+# Renews the lease of every attempt the worker holds that is still live (ZADD XX: an ended
+# attempt's member is gone and stays gone). Returns, for the attempt it runs (tid): 1 while it
+# is still live (or it has none); 2 once another attempt of its task committed while it was
+# live (cancelled: stop working on it); 0 once it ended otherwise (reaped: a zombie, whose
+# commit will be refused).
 BEAT = _NOW + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now)
+for i = 6, #ARGV do
+  redis.call('ZADD', KEYS[3], 'XX', now + tonumber(ARGV[5]), ARGV[i])
+end
 if ARGV[3] == '' then return 1 end
 local st = redis.call('HMGET', KEYS[4], 'state', 'live:' .. ARGV[4], 'cancelled:' .. ARGV[4])
 if st[1] == 'running' and st[2] then

@@ -345,8 +345,9 @@ class Master(MasterView):
             output_log.info("[%s %s] %s", o.get("worker"), o.get("tid"), o.get("line"))
 
     def worker_lost(self, exit: WorkerExit) -> bool:
-        """Requeue at once the attempts a dead worker held (the one it ran, and one it had
-        claimed with its last commit), instead of waiting for their leases; returns whether
+        """Requeue at once every attempt a dead worker held (the one it ran, the rest of its
+        batch of tiny tasks, those it had claimed with its last commit), instead of waiting
+        for their leases; returns whether
         the worker had done any work (held a task, or finished one).
 
         Safe against a stale view: the fail script only ends the attempt if it is still the

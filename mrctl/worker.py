@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mrctl import tasks
-from mrctl.broker import Broker, Claim, ClaimRequest
+from mrctl import batching, tasks
+from mrctl.broker import Broker, Claim, ClaimRequest, MapCommit
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.formats import ChunkFormat
 from mrctl.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
@@ -72,7 +72,10 @@ class Worker:
         self._stop = threading.Event()
         self._loaded: tuple[str, JobClasses, dict[str, str]] | None = None
         self._job: str | None = None  # the job this worker serves (mrctl:current, as last read)
-        self._next: Claim | None = None  # the next task of that job, claimed with the last commit
+        self._next: list[Claim] = []  # the next tasks of that job, claimed with the last commit
+        self._sizer = batching.BatchSizer()  # how many tiny tasks a claim takes
+        self._announced: tuple[str, str, int] | None = None  # (job, tid, attempt) the keeper knows
+        self._reannounce = False  # a task of the batch was interrupted: tell the keeper afresh
         self._settings: tuple[str, dict[str, str]] | None = None  # that job's meta, read once
 
     # -- driver ---------------------------------------------------------------------------
@@ -124,17 +127,17 @@ class Worker:
                     self.broker.wait_for_task(self.options.poll_s)  # woken by a queued task
         finally:
             self._stop.set()
-            self._release_next()
+            if self._job is not None:  # claimed with the last commit, never started
+                self._release(self._job, self._next, "stopped before starting it")
         return 0
 
-    def _release_next(self) -> None:
-        """A claim taken with the last commit but never started goes back at once (as a lost
-        attempt: not the task's fault), instead of waiting out its lease."""
-        claim, self._next = self._next, None
-        if claim is not None and self._job is not None:
+    def _release(self, job: str, claims: list[Claim], why: str) -> None:
+        """Give claimed but unstarted tasks back at once (as lost attempts: not the tasks'
+        fault), instead of letting their leases run out."""
+        for claim in claims:
             try:
-                self.broker.fail_attempt(self._job, claim.tid, claim.attempt, 1 << 30,
-                                         f"worker {self.name} stopped before starting it", "", "lost")
+                self.broker.fail_attempt(job, claim.tid, claim.attempt, 1 << 30, f"worker {self.name} {why}",
+                                         "", "lost")
             except InfraError:
                 pass  # its lease runs out instead
 
@@ -142,20 +145,21 @@ class Worker:
         self._stop.set()
 
     def tick(self) -> bool | None:
-        """One step: claim and run one task. True if a task ran (or the job changed: look
-        again at once), False if there was none, None if a burst worker is done.
+        """One step: claim and run a task, or a batch of tiny map tasks. True if a task ran (or
+        the job changed: look again at once), False if there was none, None if a burst worker
+        is done.
 
-        The claim script checks that the job is running, and a map task's commit claims the
-        next task in the same round trip, so the usual step is one round trip; the current job
-        and its state are read only when no task was claimed.
+        The claim script checks that the job is running, and the commit of a batch's map tasks
+        claims the next batch in the same round trip, so the usual step is one round trip; the
+        current job and its state are read only when no task was claimed.
         """
         job = self._job
         if job is not None and (meta := self._job_meta(job)):
-            claim, self._next = self._next, None
-            claim = claim or self.broker.claim_task(job, self.name, self._lease_s(meta),
-                                                    float(meta.get("task_timeout", 300)))
-            if claim is not None:
-                self._run_claim(job, meta, claim)
+            claims, self._next = self._next, []
+            if not claims and (request := self._claim_request(meta)) is not None:
+                claims = self.broker.claim_tasks(job, request)
+            if claims:
+                self._run_batch(job, meta, claims)
                 return True
         current = self.broker.current_job()
         if current != job:
@@ -176,12 +180,14 @@ class Worker:
 
     # -- one task -------------------------------------------------------------------------
 
-    def _claim_request(self, meta: dict[str, str]) -> ClaimRequest | None:
-        """Claim the next task with this commit, unless this worker is about to stop."""
-        last = self.options.max_tasks is not None and self.tasks_done + 1 >= self.options.max_tasks
-        if last or self._stop.is_set():
+    def _claim_request(self, meta: dict[str, str], committing: int = 0) -> ClaimRequest | None:
+        """The next claim (with a commit of `committing` tasks, or alone): as many tasks as the
+        measured pace calls for (mrctl.batching), none when this worker is about to stop."""
+        left = None if self.options.max_tasks is None else self.options.max_tasks - self.tasks_done - committing
+        if (left is not None and left <= 0) or self._stop.is_set():
             return None
-        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)))
+        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)),
+                            self._sizer.size(left), batching.MAX_BYTES)
 
     def _lease_s(self, meta: dict[str, str]) -> float:
         """The job's lease (published by the master), else this worker's default."""
@@ -198,43 +204,87 @@ class Worker:
             self._loaded = (job, classes, meta)
         return self._loaded[1]
 
-    def _run_claim(self, job: str, meta: dict[str, str], claim: Claim) -> None:
+    def _run_batch(self, job: str, meta: dict[str, str], claims: list[Claim]) -> None:
+        """Run claimed tasks in order; the map tasks among them commit together, with the next
+        claim, in one round trip. The keeper hears of the batch once (its tasks' leases, and
+        one task_timeout from its start), and afresh after a task of it was interrupted."""
+        started = time.perf_counter()
+        self._announce(job, meta, claims)
+        if len(claims) > 1:
+            log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
+        done: list[MapCommit] = []
+        for i, claim in enumerate(claims):
+            if i and time.perf_counter() - started > batching.STALE_S:
+                self._release(job, claims[i:], "gave it back unstarted: its batch ran long")
+                break
+            if i and self._reannounce:
+                self._announce(job, meta, claims[i:])
+            self._run_claim(job, meta, claim, done, alone=len(claims) == 1)
+        self._commit(job, meta, done)
+        if done:
+            self._sizer.observe(time.perf_counter() - started, len(claims))
+        if not self._next:  # idle now; else the next batch's report replaces this one
+            self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)
+
+    def _announce(self, job: str, meta: dict[str, str], claims: list[Claim]) -> None:
+        """Tell the keeper what this worker now runs and holds (one message per batch)."""
+        first = claims[0]
+        self._announced, self._reannounce = (job, first.tid, first.attempt), False
+        self._report(job=job, tid=first.tid, attempt=first.attempt, lease_s=self._lease_s(meta),
+                     task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
+                     tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in claims[1:]])
+
+    def _run_claim(self, job: str, meta: dict[str, str], claim: Claim, done: list[MapCommit],
+                   alone: bool) -> None:
+        """Run one task: a reduce commits at once, a map's commit joins `done` (the batch's)."""
         self.current = _Current(job, claim.tid, claim.attempt)
         self._capture = OutputCapture() if meta.get("worker_output") == "1" else None
-        # One message to the keeper per task: the attempt it may interrupt from now on (this
-        # side ignores an interruption outside the job's code, see _on_interruption)
-        self._report(job=job, tid=claim.tid, attempt=claim.attempt, lease_s=self._lease_s(meta),
-                     task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
-                     tasks_done=self.tasks_done)
-        log.info("task %s attempt %d start%s", claim.tid, claim.attempt, _describe_input(claim.fields))
+        log.log(logging.INFO if alone else logging.DEBUG, "task %s attempt %d start%s", claim.tid, claim.attempt,
+                _describe_input(claim.fields))
         started = time.perf_counter()
         try:
-            committed, records = self._execute(job, meta, claim)
+            committed, records = self._execute(job, meta, claim, done)
         except (KeeperLost, InfraError):
             raise  # not the task's fault: the loop retries Redis or ends the worker; the
             # attempt's lease, no longer renewed, expires and the task runs elsewhere
         except TaskCancelled:
+            self._reannounce = True
             log.info("task %s attempt %d cancelled: another attempt committed first", claim.tid, claim.attempt)
             self.broker.add_event(job, "cancelled", claim.tid, claim.attempt, self.name,
                                   "cancelled: another attempt committed first")
         except Exception as exc:
+            self._reannounce = True
             self._report_failure(job, meta, claim, exc)
         else:
-            took = time.perf_counter() - started
-            if committed:
-                self.tasks_done += 1
-                log.info("task %s attempt %d done: %d records in, %.2fs",
-                         claim.tid, claim.attempt, records, took)
-            else:
-                log.warning("task %s attempt %d: commit refused (superseded by a newer attempt)",
-                            claim.tid, claim.attempt)
+            if committed is not None:  # a reduce: committed (or refused) already
+                self._log_commit(claim, committed, records, time.perf_counter() - started)
         finally:
             self.current = _Current(job)
-            if self._next is None:  # idle now; else the next task's report replaces this one
-                self._report(tid=None, attempt=0, user_code=False, tasks_done=self.tasks_done)
             self._ship_output(job, claim)
 
-    def _execute(self, job: str, meta: dict[str, str], claim: Claim) -> tuple[bool, int]:
+    def _commit(self, job: str, meta: dict[str, str], done: list[MapCommit]) -> None:
+        """Commit the batch's map tasks, each fenced by its attempt, claiming the next batch."""
+        if not done:
+            return
+        oks, self._next = self.broker.commit_maps_then_claim(job, self.name, done,
+                                                             self._claim_request(meta, len(done)))
+        for commit, ok in zip(done, oks, strict=True):
+            self._log_commit(commit, ok, commit.counters["records_in"], commit.counters["map_ms"] / 1000,
+                             len(done) == 1)
+
+    def _log_commit(self, claim: Claim | MapCommit, ok: bool, records: int, took: float, alone: bool = True) -> None:
+        if ok:
+            self.tasks_done += 1
+            log.log(logging.INFO if alone else logging.DEBUG, "task %s attempt %d done: %d records in, %.2fs",
+                    claim.tid, claim.attempt, records, took)
+        else:
+            log.warning("task %s attempt %d: commit refused (superseded by a newer attempt)",
+                        claim.tid, claim.attempt)
+
+    def _execute(self, job: str, meta: dict[str, str], claim: Claim,
+                 done: list[MapCommit]) -> tuple[bool | None, int]:
+        """Run a task's code: a map's commit joins `done` (None: not committed yet), a reduce
+        commits now. Returns (committed, records in)."""
         classes = self._classes(job)
         reducers = int(meta["reducers"])
         if claim.tid.startswith("m:"):
@@ -253,10 +303,9 @@ class Worker:
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors, "bad_records": result.bad_records,
                         "map_ms": int((time.perf_counter() - started) * 1000)}
-            ok, self._next = self.broker.commit_map_then_claim(
-                job, claim.tid, claim.attempt, self.name, result.blobs, counters, context.counters,
-                result.bad_samples, self._claim_request(meta))
-            return ok, result.records_in
+            done.append(MapCommit(claim.tid, claim.attempt, result.blobs, counters, context.counters,
+                                  result.bad_samples))
+            return None, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
         context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta))
         with self._user_code():
@@ -277,7 +326,7 @@ class Worker:
             with capture.capturing() if capture else contextlib.nullcontext():
                 yield
         finally:
-            # the keeper hears of it with the task's end (_run_claim): an interruption it
+            # the keeper hears of it with the batch's end (_run_batch): an interruption it
             # sends meanwhile is ignored here (_on_interruption reads this flag)
             self.current.user_code = False
 
@@ -304,10 +353,14 @@ class Worker:
 
     def _on_interruption(self, signum: int, frame: object) -> None:
         """SIGUSR1 from the keeper: raise TaskTimeout or TaskCancelled in the user's code, if
-        the interruption is for the attempt that is running it now."""
+        the interruption is for what runs it now. The keeper knows a batch by its first task:
+        its timeout is the batch's (whichever task runs), its cancellation that task's own."""
         found = self.beats.interruption() if self.beats is not None else None
         cur = self.current
-        if found is None or not cur.user_code or found[1:] != (cur.job, cur.tid, cur.attempt):
+        if found is None or found[1:] != self._announced:
+            return  # stale: about a batch (or task) that has ended
+        if not cur.user_code or (found[0] == "cancel" and found[1:] != (cur.job, cur.tid, cur.attempt)):
+            self._reannounce = True  # the keeper waits for its interruption to work: tell it anew
             return
         if found[0] == "cancel":
             log.info("task %s attempt %d: another attempt committed first; cancelling it", cur.tid, cur.attempt)

@@ -468,7 +468,7 @@ def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
     args = [keys.task_prefix("J"), "w1", 30_000, 300_000, keys.chunk_prefix("J"), keys.part_prefix("J"),
             keys.REPLY_TTL_MS]
     first = broker._claim(keys=claim_keys, args=args)
-    assert first[0] == b"m:0" and broker._claim(keys=claim_keys, args=args)[0] == b"m:0"  # replay: same
+    assert first[0][0] == b"m:0" and broker._claim(keys=claim_keys, args=args)[0][0] == b"m:0"  # replay: same
     assert broker.fail_attempt("J", "m:0", 1, 4, "lease expired", "", "lost") == 1  # reaped meanwhile
     assert broker._claim(keys=claim_keys, args=args) is None  # a replay no longer hands it out
     assert broker.claim_task("J", "w2", 30, 300).tid == "m:1"  # nothing else disturbed

@@ -20,6 +20,7 @@ from mrctl.broker.base import (
     MAX_LOST_ATTEMPTS,
     Claim,
     ClaimRequest,
+    MapCommit,
     RedisFull,
     translated_errors,
 )
@@ -28,7 +29,7 @@ from mrctl.broker.live import LiveState
 from mrctl.broker.shuffle import Shuffle
 from mrctl.broker.warm import WarmClusters
 
-__all__ = ["FULL_ADVICE", "MAX_LOST_ATTEMPTS", "Broker", "Claim", "ClaimRequest", "RedisFull",
+__all__ = ["FULL_ADVICE", "MAX_LOST_ATTEMPTS", "Broker", "Claim", "ClaimRequest", "MapCommit", "RedisFull",
            "translated_errors"]
 
 

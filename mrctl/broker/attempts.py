@@ -14,6 +14,7 @@ from mrctl.broker.base import (
     BrokerBase,
     Claim,
     ClaimRequest,
+    MapCommit,
     _claimed,
     _decode,
     _with_user_counters,
@@ -37,8 +38,14 @@ class Attempts(BrokerBase):
 
     def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
         """Atomically take the next queued task into a visible in-flight record with a lease."""
+        claims = self.claim_tasks(job, ClaimRequest(worker, lease_s, timeout_s))
+        return claims[0] if claims else None
+
+    def claim_tasks(self, job: str, request: ClaimRequest) -> list[Claim]:
+        """claim_task for up to request.max_tasks small map tasks at once (see lua.CLAIM): each
+        its own attempt, lease and deadline, atomically; none when nothing is queued."""
         with translated_errors("claiming a task"):
-            return _claimed(self._claim(**self._claim_call(job, ClaimRequest(worker, lease_s, timeout_s))))
+            return _claimed(self._claim(**self._claim_call(job, request)))
 
     def _claim_call(self, job: str, request: ClaimRequest) -> dict[str, list]:
         """CLAIM's keys and args; a retry after a lost reply repeats the request id: same answer."""
@@ -46,13 +53,15 @@ class Attempts(BrokerBase):
                          keys.reply(job, secrets.token_hex(8)), keys.attempt_log(job)],
                 "args": [keys.task_prefix(job), request.worker, int(request.lease_s * 1000),
                          int(request.timeout_s * 1000), keys.chunk_prefix(job), keys.part_prefix(job),
-                         keys.REPLY_TTL_MS]}
+                         keys.REPLY_TTL_MS, max(1, request.max_tasks), request.max_bytes]}
 
     def heartbeat(
         self, worker: str, info: dict[str, Any], job: str | None = None,
-        tid: str | None = None, attempt: int = 0, lease_s: float = 0.0,
+        tid: str | None = None, attempt: int = 0, lease_s: float = 0.0, held: Sequence[str] = (),
     ) -> str:
-        """Record the worker as alive and renew its task's lease. Returns the attempt's state:
+        """Record the worker as alive and renew the lease of its task and of the attempts it
+        holds besides (`held`: "<tid>@<attempt>", the rest of a batch). Returns the state of
+        the attempt of `tid`:
         "live"; "cancelled" once another attempt of the task committed first (stop it); or
         "ended" once it was reaped (a zombie: its commit will be refused)."""
         task_key = keys.task(job, tid) if job and tid else keys.workers()
@@ -60,7 +69,7 @@ class Attempts(BrokerBase):
         with translated_errors("sending a heartbeat"):
             code = int(self._beat(
                 keys=[keys.workers(), keys.beats(), leases, task_key],
-                args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000)],
+                args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000), *held],
             ))
         return {1: "live", 2: "cancelled"}.get(code, "ended")
 
@@ -72,24 +81,31 @@ class Attempts(BrokerBase):
     ) -> bool:
         """Atomically publish a map attempt's partition blobs, its counters (the job's own
         counters too) and its first skipped records, iff it is the current attempt."""
-        return self.commit_map_then_claim(job, tid, attempt, worker, blobs, counters, user_counters,
-                                          bad_samples)[0]
+        done = MapCommit(tid, attempt, blobs, counters, user_counters, bad_samples)
+        return self.commit_maps_then_claim(job, worker, [done])[0][0]
 
-    def commit_map_then_claim(
-        self, job: str, tid: str, attempt: int, worker: str,
-        blobs: dict[int, bytes], counters: dict[str, int],
-        user_counters: Mapping[tuple[str, str], int] | None = None,
-        bad_samples: Sequence[tuple[int, str]] = (), then_claim: ClaimRequest | None = None,
-    ) -> tuple[bool, Claim | None]:
-        """commit_map, and with `then_claim` the worker's next claim in the same round trip (a
-        step of its own, atomic like claim_task): (committed, the next claim or None). Tiny
-        tasks then cost one round trip each instead of two."""
-        index = tid[2:]
-        writes = [(keys.part(job, r), index, blob) for r, blob in blobs.items()]
-        if bad_samples:
-            writes.append((keys.bad_records(job), tid, json.dumps(bad_samples).encode()))
-        return self._commit_attempt(job, tid, attempt, worker, keys.chunk(job, tid),
-                                    _with_user_counters(counters, user_counters), writes, then_claim)
+    def commit_maps_then_claim(
+        self, job: str, worker: str, commits: Sequence[MapCommit], then_claim: ClaimRequest | None = None,
+    ) -> tuple[list[bool], list[Claim]]:
+        """commit_map for each of `commits` (each its own atomic, fenced step), and with
+        `then_claim` the worker's next claim (claim_tasks), all in one round trip: (committed
+        or refused, per commit; the next claims). Tiny tasks then cost a round trip per batch."""
+        token = secrets.token_hex(8)  # a request id per commit: "<token>.<i>"
+        calls = []
+        for i, c in enumerate(commits):
+            index = c.tid[2:]
+            writes = [(keys.part(job, r), index, blob) for r, blob in c.blobs.items()]
+            if c.bad_samples:
+                writes.append((keys.bad_records(job), c.tid, json.dumps(c.bad_samples).encode()))
+            calls.append(self._commit_call(job, c.tid, c.attempt, worker, keys.chunk(job, c.tid),
+                                           _with_user_counters(c.counters, c.user_counters), writes,
+                                           f"{token}.{i}"))
+        if then_claim is not None:
+            claim = self._claim_call(job, then_claim)
+            calls.append((self._claim, claim["keys"], claim["args"]))
+        with translated_errors(f"committing {commits[0].tid}" if commits else "claiming a task"):
+            done = self._scripts(calls)
+        return [bool(ok) for ok in done[:len(commits)]], _claimed(done[-1]) if then_claim is not None else []
 
     def commit_reduce(
         self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
@@ -99,7 +115,7 @@ class Attempts(BrokerBase):
         input, iff it is the current attempt."""
         writes = [(keys.out(job, r), "", blob)]
         return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
-                                    _with_user_counters(counters, user_counters), writes)[0]
+                                    _with_user_counters(counters, user_counters), writes)
 
     def bad_records(self, job: str) -> dict[str, list[tuple[int, str]]]:
         """The first skipped records of each committed map task: tid -> [(line in chunk, error)]."""
@@ -110,24 +126,25 @@ class Attempts(BrokerBase):
     def _commit_attempt(
         self, job: str, tid: str, attempt: int, worker: str, consumed: str,
         counters: dict[str, int], writes: list[tuple[str, str, bytes]],
-        then_claim: ClaimRequest | None = None,
-    ) -> tuple[bool, Claim | None]:
+    ) -> bool:
+        with translated_errors(f"committing {tid}"):
+            return bool(self._scripts([self._commit_call(job, tid, attempt, worker, consumed, counters, writes,
+                                                         secrets.token_hex(8))])[0])
+
+    def _commit_call(
+        self, job: str, tid: str, attempt: int, worker: str, consumed: str,
+        counters: dict[str, int], writes: list[tuple[str, str, bytes]], request: str,
+    ) -> tuple[Any, list, list]:
+        """COMMIT's call; a retry after a lost reply repeats the request id: same answer."""
         args: list[Any] = [tid, attempt, worker, keys.REPLY_TTL_MS, len(counters)]
         for name, value in counters.items():
             args += [name, value]
         for write in writes:
             args += list(write)
-        with translated_errors(f"committing {tid}"):
-            calls = [(self._commit,  # a retry after a lost reply repeats the request id
-                      [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job),
-                       keys.events(job), consumed, keys.reply(job, secrets.token_hex(8)), keys.progress(job),
-                       keys.attempt_log(job)],
-                      args)]
-            if then_claim is not None:
-                claim = self._claim_call(job, then_claim)
-                calls.append((self._claim, claim["keys"], claim["args"]))
-            done = self._scripts(calls)
-        return bool(done[0]), _claimed(done[1]) if then_claim is not None else None
+        return (self._commit,
+                [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
+                 consumed, keys.reply(job, request), keys.progress(job), keys.attempt_log(job)],
+                args)
 
     def fail_attempt(
         self, job: str, tid: str, attempt: int, max_attempts: int,

@@ -1,10 +1,10 @@
 """The broker's foundation: the connection, Redis errors translated into mrctl's, the Lua
-scripts registered once, and the plain data that crosses it (Claim, ClaimRequest)."""
+scripts registered once, and the plain data that crosses it (Claim, ClaimRequest, MapCommit)."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,23 +86,38 @@ def _attempt_member(member: bytes) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class ClaimRequest:
-    """Who claims a task, and the lease and timeout its attempt gets."""
+    """Who claims, the lease and timeout each attempt gets, and how many queued map tasks one
+    claim may take at once (a batch of tiny tasks: at most `max_tasks`, chunks of at most
+    `max_bytes` in all; each task its own attempt)."""
 
     worker: str
     lease_s: float
     timeout_s: float
+    max_tasks: int = 1
+    max_bytes: int = 0
 
 
-def _claimed(got: list | None) -> Claim | None:
-    """A Claim from CLAIM's reply ({tid, attempt, task fields, input}), or None."""
-    if not got:
-        return None
-    tid, attempt, flat_fields, data = got[0].decode(), int(got[1]), got[2], got[3]
-    fields = _decode(_hash_of(flat_fields))
+@dataclass(frozen=True)
+class MapCommit:
+    """What one map attempt publishes: its partition blobs, counters, skipped records."""
+
+    tid: str
+    attempt: int
+    blobs: dict[int, bytes]
+    counters: dict[str, int]
+    user_counters: Mapping[tuple[str, str], int] | None = None
+    bad_samples: Sequence[tuple[int, str]] = ()
+
+
+def _claimed(got: list | None) -> list[Claim]:
+    """The Claims of CLAIM's reply (a list of {tid, attempt, task fields, input}), maybe none."""
+    return [_claim_of(*one) for one in got or ()]
+
+
+def _claim_of(tid: bytes, attempt: int, flat_fields: list[bytes], data: Any) -> Claim:
     if isinstance(data, list):  # a reduce's partition: map index -> blob
         data = {int(k): v for k, v in _hash_of(data).items()}
-    return Claim(tid, attempt, fields, data)
-
+    return Claim(tid.decode(), int(attempt), _decode(_hash_of(flat_fields)), data)
 
 
 class BrokerBase:

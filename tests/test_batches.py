@@ -1,0 +1,158 @@
+"""Batches of tiny map tasks (mrctl.batching): one claim takes several queued map tasks, each its
+own attempt, lease, deadline and attempt-log entry, so fencing stays per task."""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+
+from conftest import sequential_wordcount
+from jobs import WORDCOUNT, make_spec
+
+from mrctl import keys
+from mrctl.broker import ClaimRequest, MapCommit
+from mrctl.runner import run_job
+
+JOB = "J"
+
+
+def _queue_maps(broker, n, size=3):
+    broker.publish_job(JOB, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i}, b"x" * (size - 1) + b"\n")
+                               for i in range(n)])
+
+
+def _done(claim):
+    return MapCommit(claim.tid, claim.attempt, {0: claim.tid.encode()}, {"maps_done": 1})
+
+
+def _log(broker):
+    return [json.loads(e) for e in broker.r.lrange(keys.attempt_log(JOB), 0, -1)]
+
+
+def test_a_batch_claim_takes_each_task_as_an_attempt_of_its_own(broker):
+    _queue_maps(broker, 5)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, max_tasks=3, max_bytes=1 << 20))
+    assert [(c.tid, c.attempt, c.data) for c in claims] == [(f"m:{i}", 1, b"xx\n") for i in range(3)]
+    assert sorted(m.decode() for m in broker.r.zrange(keys.leases(JOB), 0, -1)) == ["m:0@1", "m:1@1", "m:2@1"]
+    assert broker.r.zcard(keys.deadlines(JOB)) == 3
+    assert all(broker.task(JOB, c.tid)["live:1"] == "w1" for c in claims)
+    assert [(e[0], e[1]) for e in _log(broker)] == [("s", "m:0"), ("s", "m:1"), ("s", "m:2")]
+    assert sorted(broker.attempts_of(JOB, "w1")) == [("m:0", 1), ("m:1", 1), ("m:2", 1)]
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:3", "m:4"]
+
+
+def test_a_batch_stops_at_its_byte_budget_at_a_reduce_and_at_a_backup(broker):
+    _queue_maps(broker, 4, size=100)
+    # the first task always comes; the next ones only while their chunks fit in max_bytes
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 8, 250))] == ["m:0", "m:1"]
+    broker.add_reduce_tasks(JOB, [0])
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 8, 1 << 20))] == ["m:2", "m:3"]
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 8, 1 << 20))] == ["r:0"]
+    broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i}, b"y\n") for i in (4, 5)])
+    assert broker.add_backup(JOB, "m:0")  # queued in front: a second attempt runs alone
+    assert [(c.tid, c.attempt) for c in broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 8, 1 << 20))] \
+        == [("m:0", 2)]
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 8, 1 << 20))] == ["m:4", "m:5"]
+
+
+def test_a_batch_commits_each_task_fenced_and_claims_the_next_batch(broker):
+    _queue_maps(broker, 6)
+    first = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    oks, nxt = broker.commit_maps_then_claim(JOB, "w1", [_done(c) for c in first],
+                                             ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    assert oks == [True, True, True] and [c.tid for c in nxt] == ["m:3", "m:4", "m:5"]
+    assert broker.stats(JOB)["maps_done"] == 3
+    assert broker.r.hgetall(keys.part(JOB, 0)) == {b"0": b"m:0", b"1": b"m:1", b"2": b"m:2"}
+    ends = [e for e in _log(broker) if e[0] == "e"]
+    assert [(e[1], e[3]) for e in ends] == [("m:0", "committed"), ("m:1", "committed"), ("m:2", "committed")]
+
+
+def test_the_keeper_renews_every_lease_of_a_batch_and_a_silent_batch_is_reaped_whole(broker):
+    _queue_maps(broker, 3)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 0.3, 300, 3, 1 << 20))
+    held = [f"{c.tid}@{c.attempt}" for c in claims[1:]]
+    for _ in range(4):  # 0.6 s, twice the lease: renewed, none reaped
+        time.sleep(0.15)
+        assert broker.heartbeat("w1", {}, JOB, claims[0].tid, claims[0].attempt, 0.3, held) == "live"
+        assert broker.requeue_expired(JOB, max_attempts=4, task_timeout=300) == 0
+    time.sleep(0.4)  # silent: every attempt of the batch is lost and requeued
+    assert broker.requeue_expired(JOB, max_attempts=4, task_timeout=300) == 3
+    assert sorted(t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)) == ["m:0", "m:1", "m:2"]
+
+
+def test_a_zombies_late_commit_of_a_batched_task_is_refused(broker):
+    _queue_maps(broker, 3)
+    zombie = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    # w1 dies holding its batch: the master ends every attempt it holds (worker_lost)
+    for tid, attempt in broker.attempts_of(JOB, "w1"):
+        assert broker.fail_attempt(JOB, tid, attempt, 4, "worker w1 exited", "", "lost") == 1
+    again = broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 3, 1 << 20))
+    assert [(c.tid, c.attempt) for c in again] == [("m:0", 2), ("m:1", 2), ("m:2", 2)]
+    # the zombie's late batch commit: refused task by task, nothing of it visible
+    oks, _ = broker.commit_maps_then_claim(JOB, "w1", [_done(c) for c in zombie])
+    assert oks == [False, False, False] and broker.r.hgetall(keys.part(JOB, 0)) == {}
+    assert broker.stats(JOB)["refused"] == 3
+    oks, _ = broker.commit_maps_then_claim(JOB, "w2", [_done(c) for c in again])
+    assert oks == [True, True, True] and broker.stats(JOB)["maps_done"] == 3
+    # each attempt logged its start once, and its end: lost (then refused: the zombie's late
+    # commit), or committed
+    starts = collections.Counter((e[1], e[2]) for e in _log(broker) if e[0] == "s")
+    assert set(starts.values()) == {1} and len(starts) == 6
+    ends = collections.defaultdict(list)
+    for e in _log(broker):
+        if e[0] == "e":
+            ends[e[1], e[2]].append(e[3])
+    assert all(ends[f"m:{i}", 1] == ["lost", "refused"] and ends[f"m:{i}", 2] == ["committed"] for i in range(3))
+
+
+def test_a_replayed_batch_claim_answers_the_same_live_attempts(broker):
+    _queue_maps(broker, 4)
+    request = keys.reply(JOB, "replayed")
+    claim_keys = [keys.queue(JOB), keys.leases(JOB), keys.deadlines(JOB), keys.meta(JOB), request,
+                  keys.attempt_log(JOB)]
+    args = [keys.task_prefix(JOB), "w1", 30_000, 300_000, keys.chunk_prefix(JOB), keys.part_prefix(JOB),
+            keys.REPLY_TTL_MS, 3, 1 << 20]
+    assert [c[0] for c in broker._claim(keys=claim_keys, args=args)] == [b"m:0", b"m:1", b"m:2"]
+    assert broker.fail_attempt(JOB, "m:1", 1, 4, "lease expired", "", "lost") == 1  # reaped meanwhile
+    assert [c[0] for c in broker._claim(keys=claim_keys, args=args)] == [b"m:0", b"m:2"]
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:3", "m:1"]
+
+
+# A worker that dies (SIGKILL, from inside its own task) the first time it meets the poison
+# line, while it holds a batch of tiny tasks.
+DIES_HOLDING_A_BATCH = WORDCOUNT + '''
+import os, signal
+
+
+class DyingMapper(WordMapper):
+    def map(self, line):
+        if "poison" in line and not os.path.exists({marker!r}):
+            open({marker!r}, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield from super().map(line)
+'''
+
+
+def test_a_worker_killed_holding_a_batch_loses_it_whole_and_each_task_runs_again_once(tmp_path):
+    lines = [f"line {i} of the tiny tasks, words words words" for i in range(6000)]
+    lines[4000] = "the poison line"
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n")
+    spec = make_spec(tmp_path, DIES_HOLDING_A_BATCH.format(marker=str(tmp_path / "killed")), [path],
+                     mapper="DyingMapper", workers=2, reducers=2, chunk_size=300)
+    records = []
+    final = run_job(spec, on_record=records.append)
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount([path])
+    maps = [a for a in records[0].attempts if a.tid.startswith("m:")]
+    lost = {a.tid for a in maps if a.outcome == "lost"}
+    committed = collections.Counter(a.tid for a in maps if a.outcome == "committed")
+    print(f"{final.map.total} map tasks; the killed worker held {len(lost)}")
+    assert len(lost) >= 2, "the worker held a single task, not a batch"
+    assert final.lost == len(lost) and final.failed_attempts == 0 and final.refused == 0
+    # every map task committed exactly once; those of the killed batch ran exactly twice
+    assert len(committed) == final.map.total and set(committed.values()) == {1}
+    attempts = collections.Counter(a.tid for a in maps)
+    assert all(attempts[tid] == 2 for tid in lost) and sum(attempts.values()) == final.map.total + len(lost)
+    assert all(a.outcome != "running" for a in records[0].attempts)  # every attempt logged its end
