@@ -17,7 +17,8 @@ from dataclasses import dataclass
 MAX_TASKS = 32
 MAX_BYTES = 256 << 10
 BUDGET_S = 0.02  # a batch's wall time, measured: tiny enough that its queue stays fair
-STALE_S = 1.0  # a batch still running after this long gives its unstarted tasks back
+STALE_S = 1.0  # a batch still running after this long gives its other tasks back (the worker
+# those it has not started, its keeper every one it holds while a slow task of it runs)
 
 
 @dataclass

@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from mrctl.batching import STALE_S
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_GRACE_S = 5.0
@@ -93,6 +95,8 @@ class HeartbeatKeeper:
                                       s.job, s.tid, s.attempt, s.lease_s, s.held)
         if s.tid is None or not s.user_code:
             return None
+        if s.held and now - self.started > STALE_S:  # a batch runs for milliseconds
+            self._give_back(s, now)
         if self.interrupted_at is None:
             if reply == "cancelled":
                 return self._interrupt("cancel", now)
@@ -106,6 +110,20 @@ class HeartbeatKeeper:
             os.kill(self.options.worker_pid, signal.SIGKILL)
             return "kill"
         return None
+
+    def _give_back(self, s: BeatState, now: float) -> None:
+        """A batch of tiny tasks still runs long after it should have ended (a task of it is
+        slow): its other tasks go back to the queue now, as lost attempts (not their fault, and
+        never counted against the job), instead of waiting behind it until their deadlines call
+        them timed out. One that already ran here is refused at its commit (fenced)."""
+        log.warning("batch of %s has run %.1fs: giving back the %d other tasks it holds",
+                    s.tid, now - self.started, len(s.held))
+        for member in s.held:
+            tid, _, attempt = member.rpartition("@")
+            self.broker.fail_attempt(s.job, tid, int(attempt), 1 << 30,
+                                     f"worker {self.options.name}: its batch ran long, given back", "",
+                                     "lost", max_lost=1 << 30)
+        s.held = []
 
     def _interrupt(self, reason: str, now: float) -> str:
         self.interrupted_at = now

@@ -156,3 +156,25 @@ def test_a_worker_killed_holding_a_batch_loses_it_whole_and_each_task_runs_again
     attempts = collections.Counter(a.tid for a in maps)
     assert all(attempts[tid] == 2 for tid in lost) and sum(attempts.values()) == final.map.total + len(lost)
     assert all(a.outcome != "running" for a in records[0].attempts)  # every attempt logged its end
+
+
+def test_the_keeper_gives_back_the_rest_of_a_batch_stuck_behind_a_slow_task(broker):
+    """The keeper's state machine on a real Redis, its clock in the test's hands: a batch that
+    runs for more than a second hands its other tasks back as lost (never counted against the
+    job), instead of letting their deadlines call them timed out; the slow task runs on."""
+    import multiprocessing
+
+    from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
+
+    _queue_maps(broker, 3)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    mine, _theirs = multiprocessing.Pipe()
+    keeper = HeartbeatKeeper(KeeperOptions(broker.url, "w1", worker_pid=0, signal_worker=False), broker, mine)
+    held = [f"{c.tid}@{c.attempt}" for c in claims[1:]]
+    keeper.update(BeatState(JOB, "m:0", 1, user_code=True, lease_s=30, task_timeout=300, held=held), now=100.0)
+    assert keeper.tick(100.5) is None and broker.attempts_of(JOB, "w1") == [("m:0", 1), ("m:1", 1), ("m:2", 1)]
+    assert keeper.tick(101.5) is None
+    assert broker.attempts_of(JOB, "w1") == [("m:0", 1)]
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:1", "m:2"]
+    stats = broker.stats(JOB)
+    assert stats["lost"] == 2 and stats.get("failed_attempts", 0) == 0 and broker.meta(JOB)["state"] == "running"
