@@ -86,13 +86,37 @@ def _line_chunks(f: BinaryIO, path: Path, size: int, stamp: tuple[int, int], chu
 def read_chunk(ref: ChunkRef) -> bytes:
     """The chunk's bytes; InputChanged if its file changed or vanished since the plan."""
     with _open(ref.path) as f:
-        info = os.fstat(f.fileno())
-        if ref.stamp != (-1, -1) and (info.st_size, info.st_mtime_ns) != ref.stamp:
-            raise InputChanged(f"input file {display_path(ref.path)} changed during the run (size "
-                               f"{ref.stamp[0]} -> {info.st_size} bytes): the output would mix two "
-                               "versions of it; run the job again on a file that stays put")
-        f.seek(ref.start)
-        return f.read(ref.size)
+        return _read_from(f, ref)
+
+
+class ChunkReader:
+    """read_chunk for chunks in plan order, keeping the current file open: tiny chunks cost one
+    open per file, not one per chunk. Each read still checks the file against the plan."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+        self._file: BinaryIO | None = None
+
+    def read(self, ref: ChunkRef) -> bytes:
+        if self._file is None or ref.path != self._path:
+            self.close()
+            self._file, self._path = _open(ref.path), ref.path
+        return _read_from(self._file, ref)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._file = self._path = None
+
+
+def _read_from(f: BinaryIO, ref: ChunkRef) -> bytes:
+    info = os.fstat(f.fileno())
+    if ref.stamp != (-1, -1) and (info.st_size, info.st_mtime_ns) != ref.stamp:
+        raise InputChanged(f"input file {display_path(ref.path)} changed during the run (size "
+                           f"{ref.stamp[0]} -> {info.st_size} bytes): the output would mix two "
+                           "versions of it; run the job again on a file that stays put")
+    f.seek(ref.start)
+    return f.read(ref.size)
 
 
 def lines_before(ref: ChunkRef) -> int:

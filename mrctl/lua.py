@@ -185,6 +185,33 @@ wake(KEYS[4])
 return 1
 """
 
+# KEYS: queue, wake
+# ARGV: task_prefix, chunk_prefix, then per task: tid, chunk bytes, its fields as a JSON object
+#       of strings
+# ADD_TASK for a batch of map tasks in one call (the master feeds tiny chunks by the thousand):
+# each new task exactly once, so a call retried after its reply was lost queues nothing twice;
+# a wake token per task queued, up to WAKE_MAX. Returns how many were queued.
+ADD_MAP_TASKS = _WAKE + """
+local added = 0
+for i = 3, #ARGV, 3 do
+  local tid = ARGV[i]
+  local tkey = ARGV[1] .. tid
+  if redis.call('EXISTS', tkey) == 0 then
+    redis.call('SET', ARGV[2] .. tid, ARGV[i + 1])
+    local flat = {'state', 'pending', 'attempt', 0}
+    for k, v in pairs(cjson.decode(ARGV[i + 2])) do
+      flat[#flat + 1] = k
+      flat[#flat + 1] = v
+    end
+    redis.call('HSET', tkey, unpack(flat))
+    redis.call('RPUSH', KEYS[1], tid)
+    added = added + 1
+    wake(KEYS[2])
+  end
+end
+return added
+"""
+
 # KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash), wake
 # ARGV: tid, field of the source hash ('' when the source is a string), then (field, value)
 # pairs of the task

@@ -26,7 +26,7 @@ from mrctl import tasks
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import BadRecord, exceeded_message
 from mrctl.broker import Broker
-from mrctl.chunks import ChunkRef, display_path, lines_before, plan_chunks, read_chunk
+from mrctl.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan_chunks
 from mrctl.errors import JobFailed
 from mrctl.master_view import MasterView, user_counters
 from mrctl.record import EVENTS_KEPT, AttemptBook
@@ -64,6 +64,7 @@ class Master(MasterView):
         self.phase_times: dict[str, list[float]] = {"starting": [0.0, 0.0]}  # this step's
         self._phase_totals: dict[str, float] = {}  # seconds per phase over every step
         self.plan: list[ChunkRef] = []  # the first step's input chunks
+        self._reader = ChunkReader()  # reads them in order, a file open at a time
         self.map_total = 0  # this step's map tasks
         self.fed = 0
         self._lines_fed: dict[str, int] = {}
@@ -257,7 +258,7 @@ class Master(MasterView):
                 self.fed - self._stats.get("maps_done", 0) < self.spec.workers  # a chunk a worker,
                 and self._fed_bytes - bytes_done < self._input_cap)):          # within a sixth of Redis
             ref = self.plan[self.fed]
-            data = read_chunk(ref)
+            data = self._reader.read(ref)
             before = self._lines_fed.get(str(ref.path))
             first_line = (lines_before(ref) if before is None and ref.start else before or 0) + 1
             # a compressed chunk is a whole file: its newline count is never used
@@ -320,6 +321,7 @@ class Master(MasterView):
 
     def close(self) -> None:
         """Remove what was spilled to the master's disk."""
+        self._reader.close()
         self.spiller.store.close()
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:

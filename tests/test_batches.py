@@ -178,3 +178,18 @@ def test_the_keeper_gives_back_the_rest_of_a_batch_stuck_behind_a_slow_task(brok
     assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:1", "m:2"]
     stats = broker.stats(JOB)
     assert stats["lost"] == 2 and stats.get("failed_attempts", 0) == 0 and broker.meta(JOB)["state"] == "running"
+
+
+def test_the_master_queues_a_batch_of_map_tasks_in_one_call_each_once(broker):
+    """ADD_MAP_TASKS: the fields travel as one JSON text and land as ADD_TASK would store them;
+    a task already there (a retried call) is not queued twice; idle workers get a token each."""
+    broker.publish_job(JOB, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.r.delete(keys.wake())
+    fields = {"kind": "map", "index": 0, "file": "dír/😀 \\xff.txt", "start": 12_345_678_901_234, "first_line": 1}
+    broker.add_map_tasks(JOB, [("m:0", fields, b"a\n"), ("m:1", {**fields, "index": 1}, b"")])
+    broker.add_map_tasks(JOB, [("m:1", {**fields, "index": 1}, b"changed"), ("m:2", {**fields, "index": 2}, b"c\n")])
+    assert broker.task(JOB, "m:0") == {"state": "pending", "attempt": "0", "kind": "map", "index": "0",
+                                       "file": "dír/😀 \\xff.txt", "start": "12345678901234", "first_line": "1"}
+    assert broker.r.get(keys.chunk(JOB, "m:1")) == b"" and broker.r.get(keys.chunk(JOB, "m:2")) == b"c\n"
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:0", "m:1", "m:2"]
+    assert broker.r.llen(keys.wake()) == 3

@@ -219,7 +219,7 @@ def lossy(broker, redis_url):
     proxy = ReplyDroppingProxy(url.hostname, url.port)
     via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=3)
     shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode()
-            for name in ("CLAIM", "COMMIT", "ADD_TASK")}
+            for name in ("CLAIM", "COMMIT", "ADD_TASK", "ADD_MAP_TASKS")}
     for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
         broker.r.script_load(getattr(lua, name))
     via.ping()
@@ -510,7 +510,7 @@ def test_queueing_a_task_whose_reply_is_lost_queues_it_once(broker, lossy):
 
     via, proxy, shas = lossy
     broker.publish_job("J", {"state": "running", "reducers": 2}, {"m.py": ""})
-    proxy.drop_reply_of(shas["ADD_TASK"])
+    proxy.drop_reply_of(shas["ADD_MAP_TASKS"])
     via.add_map_task("J", "m:0", {"kind": "map", "index": 0}, b"a\n")
     assert proxy.dropped == 1
     assert [t.decode() for t in broker.r.lrange(keys.queue("J"), 0, -1)] == ["m:0"]

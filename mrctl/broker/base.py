@@ -142,6 +142,7 @@ class BrokerBase:
         self._beat = self.r.register_script(lua.BEAT)
         self._backup = self.r.register_script(lua.BACKUP)
         self._add_task = self.r.register_script(lua.ADD_TASK)
+        self._add_map_tasks = self.r.register_script(lua.ADD_MAP_TASKS)
         self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
         self._now = self.r.register_script(lua.NOW)
 
