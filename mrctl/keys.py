@@ -42,7 +42,8 @@ def job_prefix(job: str) -> str:
 
 # mrctl:<job>:meta -> hash: name, module, mapper, reducer, combiner, reducers, max_attempts,
 #   task_timeout, encoding_errors, bad_records (fail|skip), bad_records_max ('' = no limit),
-#   sort_values (1: sort each key's values for the reducer),
+#   sort_values (1: sort each key's values for the reducer), speculative (1: workers claim one
+#   task at a time, never a batch of tiny ones),
 #   state (running|succeeded|failed|cancelled), phase, failed_task
 def meta(job: str) -> str:
     return f"{job_prefix(job)}meta"

@@ -137,10 +137,10 @@ end
 COMMIT = _NOW + _LOG + _WAKE + _END_ALL + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
--- a task that no longer exists: its step has ended and its keys were dropped; a zombie's
--- commit is refused without writing a key of that step back
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2])
+local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2], 'live')
+-- a task that no longer exists (no state): its step has ended and its keys were dropped; a
+-- zombie's commit is refused without writing a key of that step back
+if not st[1] then return 0 end
 if st[1] ~= 'running' or not st[2] then
   redis.call('HINCRBY', KEYS[4], 'refused', 1)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'kind', 'refused', 'tid', ARGV[1],
@@ -163,9 +163,16 @@ while i <= #ARGV do
   end
   i = i + 3
 end
-end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], KEYS[9])
+if st[3] == '1' then  -- the only live attempt (the usual case): nothing else to end
+  local member = ARGV[1] .. '@' .. ARGV[2]
+  redis.call('HDEL', KEYS[1], 'live:' .. ARGV[2])
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('ZREM', KEYS[3], member)
+else
+  end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], KEYS[9])
+end
 log_end(KEYS[9], ARGV[1], ARGV[2], 'committed', ARGV[3])
-redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3])
+redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3], 'live', 0)
 redis.call('DEL', KEYS[6])
 redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
 wake(KEYS[8])

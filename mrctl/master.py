@@ -152,6 +152,7 @@ class Master(MasterView):
             "bad_records": spec.bad_records.policy,
             "bad_records_max": "" if spec.bad_records.max is None else spec.bad_records.max,
             "sort_values": int(run.sort_values), "run": self.job_id, "step": step.number,
+            "speculative": int(spec.speculative),  # workers then claim one task at a time
             "steps": step.planned, "step_name": run.name, "iteration": step.iteration,
             "iterations": step.iterations,
             "previous_counters": _counters_json(self._last_counters(1)),

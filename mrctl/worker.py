@@ -186,8 +186,10 @@ class Worker:
         left = None if self.options.max_tasks is None else self.options.max_tasks - self.tasks_done - committing
         if (left is not None and left <= 0) or self._stop.is_set():
             return None
-        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)),
-                            self._sizer.size(left), batching.MAX_BYTES)
+        # speculative execution judges each attempt by its own claim time and prompt commit
+        size = 1 if meta.get("speculative") == "1" else self._sizer.size(left)
+        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)), size,
+                            batching.MAX_BYTES)
 
     def _lease_s(self, meta: dict[str, str]) -> float:
         """The job's lease (published by the master), else this worker's default."""
@@ -268,9 +270,8 @@ class Worker:
             return
         oks, self._next = self.broker.commit_maps_then_claim(job, self.name, done,
                                                              self._claim_request(meta, len(done)))
-        for commit, ok in zip(done, oks, strict=True):
-            self._log_commit(commit, ok, commit.counters["records_in"], commit.counters["map_ms"] / 1000,
-                             len(done) == 1)
+        for c, ok in zip(done, oks, strict=True):
+            self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, len(done) == 1)
 
     def _log_commit(self, claim: Claim | MapCommit, ok: bool, records: int, took: float, alone: bool = True) -> None:
         if ok:
@@ -303,6 +304,7 @@ class Worker:
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors, "bad_records": result.bad_records,
                         "map_ms": int((time.perf_counter() - started) * 1000)}
+            counters = {name: n for name, n in counters.items() if n}  # a tiny task's are mostly 0
             done.append(MapCommit(claim.tid, claim.attempt, result.blobs, counters, context.counters,
                                   result.bad_samples))
             return None, result.records_in
