@@ -143,6 +143,7 @@ class BrokerBase:
         self._backup = self.r.register_script(lua.BACKUP)
         self._add_task = self.r.register_script(lua.ADD_TASK)
         self._add_map_tasks = self.r.register_script(lua.ADD_MAP_TASKS)
+        self._known: set[str] = set()  # scripts this broker has loaded (_scripts)
         self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
         self._now = self.r.register_script(lua.NOW)
 
@@ -151,6 +152,9 @@ class BrokerBase:
         SCRIPT EXISTS round trip redis-py's pipelines make first). Scripts this Redis does not
         know yet are loaded and the batch sent again; each script is idempotent (request ids,
         tasks queued once), so what ran the first time is not done twice."""
+        for script in {id(c[0]): c[0] for c in calls if c[0].sha not in self._known}.values():
+            self.r.script_load(script.script)  # once per script: a first call of megabytes is not sent twice
+            self._known.add(script.sha)
         for retry in (False, True):
             pipe = self.r.pipeline(transaction=False)
             for script, script_keys, args in calls:

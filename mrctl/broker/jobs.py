@@ -17,6 +17,8 @@ from mrctl.broker.base import (
     translated_errors,
 )
 
+ADD_CALL_BYTES = 1 << 20  # chunk bytes per ADD_MAP_TASKS call (a batch is one pipeline of such calls)
+
 
 class Jobs(BrokerBase):
     """Job publication, tasks, progress and events; the wake-up lists."""
@@ -41,11 +43,17 @@ class Jobs(BrokerBase):
         """add_map_task for each (tid, fields, chunk), in one script call (lua.ADD_MAP_TASKS):
         three arguments a task, the fields one JSON text, so that thousands of tiny tasks cost
         the master little to pack."""
-        args: list[Any] = [keys.task_prefix(job), keys.chunk_prefix(job)]
+        calls: list[tuple[Any, list, list]] = []
+        size = ADD_CALL_BYTES
         for tid, fields, chunk in batch:
-            args += (tid, chunk, json.dumps({k: str(v) for k, v in fields.items()}, ensure_ascii=False))
+            if size + len(chunk) > ADD_CALL_BYTES:  # big chunks one a call: Lua holds a call's args at once
+                calls.append((self._add_map_tasks, [keys.queue(job), keys.wake()],
+                              [keys.task_prefix(job), keys.chunk_prefix(job)]))
+                size = 0
+            calls[-1][2].extend((tid, chunk, json.dumps({k: str(v) for k, v in fields.items()}, ensure_ascii=False)))
+            size += len(chunk)
         with translated_errors(f"queueing {batch[0][0]}" if len(batch) == 1 else "queueing map tasks"):
-            self._scripts([(self._add_map_tasks, [keys.queue(job), keys.wake()], args)])
+            self._scripts(calls)
 
     def add_step_tasks(self, job: str, previous: str, map_only: bool, fields: list[dict[str, Any]]) -> None:
         """Queue map tasks m:0 .. m:<n-1> of a later step (task i with fields[i]), each reading
