@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import re
 import shutil
@@ -204,6 +205,17 @@ def _stray_processes() -> list[str]:
         if mrctl_process and _ours(entry.name):  # a worker, its heartbeat process, a Redis
             found.append(f"{entry.name}: {cmd.strip()}")
     return found
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored():
+    """A test that runs the CLI in-process (CliRunner) leaves the root logger writing to a
+    stream closed since: later tests' log lines would then be 'Logging error' tracebacks."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,8 @@ from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW
 from procs import read_until
 
+from mrctl.history import History
+
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 ANSI = "\x1b["
 
@@ -57,6 +59,9 @@ def test_signal_stops_the_run_cleanly(tmp_path, docker_host, sig, code, moment):
     assert "interrupted" in err or "SIG" in err
     assert not (tmp_path / "out.json").exists()
     assert not list(tmp_path.glob(".out.json.*"))
+    with History() as history:  # every run leaves a record, an interrupted one too
+        run = history.get("slow")
+    assert (run.status, run.exit_code) == ("interrupted", code) and time.time() - run.started_at < 120
     # clean_docker: every container and network of the run is gone
 
 

@@ -227,19 +227,6 @@ def test_mrctl_timeline_draws_a_recorded_run(chaos_run, tmp_path, monkeypatch):
     assert not (tmp_path / "t.jpg").exists() and not (tmp_path / "t.png").exists()
 
 
-@pytest.fixture
-def root_logging():
-    """`mrctl run` in-process points the root logger at CliRunner's stream, closed afterwards:
-    later tests' log lines must not go there."""
-    import logging
-
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    yield
-    root.handlers[:], level = saved
-    root.setLevel(level)
-
-
 def failing_spec(tmp_path: Path) -> Path:
     """A job whose mapper raises on one line on every attempt: the run fails after 2."""
     markers = tmp_path / "markers"
@@ -254,7 +241,7 @@ def failing_spec(tmp_path: Path) -> Path:
     return spec
 
 
-def test_run_timeline_draws_a_failed_run_too(tmp_path, artifacts, root_logging):
+def test_run_timeline_draws_a_failed_run_too(tmp_path, artifacts):
     picture = artifacts / "failed-run.html"
     picture.unlink(missing_ok=True)
     result = CliRunner().invoke(app, ["run", str(failing_spec(tmp_path)), "--plain", "--timeline", str(picture)],
@@ -268,7 +255,7 @@ def test_run_timeline_draws_a_failed_run_too(tmp_path, artifacts, root_logging):
     assert "failed (error, timeout, out of memory)" in page  # the legend names the failed bars
 
 
-def test_run_timeline_suffix_is_checked_before_the_run(tmp_path, root_logging):
+def test_run_timeline_suffix_is_checked_before_the_run(tmp_path):
     with History() as h:
         before = len(h.runs(1000))
     result = CliRunner().invoke(app, ["run", str(failing_spec(tmp_path)), "--timeline", str(tmp_path / "t.gif")],

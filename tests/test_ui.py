@@ -323,7 +323,9 @@ def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_
     assert any(line.startswith(f"{cluster}kept") for line in row), row
     browser.find_element(By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']").click()
     WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
-    WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
-        lambda d: f"removed cluster {cluster}" in d.find_element(By.ID, "action-result").text)
+    answer = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
+        lambda d: d.find_element(By.ID, "action-result").text)  # the server's answer, whatever it is
+    browser.save_screenshot(str(artifacts / "ui-removed-cluster.png"))
+    assert f"removed cluster {cluster}" in answer, answer
     assert not docker_host.containers({"mrctl.job-id": job_id})
     assert not docker_host.networks({"mrctl.cluster": cluster})
