@@ -314,6 +314,7 @@ class Worker:
             result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
                                       sort_values=meta.get("sort_values") == "1")
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
+        self._ship_output(job, claim)  # before the commit: the master may end the job right after it
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters, context.counters)
         return ok, result.records_in
