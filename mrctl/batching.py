@@ -9,11 +9,12 @@ chunks at most MAX_BYTES, so that a big chunk or slow code still goes one task a
 batch's tasks barely age between their claim and their start (leases and task_timeout deadlines
 are set at the claim).
 
-Known residue: a task that hangs past task_timeout and ignores its interruption gets its worker
-killed; the tasks of its batch that had finished, waiting for the batch's commit, reach their
-claim-time deadlines too and may be reaped as timed out (counted toward max_attempts) rather
-than lost. Each then runs alone on its next attempt (a retry is never batched, lua.CLAIM), so a
-task cannot be failed that way more than once; the hanging one is blamed alone from then on.
+Known residue: when a task of a batch hangs until task_timeout, the tasks of its batch that had
+finished, waiting for the batch's commit, reach their claim-time deadlines at the same moment;
+the master's reaper may end them as timed out (counted toward max_attempts) before the worker,
+interrupted, commits them (and always does if the hanging code ignores its interruption and the
+worker is killed). Each then runs alone on its next attempt (a retry is never batched,
+lua.CLAIM), so a task is charged that way at most once; the hanging one is blamed alone.
 """
 
 from __future__ import annotations
