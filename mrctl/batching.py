@@ -8,6 +8,13 @@ from what the worker measured: as many tasks as run in about BUDGET_S, at most M
 chunks at most MAX_BYTES, so that a big chunk or slow code still goes one task at a time and a
 batch's tasks barely age between their claim and their start (leases and task_timeout deadlines
 are set at the claim).
+
+Known residue: when a task of a batch hangs until task_timeout, the tasks of its batch that had
+finished, waiting for the batch's commit, reach their claim-time deadlines at the same moment;
+the master's reaper may end them as timed out (counted toward max_attempts) before the worker,
+interrupted, commits them (and always does if the hanging code ignores its interruption and the
+worker is killed). Each then runs alone on its next attempt (a retry is never batched,
+lua.CLAIM), so a task is charged that way at most once; the hanging one is blamed alone.
 """
 
 from __future__ import annotations
@@ -17,8 +24,12 @@ from dataclasses import dataclass
 MAX_TASKS = 32
 MAX_BYTES = 256 << 10
 BUDGET_S = 0.02  # a batch's wall time, measured: tiny enough that its queue stays fair
-STALE_S = 1.0  # a batch still running after this long gives its other tasks back (the worker
-# those it has not started, its keeper every one it holds while a slow task of it runs)
+# A batch's wall-time slice: before starting its next task, a worker whose batch has run longer
+# than this commits the tasks it finished and releases the unstarted rest (requeued at the
+# front, counted nowhere: lua._FAIL_ATTEMPT 'released'), so that a slow task delays no other
+# task for longer than it takes itself; the sizer then claims one task at a time for a while.
+# 2.5x BUDGET_S: a batch measured fast is not cut by ordinary jitter.
+SLICE_S = 0.05
 
 
 @dataclass

@@ -6,7 +6,9 @@ is a child process (`python -m mrctl.heartbeat`, so nothing of the worker's own 
 re-run) with its own Redis connection. It:
 
 - publishes the worker's heartbeat and renews the leases of the tasks it holds (the one it
-  runs, and the rest of its batch of tiny tasks) every lease/3 seconds;
+  runs, and the rest of its batch of tiny tasks: unstarted, or run and waiting for the batch's
+  commit) every lease/3 seconds; it never ends an attempt the worker holds (the worker bounds
+  a batch's wall time itself and releases its unstarted tasks: mrctl.batching);
 - enforces task_timeout (over a batch of tiny tasks, reported as one, from the batch's start):
   it interrupts the user code (a message, then SIGUSR1: the worker
   raises TaskTimeout), and if the code does not give way within a grace period it kills the
@@ -33,8 +35,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
-
-from mrctl.batching import STALE_S
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,6 @@ class HeartbeatKeeper:
                                       s.job, s.tid, s.attempt, s.lease_s, s.held)
         if s.tid is None or not s.user_code:
             return None
-        if s.held and now - self.started > STALE_S:  # a batch runs for milliseconds
-            self._give_back(s, now)
         if self.interrupted_at is None:
             if reply == "cancelled":
                 return self._interrupt("cancel", now)
@@ -110,20 +108,6 @@ class HeartbeatKeeper:
             os.kill(self.options.worker_pid, signal.SIGKILL)
             return "kill"
         return None
-
-    def _give_back(self, s: BeatState, now: float) -> None:
-        """A batch of tiny tasks still runs long after it should have ended (a task of it is
-        slow): its other tasks go back to the queue now, as lost attempts (not their fault, and
-        never counted against the job), instead of waiting behind it until their deadlines call
-        them timed out. One that already ran here is refused at its commit (fenced)."""
-        log.warning("batch of %s has run %.1fs: giving back the %d other tasks it holds",
-                    s.tid, now - self.started, len(s.held))
-        for member in s.held:
-            tid, _, attempt = member.rpartition("@")
-            self.broker.fail_attempt(s.job, tid, int(attempt), 1 << 30,
-                                     f"worker {self.options.name}: its batch ran long, given back", "",
-                                     "lost", max_lost=1 << 30)
-        s.held = []
 
     def _interrupt(self, reason: str, now: float) -> str:
         self.interrupted_at = now

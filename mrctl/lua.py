@@ -41,7 +41,10 @@ end
 # skipped. A batch (tiny tasks): after the first task, further queued map tasks are claimed
 # while there are fewer than max_tasks and their chunks total at most max_bytes, each its own
 # attempt with its own lease, deadline and log entry (fencing per task, as for one); a reduce
-# task or a backup attempt is never batched (it goes back to the front, or runs alone).
+# task, a backup attempt or a retry is never batched (it goes back to the front, or runs alone).
+# A retry is a task that failed, timed out, ran out of memory or was lost before (`failures` or
+# `losses` set; a released attempt sets neither: it never ran): alone, it is blamed alone if it
+# kills its worker or hangs again, and the tasks it would have held are not charged with it.
 # Idempotent: a request that already claimed (its reply lost, the call retried) gets the same
 # attempts again while they are live, and nothing once they have ended.
 CLAIM = _NOW + _LOG + """
@@ -73,12 +76,13 @@ while #taken < max_tasks do
   local tid = redis.call('LPOP', KEYS[1])
   if not tid then break end
   local tkey = ARGV[1] .. tid
-  local state = redis.call('HGET', tkey, 'state')
+  local f = redis.call('HMGET', tkey, 'state', 'failures', 'losses')
+  local state, retry = f[1], f[2] or f[3]
   if state == 'pending' or state == 'running' then
     local is_map = string.sub(tid, 1, 2) == 'm:'
-    if #taken > 0 then  -- joining a batch: a pending map task whose chunk still fits
+    if #taken > 0 then  -- joining a batch: a pending map task, never tried, whose chunk still fits
       local size = -1
-      if is_map and state == 'pending' then size = redis.call('STRLEN', ARGV[5] .. tid) end
+      if is_map and state == 'pending' and not retry then size = redis.call('STRLEN', ARGV[5] .. tid) end
       if size < 0 or bytes + size > max_bytes then
         redis.call('LPUSH', KEYS[1], tid)
         break
@@ -97,7 +101,7 @@ while #taken < max_tasks do
     log_start(KEYS[6], tid, attempt, ARGV[2], state == 'running' and 1 or 0)  -- running: a backup
     taken[#taken + 1] = answer(tid, attempt)
     members[#members + 1] = member
-    if state == 'running' or not is_map then break end  -- a backup or a reduce runs alone
+    if state == 'running' or not is_map or retry then break end  -- a backup, a reduce, a retry: alone
   end
 end
 if #taken == 0 then return false end
@@ -260,6 +264,9 @@ return 1
 # raised, timed out, ran out of memory), ARGV[3]: max lost attempts (whose worker died or went
 # silent: not the code's fault, so counted apart, like Hadoop's KILLED vs FAILED, and allowed
 # far more often).
+# Kind 'released' (a worker gives back a task it claimed but never started: the rest of a batch
+# that ran past its slice, or a claim it will not run) is logged as such and requeued at the
+# front, and counts nothing: no losses, no failures, no stats, no error fields, no event.
 # Returns 0: not a live attempt (ignored), 1: retried (requeued, or another attempt is still
 # running), 2: the task failed for good (a limit reached and no attempt still running).
 _FAIL_ATTEMPT = _LOG + _WAKE + """
@@ -273,6 +280,15 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
   redis.call('ZREM', KEYS[1], tid .. '@' .. attempt)
   redis.call('ZREM', KEYS[2], tid .. '@' .. attempt)
   local live = redis.call('HINCRBY', tkey, 'live', -1)
+  if kind == 'released' then  -- given back unstarted by its worker: counts nothing
+    if live <= 0 then
+      redis.call('HSET', tkey, 'state', 'pending', 'live', 0)
+      redis.call('LREM', KEYS[5], 0, tid)
+      redis.call('LPUSH', KEYS[5], tid)  -- at the front: it was next in line
+      wake(KEYS[7])
+    end
+    return 1
+  end
   local counted, limit = 'failures', tonumber(ARGV[2])
   if kind == 'lost' then counted, limit = 'losses', tonumber(ARGV[3]) end
   local count = redis.call('HINCRBY', tkey, counted, 1)
@@ -308,7 +324,7 @@ local function fail_attempt(tid, attempt, kind, msg, tb)
 end
 """
 
-# ARGV[4..]: tid, attempt, kind (error | timeout | oom | lost), message, traceback
+# ARGV[4..]: tid, attempt, kind (error | timeout | oom | lost | released), message, traceback
 FAIL = _NOW + _FAIL_ATTEMPT + """
 return fail_attempt(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 """
@@ -335,7 +351,8 @@ return ended
 
 # KEYS: workers, beats, leases, task
 # ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms, then the members
-#       ("<tid>@<attempt>") of the other attempts the worker holds (the rest of a batch)
+#       ("<tid>@<attempt>") of the other attempts the worker holds (the rest of a batch:
+#       unstarted, or run and waiting for the batch's commit)
 # Renews the lease of every attempt the worker holds that is still live (ZADD XX: an ended
 # attempt's member is gone and stays gone). Returns, for the attempt it runs (tid): 1 while it
 # is still live (or it has none); 2 once another attempt of its task committed while it was

@@ -357,10 +357,14 @@ class Master(MasterView):
         current, running one.
         """
         held = self.broker.attempts_of(self.job, exit.name)  # from the tasks: its beats may lag
+        # Out of memory is the code's doing (counts toward max_attempts), but only a lone held
+        # attempt can be blamed for it: a batch's tasks all end lost (any other death is lost
+        # too), and each runs alone on its next attempt (lua.CLAIM), where a real culprit is
+        # blamed by itself.
+        kind = "oom" if exit.oom and len(held) == 1 else "lost"
         for tid, attempt in held:
-            # out of memory is the code's doing (counts toward max_attempts); any other death is not
             self.broker.fail_attempt(self.job, tid, attempt, self.spec.max_attempts,
-                                     f"worker {exit.name} {exit.reason}", "", "oom" if exit.oom else "lost")
+                                     f"worker {exit.name} {exit.reason}", "", kind)
         info, _, _ = self.broker.worker_rows()
         return bool(held) or int(info.get(exit.name, {}).get("tasks_done") or 0) > 0
 

@@ -17,8 +17,9 @@ from mrctl.snapshot import Event, JobSnapshot
 
 # How an attempt ended. error/timeout/oom count toward max_attempts; lost (its worker died or
 # went silent) does not; cancelled: a speculative pair's loser; refused: a zombie's late commit;
-# running: it had not ended when the run did.
-OUTCOMES = ("committed", "error", "timeout", "oom", "lost", "cancelled", "refused", "running")
+# released: claimed in a batch but given back unstarted by its worker (the batch ran past its
+# slice, or the worker stopped), counted nowhere; running: it had not ended when the run did.
+OUTCOMES = ("committed", "error", "timeout", "oom", "lost", "cancelled", "refused", "released", "running")
 
 ATTEMPTS_KEPT = 100_000  # per run; past it only attempts that did not simply commit are kept
 EVENTS_KEPT = 5_000  # per run

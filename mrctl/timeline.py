@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".png", ".svg", ".html")
 
 # How an attempt's outcome is drawn: error, timeout and oom all count toward max_attempts and
-# are one colour (the error is in `mrctl show`).
+# are one colour (the error is in `mrctl show`); a released attempt (given back unstarted) is
+# drawn like a cancelled one: it did no work that counts.
 OUTCOME_CLASS = {"committed": "committed", "error": "failed", "timeout": "failed", "oom": "failed",
-                 "lost": "lost", "refused": "refused", "cancelled": "cancelled", "running": "running"}
+                 "lost": "lost", "refused": "refused", "cancelled": "cancelled", "released": "cancelled",
+                 "running": "running"}
 
 _KILLED = re.compile(r"chaos: killed (\S+)")
 _REPLACED = re.compile(r"^(\S+) .*; started (\S+)$")

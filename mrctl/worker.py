@@ -127,19 +127,11 @@ class Worker:
                     self.broker.wait_for_task(self.options.poll_s)  # woken by a queued task
         finally:
             self._stop.set()
-            if self._job is not None:  # claimed with the last commit, never started
-                self._release(self._job, self._next, "stopped before starting it")
+            if self._job is not None and self._next:  # claimed with the last commit, never started:
+                with contextlib.suppress(InfraError):  # released at once (counted nowhere), else
+                    self.broker.release_attempts(  # their leases run out
+                        self._job, [(c.tid, c.attempt) for c in self._next], f"worker {self.name} stopped")
         return 0
-
-    def _release(self, job: str, claims: list[Claim], why: str) -> None:
-        """Give claimed but unstarted tasks back at once (as lost attempts: not the tasks'
-        fault), instead of letting their leases run out."""
-        for claim in claims:
-            try:
-                self.broker.fail_attempt(job, claim.tid, claim.attempt, 1 << 30, f"worker {self.name} {why}",
-                                         "", "lost")
-            except InfraError:
-                pass  # its lease runs out instead
 
     def stop(self) -> None:
         self._stop.set()
@@ -209,32 +201,39 @@ class Worker:
     def _run_batch(self, job: str, meta: dict[str, str], claims: list[Claim]) -> None:
         """Run claimed tasks in order; the map tasks among them commit together, with the next
         claim, in one round trip. The keeper hears of the batch once (its tasks' leases, and
-        one task_timeout from its start), and afresh after a task of it was interrupted."""
+        one task_timeout from its start), and afresh after a task of it was interrupted. A
+        batch past its slice (batching.SLICE_S) stops there: its unstarted tasks are released
+        with the commit. The keeper hears the worker is idle however the batch ends."""
         started = time.perf_counter()
-        self._announce(job, meta, claims)
+        self._announce(job, meta, claims[0], claims[1:])
         if len(claims) > 1:
             log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
         done: list[MapCommit] = []
-        for i, claim in enumerate(claims):
-            if i and time.perf_counter() - started > batching.STALE_S:
-                self._release(job, claims[i:], "gave it back unstarted: its batch ran long")
-                break
-            if i and self._reannounce:
-                self._announce(job, meta, claims[i:])
-            self._run_claim(job, meta, claim, done, alone=len(claims) == 1)
-        self._commit(job, meta, done)
-        if done:
-            self._sizer.observe(time.perf_counter() - started, len(claims))
-        if not self._next:  # idle now; else the next batch's report replaces this one
-            self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)
+        ran = len(claims)
+        try:
+            for i, claim in enumerate(claims):
+                if i and time.perf_counter() - started > batching.SLICE_S:
+                    ran = i
+                    log.info("batch of %s ran %.0f ms: releasing its %d unstarted tasks", claims[0].tid,
+                             (time.perf_counter() - started) * 1000, len(claims) - i)
+                    self._sizer.observe(time.perf_counter() - started, i)  # the next claim is smaller
+                    break
+                if i and self._reannounce:  # everything it still holds, the finished tasks too
+                    self._announce(job, meta, claim, [*done, *claims[i + 1:]])
+                self._run_claim(job, meta, claim, done, alone=len(claims) == 1)
+            self._commit(job, meta, done, claims[ran:])
+            if done and ran == len(claims):
+                self._sizer.observe(time.perf_counter() - started, len(claims))
+        finally:
+            if not self._next:  # idle now; else the next batch's report replaces this one
+                self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)
 
-    def _announce(self, job: str, meta: dict[str, str], claims: list[Claim]) -> None:
-        """Tell the keeper what this worker now runs and holds (one message per batch)."""
-        first = claims[0]
+    def _announce(self, job: str, meta: dict[str, str], first: Claim, held: list[Claim | MapCommit]) -> None:
+        """Tell the keeper what this worker now runs (`first`) and holds besides."""
         self._announced, self._reannounce = (job, first.tid, first.attempt), False
         self._report(job=job, tid=first.tid, attempt=first.attempt, lease_s=self._lease_s(meta),
                      task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
-                     tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in claims[1:]])
+                     tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in held])
 
     def _run_claim(self, job: str, meta: dict[str, str], claim: Claim, done: list[MapCommit],
                    alone: bool) -> None:
@@ -264,12 +263,14 @@ class Worker:
             self.current = _Current(job)
             self._ship_output(job, claim)
 
-    def _commit(self, job: str, meta: dict[str, str], done: list[MapCommit]) -> None:
-        """Commit the batch's map tasks, each fenced by its attempt, claiming the next batch."""
-        if not done:
+    def _commit(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
+        """Commit the batch's map tasks, each fenced by its attempt, claiming the next batch,
+        and release its unstarted tasks (after the claim: other workers take them)."""
+        if not done and not unstarted:
             return
-        oks, self._next = self.broker.commit_maps_then_claim(job, self.name, done,
-                                                             self._claim_request(meta, len(done)))
+        oks, self._next = self.broker.commit_maps_then_claim(
+            job, self.name, done, self._claim_request(meta, len(done)), [(c.tid, c.attempt) for c in unstarted],
+            f"worker {self.name} released it unstarted: its batch ran past its slice")
         for c, ok in zip(done, oks, strict=True):
             self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, len(done) == 1)
 

@@ -6,13 +6,20 @@ from __future__ import annotations
 import collections
 import json
 import time
+from types import SimpleNamespace
 
+import pytest
 from conftest import sequential_wordcount
 from jobs import WORDCOUNT, make_spec
 
-from mrctl import keys
+from mrctl import batching, keys
+from mrctl.backends import WorkerExit
 from mrctl.broker import ClaimRequest, MapCommit
+from mrctl.errors import InfraError
+from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
+from mrctl.master import Master
 from mrctl.runner import run_job
+from mrctl.worker import Worker, WorkerOptions
 
 JOB = "J"
 
@@ -88,7 +95,8 @@ def test_a_zombies_late_commit_of_a_batched_task_is_refused(broker):
     # w1 dies holding its batch: the master ends every attempt it holds (worker_lost)
     for tid, attempt in broker.attempts_of(JOB, "w1"):
         assert broker.fail_attempt(JOB, tid, attempt, 4, "worker w1 exited", "", "lost") == 1
-    again = broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 3, 1 << 20))
+    # retries: each claimed alone
+    again = [c for _ in range(3) for c in broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 3, 1 << 20))]
     assert [(c.tid, c.attempt) for c in again] == [("m:0", 2), ("m:1", 2), ("m:2", 2)]
     # the zombie's late batch commit: refused task by task, nothing of it visible
     oks, _ = broker.commit_maps_then_claim(JOB, "w1", [_done(c) for c in zombie])
@@ -158,28 +166,6 @@ def test_a_worker_killed_holding_a_batch_loses_it_whole_and_each_task_runs_again
     assert all(a.outcome != "running" for a in records[0].attempts)  # every attempt logged its end
 
 
-def test_the_keeper_gives_back_the_rest_of_a_batch_stuck_behind_a_slow_task(broker):
-    """The keeper's state machine on a real Redis, its clock in the test's hands: a batch that
-    runs for more than a second hands its other tasks back as lost (never counted against the
-    job), instead of letting their deadlines call them timed out; the slow task runs on."""
-    import multiprocessing
-
-    from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
-
-    _queue_maps(broker, 3)
-    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
-    mine, _theirs = multiprocessing.Pipe()
-    keeper = HeartbeatKeeper(KeeperOptions(broker.url, "w1", worker_pid=0, signal_worker=False), broker, mine)
-    held = [f"{c.tid}@{c.attempt}" for c in claims[1:]]
-    keeper.update(BeatState(JOB, "m:0", 1, user_code=True, lease_s=30, task_timeout=300, held=held), now=100.0)
-    assert keeper.tick(100.5) is None and broker.attempts_of(JOB, "w1") == [("m:0", 1), ("m:1", 1), ("m:2", 1)]
-    assert keeper.tick(101.5) is None
-    assert broker.attempts_of(JOB, "w1") == [("m:0", 1)]
-    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:1", "m:2"]
-    stats = broker.stats(JOB)
-    assert stats["lost"] == 2 and stats.get("failed_attempts", 0) == 0 and broker.meta(JOB)["state"] == "running"
-
-
 def test_the_master_queues_a_batch_of_map_tasks_in_one_call_each_once(broker):
     """ADD_MAP_TASKS: the fields travel as one JSON text and land as ADD_TASK would store them;
     a task already there (a retried call) is not queued twice; idle workers get a token each."""
@@ -193,3 +179,175 @@ def test_the_master_queues_a_batch_of_map_tasks_in_one_call_each_once(broker):
     assert broker.r.get(keys.chunk(JOB, "m:1")) == b"" and broker.r.get(keys.chunk(JOB, "m:2")) == b"c\n"
     assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:0", "m:1", "m:2"]
     assert broker.r.llen(keys.wake()) == 3
+
+
+def _keeper(broker, name="w1"):
+    return HeartbeatKeeper(KeeperOptions(broker.url, name, worker_pid=0, signal_worker=False), broker, None)
+
+
+class _Beats:
+    """The worker's side of the keeper pipe: the state the keeper would hold."""
+
+    def __init__(self):
+        self.state = BeatState()
+
+    def report(self, **changes):
+        for k, v in changes.items():
+            setattr(self.state, k, v)
+
+    def check(self):
+        pass
+
+    def interruption(self):
+        return None
+
+
+def test_a_release_counts_nothing_requeues_at_the_front_and_logs_released(broker):
+    _queue_maps(broker, 5)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    before = broker.stats(JOB)
+    broker.release_attempts(JOB, [(c.tid, c.attempt) for c in claims[1:]], "worker w1 released it")
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:2", "m:1", "m:3", "m:4"]
+    for tid in ("m:1", "m:2"):
+        t = broker.task(JOB, tid)
+        assert t["state"] == "pending" and t["live"] == "0" and "live:1" not in t
+        assert not {"losses", "failures", "error", "error_kind"} & set(t)
+    assert broker.stats(JOB) == before and broker.meta(JOB)["state"] == "running"
+    assert broker.events(JOB) == []
+    assert broker.attempts_of(JOB, "w1") == [("m:0", 1)]
+    ends = [(e[1], e[2], e[3]) for e in _log(broker) if e[0] == "e"]
+    assert ends == [("m:1", 1, "released"), ("m:2", 1, "released")]
+    # fenced: only a live attempt is released; a second release, or one of a committed task, is a no-op
+    broker.release_attempts(JOB, [("m:1", 1)], "again")
+    oks, _ = broker.commit_maps_then_claim(JOB, "w1", [_done(claims[0])])
+    broker.release_attempts(JOB, [("m:0", 1)], "too late")
+    assert oks == [True] and broker.task(JOB, "m:0")["state"] == "done"
+    assert broker.r.llen(keys.queue(JOB)) == 4 and len([e for e in _log(broker) if e[0] == "e"]) == 3
+    # a released task was never tried: it joins a batch again, with its next attempt
+    assert [(c.tid, c.attempt) for c in broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 8, 1 << 20))] \
+        == [("m:2", 2), ("m:1", 2), ("m:3", 1), ("m:4", 1)]
+
+
+def test_a_retry_is_never_batched_behind_another_task(broker):
+    _queue_maps(broker, 6)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    assert broker.fail_attempt(JOB, "m:1", 1, 4, "boom", "", "error") == 1  # requeued at the back
+    assert broker.fail_attempt(JOB, "m:2", 1, 4, "lease expired", "", "lost") == 1
+    broker.commit_maps_then_claim(JOB, "w1", [_done(claims[0])])
+    assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:3", "m:4", "m:5", "m:1", "m:2"]
+    big = ClaimRequest("w2", 30, 300, 32, 1 << 20)
+    # the batch stops before a retry: it goes back to the front
+    assert [c.tid for c in broker.claim_tasks(JOB, big)] == ["m:3", "m:4", "m:5"]
+    # a retry is claimed only as a batch's first, and then alone: blamed alone
+    assert [(c.tid, c.attempt) for c in broker.claim_tasks(JOB, big)] == [("m:1", 2)]
+    assert [(c.tid, c.attempt) for c in broker.claim_tasks(JOB, big)] == [("m:2", 2)]
+
+
+def test_a_dead_worker_holding_a_batch_loses_it_all_and_only_a_lone_attempt_is_blamed_for_oom(broker):
+    _queue_maps(broker, 3)
+    master = SimpleNamespace(broker=broker, job=JOB, spec=SimpleNamespace(max_attempts=4))
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 2, 1 << 20))] == ["m:0", "m:1"]
+    Master.worker_lost(master, WorkerExit("w1", "killed: out of memory", oom=True))
+    for tid in ("m:0", "m:1"):
+        t = broker.task(JOB, tid)
+        assert (t["state"], t["error_kind"], t["losses"]) == ("pending", "lost", "1") and "failures" not in t
+    assert broker.stats(JOB).get("failed_attempts", 0) == 0
+    # each runs alone now; a lone attempt whose worker ran out of memory is blamed for it
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w2", 30, 300, 32, 1 << 20))] == ["m:2"]
+    broker.r.lrem(keys.queue(JOB), 0, "m:0")  # m:0 first in line
+    broker.r.lpush(keys.queue(JOB), "m:0")
+    assert [c.tid for c in broker.claim_tasks(JOB, ClaimRequest("w3", 30, 300, 32, 1 << 20))] == ["m:0"]
+    Master.worker_lost(master, WorkerExit("w3", "killed: out of memory", oom=True))
+    t = broker.task(JOB, "m:0")
+    assert (t["error_kind"], t["failures"]) == ("oom", "1")
+    assert "failures" not in broker.task(JOB, "m:1") and broker.meta(JOB)["state"] == "running"
+
+
+def test_the_keeper_never_ends_an_attempt_its_worker_holds(broker):
+    """A batch whose task runs long: the keeper only renews every lease it holds."""
+    _queue_maps(broker, 3)
+    claims = broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))
+    keeper = _keeper(broker)
+    keeper.update(BeatState(JOB, "m:0", 1, user_code=True, lease_s=30, task_timeout=300,
+                            held=[f"{c.tid}@{c.attempt}" for c in claims[1:]]), now=100.0)
+    for now in (100.5, 102.0, 130.0):
+        assert keeper.tick(now) is None
+    assert broker.attempts_of(JOB, "w1") == [("m:0", 1), ("m:1", 1), ("m:2", 1)]
+    assert broker.r.llen(keys.queue(JOB)) == 0 and broker.stats(JOB).get("lost", 0) == 0
+
+
+def test_an_infra_error_in_a_batch_commit_leaves_the_keeper_idle(broker, monkeypatch):
+    """Redis fails the batch's commit (retries exhausted): the keeper hears the worker is idle,
+    stops renewing the batch's leases, and the tasks are reaped as lost (not counted), never
+    as timed out, and no interruption reaches a healthy idle worker."""
+    broker.publish_job(JOB, {"state": "running", "reducers": 1, "lease_s": 0.3, "task_timeout": 2}, {"m.py": ""})
+    broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i}, b"xx\n") for i in range(2)])
+    w = Worker(broker, name="w1", options=WorkerOptions(interrupt_main=False))
+    w.beats = _Beats()
+    w._job = JOB
+    w._sizer.per_task_s = 1e-4  # fast tasks measured: a batch of up to 32
+
+    def execute(job, meta, claim, done):
+        done.append(_done(claim))
+        return None, 1
+
+    monkeypatch.setattr(w, "_execute", execute)
+
+    def down(*a, **k):
+        raise InfraError("Redis went away (retries exhausted)")
+
+    monkeypatch.setattr(broker, "commit_maps_then_claim", down)
+    with pytest.raises(InfraError):
+        w.tick()
+    s = w.beats.state
+    assert (s.tid, s.user_code, s.held) == (None, False, [])  # told: idle
+    monkeypatch.undo()
+    keeper = _keeper(broker)
+    keeper.update(BeatState(**vars(s)), now=0.0)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 0.9:  # 3 leases long
+        assert keeper.tick(time.monotonic() - t0) is None
+        broker.requeue_expired(JOB, 4, 2)
+        time.sleep(0.1)
+    for tid in ("m:0", "m:1"):
+        t = broker.task(JOB, tid)
+        assert (t["state"], t["error_kind"], t["losses"]) == ("pending", "lost", "1") and "failures" not in t
+
+
+SLOW_LINES = """
+
+import time
+
+
+class SlowMapper(WordMapper):
+    def map(self, line):
+        if "slow" in line:
+            time.sleep(float(line.split()[-1]))
+        yield from super().map(line)
+"""
+
+
+def test_a_slow_task_in_a_batch_releases_the_rest_which_others_run_each_once(tmp_path):
+    """Tiny tasks and a few slow ones (a second each): a batch meeting a slow task stops after
+    it, commits what it ran and releases its unstarted tasks, which other workers run. No task
+    runs twice, no commit is refused, nothing is lost or counted against the job."""
+    lines = [f"line {i} of the tiny tasks, words words words" for i in range(1500)]
+    for k in range(300, 1500, 300):
+        lines[k] = "a slow line 0.5"
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n")
+    spec = make_spec(tmp_path, WORDCOUNT + SLOW_LINES, [path], mapper="SlowMapper", workers=3, reducers=2,
+                     chunk_size=120)
+    records = []
+    t0 = time.monotonic()
+    final = run_job(spec, on_record=records.append)
+    took = time.monotonic() - t0
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount([path])
+    maps = [a for a in records[0].attempts if a.tid.startswith("m:")]
+    outcomes = collections.Counter(a.outcome for a in maps)
+    print(f"{final.map.total} map tasks in {took:.1f}s: {dict(outcomes)}")
+    assert set(outcomes) <= {"committed", "released"} and outcomes["released"] > 0
+    assert final.lost == 0 and final.refused == 0 and final.failed_attempts == 0 and final.retries == 0
+    committed = collections.Counter(a.tid for a in maps if a.outcome == "committed")
+    assert len(committed) == final.map.total and set(committed.values()) == {1}
+    assert batching.SLICE_S < 0.5

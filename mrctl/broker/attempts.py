@@ -86,10 +86,13 @@ class Attempts(BrokerBase):
 
     def commit_maps_then_claim(
         self, job: str, worker: str, commits: Sequence[MapCommit], then_claim: ClaimRequest | None = None,
+        release: Sequence[tuple[str, int]] = (), why: str = "",
     ) -> tuple[list[bool], list[Claim]]:
-        """commit_map for each of `commits` (each its own atomic, fenced step), and with
-        `then_claim` the worker's next claim (claim_tasks), all in one round trip: (committed
-        or refused, per commit; the next claims). Tiny tasks then cost a round trip per batch."""
+        """commit_map for each of `commits` (each its own atomic, fenced step), with
+        `then_claim` the worker's next claim (claim_tasks), then the release of the attempts
+        in `release` (release_attempts; after the claim, so that other workers take them), all
+        in one round trip: (committed or refused, per commit; the next claims). Tiny tasks
+        then cost a round trip per batch."""
         token = secrets.token_hex(8)  # a request id per commit: "<token>.<i>"
         calls = []
         for i, c in enumerate(commits):
@@ -103,9 +106,22 @@ class Attempts(BrokerBase):
         if then_claim is not None:
             claim = self._claim_call(job, then_claim)
             calls.append((self._claim, claim["keys"], claim["args"]))
-        with translated_errors(f"committing {commits[0].tid}" if commits else "claiming a task"):
+        calls += [self._release_call(job, tid, attempt, why) for tid, attempt in release]
+        if not calls:
+            return [], []
+        what = f"committing {commits[0].tid}" if commits else "claiming a task" if then_claim else "releasing tasks"
+        with translated_errors(what):
             done = self._scripts(calls)
-        return [bool(ok) for ok in done[:len(commits)]], _claimed(done[-1]) if then_claim is not None else []
+        claimed = _claimed(done[len(commits)]) if then_claim is not None else []
+        return [bool(ok) for ok in done[:len(commits)]], claimed
+
+    def release_attempts(self, job: str, attempts: Sequence[tuple[str, int]], why: str) -> None:
+        """Give back claimed attempts that never started, in one round trip: each ends as
+        'released' (if still live), its task requeued at the front; nothing is counted."""
+        self.commit_maps_then_claim(job, "", [], None, attempts, why)
+
+    def _release_call(self, job: str, tid: str, attempt: int, why: str) -> tuple[Any, list, list]:
+        return self._fail, self._fail_keys(job), [keys.task_prefix(job), 0, 0, tid, attempt, "released", why, ""]
 
     def commit_reduce(
         self, job: str, r: int, attempt: int, worker: str, blob: bytes, counters: dict[str, int],
