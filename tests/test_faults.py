@@ -72,7 +72,10 @@ def test_connection_blip_leaves_no_worker_idle(tmp_path):
 
 
 def test_redis_full_fails_the_job_clearly(tmp_path):
-    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), combiner=None, chunk_size=2 << 20, workers=1)
+    big = tmp_path / "big.txt"  # one file of at least two 2 MiB chunks, whatever the corpus's files
+    text = b"".join(p.read_bytes() for p in corpus_files())
+    big.write_bytes(text * (1 + (5 << 20) // len(text)))
+    spec = make_spec(tmp_path, WORDCOUNT, [big], combiner=None, chunk_size=2 << 20, workers=1)
     with pytest.raises(InfraError) as info:
         run_job(spec, RunOptions(redis_memory="3mb"))
     assert info.value.exit_code == 3
