@@ -57,6 +57,10 @@ class FileToCopy:
     mode: int = 0o400
 
 
+class SubnetTaken(InfraError):
+    """The subnet asked for overlaps a network the engine already has."""
+
+
 @contextlib.contextmanager
 def _translated(action: str) -> Iterator[None]:
     try:
@@ -218,12 +222,29 @@ class DockerHost:
     # -- networks and containers ----------------------------------------------------------
 
     def create_network(self, name: str, labels: dict[str, str], internal: bool = False,
-                       options: dict[str, str] | None = None) -> None:
+                       options: dict[str, str] | None = None, subnet: str | None = None) -> None:
         """A bridge network; `internal` ones get no route out (and cannot publish ports);
-        `options` are the bridge driver's (com.docker.network.bridge.*)."""
-        with _translated(f"creating network {name}"):
+        `options` are the bridge driver's (com.docker.network.bridge.*); `subnet` is chosen by
+        the engine when None. Raises `SubnetTaken` when another network holds `subnet`."""
+        ipam = None
+        if subnet:
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        try:
             self.client.networks.create(name, driver="bridge", labels=labels, internal=internal,
-                                        options=options or {}, check_duplicate=True)
+                                        options=options or {}, ipam=ipam, check_duplicate=True)
+        except docker.errors.APIError as exc:
+            if subnet and "overlap" in str(exc.explanation or exc).lower():
+                raise SubnetTaken(f"creating network {name}: {subnet} is taken") from None
+            raise InfraError(f"creating network {name}: Docker said: {exc.explanation or exc}") from None
+        except docker.errors.DockerException as exc:
+            raise InfraError(f"creating network {name}: {exc}") from None
+
+    def network_subnets(self) -> list[str]:
+        """Every IPv4/IPv6 subnet the engine's networks hold (the engine host's bridge
+        addresses among them: docker0's gateway is the host)."""
+        with _translated("listing networks"):
+            found = self.client.api.networks()
+        return [c["Subnet"] for n in found for c in ((n.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
     def run_container(self, name: str, image: str, files: Sequence[FileToCopy] = (),
                       files_dir: str = "/run/mrctl", networks: Sequence[str] = (),

@@ -8,6 +8,7 @@ root filesystems and pids/memory limits; teardown leaves no network, volume or s
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import socket
@@ -255,10 +256,15 @@ def test_workers_reach_redis_only_and_everything_is_limited(tmp_path, docker_hos
         final = run_job(spec, RunOptions(redis_memory="256mb"), on_snapshot=inspect)
     result = json.loads(spec.output_path.read_text())
     assert result["redis"] == "connected", result  # the failures below are not a broken network
+    # The workers' subnet holds none of the host's addresses: were docker0's 172.17.0.1 in it,
+    # the host would answer for it on the bridge (one CI engine handed out such a subnet).
+    (pool,) = seen["networks"][network_name(seen["cluster"])]["IPAM"]["Config"]
+    subnet = ipaddress.ip_network(pool["Subnet"])
+    assert not [a for a in addresses if ipaddress.ip_address(a) in subnet], (subnet, addresses)
     for target in targets[1:]:
         assert any(why in result[target] for why in (
             "No route to host", "Network is unreachable", "timed out", "name resolution",
-            "Name or service not known")), (target, result[target])
+            "Name or service not known")), (target, result[target], subnet)
     assert final.status == "succeeded"
 
     redis, workers, networks = seen["redis"], seen["workers"], seen["networks"]
@@ -303,3 +309,46 @@ def _inspect_cluster(host, cid: str) -> dict:
     return {"redis": redis, "denied": denied,
             "workers": [a for n, a in containers.items() if "-worker-" in n],
             "networks": {n: api.inspect_network(n) for n, _ in host.networks({"mrctl.cluster": cid})}}
+
+
+# -- the workers' subnet -------------------------------------------------------------------------
+
+def test_subnet_candidates_skip_every_overlap_and_wrap_round():
+    from mrctl import subnets
+
+    pool = ipaddress.ip_network("10.9.0.0/22")  # four /24s
+    avoid = [ipaddress.ip_network("10.9.1.128/25"), ipaddress.ip_network("172.17.0.0/16")]
+    got = list(subnets.candidates(avoid, pool=pool, start=2))
+    expected = [ipaddress.ip_network(f"10.9.{i}.0/24") for i in (2, 3, 0)]  # .1 holds an avoided /25
+    assert got == expected
+    assert list(subnets.candidates([ipaddress.ip_network("10.8.0.0/15")], pool=pool)) == []
+
+
+def test_local_networks_hold_the_hosts_own_addresses():
+    from mrctl import subnets
+
+    found = subnets.local_networks()
+    for address in [*_host_addresses(), "127.0.0.1"]:
+        assert any(ipaddress.ip_address(address) in n for n in found), (address, found)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+def test_a_taken_subnet_is_told_apart_from_other_network_errors(docker_host):
+    from conftest import SESSION, SESSION_LABEL
+
+    from mrctl.dockerhost import SubnetTaken
+    from mrctl.errors import InfraError
+
+    labels = {SESSION_LABEL: SESSION}
+    name = f"mrctl-test-subnet-{SESSION[:8]}"
+    docker_host.create_network(name, labels, internal=True, subnet="10.213.255.0/24")
+    try:
+        assert "10.213.255.0/24" in docker_host.network_subnets()
+        with pytest.raises(SubnetTaken):
+            docker_host.create_network(name + "-b", labels, internal=True, subnet="10.213.255.128/25")
+        with pytest.raises(InfraError) as info:  # a duplicate name is not a taken subnet
+            docker_host.create_network(name, labels, internal=True, subnet="10.213.254.0/24")
+        assert not isinstance(info.value, SubnetTaken)
+    finally:
+        docker_host.remove_network(name)

@@ -18,6 +18,8 @@ workers, in /run/mrctl), and `mrctl status` finds it in the user's 0600 state fi
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import logging
 import os
 import secrets
@@ -26,7 +28,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from mrctl import credentials
+from mrctl import credentials, subnets
 from mrctl.backends import WorkerExit
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
@@ -38,6 +40,7 @@ from mrctl.dockerhost import (
     ContainerInfo,
     DockerHost,
     FileToCopy,
+    SubnetTaken,
 )
 from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
@@ -163,12 +166,28 @@ class DockerCluster:
 
     def _create_networks(self) -> None:
         assert self.host
-        # inhibit_ipv4: the host gets no address on the internal bridge, so a worker cannot
-        # reach the host's services either (an internal network alone only stops forwarding).
-        self.host.create_network(network_name(self.id), self.labels("network"), internal=True,
-                                 options={"com.docker.network.bridge.inhibit_ipv4": "true"})
+        self._create_internal_network()
         self.host.create_network(publish_network_name(self.id), self.labels("network"),
                                  options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
+
+    def _create_internal_network(self) -> None:
+        """The workers' network. inhibit_ipv4: the host gets no address on the bridge, and the
+        subnet holds none of the host's addresses (see `mrctl.subnets`), so a worker cannot
+        reach the host's services (an internal network alone only stops forwarding)."""
+        assert self.host
+        avoid = [ipaddress.ip_network(s) for s in self.host.network_subnets()]
+        if self.host.publish_address() == "127.0.0.1":  # the engine runs here
+            avoid += subnets.local_networks()
+        for subnet in itertools.islice(subnets.candidates(avoid, start=int(self.id[:4], 16)), 32):
+            try:
+                self.host.create_network(network_name(self.id), self.labels("network"), internal=True,
+                                         options={"com.docker.network.bridge.inhibit_ipv4": "true"},
+                                         subnet=str(subnet))
+                return
+            except SubnetTaken:  # another cluster took it since the listing: try the next
+                continue
+        raise InfraError(f"no free /24 subnet in {subnets.POOL} for the workers' network "
+                         "(remove unused Docker networks: docker network prune)")
 
     def _start_redis(self) -> None:
         assert self.host and self.images
