@@ -25,6 +25,7 @@ import os
 import secrets
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -178,7 +179,7 @@ class DockerCluster:
         avoid = [ipaddress.ip_network(s) for s in self.host.network_subnets()]
         if self.host.publish_address() == "127.0.0.1":  # the engine runs here
             avoid += subnets.local_networks()
-        for subnet in itertools.islice(subnets.candidates(avoid, start=int(self.id[:4], 16)), 32):
+        for subnet in itertools.islice(subnets.candidates(avoid, start=zlib.crc32(self.id.encode())), 32):
             try:
                 self.host.create_network(network_name(self.id), self.labels("network"), internal=True,
                                          options={"com.docker.network.bridge.inhibit_ipv4": "true"},
