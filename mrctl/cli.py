@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mrctl import cli_options as opt
 from mrctl.errors import MrctlError, SpecError
 
 EXIT_CODES_HELP = (
@@ -66,48 +67,37 @@ SpecArg = Annotated[Path, typer.Argument(help="The job spec (YAML), e.g. jobspec
 @_errors
 def run(
     spec: SpecArg,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Number of workers.")] = None,
+    workers: opt.Workers = None,
     input: Annotated[list[str] | None, typer.Option(
         "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
-    backend: Annotated[str | None, typer.Option(help="docker | swarm | local | inline.")] = None,
-    docker_host: Annotated[str | None, typer.Option(
-        envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
-                                   "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")] = None,
-    reducers: Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")] = None,
-    chunk_size: Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")] = None,
-    task_timeout: Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")] = None,
-    max_attempts: Annotated[int | None, typer.Option(help="Attempts per task before the job fails.")] = None,
+    backend: opt.Backend = None,
+    docker_host: opt.DockerHostOpt = None,
+    reducers: opt.Reducers = None,
+    chunk_size: opt.ChunkSize = None,
+    task_timeout: opt.TaskTimeout = None,
+    max_attempts: opt.MaxAttempts = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="A job parameter NAME=VALUE (repeatable; the value read as YAML), "
                               "self.params[NAME] in job code; over the spec's params.")] = None,
-    worker_output: Annotated[bool, typer.Option(
-        "--worker-output", help="Show what the job's code prints or logs in the workers, as "
-                                "[worker-2 m:3] lines on stderr.")] = False,
+    worker_output: opt.WorkerOutput = False,
     max_worker_restarts: Annotated[int | None, typer.Option(
         help="Workers that may die before doing any work within a minute (a crash loop) before the job "
              "fails; workers dying on a task are always replaced.")] = None,
-    speculative: Annotated[bool | None, typer.Option(
-        "--speculative/--no-speculative", help="Back up straggling map tasks near the end of the map phase.")] = None,
+    speculative: opt.Speculative = None,
     strict: Annotated[bool, typer.Option(
         "--strict", help="Fail on undecodable input bytes, naming file and line (default: replace, count).")] = False,
-    keep: Annotated[bool, typer.Option(help="Leave the cluster running (mrctl down removes it).")] = False,
-    offline: Annotated[bool | None, typer.Option(
-        "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
-    redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
-    chaos: Annotated[str | None, typer.Option(
-        help="Kill random busy workers to watch recovery: kill=N[,every=SECONDS][,seed=N].")] = None,
-    cluster: Annotated[str | None, typer.Option(
-        help="Run on the warm cluster NAME (see mrctl up): no start, no teardown.")] = None,
-    timeline: Annotated[str | None, typer.Option(
-        help="Draw the run's timeline into FILE (.png, .svg or .html) when it ends, however it ends.")] = None,
-    ui: Annotated[bool, typer.Option(
-        "--ui", help="Serve the run's web page on 127.0.0.1 while it runs (prints its URL; opens a browser on a "
-                     "terminal).")] = False,
-    plain: Annotated[bool, typer.Option(help="Plain log lines, no live view (default without a TTY).")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print only the final summary, as JSON, on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    keep: opt.Keep = False,
+    offline: opt.Offline = None,
+    redis_memory: opt.RedisMemory = "1gb",
+    chaos: opt.Chaos = None,
+    cluster: opt.Cluster = None,
+    timeline: opt.Timeline = None,
+    ui: opt.Ui = False,
+    plain: opt.Plain = False,
+    json_: opt.Json = False,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Run a MapReduce job.
 
@@ -121,11 +111,8 @@ def run(
     error, 3 infrastructure error (Docker or Redis unavailable, image build failed),
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
-    from mrctl.chaos import ChaosPlan, parse_chaos
     from mrctl.params import parse_param
-    from mrctl.runner import RunOptions
     from mrctl.signals import SignalGuard
-    from mrctl.sizes import parse_redis_memory
     from mrctl.spec import Overrides, load_spec
 
     overrides = Overrides(
@@ -134,30 +121,22 @@ def run(
         max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
         encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
     )
-    if timeline is not None:
-        from mrctl.timeline import check_suffix
-
-        check_suffix(timeline)
-    if cluster is not None:
-        from mrctl.backends.warm import check_run
-
-        check_run(cluster, keep, backend, workers)
-    options = RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
-                         chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
-                         cluster=cluster, docker_host=docker_host)
-    mode = "json" if json_ else "quiet" if quiet else "plain" if plain else None
+    options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
+                              worker_output=worker_output, cluster=cluster, docker_host=docker_host,
+                              backend=backend, workers=workers, timeline=timeline)
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, mode, timeline, ui)
+        _run(load_spec(spec, overrides), options, opt.view_mode(json_, quiet, plain), timeline, ui)
 
 
-def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, ui: bool = False) -> None:
+def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, ui: bool = False,
+         out: Any = None) -> None:
     import contextlib
 
     from mrctl.reporters import ReporterLogHandler, choose_reporter
     from mrctl.runner import run_job
     from mrctl.timeline import drawer
 
-    reporter = choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
+    reporter = choose_reporter(mode, out or sys.stdout, sys.stderr, os.environ)
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
     reporter.start()
     try:
@@ -388,13 +367,15 @@ def doctor(
         raise typer.Exit(3)
 
 
-from mrctl import cli_runs, cli_web  # noqa: E402 - the commands of other modules join the app here
+from mrctl import cli_mrjob, cli_runs, cli_web  # noqa: E402 - the commands of other modules join the app here
 
 app.command()(_errors(cli_runs.history))
 app.command()(_errors(cli_runs.show))
 app.command()(_errors(cli_runs.timeline))
 app.command()(_errors(cli_web.ui))
+app.command()(_errors(cli_mrjob.mrjob))
 
 
 def main() -> None:
+    sys.argv = cli_mrjob.take_script_args(sys.argv)
     app()

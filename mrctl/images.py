@@ -12,6 +12,7 @@ it is rebuilt exactly when one of them changes, and reused instantly otherwise.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -43,6 +44,9 @@ Progress = Callable[[str], None]
 # image leaves these dependencies out, about 210 MB of matplotlib, numpy, pillow and fonts, and
 # the web stack, that no worker imports.
 HOST_ONLY = frozenset({"matplotlib", "starlette", "uvicorn"})
+# Extras a worker gets when they are installed here (pip install 'mrctl[mrjob]'), at the
+# version installed here: a worker image without mrjob for those who never run mrjob scripts.
+WORKER_EXTRAS = ("mrjob",)
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,9 @@ def _run(command: list[str], logfile: Path) -> None:
 # -- the worker image -------------------------------------------------------------------------
 
 def source_hash(base_id: str) -> str:
-    """A hash of everything the worker image is made of: mrctl's source, Dockerfile, base."""
-    digest = hashlib.sha256(base_id.encode())
+    """A hash of everything the worker image is made of: mrctl's source, Dockerfile, base,
+    and the extras it holds."""
+    digest = hashlib.sha256(base_id.encode() + "".join(installed_extras()).encode())
     files = sorted(PACKAGE_DIR.rglob("*.py")) + [PROJECT_ROOT / "Dockerfile.worker",
                                                  PROJECT_ROOT / "pyproject.toml"]
     for path in files:
@@ -145,9 +150,21 @@ def source_hash(base_id: str) -> str:
 
 
 def worker_requirements() -> list[str]:
-    """mrctl's dependencies (pyproject.toml) that a worker needs: all but HOST_ONLY."""
+    """mrctl's dependencies (pyproject.toml) that a worker needs: all but HOST_ONLY, and the
+    WORKER_EXTRAS installed here."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return [d for d in project["dependencies"] if _name(d) not in HOST_ONLY]
+    return [d for d in project["dependencies"] if _name(d) not in HOST_ONLY] + installed_extras()
+
+
+def installed_extras() -> list[str]:
+    """WORKER_EXTRAS installed here, pinned to the version installed here."""
+    found = []
+    for name in WORKER_EXTRAS:
+        try:
+            found.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def _name(requirement: str) -> str:

@@ -5,7 +5,9 @@ A failed or interrupted run never leaves a partial output file or a temp file be
 Formats: json (one object, keys in sorted order; a non-string key is written as its JSON text),
 jsonl ({"key", "value"} per line: types kept), tsv (key<TAB>value; in text fields a backslash,
 tab, newline and carriage return are escaped as \\, \t, \n, \r, so no value can break a row;
-other values as JSON), csv (a header "key,value", RFC 4180 quoting; non-string values as JSON).
+other values as JSON), csv (a header "key,value", RFC 4180 quoting; non-string values as JSON),
+lines (key then value, both text, as they are, one line per pair: what `mrctl mrjob` writes,
+mrjob's encoded lines, the tab inside the value; read back as (line, "")).
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def _lines(pairs: Iterable[tuple[Any, Any]], fmt: str) -> Iterable[str]:
             buffer.seek(0)
             buffer.truncate()
         yield buffer.getvalue()
+    elif fmt == "lines":
+        for key, value in pairs:
+            yield f"{key}{value}\n"
     else:
         raise SpecError(f"unknown output format {fmt!r}")
 
@@ -123,8 +128,11 @@ def read_output(path: str | Path, fmt: str | None = None) -> Iterator[tuple[Any,
             next(rows, None)  # the header
             for key, value in rows:
                 yield key, value
+        elif fmt in ("lines", "txt"):
+            for line in f:
+                yield line.rstrip("\n"), ""
         else:
-            raise SpecError(f"{path}: unknown output format {fmt!r}; expected json, jsonl, tsv or csv")
+            raise SpecError(f"{path}: unknown output format {fmt!r}; expected json, jsonl, tsv, csv or lines")
 
 
 def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:

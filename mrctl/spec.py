@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mrctl import mrjob_script
 from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.formats import InputFormat
@@ -47,7 +48,7 @@ from mrctl.sizes import parse_size
 from mrctl.spec_doc import SpecDoc, bool_value, choice_value, int_value, number_value, string_value
 from mrctl.steps import StepGroup, StepParser, StepSpec
 
-OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv")
+OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv", "lines")
 BACKENDS = ("docker", "swarm", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
@@ -243,9 +244,9 @@ def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits]:
     return count, WorkerLimits(cpus, str(memory).lower() if memory is not None else None, pids)
 
 
-def _output_section(doc: SpecDoc, value: Any, name: str) -> tuple[Path, str]:
+def _output_section(doc: SpecDoc, value: Any, name: str, default: str = "json") -> tuple[Path, str]:
     if value is None:
-        return Path.cwd() / f"{name}.json", "json"
+        return Path.cwd() / f"{name}.{'txt' if default == 'lines' else default}", default
     if isinstance(value, str):
         value = {"path": value}
     if not isinstance(value, dict):
@@ -254,10 +255,10 @@ def _output_section(doc: SpecDoc, value: Any, name: str) -> tuple[Path, str]:
     fmt = value.get("format")
     path = value.get("path")
     if fmt is None:
-        fmt = _format_of(path) or "json"
+        fmt = default if default != "json" else _format_of(path) or "json"
     fmt = choice_value(doc, "output.format", fmt, OUTPUT_FORMATS)
     if path is None:
-        return Path.cwd() / f"{name}.{fmt}", fmt
+        return Path.cwd() / f"{name}.{'txt' if fmt == 'lines' else fmt}", fmt
     return (doc.path.parent / string_value(doc, "output.path", path)).resolve(), fmt
 
 
@@ -278,7 +279,9 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise doc.error("name", f"expected letters, digits, '.', '_' or '-', got {name!r}")
     workers, limits = _workers_section(doc, data.get("workers", 2))
-    output_path, output_format = _output_section(doc, data.get("output"), name)
+    job_entry = data.get("job")
+    mrjob = mrjob_script.from_spec(doc, job_entry) if isinstance(job_entry, dict) and "mrjob" in job_entry else None
+    output_path, output_format = _output_section(doc, data.get("output"), name, "lines" if mrjob else "json")
     settings: dict[str, Any] = {
         "reducers": int_value(doc, "reducers", data.get("reducers", 4), 0),
         "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")
@@ -301,6 +304,9 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         if not entries:
             raise doc.error("input", "expected a path, directory or glob, or a list of them, got []")
         base, where = doc.path.parent, f"{doc.shown}:{doc.lines['input']}: input"
+    if mrjob and mrjob.raw_input:  # mapper_raw: each input file whole, in one map task
+        entries = [e if isinstance(e, dict) and "format" in e else {**(e if isinstance(e, dict) else {"path": e}),
+                   "format": "whole_file"} for e in entries]
     files = expand_inputs(entries, base, where)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
@@ -317,7 +323,13 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         output_path = (Path.cwd() / over.output).resolve()
         output_format = _format_of(over.output) or output_format
     check_output_path(output_path, inputs, patterns, base, output_where)
-    program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
+    if mrjob:
+        if "steps" in data:
+            raise doc.error("job", "give either job: (here an mrjob script, with its own steps) or steps:")
+        settings["sort_values"] = settings["sort_values"] or mrjob.sort_values
+        program = mrjob.program(settings["reducers"])
+    else:
+        program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
     for group in program:  # a repeat count that names a param: that param must be a count
         if isinstance(group.repeat, str):
             try:
@@ -334,7 +346,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
                    output_path=output_path, output_format=output_format, limits=limits,
                    input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
                    input_formats=tuple(f.format for f in files),
-                   steps=program if "steps" in data else (), **settings)
+                   steps=program if "steps" in data or mrjob else (), **settings)
 
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:

@@ -134,7 +134,8 @@ class LocalCluster:
         name = f"worker-{self._next}"
         self._next += 1
         env = {**os.environ, "MRCTL_REDIS_URL": self.redis_url, "MRCTL_WORKER_NAME": name,
-               "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+               "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
+               "TMPDIR": str(self.dir)}  # what job code puts in temp files goes with the cluster
         self.workers[name] = self._spawn(name, [sys.executable, "-m", "mrctl", "worker"],
                                          f"{name}.log", subprocess.DEVNULL, env)
         self.states[name] = "starting"

@@ -1,0 +1,114 @@
+"""`mrctl mrjob SCRIPT [INPUT...] [OPTIONS] [-- SCRIPT OPTIONS...]`: an mrjob script, unchanged,
+on mrctl's cluster (see mrctl.mrjob_script and mrctl.mrjob_bridge).
+
+The command writes a job spec for the script (`job: {mrjob: SCRIPT, args: [...]}`) under mrctl's
+cache directory and runs it as `mrctl run` would, so history, timelines and the web page see an
+ordinary run; its path is printed, to run it again with `mrctl run`. Without -o the output
+lines go to stdout, as mrjob's runners print them, and everything else to stderr.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mrctl import cli_options as opt
+from mrctl.dirs import cache_dir
+from mrctl.errors import SpecError
+
+_script_args: list[str] = []  # what followed `--`: main() takes it off argv before click reads it
+
+
+def take_script_args(argv: list[str]) -> list[str]:
+    """argv without the script's own options (after `--` in `mrctl mrjob ...`), kept aside."""
+    if len(argv) > 1 and argv[1] == "mrjob" and "--" in argv:
+        cut = argv.index("--")
+        _script_args[:] = argv[cut + 1:]
+        return argv[:cut]
+    return argv
+
+
+def write_spec(script: Path, inputs: list[str], args: list[str], output: Path) -> Path:
+    """A spec for the script (absolute paths), content-addressed in the cache directory."""
+    if not inputs:
+        raise SpecError("mrctl mrjob: give at least one INPUT file, directory or glob "
+                        "(mrctl reads files, not stdin)")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", script.stem) or "mrjob"
+    spec = {"name": name, "input": [str(Path.cwd() / p) for p in inputs],
+            "job": {"mrjob": str(script.resolve()), "args": args}, "output": str(output.resolve())}
+    text = json.dumps(spec, indent=2) + "\n"  # JSON is YAML
+    path = cache_dir() / "mrjob" / "specs" / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def mrjob(
+    script: Annotated[Path, typer.Argument(help="An mrjob script (a Python file defining an MRJob subclass).")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="Input files, directories or globs.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the output lines here (default: print them on stdout, as mrjob does).")] = None,
+    workers: opt.Workers = None,
+    backend: opt.Backend = None,
+    docker_host: opt.DockerHostOpt = None,
+    reducers: opt.Reducers = None,
+    chunk_size: opt.ChunkSize = None,
+    task_timeout: opt.TaskTimeout = None,
+    max_attempts: opt.MaxAttempts = None,
+    worker_output: opt.WorkerOutput = False,
+    speculative: opt.Speculative = None,
+    keep: opt.Keep = False,
+    offline: opt.Offline = None,
+    redis_memory: opt.RedisMemory = "1gb",
+    chaos: opt.Chaos = None,
+    cluster: opt.Cluster = None,
+    timeline: opt.Timeline = None,
+    ui: opt.Ui = False,
+    plain: opt.Plain = False,
+    json_: opt.Json = False,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Run an mrjob script's job unchanged on mrctl's cluster; the script's own options go
+    after --.
+
+    Example: mrctl mrjob mr_word_freq_count.py books/*.txt --workers 4
+
+    Example: mrctl mrjob mr_log_sampler.py /var/log/dpkg.log -o sample.txt -- --sample-size 10
+
+    Output lines are mrjob's (its OUTPUT_PROTOCOL); sorted, they equal `python SCRIPT -r inline
+    INPUT...`. Needs mrjob: pip install 'mrctl[mrjob]'. Exit codes as for mrctl run.
+    """
+    from mrctl.cli import _run
+    from mrctl.signals import SignalGuard
+    from mrctl.spec import Overrides, load_spec
+
+    options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
+                              worker_output=worker_output, cluster=cluster, docker_host=docker_host,
+                              backend=backend, workers=workers, timeline=timeline)
+    overrides = Overrides(workers=workers, reducers=reducers, chunk_size=chunk_size, backend=backend,
+                          task_timeout=task_timeout, max_attempts=max_attempts, speculative=speculative)
+    mode = opt.view_mode(json_, quiet, plain)
+    if output is not None:
+        spec = write_spec(script, inputs or [], list(_script_args), output)
+        typer.echo(f"mrctl: the job's spec: {spec}", err=True)
+        with SignalGuard():
+            _run(load_spec(spec, overrides), options, mode, timeline, ui)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="mrctl-mrjob-"))
+    try:
+        spec = write_spec(script, inputs or [], list(_script_args), scratch / "output.txt")
+        with SignalGuard():
+            _run(load_spec(spec, overrides), options, mode, timeline, ui, out=sys.stderr)
+        with (scratch / "output.txt").open("rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer)
+        sys.stdout.flush()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

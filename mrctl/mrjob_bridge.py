@@ -1,0 +1,290 @@
+"""An mrjob job's steps as mrctl Mapper and Reducer classes, run through mrjob's own code.
+
+`mrctl mrjob` (see mrctl.mrjob_script) ships the user's script unchanged with a few lines
+appended that make, for each streaming step, a StepMapper / StepCombiner / StepReducer bound to
+the script's MRJob class. On the worker each task then does what an mrjob task does: it makes
+the job with the task's options (`MRJob(['--step-num=N', '--mapper', ...])`), picks the step's
+protocols with `pick_protocols`, and runs `map_pairs` / `combine_pairs` / `reduce_pairs` — so
+mapper_init/final, SORT_VALUES, protocols, options and load_args are mrjob's, not copies.
+
+Data between tasks is mrjob's encoded lines, as on Hadoop streaming: an mrctl key is the line
+up to its first tab (what Hadoop sorts and partitions by), the value the rest of the line from
+that tab on ("" when there is none), both as text. Keys group and sort as mrjob's runners sort
+them (by the bytes before the tab), and with SORT_VALUES a key's values come sorted as whole
+lines. The last step's pairs, written as key + value per line (the `lines` output format),
+are exactly the lines mrjob writes.
+
+A task runs in a directory holding the job's FILES, DIRS and file options (shipped inside the
+module), with mrjob's jobconf variables (`mapreduce.map.input.file`, task ids) in its
+environment; both are put back afterwards. Counters (`increment_counter`) become mrctl
+counters of the attempt; `set_status(msg)` counts msg in the counter group "status".
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import sys
+import tempfile
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mrctl.job import Mapper, Reducer, split_lines
+
+Pair = tuple[str, str]
+
+
+class MrjobJob:
+    """The script's MRJob class with what every task of the run needs."""
+
+    def __init__(self, cls: type, task_args: list[str], files: str, sort_values: bool) -> None:
+        self.cls = cls
+        self.task_args = list(task_args)
+        self._files = files  # base64 of a zlib'd {name: bytes} listing (see mrjob_script.pack_files)
+        self.sort_values = sort_values
+        self._dir: Path | None = None
+
+    def task(self, step_num: int, mrc: str, extra: Iterable[str] = ()) -> Any:
+        """A job made as mrjob's runners make one for a task."""
+        return self.cls([f"--step-num={step_num}", f"--{mrc}", *self.task_args, *extra])
+
+    def working_dir(self) -> Path:
+        """This process's copy of the job's files (made once, then reused by every task)."""
+        if self._dir is None:
+            digest = hashlib.sha256(self._files.encode()).hexdigest()[:16]
+            path = Path(tempfile.gettempdir()) / f"mrctl-mrjob-{os.getpid()}-{digest}"
+            if not path.is_dir():
+                staging = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+                for name, data in unpack_files(self._files).items():
+                    target = staging / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)
+                os.replace(staging, path)
+                atexit.register(shutil.rmtree, path, True)  # a worker killed outright leaves it in
+                # its temp dir: a container's tmpfs, or a local cluster's directory
+            self._dir = path
+        return self._dir
+
+
+def unpack_files(packed: str) -> dict[str, bytes]:
+    from mrctl import codec
+
+    return dict(codec.unpack(zlib.decompress(base64.b64decode(packed))))
+
+
+class _Reporter(io.RawIOBase):
+    """The job's stderr: mrjob's `reporter:` lines become the attempt's counters, the rest goes
+    to the worker's own stderr."""
+
+    def __init__(self, owner: Mapper | Reducer) -> None:
+        self.owner, self.pending = owner, b""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.pending += bytes(data)
+        *lines, self.pending = self.pending.split(b"\n")
+        for line in lines:
+            self._line(line)
+        return len(data)
+
+    def _line(self, line: bytes) -> None:
+        from mrjob.parse import parse_mr_job_stderr
+
+        if not line.startswith(b"reporter:"):
+            sys.stderr.write(line.decode("utf-8", "replace") + "\n")
+            return
+        parsed = parse_mr_job_stderr([line + b"\n"])
+        for group, counters in parsed["counters"].items():
+            for name, amount in counters.items():
+                self.owner.increment_counter(group.replace(":", ";") or "(none)", name or "(none)", amount)
+        for status in parsed["statuses"]:
+            self.owner.increment_counter("status", status[:200] or "(empty)")
+
+
+@contextlib.contextmanager
+def _task_place(directory: Path, environ: dict[str, str]) -> Iterator[None]:
+    """Run in `directory` with `environ` added, as mrjob's runners run a task; put back after."""
+    saved_cwd, saved = os.getcwd(), {k: os.environ.get(k) for k in environ}
+    os.chdir(directory)
+    os.environ.update(environ)
+    sys.path.insert(0, str(directory))
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(str(directory))
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        os.chdir(saved_cwd)
+
+
+def _jobconf(task: Mapper | Reducer, step_num: int, mrc: str) -> dict[str, str]:
+    """mrjob's simulated jobconf for a task (as its local runners set it), in every Hadoop
+    version's spelling, as environment variables."""
+    from mrjob.compat import translate_jobconf_for_all_versions
+
+    number = int((task.task_id or "x:0").split(":")[-1])
+    kind = "m" if mrc == "mapper" else "r"
+    job_id = f"mrctl_{task.step_name}"
+    values = {
+        "mapreduce.job.id": job_id,
+        "mapreduce.task.id": f"task_{job_id}_{kind}_{step_num:04d}{number}",
+        "mapreduce.task.attempt.id": f"attempt_{job_id}_{kind}_{step_num:04d}{number}_{task.attempt - 1}",
+        "mapreduce.task.ismap": str(mrc == "mapper").lower(),
+        "mapreduce.task.partition": str(number),
+    }
+    if mrc == "mapper" and task.input_path:
+        values["mapreduce.map.input.file"] = "file://" + task.input_path
+    return {name.replace(".", "_"): value for key, value in values.items()
+            for name in translate_jobconf_for_all_versions(key)}
+
+
+def _as_pair(line: bytes) -> Pair:
+    key, tab, rest = line.partition(b"\t")
+    try:
+        return key.decode("utf-8"), (tab + rest).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"mrctl carries mrjob's encoded lines as UTF-8 text, and a protocol wrote "
+                         f"one that is not: {line[:120]!r}") from None
+
+
+def _rest(value: Any) -> str:
+    """A value's line part, without its order tag (see _StepTask.tagged)."""
+    return value[-1] if type(value) is not str else value
+
+
+AFTER_ALL = "\U0010ffff"  # the tag of what a task's _final yields: after every key's output
+
+
+class _StepTask:
+    """What the three roles share: the mrjob task object, its protocols and its place.
+
+    Order tags: mrjob's runners hand a later step its input sorted by key across the whole
+    previous step (reduce tasks hold contiguous key ranges), so a key's values reach the next
+    reducer in the order of the keys that produced them. mrctl partitions by hash, so where a
+    later step needs that order (a job without SORT_VALUES, output that feeds another step),
+    each value travels as (producing key, index, ..., line part): the next step sorts values
+    (sort_values) and so sees them in mrjob's order, and the tag is dropped before decoding.
+    """
+
+    job: MrjobJob
+    step_num: int = 0
+    mrc: str = "mapper"
+    tagged: bool = False  # tag this task's output (see above)
+
+    def _start(self: Any, extra: Iterable[str] = ()) -> None:
+        self._task = self.job.task(self.step_num, self.mrc, extra)
+        self._task.sandbox(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=_Reporter(self))
+        self._read, self._write = self._task.pick_protocols(self.step_num, self.mrc)
+
+    def _place(self: Any) -> contextlib.AbstractContextManager[None]:
+        return _task_place(self.job.working_dir(), _jobconf(self, self.step_num, self.mrc))
+
+    def _encoded(self, pairs: Iterable[tuple[Any, Any]], tag: tuple[Any, ...] = ()) -> Iterator[tuple[str, Any]]:
+        write = self._write
+        if not self.tagged:
+            for key, value in pairs:
+                yield _as_pair(write(key, value))
+            return
+        for index, (key, value) in enumerate(pairs):
+            line_key, rest = _as_pair(write(key, value))
+            yield line_key, (*tag, index, rest)
+
+
+class StepMapper(_StepTask, Mapper):
+    """A step's mapper (with its mapper_init and mapper_final): `map_pairs` over the task's
+    lines; a later step's pairs are gathered and mapped at the end of the task; a `mapper_raw`
+    step runs once per whole input file, from a copy of it in the task's directory."""
+
+    raw = False
+
+    def setup(self) -> None:
+        self._gathered: list[tuple[str, Any]] = []
+
+    def map_chunk(self, text: str) -> Iterator[Pair]:
+        lines = (line[:-1] if line.endswith("\r") else line for line in split_lines(text))
+        self._start()
+        read = self._read
+        with self._place():
+            yield from self._encoded(self._task.map_pairs((read(line.encode("utf-8")) for line in lines),
+                                                          self.step_num))
+
+    def map(self, *record: Any) -> Iterator[Any]:  # type: ignore[override]
+        if not self.raw:
+            self._gathered.append(record)
+            return iter(())
+        return self._map_raw(record[0])
+
+    def _map_raw(self, text: str) -> Iterator[Any]:
+        uri = self.input_path or "input"
+        with self._place(), tempfile.TemporaryDirectory(dir=".") as tmp:
+            copy = Path(tmp).resolve() / Path(uri).name
+            copy.write_text(text, encoding="utf-8")
+            self._start([str(copy), uri])
+            yield from self._encoded(self._task.map_pairs(iter(()), self.step_num))
+
+    def teardown(self) -> Iterator[Any] | None:
+        return self._run_gathered() if self._gathered else None
+
+    def _run_gathered(self) -> Iterator[Any]:
+        """map_pairs over the previous step's pairs; each output is tagged with the tag of the
+        input it came from (map_pairs maps one pair fully before it reads the next)."""
+        self._start()
+        read, mapper = self._read, self._task.steps()[self.step_num]["mapper"]
+        step = self._task.steps()[self.step_num]
+        with self._place():
+            if step["mapper_init"]:
+                yield from self._encoded(step["mapper_init"]() or (), ("",))
+            for key, value in self._gathered:
+                tag = tuple(value[:-1]) if type(value) is not str else ()
+                yield from self._encoded(mapper(*read((key + _rest(value)).encode("utf-8"))) or (), tag)
+            if step["mapper_final"]:
+                yield from self._encoded(step["mapper_final"]() or (), (AFTER_ALL,))
+
+
+class _GroupedStep(_StepTask, Reducer):
+    """A reduce or combine task: mrctl hands it the task's keys in sorted order with their
+    values; at the end of the task the step's _init, then its reducer (or combiner) for each
+    key, then its _final run, as in mrjob's `reduce_pairs` / `combine_pairs` (whose loop this
+    is, so that each output is known by the key it came from, for its order tag)."""
+
+    def setup(self) -> None:
+        self._groups: list[tuple[str, list[Any]]] = []
+
+    def reduce(self, key: str, values: list[Any]) -> Iterator[Pair]:  # type: ignore[override]
+        self._groups.append((key, values))
+        return iter(())
+
+    def teardown(self) -> Iterator[Any]:
+        self._start()
+        step = self._task.steps()[self.step_num]
+        run, init, final = step[self.mrc], step[f"{self.mrc}_init"], step[f"{self.mrc}_final"]
+        read = self._read
+        with self._place():
+            if init:
+                yield from self._encoded(init() or (), ("",))
+            for key, values in self._groups:
+                pairs = [read((key + _rest(v)).encode("utf-8")) for v in values]
+                yield from self._encoded(run(pairs[0][0], (v for _, v in pairs)) or (), (key,))
+            if final:
+                yield from self._encoded(final() or (), (AFTER_ALL,))
+
+
+class StepReducer(_GroupedStep):
+    mrc = "reducer"
+
+
+class StepCombiner(_GroupedStep):
+    mrc = "combiner"

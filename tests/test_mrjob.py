@@ -1,0 +1,195 @@
+"""mrjob scripts run unchanged (issue 17): every example in the installed mrjob package that
+needs no Hadoop, Spark or JAR gives, sorted by line, the bytes mrjob's own inline runner gives
+on the same input; what mrctl does not run is refused by name (exit 2); a failing mapper fails
+the job after max_attempts with the script's own traceback.
+
+The expected output is always mrjob's (`python SCRIPT -r inline INPUT...`), run here beside
+mrctl. PYTHONHASHSEED is fixed for both: mr_text_classifier iterates a set of strings, so even
+mrjob's own output changes from run to run without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mrjob.examples  # the test extra installs mrjob
+import pytest
+from conftest import corpus_files
+
+EXAMPLES = Path(mrjob.examples.__file__).parent
+ENV = {**os.environ, "PYTHONHASHSEED": "0"}
+DPKG_LOG = Path("/var/log/dpkg.log")
+
+
+def _books() -> list[str]:
+    return [str(p) for p in corpus_files()]
+
+
+def _classify_docs() -> list[str]:
+    return [str(p) for p in sorted((EXAMPLES / "docs-to-classify").iterdir())]
+
+
+def mrjob_lines(script: str, inputs: list[str], args: list[str] = (), runner: str = "inline") -> list[bytes]:
+    """mrjob's own output, sorted by line."""
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), "-r", runner, *inputs, *args],
+                          capture_output=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    return sorted(done.stdout.splitlines())
+
+
+def mrctl_mrjob(tmp_path: Path, script: str | Path, inputs: list[str], args: list[str] = (),
+                *flags: str) -> subprocess.CompletedProcess:
+    out = tmp_path / "out.txt"
+    return subprocess.run([sys.executable, "-m", "mrctl", "mrjob", str(EXAMPLES / script), *inputs,
+                           "-o", str(out), "--plain", *flags, "--", *args],
+                          capture_output=True, text=True, env=ENV, timeout=900)
+
+
+def output_lines(tmp_path: Path) -> list[bytes]:
+    return sorted((tmp_path / "out.txt").read_bytes().splitlines())
+
+
+# (script, inputs, script options): every example that needs no Hadoop, Spark or JAR
+CASES = {
+    "mr_word_freq_count": (_books, []),  # one step, combiner
+    "mr_most_used_word": (_books, []),  # two steps, FILES (stop_words.txt), combiner, JSONValueProtocol
+    "mr_next_word_stats": (lambda: _books()[:3], []),  # SORT_VALUES, two steps
+    "mr_count_lines_by_file": (_books, []),  # jobconf_from_env('mapreduce.map.input.file')
+    "mr_count_lines_right": (_books, []),  # mapper_init/_final and a reducer
+    "mr_count_lines_wrong": (_books, []),  # map-only: one count per map task (one task per file here)
+    "mr_wc": (_books, []),  # __init__ state, mapper_final
+    "mr_log_sampler": (lambda: [str(DPKG_LOG)], ["--sample-size", "100000000"]),  # passthru options,
+    # RawValueProtocol and ReprProtocol, SORT_VALUES; a sample as large as the log is every line
+    "mr_text_classifier": (_classify_docs, []),  # mapper_raw, four steps, counters
+}
+
+
+@pytest.mark.parametrize("script", sorted(CASES))
+def test_example_on_local_backend_equals_mrjob_inline(tmp_path, script):
+    inputs, args = CASES[script]
+    files = inputs()
+    expected = mrjob_lines(f"{script}.py", files, args)
+    done = mrctl_mrjob(tmp_path, f"{script}.py", files, args, "--backend", "local", "--workers", "2",
+                       "--chunk-size", "8MiB")  # the largest book in one task, as mrjob's splits
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected, "mrjob wrote nothing: the comparison would prove nothing"
+    assert output_lines(tmp_path) == expected
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+@pytest.mark.parametrize("script", ["mr_most_used_word", "mr_count_lines_by_file", "mr_text_classifier"])
+def test_example_in_containers_equals_mrjob_inline(tmp_path, script, docker_host):
+    inputs, args = CASES[script]
+    files = inputs()
+    expected = mrjob_lines(f"{script}.py", files, args)
+    done = mrctl_mrjob(tmp_path, f"{script}.py", files, args, "--backend", "docker", "--workers", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert output_lines(tmp_path) == expected
+
+
+def test_word_freq_count_prints_to_stdout_on_small_chunks(tmp_path):
+    """Without -o the lines go to stdout, as mrjob prints them; 64 KiB chunks make ~50 map tasks
+    per run and four reducers, so values cross many tasks before they are summed."""
+    files = _books()
+    done = subprocess.run([sys.executable, "-m", "mrctl", "mrjob", str(EXAMPLES / "mr_word_freq_count.py"),
+                           *files, "--backend", "local", "-w", "2", "--chunk-size", "64KiB", "--plain"],
+                          capture_output=True, env=ENV, timeout=900)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert sorted(done.stdout.splitlines()) == mrjob_lines("mr_word_freq_count.py", files)
+    assert b"succeeded" in done.stderr  # the summary went to stderr, not into the output
+
+
+def test_spec_names_an_mrjob_script_with_args(tmp_path):
+    spec = tmp_path / "sampler.yaml"
+    spec.write_text(json.dumps({
+        "name": "sampler", "input": str(DPKG_LOG), "backend": "inline", "output": "sample.txt",
+        "job": {"mrjob": str(EXAMPLES / "mr_log_sampler.py"), "args": ["--sample-size", 7]}}))
+    done = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--json"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sample = (tmp_path / "sample.txt").read_text(encoding="utf-8").splitlines()
+    log_lines = DPKG_LOG.read_text(encoding="utf-8").splitlines()
+    assert len(sample) == 7 and set(sample) <= set(log_lines)  # RawValueProtocol: the lines as they are
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "succeeded" and summary["records_in"] == len(log_lines)
+
+
+COUNTING = '''
+from mrjob.compat import jobconf_from_env
+from mrjob.job import MRJob
+
+
+class MRCounting(MRJob):
+    def mapper(self, _, line):
+        self.increment_counter("lines", "seen")
+        if not line.strip():
+            self.increment_counter("lines", "blank")
+        yield jobconf_from_env("mapreduce.task.ismap"), 1
+
+    def reducer(self, key, ones):
+        self.set_status("reducing")
+        yield key, sum(ones)
+
+
+if __name__ == "__main__":
+    MRCounting.run()
+'''
+
+
+def test_counters_and_statuses_become_mrctl_counters_once_per_task(tmp_path):
+    script = tmp_path / "mr_counting.py"
+    script.write_text(COUNTING)
+    book = corpus_files()[0]
+    lines = book.read_text(encoding="utf-8").split("\n")[:-1] if book.read_text(encoding="utf-8").endswith("\n") \
+        else book.read_text(encoding="utf-8").split("\n")
+    out = tmp_path / "out.txt"
+    done = subprocess.run([sys.executable, "-m", "mrctl", "mrjob", str(script), str(book), "-o", str(out),
+                           "--backend", "local", "-w", "2", "--chunk-size", "64KiB", "--reducers", "1", "--json"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counters = json.loads(done.stdout)["counters"]
+    assert counters["lines"] == {"seen": len(lines), "blank": sum(1 for line in lines if not line.strip())}
+    assert counters["status"] == {"reducing": 1}  # one reduce task, one key
+    assert out.read_text() == f'"true"\t{len(lines)}\n'  # mrjob's jobconf says a map task is a map task
+
+
+def test_a_raising_mapper_fails_after_max_attempts_with_the_scripts_traceback(tmp_path):
+    done = mrctl_mrjob(tmp_path, "mr_boom.py", [str(DPKG_LOG)], [], "--backend", "local", "-w", "2",
+                       "--max-attempts", "2")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "failed on all 2 attempts" in done.stderr
+    assert 'mr_boom.py", line' in done.stderr and "in mapper_init" in done.stderr
+    assert "Exception: BOOM" in done.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.parametrize(("script", "args", "says"), [
+    ("mr_jar_step_example.py", [], "step 1 is a JAR step (JarStep)"),
+    ("mr_spark_wordcount.py", [], "step 1 is a Spark step"),
+    ("mr_spark_most_used_word.py", [], "step 1 is a Spark step"),
+    ("mr_sparkaboom.py", [], "step 1 is a Spark step"),
+    ("mr_spark_wordcount_script.py", [], "step 1 is a Spark script step"),
+    ("mr_grep.py", ["-e", "x"], "step 1's mapper runs a shell command (mapper_cmd)"),
+    ("mr_words_containing_u_freq_count.py", [], "step 1's mapper has a shell pre-filter (mapper_pre_filter)"),
+    ("mr_nick_nack.py", [], "HADOOP_OUTPUT_FORMAT = 'nicknack.MultipleValueOutputFormat'"),
+    ("mr_nick_nack_input_format.py", [], "HADOOP_INPUT_FORMAT"),
+    ("mr_log_sampler.py", [], "You must specify the --sample-size"),  # the script's own check
+    ("mr_wc.py", ["--no-such-option"], "unrecognized arguments: --no-such-option"),
+])
+def test_what_mrctl_does_not_run_is_refused_by_name(tmp_path, script, args, says):
+    done = mrctl_mrjob(tmp_path, script, [str(DPKG_LOG)], args, "--backend", "local")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_missing_script_and_missing_inputs_are_usage_errors(tmp_path):
+    done = mrctl_mrjob(tmp_path, tmp_path / "nope.py", [str(DPKG_LOG)])
+    assert done.returncode == 2 and "no such mrjob script" in done.stderr
+    done = mrctl_mrjob(tmp_path, "mr_wc.py", [])
+    assert done.returncode == 2 and "give at least one INPUT" in done.stderr
