@@ -28,7 +28,9 @@ import contextlib
 import hashlib
 import io
 import os
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import zlib
@@ -183,6 +185,28 @@ class _StepTask:
     step_num: int = 0
     mrc: str = "mapper"
     tagged: bool = False  # tag this task's output (see above)
+    command: str | None = None  # *_cmd: the task is this program, lines in, lines out
+    pre_filter: str | None = None  # *_pre_filter: `sh -e -c` this over the lines first
+
+    def _shell(self, lines: Iterable[str]) -> list[str]:
+        """The task's lines through its command or pre-filter (run as mrjob's runners run them:
+        a command split like a shell would, a pre-filter by sh), in the task's directory."""
+        argv = shlex.split(self.command) if self.command else ["sh", "-e", "-c", self.pre_filter or "cat"]
+        data = "".join(line + "\n" for line in lines).encode("utf-8")
+        done = subprocess.run(argv, input=data, capture_output=True, check=False)
+        if done.stderr:
+            sys.stderr.write(done.stderr.decode("utf-8", "replace"))
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited with status {done.returncode}: "
+                               f"{done.stderr.decode('utf-8', 'replace')[-500:]}")
+        return done.stdout.decode("utf-8").splitlines()
+
+    def _command_output(self, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """A *_cmd task's output lines as pairs (tagged by their own key: a command's output
+        cannot be traced to the key it came from)."""
+        for index, line in enumerate(self._shell(lines)):
+            key, rest = _as_pair(line.encode("utf-8"))
+            yield (key, (key, index, rest)) if self.tagged else (key, rest)
 
     def _start(self: Any, extra: Iterable[str] = ()) -> None:
         self._task = self.job.task(self.step_num, self.mrc, extra)
@@ -213,11 +237,16 @@ class StepMapper(_StepTask, Mapper):
     def setup(self) -> None:
         self._gathered: list[tuple[str, Any]] = []
 
-    def map_chunk(self, text: str) -> Iterator[Pair]:
-        lines = (line[:-1] if line.endswith("\r") else line for line in split_lines(text))
-        self._start()
-        read = self._read
+    def map_chunk(self, text: str) -> Iterator[Any]:
+        lines: Iterable[str] = (line[:-1] if line.endswith("\r") else line for line in split_lines(text))
         with self._place():
+            if self.command:
+                yield from self._command_output(lines)
+                return
+            if self.pre_filter:
+                lines = self._shell(lines)
+            self._start()
+            read = self._read
             yield from self._encoded(self._task.map_pairs((read(line.encode("utf-8")) for line in lines),
                                                           self.step_num))
 
@@ -239,8 +268,11 @@ class StepMapper(_StepTask, Mapper):
         return self._run_gathered() if self._gathered else None
 
     def _run_gathered(self) -> Iterator[Any]:
-        """map_pairs over the previous step's pairs; each output is tagged with the tag of the
-        input it came from (map_pairs maps one pair fully before it reads the next)."""
+        """The step's mapper over the previous step's pairs, as map_pairs runs it; each output
+        is tagged with the tag of the input it came from."""
+        if self.command or self.pre_filter:  # lines through the command: map_chunk's way
+            yield from self.map_chunk("".join(key + _rest(value) + "\n" for key, value in self._gathered))
+            return
         self._start()
         read, mapper = self._read, self._task.steps()[self.step_num]["mapper"]
         step = self._task.steps()[self.step_num]
@@ -268,6 +300,9 @@ class _GroupedStep(_StepTask, Reducer):
         return iter(())
 
     def teardown(self) -> Iterator[Any]:
+        if self.command or self.pre_filter:
+            yield from self._through_shell()
+            return
         self._start()
         step = self._task.steps()[self.step_num]
         run, init, final = step[self.mrc], step[f"{self.mrc}_init"], step[f"{self.mrc}_final"]
@@ -280,6 +315,21 @@ class _GroupedStep(_StepTask, Reducer):
                 yield from self._encoded(run(pairs[0][0], (v for _, v in pairs)) or (), (key,))
             if final:
                 yield from self._encoded(final() or (), (AFTER_ALL,))
+
+
+    def _through_shell(self) -> Iterator[Any]:
+        """A *_cmd task, or a pre-filter and then mrjob's reduce_pairs / combine_pairs."""
+        lines = (key + _rest(v) for key, values in self._groups for v in values)
+        with self._place():
+            if self.command:
+                yield from self._command_output(lines)
+                return
+            filtered = self._shell(lines)
+            self._start()
+            run = self._task.reduce_pairs if self.mrc == "reducer" else self._task.combine_pairs
+            read = self._read
+            first = filtered[0].partition("\t")[0] if filtered else ""
+            yield from self._encoded(run((read(line.encode("utf-8")) for line in filtered), self.step_num), (first,))
 
 
 class StepReducer(_GroupedStep):

@@ -127,12 +127,6 @@ def refusals(found: dict[str, Any]) -> list[str]:
                     "spark_script": "a Spark script step (SparkScriptStep)"}.get(kind, f"a {kind} step")
             problems.append(f"step {n} is {what}; mrctl runs mapper/combiner/reducer steps only")
             continue
-        for role in ("mapper", "combiner", "reducer"):
-            sub = step.get(role) or {}
-            if sub.get("type") == "command":
-                problems.append(f"step {n}'s {role} runs a shell command ({role}_cmd)")
-            if "pre_filter" in sub:
-                problems.append(f"step {n}'s {role} has a shell pre-filter ({role}_pre_filter)")
     for key, name in (("hadoop_input_format", "HADOOP_INPUT_FORMAT"), ("hadoop_output_format", "HADOOP_OUTPUT_FORMAT"),
                       ("partitioner", "PARTITIONER")):
         if found.get(key):
@@ -178,12 +172,13 @@ def module_text(source: str, script_name: str, class_name: str, task_args: list[
         n, last = i + 1, i == len(steps) - 1
         tagged = {"mapper": tagging and i > 0 and (not last or "reducer" in step),
                   "combiner": tagging and i > 0, "reducer": tagging and not last}
-        if "mapper" in step:
-            lines += ["", f"class MrctlStep{n}Mapper(_mrctl_bridge.StepMapper):",
-                      f"    job, step_num, tagged = _mrctl_job, {i}, {tagged['mapper']!r}",
-                      f"    raw = {bool(step.get('input_manifest'))!r}"]
-        for role in ("combiner", "reducer"):
-            if role in step:
-                lines += ["", f"class MrctlStep{n}{role.title()}(_mrctl_bridge.Step{role.title()}):",
-                          f"    job, step_num, tagged = _mrctl_job, {i}, {tagged[role]!r}"]
+        for role in ("mapper", "combiner", "reducer"):
+            if role not in step:
+                continue
+            shell = {"command": step[role].get("command"), "pre_filter": step[role].get("pre_filter")}
+            lines += ["", f"class MrctlStep{n}{role.title()}(_mrctl_bridge.Step{role.title()}):",
+                      f"    job, step_num, tagged = _mrctl_job, {i}, {tagged[role]!r}",
+                      f"    command, pre_filter = {shell['command']!r}, {shell['pre_filter']!r}"]
+            if role == "mapper":
+                lines.append(f"    raw = {bool(step.get('input_manifest'))!r}")
     return "\n".join(lines) + "\n"
