@@ -16,7 +16,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -96,17 +96,26 @@ def mrjob(
     overrides = Overrides(workers=workers, reducers=reducers, chunk_size=chunk_size, backend=backend,
                           task_timeout=task_timeout, max_attempts=max_attempts, speculative=speculative)
     mode = opt.view_mode(json_, quiet, plain)
+
+    def load(spec: Path) -> Any:
+        try:
+            return load_spec(spec, overrides)
+        except SpecError as exc:  # the spec is ours, not the user's: name the command instead
+            raise SpecError(re.sub(rf"^{re.escape(str(spec))}:\d+: (job\.mrjob: )?", "mrctl mrjob: ",
+                                   str(exc))) from None
+
     if output is not None:
         spec = write_spec(script, inputs or [], list(_script_args), output)
-        typer.echo(f"mrctl: the job's spec: {spec}", err=True)
+        job = load(spec)
+        typer.echo(f"mrctl: the job's spec (mrctl run it again): {spec}", err=True)
         with SignalGuard():
-            _run(load_spec(spec, overrides), options, mode, timeline, ui)
+            _run(job, options, mode, timeline, ui)
         return
     scratch = Path(tempfile.mkdtemp(prefix="mrctl-mrjob-"))
     try:
         spec = write_spec(script, inputs or [], list(_script_args), scratch / "output.txt")
         with SignalGuard():
-            _run(load_spec(spec, overrides), options, mode, timeline, ui, out=sys.stderr)
+            _run(load(spec), options, mode, timeline, ui, out=sys.stderr)
         with (scratch / "output.txt").open("rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
         sys.stdout.flush()

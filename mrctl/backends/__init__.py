@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+
+# Environment variables a container worker gets from the process that starts its cluster (local
+# workers get the whole environment): PYTHONHASHSEED makes job code that iterates a set of
+# strings give the same output on every backend, as mrjob's runners do for their tasks.
+PASSED_ENVIRONMENT = ("PYTHONHASHSEED",)
+
+
+def passed_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
 
 
 @dataclass(frozen=True)

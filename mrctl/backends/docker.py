@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from mrctl import credentials, subnets
-from mrctl.backends import WorkerExit
+from mrctl.backends import WorkerExit, passed_environment
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
 from mrctl.dockerhost import (
@@ -239,7 +239,8 @@ class DockerCluster:
         self.host.run_container(
             name, self.images.worker, labels=self.labels("worker"), network=network_name(self.id),
             files=[FileToCopy("redis-url", url.encode(), WORKER_UID)], files_dir=SECRETS_DIR,
-            environment={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_WORKER_NAME": short},
+            environment={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_WORKER_NAME": short,
+                         **passed_environment()},
             user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
             init=True, read_only=True, tmpfs={"/tmp": ""}, **self._worker_limits(),
         )

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator
 
 from mrctl import credentials, dockerswarm
-from mrctl.backends import WorkerExit
+from mrctl.backends import WorkerExit, passed_environment
 from mrctl.backends.docker import (
     REDIS_PIDS_LIMIT,
     REDIS_PORT,
@@ -157,7 +157,8 @@ class SwarmCluster:
             labels=self.labels("worker"), networks=[network_name(self.id)],
             secret_files=[SecretFile(f"mrctl-{self.id}-redis-url", url.encode(), "redis-url", WORKER_UID)],
             replicas=self.spec.workers, endpoint_mode="dnsrr", restart_delay_s=RESTART_DELAY_S,
-            env={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_SLOT": "{{.Task.Slot}}"},
+            env={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_SLOT": "{{.Task.Slot}}",
+                 **passed_environment()},
             user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], read_only=True, init=True,
             tmpfs=["/tmp"], **self._worker_limits(),
         )
