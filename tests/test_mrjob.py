@@ -85,6 +85,36 @@ def test_example_on_local_backend_equals_mrjob_inline(tmp_path, script):
     assert output_lines(tmp_path) == expected
 
 
+def _wet_file(tmp_path: Path) -> str:
+    """A Common Crawl WET file (warcio writes it): book paragraphs as pages of a few hosts, with
+    phone numbers in them, some on several pages and hosts."""
+    import io
+
+    from warcio.warcwriter import WARCWriter
+
+    text = corpus_files()[0].read_text(encoding="utf-8")
+    paragraphs = [p for p in text.split("\n\n") if len(p) > 200][:60]
+    path = tmp_path / "crawl.wet"
+    with path.open("wb") as f:
+        writer = WARCWriter(f, gzip=False)
+        for i, paragraph in enumerate(paragraphs):
+            phones = f" call (415) 555-{i % 17:04d} or 1-800-555-{i % 5:04d}. "
+            url = f"http://host{i % 7}.example.com/page/{i}"
+            record = writer.create_warc_record(url, "conversion", payload=io.BytesIO((paragraph + phones).encode()),
+                                               warc_headers_dict={"Content-Type": "text/plain"})
+            writer.write_record(record)
+    return str(path)
+
+
+def test_phone_to_url_reads_a_wet_file_with_mapper_raw(tmp_path):
+    """mr_phone_to_url: mapper_raw over a WET file (read with warcio), two steps, bytes regexes."""
+    files = [_wet_file(tmp_path)]
+    expected = mrjob_lines("mr_phone_to_url.py", files)
+    done = mrctl_mrjob(tmp_path, "mr_phone_to_url.py", files, [], "--backend", "local", "--workers", "2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(expected) == 17 + 5 and output_lines(tmp_path) == expected
+
+
 @pytest.mark.parametrize("script", sorted(SHELL_CASES))
 def test_shell_steps_run_as_subprocesses_and_equal_mrjob_local(tmp_path, script):
     inputs, args = SHELL_CASES[script]
