@@ -237,3 +237,89 @@ def test_a_missing_script_and_missing_inputs_are_usage_errors(tmp_path):
     assert done.returncode == 2 and "no such mrjob script" in done.stderr
     done = mrctl_mrjob(tmp_path, "mr_wc.py", [])
     assert done.returncode == 2 and "give at least one INPUT" in done.stderr
+
+
+SHIPPING = '''
+import os
+
+from mrjob.job import MRJob
+from mrjob.protocol import JSONValueProtocol
+
+
+class MRShipping(MRJob):
+    """Counts the words of a list (a DIRS directory) and of a file option, by input line."""
+
+    DIRS = ["wordlists"]
+    OUTPUT_PROTOCOL = JSONValueProtocol
+
+    def configure_args(self):
+        super().configure_args()
+        self.add_file_arg("--extra-words")
+        self.add_passthru_arg("--min-length", type=int, default=1)
+
+    def load_args(self, args):
+        super().load_args(args)
+        self.min_length = self.options.min_length
+
+    def mapper_init(self):
+        with open(os.path.join("wordlists", "colours.txt")) as f:
+            self.words = {w.strip() for w in f if w.strip()}
+        with open(self.options.extra_words) as f:
+            self.words |= {w.strip() for w in f if w.strip()}
+
+    def mapper(self, _, line):
+        for word in line.lower().split():
+            word = word.strip(".,;:!?\\"'()")
+            if word in self.words and len(word) >= self.min_length:
+                yield word, 1
+
+    def combiner(self, word, counts):
+        yield word, sum(counts)
+
+    def reducer(self, word, counts):
+        yield None, [word, sum(counts)]
+
+
+if __name__ == "__main__":
+    MRShipping.run()
+'''
+
+
+def test_dirs_file_options_and_passthru_options_reach_every_task(tmp_path):
+    """DIRS and add_file_arg files are shipped into each task's directory, add_passthru_arg and
+    load_args work: against mrjob's inline runner, and against a plain count."""
+    script = tmp_path / "mr_shipping.py"
+    script.write_text(SHIPPING)
+    (tmp_path / "wordlists").mkdir()
+    (tmp_path / "wordlists" / "colours.txt").write_text("red\ngreen\nblue\nwhite\nblack\n")
+    extra = tmp_path / "extra.txt"
+    extra.write_text("the\nof\nand\n")
+    books = _books()[:3]
+    args = ["--extra-words", str(extra), "--min-length", "3"]
+    reference = subprocess.run([sys.executable, str(script), "-r", "inline", *books, *args],
+                               capture_output=True, env=ENV, cwd=tmp_path, timeout=600)
+    assert reference.returncode == 0, reference.stderr.decode()[-2000:]
+    out = tmp_path / "out" / "lines.txt"
+    done = subprocess.run([sys.executable, "-m", "mrctl", "mrjob", str(script), *books, "-o", str(out),
+                           "--backend", "local", "-w", "2", "--chunk-size", "128KiB", "--plain", "--", *args],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = sorted(out.read_bytes().splitlines())
+    assert got == sorted(reference.stdout.splitlines())
+    wanted = {"red", "green", "blue", "white", "black", "the", "and"}  # "of" is shorter than 3
+    plain: dict[str, int] = {}
+    for book in books:
+        for word in Path(book).read_text(encoding="utf-8").lower().split():
+            word = word.strip(".,;:!?\"'()")
+            if word in wanted:
+                plain[word] = plain.get(word, 0) + 1
+    assert {tuple(json.loads(line)) for line in got} == set(plain.items())
+
+
+def test_chaos_kills_a_worker_and_the_output_stays_mrjobs(tmp_path):
+    files = _books()
+    done = mrctl_mrjob(tmp_path, "mr_word_freq_count.py", files, [], "--backend", "local", "-w", "3",
+                       "--chunk-size", "64KiB", "--chaos", "kill=1,seed=4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chaos: killing" in done.stderr, done.stderr[-3000:]
+    assert output_lines(tmp_path) == mrjob_lines("mr_word_freq_count.py", files)
