@@ -4,8 +4,9 @@
 appended that make, for each streaming step, a StepMapper / StepCombiner / StepReducer bound to
 the script's MRJob class. On the worker each task then does what an mrjob task does: it makes
 the job with the task's options (`MRJob(['--step-num=N', '--mapper', ...])`), picks the step's
-protocols with `pick_protocols`, and runs `map_pairs` / `combine_pairs` / `reduce_pairs` — so
-mapper_init/final, SORT_VALUES, protocols, options and load_args are mrjob's, not copies.
+protocols with `pick_protocols`, and runs `map_pairs` — or, in a reduce or combine task, the
+loop of `reduce_pairs` / `combine_pairs` over the step's own functions (MRStep), so that each
+output is known by its key — so _init/_final, protocols, options and load_args are mrjob's.
 
 Data between tasks is mrjob's encoded lines, as on Hadoop streaming: an mrctl key is the line
 up to its first tab (what Hadoop sorts and partitions by), the value the rest of the line from

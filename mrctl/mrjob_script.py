@@ -33,7 +33,7 @@ PROBE_TIMEOUT = 120
 
 
 @dataclass(frozen=True)
-class MrjobJob:
+class PreparedScript:
     """An mrjob script made ready to run: its module, its steps and what they need."""
 
     script: Path
@@ -57,7 +57,7 @@ class MrjobJob:
         return tuple(StepGroup((s,)) for s in specs)
 
 
-def from_spec(doc: Any, entry: dict[str, Any]) -> MrjobJob:
+def from_spec(doc: Any, entry: dict[str, Any]) -> PreparedScript:
     """The `job: {mrjob: SCRIPT, args: [...]}` of a spec (SCRIPT relative to the spec)."""
     doc.check_keys(entry, ("mrjob", "args"), "job.")
     args = entry.get("args") or []
@@ -68,7 +68,7 @@ def from_spec(doc: Any, entry: dict[str, Any]) -> MrjobJob:
                    f"{doc.shown}:{doc.lines.get('job', 1)}: job.mrjob")
 
 
-def prepare(script: Path, args: list[str], where: str) -> MrjobJob:
+def prepare(script: Path, args: list[str], where: str) -> PreparedScript:
     """Probe `script` with `args`, refuse what mrctl cannot run, write the module to ship."""
     script = script.resolve()
     if not script.is_file():
@@ -93,7 +93,7 @@ def prepare(script: Path, args: list[str], where: str) -> MrjobJob:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, module)
-    return MrjobJob(script, module, steps, found["sort_values"], bool(steps[0].get("input_manifest")))
+    return PreparedScript(script, module, steps, found["sort_values"], bool(steps[0].get("input_manifest")))
 
 
 def probe(script: Path, args: list[str], where: str) -> dict[str, Any]:

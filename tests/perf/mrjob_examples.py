@@ -83,9 +83,9 @@ def main() -> None:
             chosen = {k: v for k, v in chosen.items() if k in args.only.split(",")}
         for name, (inputs, script_args) in chosen.items():
             script = str(EXAMPLES / f"{name}.py")
-            ours = [sys.executable, "-m", "mrctl", "mrjob", script, *inputs, "--backend", args.backend,
-                    "-w", str(args.workers), "--quiet", *(["--cluster", args.cluster] if args.cluster else []),
-                    "--", *script_args]
+            where = (["--cluster", args.cluster] if args.cluster
+                     else ["--backend", args.backend, "-w", str(args.workers)])
+            ours = [sys.executable, "-m", "mrctl", "mrjob", script, *inputs, *where, "--quiet", "--", *script_args]
             theirs = [sys.executable, script, "-r", "local", *inputs, *script_args]
             mrjob_runs = [timed(theirs) for _ in range(args.repeat)]
             mrctl_runs = [timed(ours) for _ in range(args.repeat)]
