@@ -62,6 +62,9 @@ def format_run(run: RunRecord) -> str:
     others = [a for a in run.attempts if a.outcome in ("lost", "refused", "cancelled")]
     for a in others:
         out.append(f"  {a.outcome}: {_attempt(a)}" + (f"  ({a.error})" if a.error else ""))
+    if released := sum(1 for a in run.attempts if a.outcome == "released"):
+        out.append(f"  released: {released} attempts handed back unstarted by a batch past its time "
+                   "(they count against nothing)")
     if run.events:
         out.append("  events:")
         out += [f"    {e.at:7.2f}s  {e.kind:<11} {e.message}" for e in run.events]

@@ -156,3 +156,19 @@ def test_the_history_keeps_the_newest_runs_and_finds_them_by_id_prefix_or_name(t
             h.get("20261129")
         with pytest.raises(MrctlError, match="no run 'gone'"):
             h.get("gone")
+
+
+def test_show_counts_released_attempts_and_lists_lost_ones():
+    from mrctl.record import Attempt, RunRecord
+    from mrctl.run_view import format_run
+
+    attempts = [Attempt(f"m:{i}", 1, "worker-1", 0.1 * i, 0.1 * i + 0.05, "committed") for i in range(4)]
+    attempts += [Attempt("m:4", 1, "worker-1", 0.5, 0.6, "released"),
+                 Attempt("m:5", 1, "worker-1", 0.5, 0.6, "released"),
+                 Attempt("m:4", 2, "worker-2", 0.7, 0.8, "committed"),
+                 Attempt("m:6", 1, "worker-2", 0.7, 0.9, "lost")]
+    run = RunRecord("20261129-090000-aaaa", "batched", "succeeded", 0, started_at=1000.0, elapsed=1.0,
+                    backend="local", workers=2, attempts=attempts)
+    text = format_run(run)
+    assert "released: 2 attempts handed back unstarted" in text
+    assert "lost: m:6 attempt 1 on worker-2" in text and "released: m:4" not in text
