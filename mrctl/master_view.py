@@ -74,7 +74,9 @@ class MasterView:
             retries=total.get("retries", 0), refused=total.get("refused", 0),
             failures=total.get("failures", 0), failed_attempts=total.get("failed_attempts", 0),
             records_in=first.get("records_in", 0),
-            records_out=stats.get("records_out", 0), decode_errors=total.get("decode_errors", 0),
+            # the job's output: the last step's reducers', or its mappers' when it is map-only
+            records_out=stats.get("records_out" if step.spec.reducers else "map_records_out", 0),
+            decode_errors=total.get("decode_errors", 0),
             phase_seconds=self.phase_seconds(),
             output_path=str(self.spec.output_path),
             counters=user_counters(total), bad_records=total.get("bad_records", 0),

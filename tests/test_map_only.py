@@ -49,7 +49,9 @@ def test_a_map_only_job_writes_the_mapper_output_in_input_order(tmp_path, backen
     proc = subprocess.run([sys.executable, "-m", "mrctl", "run", "job.yaml", "--plain", "-o", "out.jsonl"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == _expected(books, 72)
+    expected = _expected(books, 72)
+    assert (tmp_path / "out.jsonl").read_text(encoding="utf-8") == expected
+    assert f"records out {expected.count(chr(10))}" in proc.stderr  # the summary counts the output
 
 
 def test_a_reducer_is_required_unless_the_job_is_map_only(tmp_path):
