@@ -73,6 +73,19 @@ def _translated(action: str) -> Iterator[None]:
         raise InfraError(f"{action}: {exc}") from None
 
 
+@contextlib.contextmanager
+def removing(what: str, also_fine: tuple[int, ...] = ()) -> Iterator[None]:
+    """A removal of `what`: gone already is fine, as are the HTTP statuses `also_fine`; any
+    other refusal is an InfraError."""
+    try:
+        yield
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if exc.status_code not in also_fine:
+            raise InfraError(f"removing {what}: {exc.explanation or exc}") from None
+
+
 def label_filters(labels: dict[str, str]) -> dict[str, list[str]]:
     """Docker's `label` filter for objects carrying all of `labels` (an empty value: any)."""
     return {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
@@ -353,13 +366,8 @@ class DockerHost:
 
     def remove_container(self, name_or_id: str) -> None:
         """Force-remove (kill + remove) a container; gone already is fine."""
-        try:
+        with removing(name_or_id, also_fine=(409,)):  # 409: removal already in progress
             self.client.api.remove_container(name_or_id, force=True, v=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise InfraError(f"removing {name_or_id}: {exc.explanation or exc}") from None
 
     def networks(self, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
         filters = label_filters(labels)
@@ -373,12 +381,8 @@ class DockerHost:
             return [v.name for v in self.client.volumes.list(filters=filters)]
 
     def remove_volume(self, name: str) -> None:
-        try:
+        with removing(f"volume {name}"):
             self.client.volumes.get(name).remove(force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise InfraError(f"removing volume {name}: {exc.explanation or exc}") from None
 
     def memory_total(self) -> int:
         """The engine host's memory in bytes."""
@@ -386,12 +390,8 @@ class DockerHost:
             return int(self.client.info().get("MemTotal", 0))
 
     def remove_network(self, name: str) -> None:
-        try:
+        with removing(f"network {name}"):
             self.client.networks.get(name).remove()
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            raise InfraError(f"removing network {name}: {exc.explanation or exc}") from None
 
 
 def _info(container: Any) -> ContainerInfo:

@@ -16,7 +16,7 @@ from typing import Any
 import docker.errors
 import docker.types
 
-from mrctl.dockerhost import DockerHost, _translated, label_filters
+from mrctl.dockerhost import DockerHost, _translated, label_filters, removing
 from mrctl.errors import InfraError
 
 ENDED_TASK_STATES = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
@@ -119,12 +119,8 @@ def secrets(host: DockerHost, labels: dict[str, str]) -> list[str]:
 
 
 def remove_secret(host: DockerHost, secret_id: str) -> None:
-    try:
+    with removing(f"secret {secret_id}"):
         host.client.api.remove_secret(secret_id)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        raise InfraError(f"removing secret {secret_id}: {exc.explanation or exc}") from None
 
 
 # -- services and tasks ---------------------------------------------------------------------
@@ -177,12 +173,8 @@ def services(host: DockerHost, labels: dict[str, str]) -> list[tuple[str, dict[s
 
 def remove_service(host: DockerHost, name: str) -> None:
     """Remove a service (Swarm stops its tasks); gone already is fine."""
-    try:
+    with removing(f"service {name}"):
         host.client.api.remove_service(name)
-    except docker.errors.NotFound:
-        pass
-    except docker.errors.APIError as exc:
-        raise InfraError(f"removing service {name}: {exc.explanation or exc}") from None
 
 
 def tasks(host: DockerHost, service: str) -> list[TaskInfo]:
