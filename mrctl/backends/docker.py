@@ -117,8 +117,11 @@ def short_name(container_name: str, cluster: str) -> str:
     return container_name.removeprefix(f"mrctl-{cluster}-")
 
 
-class DockerCluster:
-    """Owns one cluster's network and containers for the length of a `with` block."""
+class EngineCluster:
+    """What a cluster on a Docker engine (containers, or swarm services) starts with: its id,
+    the job it serves, its Redis password, and the labels that are its objects' identity."""
+
+    BACKEND_LABELS: dict[str, str] = {}
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
                  keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
@@ -132,17 +135,25 @@ class DockerCluster:
         self.password = secrets.token_hex(16)
         self.redis_url = ""
         self.states: dict[str, str] = {}
-        self._next = 1
-        self._lock = threading.Lock()
         self._last_check = 0.0
         self.host: DockerHost | None = None
         self.images: ClusterImages | None = None
         self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
-        self._memory_total = 0  # the engine's, read at start when a worker default needs it
 
     def labels(self, role: str) -> dict[str, str]:
         return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
-                "mrctl.job-id": self.job_id, LABEL_CREATED: str(int(time.time()))}
+                "mrctl.job-id": self.job_id, **self.BACKEND_LABELS, LABEL_CREATED: str(int(time.time()))}
+
+
+class DockerCluster(EngineCluster):
+    """Owns one cluster's network and containers for the length of a `with` block."""
+
+    def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
+                 keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
+        super().__init__(spec, job_id, redis_memory, keep, offline, docker_host)
+        self._next = 1
+        self._lock = threading.Lock()
+        self._memory_total = 0  # the engine's, read at start when a worker default needs it
 
     # -- start ----------------------------------------------------------------------------
 

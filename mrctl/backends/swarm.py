@@ -26,9 +26,7 @@ label, after success, failure, Ctrl-C and SIGTERM (remove_swarm_objects, also ru
 from __future__ import annotations
 
 import logging
-import os
 import re
-import secrets
 import time
 from collections.abc import Iterator
 
@@ -43,7 +41,7 @@ from mrctl.backends.docker import (
     WORKER_PIDS_LIMIT,
     WORKER_UID,
     ClusterShape,
-    extra_labels,
+    EngineCluster,
     network_name,
     publish_network_name,
     remove_cluster,
@@ -51,10 +49,10 @@ from mrctl.backends.docker import (
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerhost import LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.dockerswarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
-from mrctl.images import ClusterImages, ensure_images
+from mrctl.images import ensure_images
 from mrctl.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -83,30 +81,15 @@ def task_worker_name(task: TaskInfo) -> str:
     return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
 
 
-class SwarmCluster:
+class SwarmCluster(EngineCluster):
     """Owns one cluster's services, secrets, forwarder and networks for a `with` block."""
+
+    BACKEND_LABELS = {"mrctl.backend": "swarm"}
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
                  keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
-        self.spec = spec
-        self.id = secrets.token_hex(4)
-        self.job_id = job_id
-        self.redis_memory = redis_memory
-        self.keep = keep
-        self.offline = offline
-        self.docker_host = docker_host
-        self.password = secrets.token_hex(16)
-        self.redis_url = ""
-        self.states: dict[str, str] = {}
-        self._last_check = 0.0
+        super().__init__(spec, job_id, redis_memory, keep, offline, docker_host)
         self._ended: set[str] = set()  # task ids already reported as exits
-        self.host: DockerHost | None = None
-        self.images: ClusterImages | None = None
-        self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
-
-    def labels(self, role: str) -> dict[str, str]:
-        return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
-                "mrctl.job-id": self.job_id, "mrctl.backend": "swarm", LABEL_CREATED: str(int(time.time()))}
 
     # -- start ----------------------------------------------------------------------------
 
