@@ -322,6 +322,20 @@ class Context(Reducer):
 '''
 
 
+def write_crash_spec(tmp: Path, seed: int, inputs: list[Path], backend: str, name: str = "crash-test") -> Path:
+    """The crash test's spec (CRASHY with `seed`, 4 workers, 3 reducers, 1 MiB chunks) and job
+    module in `tmp`, as tests/test_faults.py and tests/test_swarm.py run it through the CLI."""
+    import json
+
+    (tmp / "crashy.py").write_text(CRASHY.format(seed=seed, crash=True))
+    spec = tmp / "crash.yaml"
+    spec.write_text(
+        f"name: {name}\ninput: {json.dumps([str(p) for p in inputs])}\n"
+        "job: {module: crashy.py, mapper: CrashyMapper, reducer: CrashyReducer, combiner: SumReducer}\n"
+        f"workers: 4\nreducers: 3\nchunk_size: 1MiB\nbackend: {backend}\n")
+    return spec
+
+
 def write_steps_spec(tmp: Path, body: str, inputs: list[Path], name: str = "steps",
                      source: str = STEPS, output: str = "out.json") -> Path:
     """A `steps:` spec (YAML `body`) over `inputs`, its module job.py beside it."""

@@ -9,7 +9,18 @@ import os
 
 import pytest
 from conftest import corpus_files, sequential_wordcount, words_by_count
-from jobs import BLIP, CRASHY, CRASHY_SHUFFLE, CRASHY_STEPS, GREEDY, SLOW, STRAGGLER, WORDCOUNT, make_spec
+from jobs import (
+    BLIP,
+    CRASHY,
+    CRASHY_SHUFFLE,
+    CRASHY_STEPS,
+    GREEDY,
+    SLOW,
+    STRAGGLER,
+    WORDCOUNT,
+    make_spec,
+    write_crash_spec,
+)
 
 from mrctl.errors import InfraError, JobFailed
 from mrctl.runner import RunOptions, run_job
@@ -154,13 +165,9 @@ def test_crash_test_output_is_exact(tmp_path, seed):
     from conftest import ROOT
 
     inputs = corpus_files()
-    (tmp_path / "crashy.py").write_text(CRASHY.format(seed=seed, crash=True))
-    (tmp_path / "crash.yaml").write_text(
-        f"name: crash-test\ninput: {json.dumps([str(p) for p in inputs])}\n"
-        "job: {module: crashy.py, mapper: CrashyMapper, reducer: CrashyReducer, combiner: SumReducer}\n"
-        "workers: 4\nreducers: 3\nchunk_size: 1MiB\nbackend: docker\n")
+    spec = write_crash_spec(tmp_path, seed, inputs, "docker")
     out = tmp_path / "out.json"
-    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", str(tmp_path / "crash.yaml"), "--json",
+    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--json",
                            "-o", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text(encoding="utf-8") == sequential_wordcount(inputs)

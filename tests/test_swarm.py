@@ -20,7 +20,7 @@ from unittest import mock
 
 import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
-from jobs import CRASHY, SLOW, WORDCOUNT, make_spec
+from jobs import SLOW, WORDCOUNT, make_spec, write_crash_spec
 
 from mrctl.chaos import ChaosPlan
 from mrctl.errors import InfraError
@@ -192,13 +192,9 @@ def test_crash_test_on_swarm_output_is_exact(tmp_path, seed, clean_swarm):
     """The crash test (tests/test_faults.py) with workers as Swarm tasks: a crashing worker's
     task ends, Swarm reschedules its slot, and the output is exact."""
     inputs = corpus_files()
-    (tmp_path / "crashy.py").write_text(CRASHY.format(seed=seed, crash=True))
-    (tmp_path / "crash.yaml").write_text(
-        f"name: crash-swarm\ninput: {json.dumps([str(p) for p in inputs])}\n"
-        "job: {module: crashy.py, mapper: CrashyMapper, reducer: CrashyReducer, combiner: SumReducer}\n"
-        "workers: 4\nreducers: 3\nchunk_size: 1MiB\nbackend: swarm\n")
+    spec = write_crash_spec(tmp_path, seed, inputs, "swarm", name="crash-swarm")
     out = tmp_path / "out.json"
-    proc = _mrctl("run", str(tmp_path / "crash.yaml"), "--json", "-o", str(out), check=False)
+    proc = _mrctl("run", str(spec), "--json", "-o", str(out), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text(encoding="utf-8") == sequential_wordcount(inputs)
     summary = json.loads(proc.stdout)
