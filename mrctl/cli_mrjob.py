@@ -101,8 +101,8 @@ def mrjob(
         try:
             return load_spec(spec, overrides)
         except SpecError as exc:  # the spec is ours, not the user's: name the command instead
-            raise SpecError(re.sub(rf"^{re.escape(str(spec))}:\d+: (job\.mrjob: )?", "mrctl mrjob: ",
-                                   str(exc))) from None
+            said = re.sub(rf"^{re.escape(str(spec))}:\d+: (job\.mrjob: )?", "mrctl mrjob: ", str(exc))
+            raise SpecError(said.replace(f" (relative to {spec.parent})", "")) from None
 
     if output is not None:
         spec = write_spec(script, inputs or [], list(_script_args), output)

@@ -28,6 +28,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import shlex
 import shutil
@@ -200,16 +201,17 @@ class _StepTask:
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} exited with status {done.returncode}: "
                                f"{done.stderr.decode('utf-8', 'replace')[-500:]}")
-        return done.stdout.decode("utf-8").splitlines()
+        return split_lines(done.stdout.decode("utf-8"))  # at "\n" only, as mrjob reads lines
 
-    def _command_output(self, lines: Iterable[str]) -> Iterator[tuple[str, Any]]:
-        """A *_cmd task's output lines as pairs (tagged by their own key: a command's output
-        cannot be traced to the key it came from)."""
+    def _command_output(self, lines: Iterable[str], tag: tuple[Any, ...] | None = None) -> Iterator[tuple[str, Any]]:
+        """A *_cmd task's output lines as pairs, tagged with `tag`, or else by their own key (a
+        command's output cannot be traced to the key it came from)."""
         for index, line in enumerate(self._shell(lines)):
             key, rest = _as_pair(line.encode("utf-8"))
-            yield (key, (key, index, rest)) if self.tagged else (key, rest)
+            yield (key, (*(tag if tag is not None else (key,)), index, rest)) if self.tagged else (key, rest)
 
     def _start(self: Any, extra: Iterable[str] = ()) -> None:
+        """Make the task's MRJob (inside `_place`: its __init__ may read the shipped files)."""
         self._task = self.job.task(self.step_num, self.mrc, extra)
         self._task.sandbox(stdin=io.BytesIO(), stdout=io.BytesIO(), stderr=_Reporter(self))
         self._read, self._write = self._task.pick_protocols(self.step_num, self.mrc)
@@ -237,19 +239,23 @@ class StepMapper(_StepTask, Mapper):
 
     def setup(self) -> None:
         self._gathered: list[tuple[str, Any]] = []
+        self._ran = False  # map_pairs ran (its _init and _final with it)
+        # a first step's output that a later step reads is tagged by input order: task, index
+        self._order = (int((self.task_id or "m:0").split(":")[-1]),)
 
     def map_chunk(self, text: str) -> Iterator[Any]:
+        self._ran = True
         lines: Iterable[str] = (line[:-1] if line.endswith("\r") else line for line in split_lines(text))
         with self._place():
             if self.command:
-                yield from self._command_output(lines)
+                yield from self._command_output(lines, self._order)
                 return
             if self.pre_filter:
                 lines = self._shell(lines)
             self._start()
             read = self._read
             yield from self._encoded(self._task.map_pairs((read(line.encode("utf-8")) for line in lines),
-                                                          self.step_num))
+                                                          self.step_num), self._order)
 
     def map(self, *record: Any) -> Iterator[Any]:  # type: ignore[override]
         if not self.raw:
@@ -258,15 +264,17 @@ class StepMapper(_StepTask, Mapper):
         return self._map_raw(record[0])
 
     def _map_raw(self, text: str) -> Iterator[Any]:
+        self._ran = True
         uri = self.input_path or "input"
         with self._place(), tempfile.TemporaryDirectory(dir=".") as tmp:
             copy = Path(tmp).resolve() / Path(uri).name
             copy.write_text(text, encoding="utf-8")
             self._start([str(copy), uri])
-            yield from self._encoded(self._task.map_pairs(iter(()), self.step_num))
+            yield from self._encoded(self._task.map_pairs(iter(()), self.step_num), self._order)
 
     def teardown(self) -> Iterator[Any] | None:
-        return self._run_gathered() if self._gathered else None
+        # a later step's task, even one that got no pairs, runs _init and _final, as mrjob's do
+        return None if self._ran else self._run_gathered()
 
     def _run_gathered(self) -> Iterator[Any]:
         """The step's mapper over the previous step's pairs, as map_pairs runs it; each output
@@ -274,10 +282,10 @@ class StepMapper(_StepTask, Mapper):
         if self.command or self.pre_filter:  # lines through the command: map_chunk's way
             yield from self.map_chunk("".join(key + _rest(value) + "\n" for key, value in self._gathered))
             return
-        self._start()
-        read, mapper = self._read, self._task.steps()[self.step_num]["mapper"]
-        step = self._task.steps()[self.step_num]
         with self._place():
+            self._start()
+            step = self._task.steps()[self.step_num]
+            read, mapper = self._read, step["mapper"]
             if step["mapper_init"]:
                 yield from self._encoded(step["mapper_init"]() or (), ("",))
             for key, value in self._gathered:
@@ -304,16 +312,20 @@ class _GroupedStep(_StepTask, Reducer):
         if self.command or self.pre_filter:
             yield from self._through_shell()
             return
-        self._start()
-        step = self._task.steps()[self.step_num]
-        run, init, final = step[self.mrc], step[f"{self.mrc}_init"], step[f"{self.mrc}_final"]
-        read = self._read
         with self._place():
+            self._start()
+            step = self._task.steps()[self.step_num]
+            run, init, final = step[self.mrc], step[f"{self.mrc}_init"], step[f"{self.mrc}_final"]
+            read = self._read
             if init:
                 yield from self._encoded(init() or (), ("",))
-            for key, values in self._groups:
-                pairs = [read((key + _rest(v)).encode("utf-8")) for v in values]
-                yield from self._encoded(run(pairs[0][0], (v for _, v in pairs)) or (), (key,))
+            # mrjob groups consecutive lines by their *decoded* key: keys whose lines differ
+            # (1 and 1.0 in JSON, anything under a value-only protocol) may be one group
+            decoded = ((key, read((key + _rest(v)).encode("utf-8"))) for key, values in self._groups for v in values)
+            for _, group in itertools.groupby(decoded, key=lambda item: item[1][0]):
+                line_key, (first_key, first_value) = next(group)
+                values = itertools.chain((first_value,), (pair[1] for _, pair in group))  # noqa: B031 - once
+                yield from self._encoded(run(first_key, values) or (), (line_key,))
             if final:
                 yield from self._encoded(final() or (), (AFTER_ALL,))
 

@@ -170,7 +170,9 @@ def module_text(source: str, script_name: str, class_name: str, task_args: list[
     tagging = not sort_values and len(steps) > 1  # order tags: see mrjob_bridge._StepTask
     for i, step in enumerate(steps):
         n, last = i + 1, i == len(steps) - 1
-        tagged = {"mapper": tagging and i > 0 and (not last or "reducer" in step),
+        # a mapper's output feeds its step's reducer (values sorted from the second step on),
+        # or else the next step's (always sorted); the first step's reducer keeps input order
+        tagged = {"mapper": tagging and (i > 0 if "reducer" in step else not last),
                   "combiner": tagging and i > 0, "reducer": tagging and not last}
         for role in ("mapper", "combiner", "reducer"):
             if role not in step:

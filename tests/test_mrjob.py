@@ -323,3 +323,123 @@ def test_chaos_kills_a_worker_and_the_output_stays_mrjobs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "chaos: killing" in done.stderr, done.stderr[-3000:]
     assert output_lines(tmp_path) == mrjob_lines("mr_word_freq_count.py", files)
+
+
+# -- what an adversarial review found (each once wrong, each checked against mrjob itself) -------
+
+def _script(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / f"{name}.py"
+    path.write_text("from mrjob.job import MRJob\nfrom mrjob.step import MRStep\n"
+                    "from mrjob.protocol import JSONValueProtocol\n\n" + body
+                    + f"\n\nif __name__ == '__main__':\n    {body.split('class ')[1].split('(')[0]}.run()\n")
+    return path
+
+
+def _both(tmp_path: Path, script: Path, inputs: list[str], *flags: str, runner: str = "inline") -> tuple[list, list]:
+    ref = subprocess.run([sys.executable, str(script), "-r", runner, *inputs], capture_output=True, env=ENV,
+                         timeout=300)
+    assert ref.returncode == 0, ref.stderr.decode()[-2000:]
+    done = mrctl_mrjob(tmp_path, script, inputs, [], "--backend", "local", "-w", "2", *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return output_lines(tmp_path), sorted(ref.stdout.splitlines())
+
+
+def test_reducers_group_by_the_decoded_key_as_mrjob_does(tmp_path):
+    """Under a value-only internal protocol every line is its own Hadoop key, yet every one
+    decodes to the key None: mrjob's reducer sees one run of Nones per task."""
+    script = _script(tmp_path, "mr_nonekey", '''class MRNoneKey(MRJob):
+    INTERNAL_PROTOCOL = JSONValueProtocol
+
+    def mapper(self, _, line):
+        yield None, len(line)
+
+    def reducer(self, key, lengths):
+        lengths = list(lengths)
+        yield key, [len(lengths), sum(lengths)]''')
+    book = corpus_files()[0]
+    lines = book.read_text(encoding="utf-8").splitlines()
+    got, _ = _both(tmp_path, script, [str(book)], "--chunk-size", "32KiB", "--reducers", "1")
+    assert got == [f"null\t[{len(lines)}, {sum(len(line) for line in lines)}]".encode()]
+
+
+def test_a_map_only_first_step_hands_on_its_values_in_input_order(tmp_path):
+    script = _script(tmp_path, "mr_order", '''class MROrder(MRJob):
+    def steps(self):
+        return [MRStep(mapper=self.words), MRStep(reducer=self.listed)]
+
+    def words(self, _, line):
+        for word in line.split():
+            yield "k", word
+
+    def listed(self, key, words):
+        yield key, list(words)''')
+    data = tmp_path / "words.txt"
+    data.write_text("c b a d\nz y\n")
+    got, expected = _both(tmp_path, script, [str(data)])
+    assert got == expected == [b'"k"\t["c", "b", "a", "d", "z", "y"]']
+
+
+def test_a_later_steps_mapper_init_and_final_run_when_it_gets_no_pairs(tmp_path):
+    script = _script(tmp_path, "mr_none_seen", '''class MRNoneSeen(MRJob):
+    def steps(self):
+        return [MRStep(mapper=self.pick, reducer=self.total),
+                MRStep(mapper_init=self.start, mapper=self.seen, mapper_final=self.count, reducer=self.total)]
+
+    def pick(self, _, line):
+        if "no line has this" in line:
+            yield line, 1
+
+    def total(self, key, counts):
+        yield key, sum(counts)
+
+    def start(self):
+        self.n = 0
+
+    def seen(self, key, count):
+        self.n += 1
+
+    def count(self):
+        yield "count", self.n''')
+    got, expected = _both(tmp_path, script, [str(corpus_files()[0])], "--reducers", "1")
+    assert got == expected == [b'"count"\t0']
+
+
+def test_files_are_there_when_the_job_is_made(tmp_path):
+    """A job may read FILES in __init__: every task makes its job in its directory."""
+    (tmp_path / "stop.txt").write_text("the\nand\nof\n")
+    script = _script(tmp_path, "mr_init_reads", '''class MRInitReads(MRJob):
+    FILES = ["stop.txt"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stop = set()
+        if self.options.run_mapper or self.options.run_reducer:
+            with open("stop.txt") as f:
+                self.stop = set(f.read().split())
+
+    def mapper(self, _, line):
+        for word in line.lower().split():
+            if word not in self.stop:
+                yield word, 1
+
+    def reducer(self, word, counts):
+        if word not in self.stop:
+            yield word, sum(counts)''')
+    got, expected = _both(tmp_path, script, [str(corpus_files()[0])], "--reducers", "2")
+    assert got == expected and not [line for line in got if line.startswith(b'"the"\t')]
+
+
+def test_a_pre_filters_output_is_split_at_newlines_only(tmp_path):
+    script = _script(tmp_path, "mr_filtered", '''class MRFiltered(MRJob):
+    def steps(self):
+        return [MRStep(mapper_pre_filter="grep -i u", mapper=self.line, reducer=self.total)]
+
+    def line(self, _, line):
+        yield line, 1
+
+    def total(self, line, counts):
+        yield line, sum(counts)''')
+    data = tmp_path / "controls.txt"
+    data.write_bytes(b"u one\x0ctwo\nuu\xe2\x80\xa8x\nplain u\nu cr\rmid\nnothing\n")
+    got, expected = _both(tmp_path, script, [str(data)], runner="local")
+    assert got == expected and len(got) == 4
