@@ -10,7 +10,8 @@ Job code knows its task: `self.task_id`, `self.attempt`, `self.params`, and in m
 (TaskContext). A mapper of a step after the first is called as `map(self, key, value)` for
 each pair the previous step output. It may count
 things with `self.increment_counter(group, name, amount)`: an attempt's counts are added to the
-job's counters when, and only when, that attempt commits (exactly once per task).
+job's counters when, and only when, that attempt commits (exactly once per task), and say
+what it is doing with `self.set_status(message)` (an event of the run, as it happens).
 
 Keys are type-exact: they group by their msgpack encoding (codec.group_key), so 1, 1.0, True
 and "1" are four keys, and a list key groups (and arrives) as a tuple.
@@ -18,8 +19,9 @@ and "1" are four keys, and a list key groups (and arrives) as a tuple.
 
 from __future__ import annotations
 
+import logging
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -53,6 +55,7 @@ class TaskContext:
     # attempt (mapper and combiner); committed with the attempt's output, or dropped with it
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     step: StepPlace = field(default_factory=StepPlace)  # multi-step jobs: where this one is
+    status: Callable[[str], None] | None = None  # where set_status goes: the run's events
 
 
 class _TaskCode:
@@ -69,6 +72,16 @@ class _TaskCode:
     previous_counters: Mapping[tuple[str, str], int] = MappingProxyType({})
     job_counters: Mapping[tuple[str, str], int] = MappingProxyType({})
     _mrctl_counters: dict[tuple[str, str], int] | None = None
+    _mrctl_status: Callable[[str], None] | None = None
+
+    def set_status(self, message: str) -> None:
+        """Say what the task is doing (mrjob's name for it): a "status" event of the run, in
+        the live view, the log and the history, as it happens (a failed attempt's too). Outside
+        a run's workers (inline, a unit test) it is logged."""
+        if self._mrctl_status is not None:
+            self._mrctl_status(str(message)[:500])
+        else:
+            logging.getLogger("mrctl.job").info("%s status: %s", self.task_id, message)
 
     def increment_counter(self, group: str, name: str, amount: int = 1) -> None:
         """Add `amount` to the counter `name` of `group` (mrjob's name for it).
@@ -97,6 +110,7 @@ def with_context(cls: type[T], context: TaskContext) -> T:
     obj.params = MappingProxyType(dict(context.params))  # type: ignore[attr-defined]
     obj.input_path, obj.input_tag = context.input_path, context.input_tag  # type: ignore[attr-defined]
     obj._mrctl_counters = context.counters  # type: ignore[attr-defined]
+    obj._mrctl_status = context.status  # type: ignore[attr-defined]
     place = context.step
     obj.step, obj.step_name, obj.iteration = place.step, place.name, place.iteration  # type: ignore[attr-defined]
     obj.previous_counters = MappingProxyType(dict(place.previous_counters))  # type: ignore[attr-defined]

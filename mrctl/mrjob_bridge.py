@@ -18,7 +18,7 @@ are exactly the lines mrjob writes.
 A task runs in a directory holding the job's FILES, DIRS and file options (shipped inside the
 module), with mrjob's jobconf variables (`mapreduce.map.input.file`, task ids) in its
 environment; both are put back afterwards. Counters (`increment_counter`) become mrctl
-counters of the attempt; `set_status(msg)` counts msg in the counter group "status".
+counters of the attempt; `set_status(msg)` a "status" event of the run.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class _Reporter(io.RawIOBase):
             for name, amount in counters.items():
                 self.owner.increment_counter(group.replace(":", ";") or "(none)", name or "(none)", amount)
         for status in parsed["statuses"]:
-            self.owner.increment_counter("status", status[:200] or "(empty)")
+            self.owner.set_status(status)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ kills the worker so that its supervisor starts a fresh one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -289,11 +290,12 @@ class Worker:
         commits now. Returns (committed, records in)."""
         classes = self._classes(job)
         reducers = int(meta["reducers"])
+        status = functools.partial(self.broker.add_event, job, "status", claim.tid, claim.attempt, self.name)
         if claim.tid.startswith("m:"):
             if claim.data is None:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             context = TaskContext(claim.tid, claim.attempt, _params(meta), claim.fields.get("name"),
-                                  claim.fields.get("tag") or None, step=_place(meta))
+                                  claim.fields.get("tag") or None, step=_place(meta), status=status)
             combiner = with_context(classes.combiner, context) if classes.combiner else None
             started = time.perf_counter()
             with self._user_code():
@@ -310,7 +312,7 @@ class Worker:
                                   result.bad_samples))
             return None, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
-        context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta))
+        context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta), status=status)
         with self._user_code():
             result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
                                       sort_values=meta.get("sort_values") == "1")
