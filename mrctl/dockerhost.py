@@ -242,15 +242,14 @@ class DockerHost:
         ipam = None
         if subnet:
             ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-        try:
-            self.client.networks.create(name, driver="bridge", labels=labels, internal=internal,
-                                        options=options or {}, ipam=ipam, check_duplicate=True)
-        except docker.errors.APIError as exc:
-            if subnet and "overlap" in str(exc.explanation or exc).lower():
-                raise SubnetTaken(f"creating network {name}: {subnet} is taken") from None
-            raise InfraError(f"creating network {name}: Docker said: {exc.explanation or exc}") from None
-        except docker.errors.DockerException as exc:
-            raise InfraError(f"creating network {name}: {exc}") from None
+        with _translated(f"creating network {name}"):
+            try:
+                self.client.networks.create(name, driver="bridge", labels=labels, internal=internal,
+                                            options=options or {}, ipam=ipam, check_duplicate=True)
+            except docker.errors.APIError as exc:
+                if subnet and "overlap" in str(exc.explanation or exc).lower():
+                    raise SubnetTaken(f"creating network {name}: {subnet} is taken") from None
+                raise  # any other refusal: translated as every Docker error is
 
     def network_subnets(self) -> list[str]:
         """Every IPv4/IPv6 subnet the engine's networks hold (the engine host's bridge

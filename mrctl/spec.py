@@ -305,8 +305,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
             raise doc.error("input", "expected a path, directory or glob, or a list of them, got []")
         base, where = doc.path.parent, f"{doc.shown}:{doc.lines['input']}: input"
     if mrjob:  # lines as mrjob reads them (a .csv too), or each file whole for mapper_raw
-        entries = [e if isinstance(e, dict) and "format" in e else {**(e if isinstance(e, dict) else {"path": e}),
-                   "format": "whole_file" if mrjob.raw_input else "text"} for e in entries]
+        fmt = "whole_file" if mrjob.raw_input else "text"
+        entries = [{"format": fmt, **(e if isinstance(e, dict) else {"path": e})} for e in entries]
     files = expand_inputs(entries, base, where)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
