@@ -74,9 +74,15 @@ def test_workers_killed_mid_map_and_mid_reduce(tmp_path, expected):
     killed: dict[str, str] = {}
 
     def chaos(snap):
+        # A row's state is the worker's last heartbeat, so "reducing" can outlive a reduce that
+        # has committed; a worker killed then loses nothing and the job may end before it is
+        # replaced. So kill in the map phase while it has tasks to go (the job runs on and
+        # replaces the worker in any case), and in the reduce phase before any reduce has
+        # committed (each takes over 1 s): the row's reduce is then surely running.
         for row in snap.workers:
-            for phase, state in (("map", "mapping"), ("reduce", "reducing")):
-                if row.state == state and phase not in killed and (pid := _worker_pid(row.name)):
+            for phase, state, doomed in (("map", "mapping", snap.map.done < snap.map.total - 1),
+                                         ("reduce", "reducing", snap.reduce.done == 0)):
+                if row.state == state and doomed and phase not in killed and (pid := _worker_pid(row.name)):
                     os.kill(pid, signal.SIGKILL)
                     killed[phase] = row.name
 
