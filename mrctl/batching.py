@@ -9,17 +9,25 @@ chunks at most MAX_BYTES, so that a big chunk or slow code still goes one task a
 batch's tasks barely age between their claim and their start (leases and task_timeout deadlines
 are set at the claim).
 
-Known residue: when a task of a batch hangs until task_timeout, the tasks of its batch that had
-finished, waiting for the batch's commit, reach their claim-time deadlines at the same moment;
-the master's reaper may end them as timed out (counted toward max_attempts) before the worker,
-interrupted, commits them (and always does if the hanging code ignores its interruption and the
-worker is killed). Each then runs alone on its next attempt (a retry is never batched,
-lua.CLAIM), so a task is charged that way at most once; the hanging one is blamed alone.
+A task that hangs (or is just slow) in a batch holds up no other task of it: past
+EARLY_COMMIT_S a thread commits the tasks that have finished and releases those not started
+(BatchInFlight), well before the deadline they share with it (set at the claim), so only the
+hanging task reaches its task_timeout and is blamed. (A hang in C code that holds the GIL stops
+that thread too; then they end with it, as timed out, and run alone next time: a retry is never
+batched, lua.CLAIM.)
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+log = logging.getLogger(__name__)
+C = TypeVar("C")  # a claim
+T = TypeVar("T")  # a finished task
 
 MAX_TASKS = 32
 MAX_BYTES = 256 << 10
@@ -30,6 +38,9 @@ BUDGET_S = 0.02  # a batch's wall time, measured: tiny enough that its queue sta
 # task for longer than it takes itself; the sizer then claims one task at a time for a while.
 # 2.5x BUDGET_S: a batch measured fast is not cut by ordinary jitter.
 SLICE_S = 0.05
+# A batch still running after this (at most a quarter of task_timeout) commits its finished
+# tasks from a thread, without waiting for the task that holds it up.
+EARLY_COMMIT_S = 1.0
 
 
 @dataclass
@@ -52,3 +63,69 @@ class BatchSizer:
         n = 1 if self.per_task_s is None else int(BUDGET_S / max(self.per_task_s, 1e-6))
         n = max(1, min(MAX_TASKS, n))
         return n if limit is None else max(1, min(n, limit))
+
+
+class BatchInFlight(Generic[C, T]):
+    """A running batch: its claims, the one running, the finished ones waiting for the batch's
+    commit. Given `after_s`, a thread wakes every `after_s` while the batch runs on and hands
+    `flush` the tasks finished so far and, the first time, the claims not started yet (which
+    the batch then never starts), so that a task that hangs holds up no other task of its
+    batch; `close` stops it and returns what is left to commit and to release."""
+
+    def __init__(self, claims: list[C], flush: Callable[[list[T], list[C]], None],
+                 after_s: float | None = None) -> None:
+        self.count = 0  # every task that finished, committed early or not
+        self._claims = claims
+        self._running = -1
+        self._released = False
+        self._finished: list[T] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flush = flush
+        if after_s is not None and len(claims) > 1:
+            threading.Thread(target=self._flush_early, args=(after_s,), name="early-commit", daemon=True).start()
+
+    @staticmethod
+    def after_s(task_timeout: float) -> float:
+        """When a batch's thread first flushes: well before task_timeout (a quarter), never
+        before 2 slices (after which the batch starts no task anyway)."""
+        return max(2 * SLICE_S, min(EARLY_COMMIT_S, task_timeout / 4))
+
+    def start(self, i: int) -> bool:
+        """Whether to run claim i now (False: the thread released it)."""
+        with self._lock:
+            if self._released:
+                return False
+            self._running = i
+            return True
+
+    def append(self, item: T) -> None:
+        with self._lock:
+            self._finished.append(item)
+            self.count += 1
+
+    def __iter__(self) -> Iterator[T]:
+        with self._lock:
+            return iter(list(self._finished))
+
+    def close(self, unstarted_from: int) -> tuple[list[T], list[C]]:
+        """Flush no more (waiting for a flush under way): (the finished tasks to commit, the
+        claims from `unstarted_from` on to release, unless the thread released them)."""
+        self._stop.set()
+        with self._lock:
+            rest, self._finished = self._finished, []
+            return rest, [] if self._released else self._claims[unstarted_from:]
+
+    def _flush_early(self, after_s: float) -> None:
+        while not self._stop.wait(after_s):
+            with self._lock:
+                unstarted = [] if self._released else self._claims[self._running + 1:]
+                if not self._finished and not unstarted:
+                    continue
+                finished, self._finished = self._finished, []
+                try:
+                    self._flush(finished, unstarted)
+                    self._released = True
+                except Exception as exc:  # Redis away, say: the batch's own commit tries again
+                    log.warning("early commit of %d finished tasks failed: %s", len(finished), exc)
+                    self._finished[:0] = finished

@@ -209,11 +209,13 @@ class Worker:
         self._announce(job, meta, claims[0], claims[1:])
         if len(claims) > 1:
             log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
-        done: list[MapCommit] = []
+        done = batching.BatchInFlight(claims, functools.partial(self._commit_early, job, meta),
+                                      batching.BatchInFlight.after_s(float(meta.get("task_timeout", 300))))
         ran = len(claims)
         try:
             for i, claim in enumerate(claims):
-                if i and time.perf_counter() - started > batching.SLICE_S:
+                # past its slice, or released by the batch's thread (a task of it ran long)
+                if (i and time.perf_counter() - started > batching.SLICE_S) or not done.start(i):
                     ran = i
                     log.info("batch of %s ran %.0f ms: releasing its %d unstarted tasks", claims[0].tid,
                              (time.perf_counter() - started) * 1000, len(claims) - i)
@@ -222,10 +224,11 @@ class Worker:
                 if i and self._reannounce:  # everything it still holds, the finished tasks too
                     self._announce(job, meta, claim, [*done, *claims[i + 1:]])
                 self._run_claim(job, meta, claim, done, alone=len(claims) == 1)
-            self._commit(job, meta, done, claims[ran:])
-            if done and ran == len(claims):
+            self._commit(job, meta, *done.close(ran))
+            if done.count and ran == len(claims):
                 self._sizer.observe(time.perf_counter() - started, len(claims))
         finally:
+            done.close(ran)
             if not self._next:  # idle now; else the next batch's report replaces this one
                 self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)
 
@@ -236,7 +239,7 @@ class Worker:
                      task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
                      tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in held])
 
-    def _run_claim(self, job: str, meta: dict[str, str], claim: Claim, done: list[MapCommit],
+    def _run_claim(self, job: str, meta: dict[str, str], claim: Claim, done: batching.BatchInFlight,
                    alone: bool) -> None:
         """Run one task: a reduce commits at once, a map's commit joins `done` (the batch's)."""
         self.current = _Current(job, claim.tid, claim.attempt)
@@ -275,6 +278,17 @@ class Worker:
         for c, ok in zip(done, oks, strict=True):
             self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, len(done) == 1)
 
+    def _commit_early(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
+        """While a task of a batch runs long, commit the batch's finished tasks and release its
+        unstarted ones (batching.BatchInFlight)."""
+        log.info("batch: %s runs long: committing %d finished tasks, releasing %d unstarted", self.current.tid,
+                 len(done), len(unstarted))
+        oks, _ = self.broker.commit_maps_then_claim(
+            job, self.name, done, None, [(c.tid, c.attempt) for c in unstarted],
+            f"worker {self.name} released it unstarted: {self.current.tid} of its batch ran long")
+        for c, ok in zip(done, oks, strict=True):
+            self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, False)
+
     def _log_commit(self, claim: Claim | MapCommit, ok: bool, records: int, took: float, alone: bool = True) -> None:
         if ok:
             self.tasks_done += 1
@@ -285,7 +299,7 @@ class Worker:
                         claim.tid, claim.attempt)
 
     def _execute(self, job: str, meta: dict[str, str], claim: Claim,
-                 done: list[MapCommit]) -> tuple[bool | None, int]:
+                 done: batching.BatchInFlight) -> tuple[bool | None, int]:
         """Run a task's code: a map's commit joins `done` (None: not committed yet), a reduce
         commits now. Returns (committed, records in)."""
         classes = self._classes(job)

@@ -351,3 +351,47 @@ def test_a_slow_task_in_a_batch_releases_the_rest_which_others_run_each_once(tmp
     committed = collections.Counter(a.tid for a in maps if a.outcome == "committed")
     assert len(committed) == final.map.total and set(committed.values()) == {1}
     assert batching.SLICE_S < 0.5
+
+
+HANG_IN_BATCH = """
+import os, time
+
+
+class HangOnceMapper(WordMapper):
+    def map(self, line):
+        if "needle" in line and not os.path.exists({marker!r}):
+            open({marker!r}, "w").close()
+            time.sleep(3600)  # interrupted by task_timeout
+        yield from super().map(line)
+"""
+
+
+def test_a_task_hanging_in_a_batch_leaves_its_finished_tasks_committed_and_uncharged(tmp_path):
+    """One worker, tiny tasks in batches, one task that hangs until task_timeout: the tasks of
+    its batch that had finished are committed while it hangs, and those not started released
+    (neither left to reach the claim's deadline with it), so the hung attempt is the only one
+    timed out and nothing else is charged or committed twice."""
+    lines = [f"line {i} of the tiny tasks, words words words" for i in range(1200)]
+    lines[700] = "the needle line"
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n")
+    source = WORDCOUNT + HANG_IN_BATCH.format(marker=str(tmp_path / "hung"))
+    spec = make_spec(tmp_path, source, [path], mapper="HangOnceMapper", workers=1, reducers=2,
+                     chunk_size=120, task_timeout=3.0)
+    records = []
+    final = run_job(spec, on_record=records.append)
+    assert (tmp_path / "hung").exists()
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount([path])
+    maps = [a for a in records[0].attempts if a.tid.startswith("m:")]
+    hung = [a for a in maps if a.outcome == "timeout"]
+    assert len(hung) == 1
+    batch = [a for a in maps if a.start == hung[0].start and a.worker == hung[0].worker and a is not hung[0]]
+    finished = [a for a in batch if a.outcome == "committed"]
+    assert finished, f"the needle's task ran first in its batch: {batch}"  # what this test is about
+    assert all(a.end < hung[0].end for a in finished), (finished, hung)  # committed while it hung
+    # and the batch's tasks after it were released (counted nowhere) while it hung, and ran again
+    assert {a.outcome for a in batch} <= {"committed", "released"}, batch
+    assert all(a.end < hung[0].end for a in batch if a.outcome == "released")
+    assert final.timeouts == 1 and final.failed_attempts == 1 and final.lost == 0 and final.refused == 0
+    committed = collections.Counter(a.tid for a in maps if a.outcome == "committed")
+    assert len(committed) == final.map.total and set(committed.values()) == {1}
