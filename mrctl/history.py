@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,9 +80,24 @@ class History:
         with self._translated("opening"):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
+            self._prepare(self._db)
         return self
+
+    @staticmethod
+    def _prepare(db: sqlite3.Connection) -> None:
+        """WAL mode and the schema. Two processes making a new file at once can get "database
+        is locked" here at once, without SQLite's busy wait (it refuses to wait where waiting
+        could deadlock): try again until the busy timeout."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def __exit__(self, *exc: object) -> None:
         if self._db is not None:
