@@ -137,6 +137,9 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
     job_id = new_job_id()
     t0 = time.monotonic()
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
+    if spec.placement and spec.backend != "swarm":  # as docker compose up ignores deploy.placement
+        log.warning("workers.placement (%s) is for the swarm backend: the %s backend runs every worker "
+                    "in one place and ignores it", spec.placement.describe(), spec.backend)
     if spec.backend == "inline":
         from mrctl.inline import InlineTrace, run_inline
 

@@ -10,6 +10,7 @@
     reducers: 4                  # R, the number of reduce tasks (default 4)
     chunk_size: 4MiB             # bytes per map task: an integer or 512KiB, 4MiB, 1GB... (default 4MiB)
     workers: 2                   # or {count: 2, cpus: 1.5, memory: 512m, pids: 256} (docker limits)
+                                 #   and placement: {constraints: [...], ...} (swarm; mrctl.placement)
     output: wordcount.json       # or {path: ..., format: json|jsonl|tsv}; default <name>.json in the cwd
     task_timeout: 300            # seconds before an attempt is abandoned and retried
     max_attempts: 4              # attempts per task before the job fails
@@ -44,6 +45,7 @@ from mrctl.inputs import expand_inputs
 from mrctl.job_source import ClassInfo, classes_of, role_problem
 from mrctl.output_path import check_output_path
 from mrctl.params import merge_params
+from mrctl.placement import Placement, parse_placement
 from mrctl.sizes import parse_size
 from mrctl.spec_doc import SpecDoc, bool_value, choice_value, int_value, number_value, string_value
 from mrctl.steps import StepGroup, StepParser, StepSpec
@@ -55,7 +57,7 @@ TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
             "params", "bad_records", "sort_values", "steps", "module")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
-WORKER_KEYS = ("count", "cpus", "memory", "pids")
+WORKER_KEYS = ("count", "cpus", "memory", "pids", "placement")
 OUTPUT_KEYS = ("path", "format")
 @dataclass(frozen=True)
 class WorkerLimits:
@@ -81,6 +83,7 @@ class JobSpec:
     chunk_size: int = 4 * 1024 * 1024
     workers: int = 2
     limits: WorkerLimits = WorkerLimits()
+    placement: Placement = Placement()  # swarm backend only
     task_timeout: float = 300.0
     max_attempts: int = 4
     # workers that may die before doing any work within a minute before the job fails (a crash
@@ -231,9 +234,9 @@ def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any]) -> tu
     return program
 
 
-def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits]:
+def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits, Placement]:
     if not isinstance(value, dict):
-        return int_value(doc, "workers", value), WorkerLimits()
+        return int_value(doc, "workers", value), WorkerLimits(), Placement()
     doc.check_keys(value, WORKER_KEYS, "workers.")
     count = int_value(doc, "workers.count", value.get("count", 2))
     cpus = number_value(doc, "workers.cpus", value["cpus"]) if value.get("cpus") is not None else None
@@ -241,7 +244,8 @@ def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits]:
     if memory is not None and not re.fullmatch(r"\d+[bkmg]?", str(memory).lower()):
         raise doc.error("workers.memory", f"expected a Docker memory size such as 512m or 2g, got {memory!r}")
     pids = int_value(doc, "workers.pids", value["pids"], 16) if value.get("pids") is not None else None
-    return count, WorkerLimits(cpus, str(memory).lower() if memory is not None else None, pids)
+    placement = parse_placement(doc, value["placement"]) if value.get("placement") is not None else Placement()
+    return count, WorkerLimits(cpus, str(memory).lower() if memory is not None else None, pids), placement
 
 
 def _output_section(doc: SpecDoc, value: Any, name: str, default: str = "json") -> tuple[Path, str]:
@@ -278,7 +282,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     name = string_value(doc, "name", doc.require(data, "name"))
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise doc.error("name", f"expected letters, digits, '.', '_' or '-', got {name!r}")
-    workers, limits = _workers_section(doc, data.get("workers", 2))
+    workers, limits, placement = _workers_section(doc, data.get("workers", 2))
     job_entry = data.get("job")
     mrjob = mrjob_script.from_spec(doc, job_entry) if isinstance(job_entry, dict) and "mrjob" in job_entry else None
     output_path, output_format = _output_section(doc, data.get("output"), name, "lines" if mrjob else "json")
@@ -344,6 +348,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=first.module,
                    mapper=first.mapper or "", reducer=first.reducer, combiner=first.combiner,
                    output_path=output_path, output_format=output_format, limits=limits,
+                   placement=placement,
                    input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
                    input_formats=tuple(f.format for f in files),
                    steps=program if "steps" in data or mrjob else (), **settings)

@@ -12,6 +12,7 @@ from conftest import ROOT
 
 from mrctl.bad_records import BadRecordPolicy
 from mrctl.errors import SpecError
+from mrctl.placement import Placement
 from mrctl.spec import Overrides, WorkerLimits, load_spec
 
 MODULE = """
@@ -78,6 +79,41 @@ def test_workers_mapping_sizes_and_output(project):
     assert spec.workers == 3 and spec.limits == WorkerLimits(1.5, "512m", 128)
     assert spec.chunk_size == 65536
     assert spec.output_path == project / "out" / "result.tsv" and spec.output_format == "tsv"
+
+
+def test_workers_placement_reads_as_docker_compose_deploy_placement(project):
+    extra = textwrap.dedent("""\
+        workers:
+          count: 4
+          placement:
+            constraints: [node.role==worker, "node.labels.disk != hdd", engine.labels.gen==2]
+            preferences: [{spread: node.labels.zone}, {spread: node.labels.rack}]
+            max_replicas_per_node: 2
+        """)
+    spec = load_spec(write(project, GOOD + extra), environ={})
+    assert spec.workers == 4 and spec.limits == WorkerLimits()
+    assert spec.placement == Placement(("node.role==worker", "node.labels.disk!=hdd", "engine.labels.gen==2"),
+                                       ("node.labels.zone", "node.labels.rack"), 2)
+    assert spec.placement.describe() == ("constraints node.role==worker, node.labels.disk!=hdd, engine.labels.gen==2; "
+                                         "spread over node.labels.zone; spread over node.labels.rack; at most 2 a node")
+    assert not load_spec(write(project, GOOD + "workers: {count: 2}\n"), environ={}).placement
+
+
+@pytest.mark.parametrize("placement,expected", [
+    ("{constraints: [node.role=manager]}", ["spec.yaml:7", "workers.placement.constraints: item 1",
+                                           "ATTRIBUTE==VALUE", "'node.role=manager'"]),
+    ("{constraints: [node.role==manager, role==worker]}", ["item 2", "'role==worker'"]),
+    ("{constraints: node.role==manager}", ["workers.placement.constraints: expected a list"]),
+    ("{preferences: [{spread: zone}]}", ["workers.placement.preferences: item 1", "{spread: node.labels.NAME}"]),
+    ("{preferences: [{binpack: node.labels.zone}]}", ["item 1", "binpack"]),
+    ("{max_replicas_per_node: 0}", ["workers.placement.max_replicas_per_node: expected an integer >= 1"]),
+    ("{constraint: [node.role==worker]}", ["workers.placement.constraint: unknown key; did you mean 'constraints'"]),
+    ("[node.role==worker]", ["workers.placement: expected a mapping of constraints, preferences"]),
+])
+def test_bad_placement_names_the_key_and_the_form(project, placement, expected):
+    message = error_of(write(project, GOOD + f"workers: {{count: 2, placement: {placement}}}\n"), environ={})
+    for part in expected:
+        assert part in message, message
 
 
 def test_precedence_defaults_spec_environment_flags(project, monkeypatch):

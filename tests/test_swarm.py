@@ -7,7 +7,9 @@ those only, and the swarm is left only when this session made it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import re
 import signal
@@ -181,6 +183,85 @@ def test_a_signal_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swa
     assert not dockerswarm.secrets(swarm, labels)
     assert not swarm.networks(labels) and not swarm.containers(labels)
     assert not (tmp_path / "out.json").exists()
+
+
+PLACED_SPEC = """\
+name: placed
+input: {inputs}
+job: {{module: job.py, mapper: WordMapper, reducer: SumReducer, combiner: SumReducer}}
+chunk_size: 256KiB
+reducers: 3
+backend: swarm
+output: out.json
+workers:
+  count: 2
+  placement:
+    constraints: [{constraints}]
+    preferences: [{{spread: node.labels.mrctl-test-zone}}]
+    max_replicas_per_node: {most}
+"""
+
+
+def _placed_spec(tmp_path, constraints: str, most: int):
+    from mrctl.spec import load_spec
+
+    (tmp_path / "job.py").write_text(WORDCOUNT)
+    path = tmp_path / "placed.yaml"
+    path.write_text(PLACED_SPEC.format(inputs=json.dumps([str(p) for p in corpus_files()]),
+                                       constraints=constraints, most=most))
+    return load_spec(path, environ={})
+
+
+@pytest.mark.docker
+def test_workers_are_placed_as_the_spec_says(tmp_path, expected, swarm, clean_swarm):
+    """workers.placement reaches the worker service's task template as Swarm's Placement
+    (read back from the engine during the run), and a placement this node satisfies runs."""
+    from mrctl import dockerswarm
+
+    spec = _placed_spec(tmp_path, "node.role==manager, node.platform.os != windows", 2)
+    seen: list[dict] = []
+
+    def inspect(snap):
+        if not seen and snap.phase == "map":
+            for name, labels in dockerswarm.services(swarm, MINE):
+                if labels.get("mrctl.role") == "worker":
+                    seen.append(swarm.client.services.get(name).attrs["Spec"]["TaskTemplate"]["Placement"])
+
+    final = run_job(spec, on_snapshot=inspect)
+    assert spec.output_path.read_text(encoding="utf-8") == expected
+    assert final.status == "succeeded"
+    assert seen == [{"Constraints": ["node.role==manager", "node.platform.os!=windows"],
+                     "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.mrctl-test-zone"}}],
+                     "MaxReplicas": 2}], seen
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("constraints, most", [("node.labels.mrctl-test-zone==nowhere", 2),
+                                               ("node.role==manager", 1)],
+                         ids=["no-node-matches", "two-workers-one-a-node"])
+def test_unplaceable_workers_fail_at_once_naming_the_placement(tmp_path, swarm, clean_swarm, constraints, most):
+    spec = _placed_spec(tmp_path, constraints, most)
+    started = time.monotonic()
+    with pytest.raises(InfraError) as info:
+        run_job(spec)
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "Swarm cannot place" in message and "no suitable node" in message, message
+    assert f"constraints {constraints}" in message and f"at most {most} a node" in message, message
+    assert time.monotonic() - started < 45  # not the 60 s wait for heartbeats
+    assert not spec.output_path.exists()
+    # clean_swarm and clean_docker check that services, secrets, networks and containers are gone
+
+
+def test_placement_is_ignored_with_a_warning_off_swarm(tmp_path, caplog):
+    spec = _placed_spec(tmp_path, "node.role==manager", 1)
+    inline = dataclasses.replace(spec, backend="inline")
+    with caplog.at_level(logging.WARNING, logger="mrctl.runner"):
+        final = run_job(inline)
+    assert final.status == "succeeded"
+    assert inline.output_path.read_text(encoding="utf-8") == sequential_wordcount(list(inline.inputs))
+    assert any("workers.placement (constraints node.role==manager; spread over node.labels.mrctl-test-zone; "
+               "at most 1 a node) is for the swarm backend" in r.getMessage() for r in caplog.records), caplog.text
 
 
 SEEDS = [int(s) for s in os.environ.get("MRCTL_CRASH_SEEDS", "1,2").split(",")]

@@ -45,6 +45,7 @@ from mrctl.dockerhost import (
 )
 from mrctl.errors import InfraError, SpecError
 from mrctl.images import ClusterImages, ensure_images
+from mrctl.placement import Placement
 from mrctl.spec import JobSpec, WorkerLimits
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ class ClusterShape:
     name: str
     workers: int
     limits: WorkerLimits = WorkerLimits()
+    placement: Placement = Placement()
 
 
 def short_name(container_name: str, cluster: str) -> str:

@@ -98,7 +98,8 @@ class SwarmCluster(EngineCluster):
         try:
             dockerswarm.require_manager(self.host)
             self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
-            log.info("starting cluster %s on swarm: redis + %d workers", self.id, self.spec.workers)
+            log.info("starting cluster %s on swarm: redis + %d workers%s", self.id, self.spec.workers,
+                     f" (placement: {self.spec.placement.describe()})" if self.spec.placement else "")
             credentials.save(self.id, self.job_id, self.password)
             self._create_networks()
             self._start_redis()
@@ -143,7 +144,7 @@ class SwarmCluster(EngineCluster):
             env={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_SLOT": "{{.Task.Slot}}",
                  **passed_environment()},
             user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], read_only=True, init=True,
-            tmpfs=["/tmp"], **self._worker_limits(),
+            tmpfs=["/tmp"], **self._worker_limits(), **self._placement(),
         )
 
     def _worker_limits(self) -> dict:
@@ -162,6 +163,17 @@ class SwarmCluster(EngineCluster):
             share = int(self.host.memory_total() * WORKER_MEMORY_SHARE) // max(1, self.spec.workers)
             resources["mem_limit"] = max(WORKER_MEMORY_FLOOR, share)
         return {"limits": resources, "pids": limits.pids or WORKER_PIDS_LIMIT}
+
+    def _placement(self) -> dict:
+        """The spec's workers.placement (mrctl.placement) as docker-py's service options."""
+        placement, options = self.spec.placement, {}
+        if placement.constraints:
+            options["constraints"] = list(placement.constraints)
+        if placement.spread:
+            options["preferences"] = [("spread", label) for label in placement.spread]
+        if placement.max_per_node:
+            options["maxreplicas"] = placement.max_per_node
+        return options
 
     def _start_forwarder(self) -> None:
         assert self.host and self.images
@@ -203,6 +215,7 @@ class SwarmCluster(EngineCluster):
         while True:
             info, _, _ = broker.worker_rows()
             running = [t for t in self._worker_tasks() if not t.ended]
+            self._check_placed(running)
             live = [task_worker_name(t) for t in running if t.container_id]
             if len(live) >= self.spec.workers and all(n in info for n in live):
                 return
@@ -211,6 +224,18 @@ class SwarmCluster(EngineCluster):
                 raise InfraError(f"workers {', '.join(missing)} sent no heartbeat within {timeout:g}s:\n"
                                  f"{self._service_logs('worker')}")
             time.sleep(0.2)
+
+    def _check_placed(self, tasks: list[TaskInfo]) -> None:
+        """Fail at once when Swarm says no node can take a worker task (its placement or the
+        nodes' resources): waiting would not change the swarm, and the job would wait forever."""
+        stuck = [t for t in tasks if t.state == "pending" and "no suitable node" in t.message]
+        if stuck:
+            placement = self.spec.placement
+            hint = (f"the spec's workers.placement is {placement.describe()}: loosen it, or label nodes to "
+                    "match (docker node update --label-add NAME=VALUE NODE)" if placement else
+                    "the workers set no placement: see what the nodes lack (docker node inspect)")
+            raise InfraError(f"Swarm cannot place {len(stuck)} of the {self.spec.workers} worker tasks: "
+                             f"{stuck[0].message}; {hint}")
 
     # -- supervision ----------------------------------------------------------------------
 
