@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import logging
 import os
@@ -105,11 +106,15 @@ def engine_address(url: str | None) -> str:
 
 class DockerHost:
     """A connection to the Docker engine: `base_url` (--docker-host), else DOCKER_HOST, else
-    the local socket. An ssh:// URL goes through the `ssh` client (no paramiko needed)."""
+    the local socket. An ssh:// URL goes through the `ssh` client, and needs paramiko all the
+    same: docker-py's ssh support imports it (the `ssh` extra: pip install 'mrctl[ssh]')."""
 
     def __init__(self, timeout: int = 120, base_url: str | None = None) -> None:
         environment = {**os.environ, "DOCKER_HOST": base_url} if base_url else dict(os.environ)
         self.base_url = environment.get("DOCKER_HOST") or None
+        if (self.base_url or "").startswith("ssh://") and importlib.util.find_spec("paramiko") is None:
+            raise InfraError(f"the Docker host {self.base_url} is an ssh:// URL, and docker-py's ssh support "
+                             "needs paramiko: pip install 'mrctl[ssh]' (or pip install paramiko)")
         try:
             self.client = docker.from_env(timeout=timeout, environment=environment,
                                           use_ssh_client=(self.base_url or "").startswith("ssh://"))
