@@ -2,9 +2,10 @@
 
 Debian's openssh-server is unpacked from the host's mirror into the session's temp dir (as mrctl
 fetches redis-server: no apt, nothing installed), and runs with its own host key, its own
-authorized key and no password logins. The client is the machine's own `ssh`, reached through a
-PATH entry whose `ssh` adds `-F <the session's ssh_config>` (key, port, known-hosts file), so
-that neither the user's ~/.ssh nor the system's configuration is read or changed. docker-py runs
+authorized key and no password logins. The client is the machine's own `ssh` (else the one
+unpacked with the server), reached through a PATH entry whose `ssh` adds `-F <the session's
+ssh_config>` (key, port, known-hosts file), so that neither the user's ~/.ssh nor the system's
+configuration is read or changed. docker-py runs
 `ssh ... docker system dial-stdio`, which reaches this machine's engine through the docker CLI:
 the engine is the same, but everything between is the real ssh path.
 """
@@ -33,10 +34,12 @@ class SshServer:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         sshd, libs = _fetch_sshd(root / "pkg")
+        # the machine's own client, else the one unpacked with the server (its dependency)
+        ssh, keygen = (shutil.which(t) or str(root / "pkg" / "usr" / "bin" / t) for t in ("ssh", "ssh-keygen"))
         self.port = _free_port()
         key = root / "client_key"
         for path in (root / "host_key", key):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+            subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
         shutil.copy(key.with_suffix(".pub"), root / "authorized_keys")
         (root / "sshd_config").write_text(
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
@@ -49,7 +52,7 @@ class SshServer:
             "  BatchMode yes\n  LogLevel ERROR\n")
         shim = root / "bin"
         shim.mkdir()
-        (shim / "ssh").write_text(f'#!/bin/sh\nexec {shutil.which("ssh")} -F {root / "ssh_config"} "$@"\n')
+        (shim / "ssh").write_text(f'#!/bin/sh\nexec {ssh} -F {root / "ssh_config"} "$@"\n')
         (shim / "ssh").chmod(0o755)
         self.path = f"{shim}{os.pathsep}{os.environ.get('PATH', '')}"
         self.url = f"ssh://{getpass.getuser()}@127.0.0.1:{self.port}"
