@@ -232,8 +232,20 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
                 _kill(master, cluster, victim)
             _obey(live.commands(), master, cluster, state["last"])
         if done:
+            if len(monkey.killed) < options.chaos.kills:
+                _chaos_cut_short(master, cluster, options.chaos, len(monkey.killed), state)
             return
         master.wait(min(options.tick_s, max(0.0, next_snapshot - time.monotonic())))
+
+
+def _chaos_cut_short(master: Master, cluster: Cluster, plan: ChaosPlan, made: int, state: dict[str, Any]) -> None:
+    """Say so when the job ended before --chaos made its kills (a short job on tiny input)."""
+    message = (f"chaos: {made} of {plan.kills} kills made: the job ended first (a kill is due {plan.every_s:g}s "
+               "into the map phase and after each kill, and only a busy worker is killed); give it more input "
+               f"or a smaller chunk_size, or a shorter interval (--chaos kill={plan.kills},every=0.2)")
+    log.warning("%s", message)
+    master.add_event("chaos", message)
+    state["last"] = master.snapshot(cluster.states)
 
 
 def _kill(master: Master, cluster: Cluster, victim: str, why: str = "") -> None:

@@ -143,6 +143,22 @@ def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
     assert final.lost + final.retries >= 2
 
 
+def test_chaos_that_a_short_job_outruns_says_so(tmp_path):
+    """--chaos kill=2 on the 2.7 kB sample: the job is over before the first kill is due, and
+    the run says how many kills it made and what would let chaos act, in its events too."""
+    from mrctl.chaos import ChaosPlan
+    from mrctl.runner import RunOptions
+
+    books = corpus_files()[:1]
+    spec = make_spec(tmp_path, WORDCOUNT, books, workers=2)
+    final = run_job(spec, RunOptions(chaos=ChaosPlan(kills=2, every_s=30.0, seed=1)))
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(books)
+    assert final.killed == 0 and final.status == "succeeded"
+    said = [e.message for e in final.events if e.kind == "chaos"]
+    assert len(said) == 1 and said[0].startswith("chaos: 0 of 2 kills made: the job ended first"), final.events
+    assert "every=0.2" in said[0]
+
+
 def test_bad_chaos_option_is_a_usage_error():
     from mrctl.chaos import parse_chaos
     from mrctl.errors import SpecError
