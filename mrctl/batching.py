@@ -11,7 +11,7 @@ are set at the claim).
 
 A task that hangs (or is just slow) in a batch holds up no other task of it: past
 EARLY_COMMIT_S a thread commits the tasks that have finished and releases those not started
-(BatchInFlight), well before the deadline they share with it (set at the claim), so only the
+(BatchInFlight, BatchWatch), well before the deadline they share with it (set at the claim), so only the
 hanging task reaches its task_timeout and is blamed. (A hang in C code that holds the GIL stops
 that thread too; then they end with it, as timed out, and run alone next time: a retry is never
 batched, lua.CLAIM.)
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -67,32 +68,29 @@ class BatchSizer:
 
 class BatchInFlight(Generic[C, T]):
     """A running batch: its claims, the one running, the finished ones waiting for the batch's
-    commit. Given `after_s`, a thread wakes every `after_s` while the batch runs on and hands
-    `flush` the tasks finished so far and, the first time, the claims not started yet (which
-    the batch then never starts), so that a task that hangs holds up no other task of its
-    batch; `close` stops it and returns what is left to commit and to release."""
+    commit. `flush_early` (from BatchWatch's thread, while a task of it runs long) hands `flush`
+    the tasks finished so far and, the first time, the claims not started yet (which the batch
+    then never starts), so that a task that hangs holds up no other task of its batch; `close`
+    ends that and returns what is left to commit and to release."""
 
-    def __init__(self, claims: list[C], flush: Callable[[list[T], list[C]], None],
-                 after_s: float | None = None) -> None:
+    def __init__(self, claims: list[C], flush: Callable[[list[T], list[C]], None]) -> None:
         self.count = 0  # every task that finished, committed early or not
         self._claims = claims
         self._running = -1
         self._released = False
+        self._closed = False
         self._finished: list[T] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._flush = flush
-        if after_s is not None and len(claims) > 1:
-            threading.Thread(target=self._flush_early, args=(after_s,), name="early-commit", daemon=True).start()
 
     @staticmethod
     def after_s(task_timeout: float) -> float:
-        """When a batch's thread first flushes: well before task_timeout (a quarter), never
+        """When a batch is first flushed early: well before task_timeout (a quarter), never
         before 2 slices (after which the batch starts no task anyway)."""
         return max(2 * SLICE_S, min(EARLY_COMMIT_S, task_timeout / 4))
 
     def start(self, i: int) -> bool:
-        """Whether to run claim i now (False: the thread released it)."""
+        """Whether to run claim i now (False: flush_early released it)."""
         with self._lock:
             if self._released:
                 return False
@@ -109,23 +107,67 @@ class BatchInFlight(Generic[C, T]):
             return iter(list(self._finished))
 
     def close(self, unstarted_from: int) -> tuple[list[T], list[C]]:
-        """Flush no more (waiting for a flush under way): (the finished tasks to commit, the
-        claims from `unstarted_from` on to release, unless the thread released them)."""
-        self._stop.set()
+        """No more early flushes (waiting for one under way): (the finished tasks to commit,
+        the claims from `unstarted_from` on to release, unless flush_early released them)."""
         with self._lock:
+            self._closed = True
             rest, self._finished = self._finished, []
             return rest, [] if self._released else self._claims[unstarted_from:]
 
-    def _flush_early(self, after_s: float) -> None:
-        while not self._stop.wait(after_s):
-            with self._lock:
-                unstarted = [] if self._released else self._claims[self._running + 1:]
-                if not self._finished and not unstarted:
+    def flush_early(self) -> None:
+        with self._lock:
+            unstarted = [] if self._released else self._claims[self._running + 1:]
+            if self._closed or (not self._finished and not unstarted):
+                return
+            finished, self._finished = self._finished, []
+            try:
+                self._flush(finished, unstarted)
+                self._released = True
+            except Exception as exc:  # Redis away, say: the batch's own commit tries again
+                log.warning("early commit of %d finished tasks failed: %s", len(finished), exc)
+                self._finished[:0] = finished
+
+
+class BatchWatch:
+    """A worker's one thread (started with its first batch of several tasks) that flushes the
+    batch in flight (BatchInFlight.flush_early) once it has run `after_s`, and every `after_s`
+    after that, until it is unwatched. Between batches it sleeps; a batch that ends in time
+    costs it nothing but two attribute writes."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._batch: BatchInFlight | None = None
+        self._due = self._every = 0.0
+        self._idle = False
+        self._thread: threading.Thread | None = None
+
+    def watch(self, batch: BatchInFlight, after_s: float) -> None:
+        with self._cond:
+            self._batch, self._every, self._due = batch, after_s, time.monotonic() + after_s
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="batch-watch", daemon=True)
+                self._thread.start()
+            elif self._idle:  # else it wakes at its old due time and waits on for this one
+                self._cond.notify()
+
+    def unwatch(self) -> None:
+        with self._cond:
+            self._batch = None
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                if self._batch is None:
+                    self._idle = True
+                    self._cond.wait()
+                    self._idle = False
                     continue
-                finished, self._finished = self._finished, []
+                if (delay := self._due - time.monotonic()) > 0:
+                    self._cond.wait(delay)
+                    continue
+                batch, self._due = self._batch, self._due + self._every
+                self._cond.release()  # the flush takes a round trip: watch and unwatch go on
                 try:
-                    self._flush(finished, unstarted)
-                    self._released = True
-                except Exception as exc:  # Redis away, say: the batch's own commit tries again
-                    log.warning("early commit of %d finished tasks failed: %s", len(finished), exc)
-                    self._finished[:0] = finished
+                    batch.flush_early()
+                finally:
+                    self._cond.acquire()

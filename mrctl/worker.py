@@ -75,6 +75,7 @@ class Worker:
         self._job: str | None = None  # the job this worker serves (mrctl:current, as last read)
         self._next: list[Claim] = []  # the next tasks of that job, claimed with the last commit
         self._sizer = batching.BatchSizer()  # how many tiny tasks a claim takes
+        self._watch = batching.BatchWatch()  # commits a batch's finished tasks while one runs long
         self._announced: tuple[str, str, int] | None = None  # (job, tid, attempt) the keeper knows
         self._reannounce = False  # a task of the batch was interrupted: tell the keeper afresh
         self._settings: tuple[str, dict[str, str]] | None = None  # that job's meta, read once
@@ -209,8 +210,9 @@ class Worker:
         self._announce(job, meta, claims[0], claims[1:])
         if len(claims) > 1:
             log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
-        done = batching.BatchInFlight(claims, functools.partial(self._commit_early, job, meta),
-                                      batching.BatchInFlight.after_s(float(meta.get("task_timeout", 300))))
+        done = batching.BatchInFlight(claims, functools.partial(self._commit_early, job, meta))
+        if len(claims) > 1:
+            self._watch.watch(done, done.after_s(float(meta.get("task_timeout", 300))))
         ran = len(claims)
         try:
             for i, claim in enumerate(claims):
@@ -228,6 +230,7 @@ class Worker:
             if done.count and ran == len(claims):
                 self._sizer.observe(time.perf_counter() - started, len(claims))
         finally:
+            self._watch.unwatch()
             done.close(ran)
             if not self._next:  # idle now; else the next batch's report replaces this one
                 self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 import time
 from types import SimpleNamespace
 
@@ -316,6 +317,7 @@ def test_an_infra_error_in_a_batch_commit_leaves_the_keeper_idle(broker, monkeyp
 
 SLOW_LINES = """
 
+import threading
 import time
 
 
@@ -395,3 +397,43 @@ def test_a_task_hanging_in_a_batch_leaves_its_finished_tasks_committed_and_uncha
     assert final.timeouts == 1 and final.failed_attempts == 1 and final.lost == 0 and final.refused == 0
     committed = collections.Counter(a.tid for a in maps if a.outcome == "committed")
     assert len(committed) == final.map.total and set(committed.values()) == {1}
+
+
+def test_one_watch_thread_flushes_each_batch_that_runs_long_and_no_other():
+    """BatchWatch flushes a long batch's finished tasks and its unstarted claims once its time
+    is up (the batch then starts none of them); a batch that ends in time is never flushed; the
+    same thread serves the next batch after sleeping between batches."""
+    flushed: list[tuple[str, list, list]] = []
+    watches = lambda: sum(t.name == "batch-watch" for t in threading.enumerate())  # noqa: E731
+    before = watches()
+    watch = batching.BatchWatch()
+
+    def batch(name):
+        return batching.BatchInFlight(["c0", "c1", "c2"],
+                                      lambda done, unstarted: flushed.append((name, done, unstarted)))
+
+    long = batch("long")
+    watch.watch(long, 0.1)
+    assert long.start(0)
+    long.append("t0")
+    assert long.start(1)  # runs long
+    time.sleep(0.3)
+    assert flushed == [("long", ["t0"], ["c2"])]
+    assert not long.start(2)  # released by the flush
+    watch.unwatch()
+    assert long.close(2) == ([], [])  # nothing left: committed and released already
+
+    quick = batch("quick")
+    watch.watch(quick, 0.1)
+    assert quick.start(0)
+    quick.append("t0")
+    watch.unwatch()
+    assert quick.close(1) == (["t0"], ["c1", "c2"])
+    time.sleep(0.3)  # the thread sleeps between batches
+    again = batch("again")
+    watch.watch(again, 0.1)
+    assert again.start(0)
+    time.sleep(0.3)
+    watch.unwatch()
+    assert [f[0] for f in flushed] == ["long", "again"] and flushed[1] == ("again", [], ["c1", "c2"])
+    assert watches() == before + 1
