@@ -82,6 +82,7 @@ class Master(MasterView):
         self._last_tick = 0.0
         self.job = self.job_id  # the current step's job in Redis
         self.spiller = Spiller(self.broker)  # what leaves Redis past its high-water mark
+        self._source = ("", "")  # a later step's input: ("r" or "m", the step before's label)
         self._limit, self._input_cap = 0, 1 << 62  # Redis maxmemory, read by start()
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
         self._order: Iterator[RunStep] = iter(())
@@ -163,13 +164,23 @@ class Master(MasterView):
             return  # the first step's map phase begins at the first tick (after start-up)
         job, before, outputs = previous
         kind = "r" if before.spec.reducers else "m"
-        fields = [{"format": "pairs", "source": f"output {kind}:{i} of {before.label()}"} for i in range(outputs)]
-        self.broker.add_step_tasks(self.job, job, kind == "m", fields)
+        self._source = (kind, before.label())
+        # outputs still in Redis move into their map tasks there; those on disk come back a
+        # window at a time, each with its task (Spiller.feed_carried, each tick)
+        on_disk = self.spiller.carried()
+        self.broker.add_step_tasks(self.job, job, kind == "m",
+                                   {i: self._step_fields(i) for i in range(outputs) if i not in on_disk})
+        self.spiller.feed_carried(self._step_fields)
         self.fed = outputs
         self.broker.drop_job(job)  # its outputs are now this step's chunks
         self._enter_map()
         if step.planned > 1:
             log.debug("%s: %d map tasks, %d reducers", step.label(), self.map_total, run.reducers)
+
+    def _step_fields(self, i: int) -> dict[str, Any]:
+        """A later step's map task i's fields: it reads output i of the step before."""
+        kind, label = self._source
+        return {"format": "pairs", "source": f"output {kind}:{i} of {label}"}
 
     @functools.cached_property
     def _code(self) -> dict[str, str]:
@@ -212,7 +223,7 @@ class Master(MasterView):
             self._enter_map()
         self._stats = self.broker.stats(self.job)
         # the last step's outputs go to the output file: they may leave a full Redis early
-        self.spiller.relieve(self.phase, last_step=self.step.number == self.step.planned)
+        self.spiller.relieve(self.phase)
         # A commit wakes the master; what no commit changes waits for its pace (a failed
         # task shows in the stats at once, so it is looked at at once)
         if self.clock() >= self._next_housekeeping or self._stats.get("failures", 0):
@@ -224,6 +235,7 @@ class Master(MasterView):
         reducers = self.step.spec.reducers
         if self.phase == "map":
             self._feed(self._stats.get("bytes_done", 0))
+            self.spiller.feed_carried(self._step_fields)
             if self.spec.speculative and self._housekept:
                 self._speculate()
             if self._stats.get("maps_done", 0) == self.map_total:

@@ -7,6 +7,10 @@
 - Reduce outputs of the last step: moved to files as the merge needs them, and merged from
   there a pair at a time (msgpack's streaming Unpacker, zstd's stream reader), so the master's
   memory stays flat however large the output.
+- Reduce outputs of an earlier step, once Redis passes its mark during that step's reduce
+  phase: each is the input of a map task of the next step, queued with it from the file, a few
+  at a time, instead of moved inside Redis (mrctl.master). (A map-only step's outputs stay in
+  Redis.)
 
 Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
 share this filesystem), removed by close().
@@ -19,7 +23,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -62,7 +66,7 @@ class SpillStore:
         return self._sizes.get((job, r), 0)
 
     def has_partitions(self, job: str) -> bool:
-        return any(j == job for j, _ in self._sizes)
+        return any(j == job and r >= 0 for j, r in self._sizes)
 
     def take_partition(self, job: str, r: int) -> dict[int, bytes]:
         """Partition r's spilled blobs, read back and removed from disk."""
@@ -77,16 +81,28 @@ class SpillStore:
 
     # -- reduce outputs -------------------------------------------------------------------
 
-    def add_output(self, r: int, blob: bytes, spilled: bool = True) -> None:
+    def add_output(self, job: str, r: int, blob: bytes, spilled: bool = True) -> None:
         """Reduce r's output; `spilled`: moved out of a full Redis (counted), not just on its
         way to the output file at the end."""
-        self._path(f"out-{r}").write_bytes(blob)
+        self._path(f"{job}.out-{r}").write_bytes(blob)
+        self._sizes[job, -1 - r] = len(blob)  # outputs are negative partitions: -1 - r
         self.spilled_bytes += len(blob) if spilled else 0
 
-    def output_pairs(self, r: int) -> Iterator[tuple[Any, Any]]:
+    def output_bytes(self, job: str, r: int) -> int:
+        return self._sizes.get((job, -1 - r), 0)
+
+    def take_output(self, job: str, r: int) -> bytes:
+        """Reduce r's output blob, read back and removed from disk."""
+        path = self._path(f"{job}.out-{r}")
+        blob = path.read_bytes()
+        path.unlink()
+        del self._sizes[job, -1 - r]
+        return blob
+
+    def output_pairs(self, job: str, r: int) -> Iterator[tuple[Any, Any]]:
         """Reduce r's output pairs, read from its file one at a time (the blob is one msgpack
         array [k1, v1, k2, v2, ...], maybe a zstd frame)."""
-        with self._path(f"out-{r}").open("rb") as raw:
+        with self._path(f"{job}.out-{r}").open("rb") as raw:
             stream: IO[bytes] = raw
             if raw.read(4) == ZSTD_MAGIC:
                 raw.seek(0)
@@ -105,8 +121,9 @@ class SpillStore:
 
 
 SPILL_AT = 0.3  # Redis used_memory / maxmemory past which committed map output moves to disk
-DRAIN_AT = 0.25  # ... past which the last step's committed reduce outputs do
-RESTORE_BUDGET = 0.2  # share of maxmemory that spilled partitions may take back at once
+DRAIN_AT = 0.25  # ... past which committed reduce outputs do
+RESTORE_BUDGET = 0.2  # share of maxmemory that spilled partitions (or step outputs) may take back at once
+CARRY_BUDGET = 0.125  # ... and an earlier step's spilled outputs, as the next step's input (the input window's share)
 LOOK_EVERY_S = 0.05  # how often the master reads Redis's memory use (INFO memory)
 
 
@@ -114,9 +131,10 @@ LOOK_EVERY_S = 0.05  # how often the master reads Redis's memory use (INFO memor
 class Spiller:
     """The master's half of spilling, step by step: moves committed partitions and outputs
     out of Redis past SPILL_AT of its memory, and feeds reduce tasks their spilled partitions
-    back through a window (RESTORE_BUDGET). Fencing is untouched: only committed data moves,
-    and a commit that lands after a partition was taken lands in a fresh hash, restored with
-    the rest."""
+    back through a window (RESTORE_BUDGET), and an earlier step's spilled outputs to the next
+    step's map tasks the same way. Fencing is untouched: only committed data moves, and a
+    commit that lands after a partition was taken lands in a fresh hash, restored with the
+    rest."""
 
     broker: Broker
     store: SpillStore = field(default_factory=SpillStore)
@@ -127,26 +145,42 @@ class Spiller:
     _inflight: dict[int, int] = field(default_factory=dict)  # queued, restored partition -> bytes
     _drained: set[int] = field(default_factory=set)  # outputs moved to disk
     _next_look: float = 0.0
+    _carried: tuple[str, list[int]] = ("", [])  # the step before's outputs on disk, to feed
+    _carried_inflight: dict[int, int] = field(default_factory=dict)  # queued map task -> bytes
+    _refused: int | None = None  # Redis's count of writes refused for memory when the run began
 
     def begin_step(self, job: str, reducers: int, limit: int) -> None:
+        """A step begins: the outputs of the one before that went to disk are carried over."""
+        self._carried = (self.job, sorted(self._drained))
         self.job, self.reducers, self.limit = job, reducers, limit
-        self._next, self._inflight, self._drained = 0, {}, set()
+        self._next, self._inflight, self._drained, self._carried_inflight = 0, {}, set(), {}
 
-    def relieve(self, phase: str, last_step: bool) -> None:
+    def carried(self) -> set[int]:
+        """Which outputs of the step before are on disk (their map tasks come from feed_carried)."""
+        return set(self._carried[1])
+
+    def relieve(self, phase: str) -> None:
         """Each master tick: past SPILL_AT of Redis in a map phase, move committed map output
-        to disk; past DRAIN_AT in the last step's reduce phase, its committed outputs; a full
-        Redis fails the job (RedisFull, exit 3)."""
+        to disk; past DRAIN_AT in a reduce phase, committed outputs; a full Redis fails the job
+        (RedisFull, exit 3)."""
         now = time.monotonic()
         if not self.limit or now < self._next_look:
             return
         self._next_look = now + LOOK_EVERY_S
-        used = self.broker.memory().used
-        if used >= self.limit:  # noeviction: commits are refused from now on, and nothing moves
-            raise RedisFull(f"Redis is full: {used / 1e6:.0f} MB used of its {self.limit / 1e6:.0f} MB "
-                            f"maxmemory, and mrctl never lets it drop data. {FULL_ADVICE}")
+        memory = self.broker.memory()
+        used = memory.used
+        if self._refused is None:
+            self._refused = memory.refused  # a warm cluster's Redis counts earlier jobs' too
+        # noeviction: past maxmemory writes are refused (commits, heartbeats), and attempts
+        # would fail and be lost over and over; one refused write is enough to know
+        if used >= self.limit or memory.refused > self._refused:
+            refused = memory.refused - self._refused
+            raise RedisFull(f"Redis is full: {used / 1e6:.0f} MB used of its {self.limit / 1e6:.0f} MB maxmemory"
+                            f"{f', {refused} writes refused' if refused else ''}, and mrctl never lets it drop data. "
+                            f"{FULL_ADVICE}")
         if phase == "map" and used > SPILL_AT * self.limit:
             self.spill_partitions()
-        elif phase == "reduce" and last_step and used > DRAIN_AT * self.limit:
+        elif phase == "reduce" and used > DRAIN_AT * self.limit:
             self.drain_outputs()
 
     def spill_partitions(self) -> None:
@@ -181,16 +215,39 @@ class Spiller:
             self._inflight[r] = size
             self._next += 1
 
+    def feed_carried(self, fields: Callable[[int], dict[str, Any]]) -> None:
+        """Map phase, each tick: queue the map tasks whose input (an output of the step before)
+        is on disk, with that input, no more than CARRY_BUDGET of Redis at a time (at least
+        one, up to RESTORE_BUDGET); `fields(i)` are task i's fields."""
+        job, waiting = self._carried
+        if not waiting:
+            return
+        for tid in self.broker.done_tasks(self.job, [f"m:{i}" for i in self._carried_inflight]):
+            del self._carried_inflight[int(tid[2:])]
+        while waiting:
+            i, size = waiting[0], self.store.output_bytes(job, waiting[0])
+            if size > RESTORE_BUDGET * self.limit:
+                raise RedisFull(f"output {i} of the step before holds {size / 1e6:.1f} MB (compressed), more than "
+                                f"{RESTORE_BUDGET:.0%} of Redis's {self.limit / 1e6:.0f} MB can take back at once for "
+                                f"its map task. More reducers in that step (smaller outputs), or more --redis-memory "
+                                "help.")
+            if self._carried_inflight and sum(self._carried_inflight.values()) + size > CARRY_BUDGET * self.limit:
+                return
+            self.broker.add_map_tasks(self.job, [(f"m:{i}", {**fields(i), "kind": "map", "index": i},
+                                                  self.store.take_output(job, i))])
+            self._carried_inflight[i] = size
+            waiting.pop(0)
+
     def drain_outputs(self, everything: bool = False) -> None:
-        """Move committed reduce outputs to disk (the last step's; everything: at the end)."""
+        """Move committed reduce outputs to disk (everything: the last step's, at the end)."""
         left = [r for r in range(self.reducers) if r not in self._drained]
         done = left if everything else [int(t[2:]) for t in self.broker.done_tasks(self.job, [f"r:{r}" for r in left])]
         for r in done:
-            self.store.add_output(r, self.broker.take_output(self.job, r), spilled=not everything)
+            self.store.add_output(self.job, r, self.broker.take_output(self.job, r), spilled=not everything)
             self._drained.add(r)
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """The last step's output pairs in key order, merged from disk a pair at a time."""
         self.drain_outputs(everything=True)
-        return heapq.merge(*(self.store.output_pairs(r) for r in range(self.reducers)),
+        return heapq.merge(*(self.store.output_pairs(self.job, r) for r in range(self.reducers)),
                            key=lambda kv: codec.sort_key(kv[0]))

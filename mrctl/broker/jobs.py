@@ -55,13 +55,15 @@ class Jobs(BrokerBase):
         with translated_errors(f"queueing {batch[0][0]}" if len(batch) == 1 else "queueing map tasks"):
             self._scripts(calls)
 
-    def add_step_tasks(self, job: str, previous: str, map_only: bool, fields: list[dict[str, Any]]) -> None:
-        """Queue map tasks m:0 .. m:<n-1> of a later step (task i with fields[i]), each reading
-        output i of the previous step (reduce r's, or a map-only step's map i's), moved inside
-        Redis into its chunk; each once (idempotent), in one round trip."""
+    def add_step_tasks(self, job: str, previous: str, map_only: bool, fields: dict[int, dict[str, Any]]) -> None:
+        """Queue map tasks m:<i> of a later step (for each i of `fields`, with fields[i]), each
+        reading output i of the previous step (reduce r's, or a map-only step's map i's), moved
+        inside Redis into its chunk; each once (idempotent), in one round trip."""
+        if not fields:
+            return
         with translated_errors("queueing the step's map tasks"):
             calls = []
-            for i in range(len(fields)):
+            for i in fields:
                 tid = f"m:{i}"
                 source, field = (keys.part(previous, 0), str(i)) if map_only else (keys.out(previous, i), "")
                 calls.append((self._add_step_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid),

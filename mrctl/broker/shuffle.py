@@ -56,12 +56,14 @@ class Shuffle(BrokerBase):
     def memory(self) -> RedisMemory:
         """Redis's memory use (INFO memory), the one place it is read."""
         with translated_errors("reading memory use"):
-            info = self.r.info("memory")
-        return RedisMemory(int(info["used_memory"]), int(info["used_memory_peak"]), int(info.get("maxmemory", 0)))
+            info = self.r.info("memory", "errorstats")
+        return RedisMemory(int(info["used_memory"]), int(info["used_memory_peak"]), int(info.get("maxmemory", 0)),
+                           int((info.get("errorstat_OOM") or {}).get("count", 0)))
 
 
 class RedisMemory(NamedTuple):
     used: int  # bytes
     peak: int  # used_memory_peak
     limit: int  # maxmemory; 0 means no limit
+    refused: int = 0  # writes Redis has refused for want of memory (INFO errorstats: OOM), ever
 
