@@ -143,11 +143,16 @@ class BatchWatch:
 
     def watch(self, batch: BatchInFlight, after_s: float) -> None:
         with self._cond:
-            self._batch, self._every, self._due = batch, after_s, time.monotonic() + after_s
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="batch-watch", daemon=True)
-                self._thread.start()
-            elif self._idle:  # else it wakes at its old due time and waits on for this one
+            due = time.monotonic() + after_s
+            # asleep, or waiting for a later time (a job with a longer task_timeout before):
+            # wake it; else it wakes at its old due time and waits on for this one
+            wake = self._idle or due < self._due
+            self._batch, self._every, self._due = batch, after_s, due
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="batch-watch", daemon=True)
+                thread.start()  # may raise (no thread to be had): the batch then ends as before
+                self._thread = thread
+            elif wake:
                 self._cond.notify()
 
     def unwatch(self) -> None:

@@ -211,15 +211,15 @@ class Worker:
         if len(claims) > 1:
             log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
         done = batching.BatchInFlight(claims, functools.partial(self._commit_early, job, meta))
-        if len(claims) > 1:
-            self._watch.watch(done, done.after_s(float(meta.get("task_timeout", 300))))
         ran = len(claims)
         try:
+            if len(claims) > 1:
+                self._watch.watch(done, done.after_s(float(meta.get("task_timeout", 300))))
             for i, claim in enumerate(claims):
                 # past its slice, or released by the batch's thread (a task of it ran long)
                 if (i and time.perf_counter() - started > batching.SLICE_S) or not done.start(i):
                     ran = i
-                    log.info("batch of %s ran %.0f ms: releasing its %d unstarted tasks", claims[0].tid,
+                    log.info("batch of %s ran %.0f ms: its %d unstarted tasks go back", claims[0].tid,
                              (time.perf_counter() - started) * 1000, len(claims) - i)
                     self._sizer.observe(time.perf_counter() - started, i)  # the next claim is smaller
                     break
@@ -284,11 +284,12 @@ class Worker:
     def _commit_early(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
         """While a task of a batch runs long, commit the batch's finished tasks and release its
         unstarted ones (batching.BatchInFlight)."""
-        log.info("batch: %s runs long: committing %d finished tasks, releasing %d unstarted", self.current.tid,
+        running = self.current.tid or "a task"
+        log.info("batch: %s runs long: committing %d finished tasks, releasing %d unstarted", running,
                  len(done), len(unstarted))
         oks, _ = self.broker.commit_maps_then_claim(
             job, self.name, done, None, [(c.tid, c.attempt) for c in unstarted],
-            f"worker {self.name} released it unstarted: {self.current.tid} of its batch ran long")
+            f"worker {self.name} released it unstarted: {running} of its batch ran long")
         for c, ok in zip(done, oks, strict=True):
             self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, False)
 

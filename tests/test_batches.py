@@ -77,6 +77,20 @@ def test_a_batch_commits_each_task_fenced_and_claims_the_next_batch(broker):
     assert [(e[1], e[3]) for e in ends] == [("m:0", "committed"), ("m:1", "committed"), ("m:2", "committed")]
 
 
+def test_a_batch_commit_sent_again_answers_as_before_and_counts_once(broker):
+    """A commit Redis applied but whose reply was lost (a batch's early commit that raised, so
+    its tasks go back to the batch's own commit) is sent again with the same request ids: it is
+    answered 'committed' again, not refused, and counted once."""
+    _queue_maps(broker, 3)
+    done = [_done(c) for c in broker.claim_tasks(JOB, ClaimRequest("w1", 30, 300, 3, 1 << 20))]
+    first, _ = broker.commit_maps_then_claim(JOB, "w1", done)
+    again, _ = broker.commit_maps_then_claim(JOB, "w1", done)
+    assert first == again == [True, True, True]
+    stats = broker.stats(JOB)
+    assert stats["maps_done"] == 3 and not stats.get("refused")
+    assert [e[3] for e in _log(broker) if e[0] == "e"] == ["committed"] * 3
+
+
 def test_the_keeper_renews_every_lease_of_a_batch_and_a_silent_batch_is_reaped_whole(broker):
     _queue_maps(broker, 3)
     claims = broker.claim_tasks(JOB, ClaimRequest("w1", 0.3, 300, 3, 1 << 20))
@@ -436,4 +450,16 @@ def test_one_watch_thread_flushes_each_batch_that_runs_long_and_no_other():
     time.sleep(0.3)
     watch.unwatch()
     assert [f[0] for f in flushed] == ["long", "again"] and flushed[1] == ("again", [], ["c1", "c2"])
+    # a batch due sooner than the one the thread waits for (a job with a shorter task_timeout
+    # after one with a longer) is flushed in its own time
+    slow = batch("slow")
+    watch.watch(slow, 5.0)
+    watch.unwatch()
+    slow.close(0)
+    soon = batch("soon")
+    watch.watch(soon, 0.1)
+    assert soon.start(0)
+    time.sleep(0.4)
+    watch.unwatch()
+    assert [f[0] for f in flushed] == ["long", "again", "soon"]
     assert watches() == before + 1

@@ -93,16 +93,15 @@ class Attempts(BrokerBase):
         in `release` (release_attempts; after the claim, so that other workers take them), all
         in one round trip: (committed or refused, per commit; the next claims). Tiny tasks
         then cost a round trip per batch."""
-        token = secrets.token_hex(8)  # a request id per commit: "<token>.<i>"
         calls = []
-        for i, c in enumerate(commits):
+        for c in commits:
             index = c.tid[2:]
             writes = [(keys.part(job, r), index, blob) for r, blob in c.blobs.items()]
             if c.bad_samples:
                 writes.append((keys.bad_records(job), c.tid, json.dumps(c.bad_samples).encode()))
             calls.append(self._commit_call(job, c.tid, c.attempt, worker, keys.chunk(job, c.tid),
                                            _with_user_counters(c.counters, c.user_counters), writes,
-                                           f"{token}.{i}"))
+                                           c.request))
         if then_claim is not None:
             claim = self._claim_call(job, then_claim)
             calls.append((self._claim, claim["keys"], claim["args"]))

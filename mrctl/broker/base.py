@@ -4,8 +4,9 @@ scripts registered once, and the plain data that crosses it (Claim, ClaimRequest
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -107,6 +108,9 @@ class MapCommit:
     counters: dict[str, int]
     user_counters: Mapping[tuple[str, str], int] | None = None
     bad_samples: Sequence[tuple[int, str]] = ()
+    # the commit's request id, the same however often it is sent: a commit that Redis applied
+    # but whose reply was lost, sent again, answers what it answered the first time
+    request: str = field(default_factory=lambda: secrets.token_hex(8))
 
 
 def _claimed(got: list | None) -> list[Claim]:
