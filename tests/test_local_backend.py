@@ -70,18 +70,17 @@ def _worker_pid(name: str) -> int | None:
 
 def test_workers_killed_mid_map_and_mid_reduce(tmp_path, expected):
     spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", reducer="SlowReducer",
-                     workers=3, chunk_size=256 << 10, reducers=3)
+                     workers=3, chunk_size=256 << 10, reducers=6)
     killed: dict[str, str] = {}
 
     def chaos(snap):
         # A row's state is the worker's last heartbeat, so "reducing" can outlive a reduce that
-        # has committed; a worker killed then loses nothing and the job may end before it is
-        # replaced. So kill in the map phase while it has tasks to go (the job runs on and
-        # replaces the worker in any case), and in the reduce phase before any reduce has
-        # committed (each takes over 1 s): the row's reduce is then surely running.
+        # has committed; a worker killed then may hold nothing, and a job about to end may end
+        # before replacing it. So kill only while the phase has a wave of tasks (over 1 s each
+        # in the reduce phase) still to go: the job runs on long enough to replace the worker.
         for row in snap.workers:
-            for phase, state, doomed in (("map", "mapping", snap.map.done < snap.map.total - 1),
-                                         ("reduce", "reducing", snap.reduce.done == 0)):
+            for phase, state, doomed in (("map", "mapping", snap.map.done < snap.map.total - 3),
+                                         ("reduce", "reducing", snap.reduce.done <= snap.reduce.total - 3)):
                 if row.state == state and doomed and phase not in killed and (pid := _worker_pid(row.name)):
                     os.kill(pid, signal.SIGKILL)
                     killed[phase] = row.name
