@@ -106,6 +106,12 @@ def out(job: str, r: int) -> str:
     return f"{job_prefix(job)}out:{r}"
 
 
+# mrctl:<job>:taken:<token> -> a partition or an output on its way to the master's disk
+# (mrctl.spill), under a key of that one take (lua.TAKE_*), deleted once it is there
+def taken(job: str, token: str) -> str:
+    return f"{job_prefix(job)}taken:{token}"
+
+
 # mrctl:<job>:stats -> hash of counters: maps_done, reduces_done, retries, refused, failures,
 #   lost, timeouts, records_in, records_out, map_records_out, bytes_done, map_ms (time in map
 #   code), decode_errors, bad_records (records skipped), and the job's own counters as

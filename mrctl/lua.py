@@ -378,6 +378,19 @@ return 0
 # Server time in ms, for the ages shown in views.
 NOW = _NOW + "return now"
 
+# KEYS: source (a partition hash or an output string), taken (a key of this take's own)
+# Take committed data out of Redis: the source moves to `taken` (only the first time: a call
+# sent again after its reply was lost finds `taken` there, and a commit landing meanwhile
+# makes a fresh source, taken next time), and its content is returned; the caller deletes
+# `taken` once the data is on disk. A lost reply then loses no data.
+_TAKE = """
+if redis.call('EXISTS', KEYS[2]) == 0 and redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('RENAME', KEYS[1], KEYS[2])
+end
+"""
+TAKE_STRING = _TAKE + "return redis.call('GET', KEYS[2])"
+TAKE_HASH = _TAKE + "return redis.call('HGETALL', KEYS[2])"
+
 # KEYS: lock   ARGV: holder (the value its run set), ttl_ms
 # Renew a warm cluster's lock iff this run still holds it. Returns 1 if renewed, 0 if not held.
 RENEW_LOCK = """

@@ -222,8 +222,7 @@ class Master(MasterView):
         if self.phase == "starting":
             self._enter_map()
         self._stats = self.broker.stats(self.job)
-        # the last step's outputs go to the output file: they may leave a full Redis early
-        self.spiller.relieve(self.phase)
+        self.spiller.relieve(self.phase, last_step=self.step.number == self.step.planned)
         # A commit wakes the master; what no commit changes waits for its pace (a failed
         # task shows in the stats at once, so it is looked at at once)
         if self.clock() >= self._next_housekeeping or self._stats.get("failures", 0):

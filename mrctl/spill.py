@@ -124,6 +124,8 @@ SPILL_AT = 0.3  # Redis used_memory / maxmemory past which committed map output 
 DRAIN_AT = 0.25  # ... past which committed reduce outputs do
 RESTORE_BUDGET = 0.2  # share of maxmemory that spilled partitions (or step outputs) may take back at once
 CARRY_BUDGET = 0.125  # ... and an earlier step's spilled outputs, as the next step's input (the input window's share)
+REFUSAL_BURST_S = 0.5  # refusals for memory this soon after the first are the same burst ...
+RECOVERED_AFTER_S = 30.0  # ... later ones fail the job, unless Redis refused nothing this long
 LOOK_EVERY_S = 0.05  # how often the master reads Redis's memory use (INFO memory)
 
 
@@ -138,6 +140,7 @@ class Spiller:
 
     broker: Broker
     store: SpillStore = field(default_factory=SpillStore)
+    clock: Callable[[], float] = time.monotonic
     job: str = ""
     reducers: int = 0
     limit: int = 0  # Redis maxmemory (0: no limit, nothing ever spills)
@@ -148,6 +151,9 @@ class Spiller:
     _carried: tuple[str, list[int]] = ("", [])  # the step before's outputs on disk, to feed
     _carried_inflight: dict[int, int] = field(default_factory=dict)  # queued map task -> bytes
     _refused: int | None = None  # Redis's count of writes refused for memory when the run began
+    _refused_last: int | None = None  # ... at the last look
+    _refusing_since: float | None = None  # when refusals began, while they go on
+    _last_refusal: float = 0.0
 
     def begin_step(self, job: str, reducers: int, limit: int) -> None:
         """A step begins: the outputs of the one before that went to disk are carried over."""
@@ -159,29 +165,52 @@ class Spiller:
         """Which outputs of the step before are on disk (their map tasks come from feed_carried)."""
         return set(self._carried[1])
 
-    def relieve(self, phase: str) -> None:
+    def relieve(self, phase: str, last_step: bool) -> None:
         """Each master tick: past SPILL_AT of Redis in a map phase, move committed map output
-        to disk; past DRAIN_AT in a reduce phase, committed outputs; a full Redis fails the job
-        (RedisFull, exit 3)."""
-        now = time.monotonic()
+        to disk; past DRAIN_AT in a reduce phase, committed outputs (before the last step, not
+        those the next step could not take back: they stay to be moved inside Redis); a full
+        Redis fails the job (RedisFull, exit 3)."""
+        now = self.clock()
         if not self.limit or now < self._next_look:
             return
         self._next_look = now + LOOK_EVERY_S
         memory = self.broker.memory()
         used = memory.used
         if self._refused is None:
-            self._refused = memory.refused  # a warm cluster's Redis counts earlier jobs' too
-        # noeviction: past maxmemory writes are refused (commits, heartbeats), and attempts
-        # would fail and be lost over and over; one refused write is enough to know
-        if used >= self.limit or memory.refused > self._refused:
+            self._refused = self._refused_last = memory.refused  # a warm cluster's counts earlier jobs'
+        refusing = self._refusing(memory.refused, now)
+        # noeviction: past maxmemory writes are refused (commits, heartbeats): attempts would
+        # fail and be lost over and over while Redis stays full
+        if used >= self.limit or refusing:
             refused = memory.refused - self._refused
             raise RedisFull(f"Redis is full: {used / 1e6:.0f} MB used of its {self.limit / 1e6:.0f} MB maxmemory"
                             f"{f', {refused} writes refused' if refused else ''}, and mrctl never lets it drop data. "
                             f"{FULL_ADVICE}")
-        if phase == "map" and used > SPILL_AT * self.limit:
+        relieve_now = self._refusing_since == now  # the first refusals: relieve Redis whatever its use
+        if phase == "map" and (relieve_now or used > SPILL_AT * self.limit):
             self.spill_partitions()
-        elif phase == "reduce" and used > DRAIN_AT * self.limit:
-            self.drain_outputs()
+        elif phase == "reduce" and (relieve_now or used > DRAIN_AT * self.limit):
+            self.drain_outputs(largest=None if last_step else int(RESTORE_BUDGET * self.limit))
+
+    def _refusing(self, refused: int, now: float) -> bool:
+        """Whether Redis goes on refusing writes for memory (INFO errorstats) after the first
+        refusals were met by relief. A moment's refusal (a burst of replies and commits between
+        two looks) is retried by whoever was refused and relieved at once; refused again,
+        REFUSAL_BURST_S or more after the first and before it has been quiet for
+        RECOVERED_AFTER_S, Redis stays full (a refused commit comes back each time its task is
+        tried again)."""
+        new, self._refused_last = refused - (self._refused_last or 0), refused
+        if self._refusing_since is None:
+            if new:
+                log.warning("Redis refused %d writes for want of memory: moving committed data to disk now", new)
+                self._refusing_since = self._last_refusal = now
+            return False
+        if new:
+            again, self._last_refusal = now - self._refusing_since >= REFUSAL_BURST_S, now
+            return again
+        if now - self._last_refusal >= RECOVERED_AFTER_S:
+            self._refusing_since = None  # it recovered
+        return False
 
     def spill_partitions(self) -> None:
         """Map phase, Redis past its mark: every committed partition blob goes to disk."""
@@ -238,10 +267,14 @@ class Spiller:
             self._carried_inflight[i] = size
             waiting.pop(0)
 
-    def drain_outputs(self, everything: bool = False) -> None:
-        """Move committed reduce outputs to disk (everything: the last step's, at the end)."""
+    def drain_outputs(self, everything: bool = False, largest: int | None = None) -> None:
+        """Move committed reduce outputs to disk (everything: the last step's, at the end),
+        those of at most `largest` bytes when given."""
         left = [r for r in range(self.reducers) if r not in self._drained]
         done = left if everything else [int(t[2:]) for t in self.broker.done_tasks(self.job, [f"r:{r}" for r in left])]
+        if largest is not None:
+            sizes = self.broker.output_sizes(self.job, done)
+            done = [r for r in done if sizes[r] <= largest]
         for r in done:
             self.store.add_output(self.job, r, self.broker.take_output(self.job, r), spilled=not everything)
             self._drained.add(r)

@@ -147,6 +147,56 @@ def test_a_partition_redis_cannot_take_back_fails_at_once_saying_what_helps(tmp_
     assert not spec.output_path.exists()
 
 
+def test_a_take_sent_again_after_a_lost_reply_returns_the_same_data_and_loses_none(broker):
+    """Taking a partition out of Redis is one script on a key of its own take: run again (the
+    reply was lost, redis-py sent it again) it answers the same blobs, and a commit that landed
+    meanwhile waits in a fresh hash for the next take. (Before, a MULTI of HGETALL and DEL sent
+    again answered nothing, and the blobs were gone.)"""
+    from mrctl import keys, lua
+
+    script = broker.r.register_script(lua.TAKE_HASH)
+
+    def take(taken: str) -> dict:
+        flat = script(keys=[source, taken])
+        return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+    source, first = keys.part("J", 0), keys.taken("J", "t1")
+    broker.r.hset(source, mapping={"1": b"a", "2": b"bb"})
+    assert take(first) == {b"1": b"a", b"2": b"bb"}
+    broker.r.hset(source, "3", b"late")  # a commit after the take
+    assert take(first) == {b"1": b"a", b"2": b"bb"}  # sent again
+    assert broker.take_partition("J", 0) == {3: b"late"}  # the next take: the late commit
+    # the broker's own take dropped its key once it had the data (this test's first stays)
+    assert set(broker.r.scan_iter(match=keys.taken("J", "*"))) == {first.encode()}
+
+
+def test_before_the_last_step_an_output_too_big_to_come_back_stays_in_redis(broker):
+    """Draining before the last step leaves in Redis any committed output the next step could
+    not take back from disk at once (over a fifth of Redis): it moves into that step's map task
+    inside Redis instead. The last step drains every committed output. (A real Redis.)"""
+    from mrctl import keys
+    from mrctl.spill import RESTORE_BUDGET, Spiller
+
+    limit = 16 << 20
+    small, big = b"s" * 1000, b"b" * int(RESTORE_BUDGET * limit + 1)
+    for job in ("A", "B"):
+        for r, blob in enumerate((small, big)):
+            broker.r.set(keys.out(job, r), blob)
+            broker.r.hset(keys.task(job, f"r:{r}"), "state", "done")
+    spiller = Spiller(broker)
+    try:
+        spiller.begin_step("A", 2, limit)
+        spiller.drain_outputs(largest=int(RESTORE_BUDGET * limit))  # a step before the last
+        assert broker.r.get(keys.out("A", 1)) == big and broker.r.get(keys.out("A", 0)) is None
+        spiller.begin_step("B", 2, limit)
+        assert spiller.carried() == {0}  # output 0 comes back from disk, output 1 stays in Redis
+        spiller.drain_outputs()  # the last step
+        assert broker.r.get(keys.out("B", 0)) is None and broker.r.get(keys.out("B", 1)) is None
+        assert spiller.store.take_output("B", 1) == big
+    finally:
+        spiller.store.close()
+
+
 HUGE_VALUE = '''
 import os
 from mrctl import Mapper, Reducer
@@ -165,9 +215,9 @@ class Keep(Reducer):
 
 def test_a_commit_redis_refuses_for_memory_fails_the_job_at_once(tmp_path):
     """One map task's output is larger than all of a 16 MiB Redis: its commit is refused
-    ("OOM command not allowed"). The master sees the refusal in Redis's error counts and fails
-    the job at once with exit 3 and what helps, instead of failing and losing attempts while
-    Redis stays full."""
+    ("OOM command not allowed"), and again when the task is tried again. The master sees the
+    refusals in Redis's error counts and fails the job with exit 3 and what helps, instead of
+    losing 16 attempts over 3.5 minutes and failing with exit 1."""
     import time
 
     data = tmp_path / "in.txt"
@@ -204,3 +254,46 @@ def test_spill_store_streams_outputs_back_a_pair_at_a_time(tmp_path):
         assert not store.has_partitions("J")
     finally:
         store.close()
+
+
+class ScriptedRedis:
+    """What the Spiller reads of Redis (INFO memory and errorstats), set by the test, and the
+    spills it asks for, counted."""
+
+    def __init__(self) -> None:
+        self.used, self.refused, self.spills = 1 << 20, 0, 0
+
+    def memory(self):
+        from mrctl.broker.shuffle import RedisMemory
+
+        return RedisMemory(self.used, self.used, 16 << 20, self.refused)
+
+    def take_partition(self, job, r):
+        self.spills += 1
+        return {}
+
+
+def test_a_moment_of_refused_writes_is_relieved_and_refusals_that_go_on_fail_the_job():
+    from mrctl import spill
+
+    redis, now = ScriptedRedis(), [0.0]
+    spiller = spill.Spiller(redis, clock=lambda: now[0])  # type: ignore[arg-type]
+    spiller.begin_step("J", 1, 16 << 20)
+
+    def look(after_s, refused=0):
+        now[0] += after_s
+        redis.refused += refused
+        spiller.relieve("map", last_step=True)
+
+    look(0.1)
+    look(0.1, refused=3)  # a burst between two looks: relieved at once, not failed
+    look(0.1, refused=1)  # the same burst's stragglers
+    assert redis.spills == 1
+    for _ in range(31):
+        look(1.0)  # nothing refused for 30 s: recovered
+    look(0.1, refused=1)  # a new burst, relieved again ...
+    assert redis.spills == 2
+    look(5.0)
+    with pytest.raises(InfraError) as info:
+        look(5.0, refused=1)  # ... and refused again 10 s later (a refused commit, tried again)
+    assert info.value.exit_code == 3 and "Redis is full" in str(info.value) and "6 writes refused" in str(info.value)

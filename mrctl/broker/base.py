@@ -150,6 +150,8 @@ class BrokerBase:
         self._known: set[str] = set()  # scripts this broker has loaded (_scripts)
         self._add_step_task = self.r.register_script(lua.ADD_STEP_TASK)
         self._now = self.r.register_script(lua.NOW)
+        self._take_string = self.r.register_script(lua.TAKE_STRING)
+        self._take_hash = self.r.register_script(lua.TAKE_HASH)
 
     def _scripts(self, calls: list[tuple[Any, list, list]]) -> list[Any]:
         """Several Lua script calls in one round trip: EVALSHA in a pipeline (without the

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import secrets
+from typing import Any, NamedTuple
 
 from mrctl import keys
 from mrctl.broker.base import (
@@ -20,12 +21,16 @@ class Shuffle(BrokerBase):
     def take_partition(self, job: str, r: int) -> dict[int, bytes]:
         """Atomically take every committed blob of partition r out of Redis (map index ->
         blob): a commit after this lands in a fresh hash, never half in both."""
-        with translated_errors(f"spilling partition {r}"):
-            pipe = self.r.pipeline(transaction=True)
-            pipe.hgetall(keys.part(job, r))
-            pipe.delete(keys.part(job, r))
-            found, _ = pipe.execute()
-        return {int(k): v for k, v in found.items()}
+        found = self._take(self._take_hash, job, keys.part(job, r), f"spilling partition {r}")
+        return {int(found[i]): found[i + 1] for i in range(0, len(found), 2)}
+
+    def _take(self, script: Any, job: str, source: str, doing: str) -> Any:
+        """Run a lua.TAKE_* script on `source` under a key of its own, then drop that key."""
+        taken = keys.taken(job, secrets.token_hex(8))
+        with translated_errors(doing):
+            data = script(keys=[source, taken])
+            self.r.unlink(taken)
+        return data
 
     def restore_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
         """Put spilled blobs back into partition r before its reduce task is queued."""
@@ -35,14 +40,18 @@ class Shuffle(BrokerBase):
 
     def take_output(self, job: str, r: int) -> bytes:
         """Atomically take reduce r's committed output out of Redis."""
-        with translated_errors(f"reading the output of reduce {r}"):
-            pipe = self.r.pipeline(transaction=True)
-            pipe.get(keys.out(job, r))
-            pipe.delete(keys.out(job, r))
-            data, _ = pipe.execute()
+        data = self._take(self._take_string, job, keys.out(job, r), f"reading the output of reduce {r}")
         if data is None:
             raise InfraError(f"reduce task r:{r} committed but its output is missing from Redis")
         return data
+
+    def output_sizes(self, job: str, rs: list[int]) -> dict[int, int]:
+        """Bytes of reduce outputs in Redis, by partition (0 when absent)."""
+        with translated_errors("reading output sizes"):
+            pipe = self.r.pipeline(transaction=False)
+            for r in rs:
+                pipe.strlen(keys.out(job, r))
+            return dict(zip(rs, pipe.execute(), strict=True))
 
     def done_tasks(self, job: str, tids: list[str]) -> set[str]:
         """Which of `tids` have committed."""
@@ -56,9 +65,15 @@ class Shuffle(BrokerBase):
     def memory(self) -> RedisMemory:
         """Redis's memory use (INFO memory), the one place it is read."""
         with translated_errors("reading memory use"):
-            info = self.r.info("memory", "errorstats")
+            pipe = self.r.pipeline(transaction=False)
+            pipe.info("memory")
+            pipe.info("errorstats")  # Redis >= 6.2; older ones answer an empty section
+            info, errors = pipe.execute(raise_on_error=False)
+        if isinstance(info, Exception):
+            raise InfraError(f"reading memory use: {info}")
+        refused = 0 if isinstance(errors, Exception) else int((errors.get("errorstat_OOM") or {}).get("count", 0))
         return RedisMemory(int(info["used_memory"]), int(info["used_memory_peak"]), int(info.get("maxmemory", 0)),
-                           int((info.get("errorstat_OOM") or {}).get("count", 0)))
+                           refused)
 
 
 class RedisMemory(NamedTuple):
