@@ -112,12 +112,13 @@ class DockerHost:
     def __init__(self, timeout: int = 120, base_url: str | None = None) -> None:
         environment = {**os.environ, "DOCKER_HOST": base_url} if base_url else dict(os.environ)
         self.base_url = environment.get("DOCKER_HOST") or None
-        if (self.base_url or "").startswith("ssh://") and importlib.util.find_spec("paramiko") is None:
+        ssh = (self.base_url or "").startswith("ssh://")
+        if ssh and importlib.util.find_spec("paramiko") is None:
             raise InfraError(f"the Docker host {self.base_url} is an ssh:// URL, and docker-py's ssh support "
                              "needs paramiko: pip install 'mrctl[ssh]' (or pip install paramiko)")
         try:
             self.client = docker.from_env(timeout=timeout, environment=environment,
-                                          use_ssh_client=(self.base_url or "").startswith("ssh://"))
+                                          use_ssh_client=ssh)
             self.client.ping()
         except docker.errors.DockerException as exc:
             where = f" at {self.base_url}" if self.base_url else ""

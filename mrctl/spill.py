@@ -147,6 +147,7 @@ class Spiller:
     _next: int = 0  # the next reduce partition to queue
     _inflight: dict[int, int] = field(default_factory=dict)  # queued, restored partition -> bytes
     _drained: set[int] = field(default_factory=set)  # outputs moved to disk
+    _kept: set[int] = field(default_factory=set)  # outputs too big to drain before the last step
     _next_look: float = 0.0
     _carried: tuple[str, list[int]] = ("", [])  # the step before's outputs on disk, to feed
     _carried_inflight: dict[int, int] = field(default_factory=dict)  # queued map task -> bytes
@@ -159,7 +160,7 @@ class Spiller:
         """A step begins: the outputs of the one before that went to disk are carried over."""
         self._carried = (self.job, sorted(self._drained))
         self.job, self.reducers, self.limit = job, reducers, limit
-        self._next, self._inflight, self._drained, self._carried_inflight = 0, {}, set(), {}
+        self._next, self._inflight, self._drained, self._kept, self._carried_inflight = 0, {}, set(), set(), {}
 
     def carried(self) -> set[int]:
         """Which outputs of the step before are on disk (their map tasks come from feed_carried)."""
@@ -270,11 +271,12 @@ class Spiller:
     def drain_outputs(self, everything: bool = False, largest: int | None = None) -> None:
         """Move committed reduce outputs to disk (everything: the last step's, at the end),
         those of at most `largest` bytes when given."""
-        left = [r for r in range(self.reducers) if r not in self._drained]
+        left = [r for r in range(self.reducers) if r not in self._drained and (everything or r not in self._kept)]
         done = left if everything else [int(t[2:]) for t in self.broker.done_tasks(self.job, [f"r:{r}" for r in left])]
-        if largest is not None:
+        if largest is not None and done:
             sizes = self.broker.output_sizes(self.job, done)
-            done = [r for r in done if sizes[r] <= largest]
+            self._kept.update(r for r in done if sizes[r] > largest)  # committed: their size is final
+            done = [r for r in done if r not in self._kept]
         for r in done:
             self.store.add_output(self.job, r, self.broker.take_output(self.job, r), spilled=not everything)
             self._drained.add(r)

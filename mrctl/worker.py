@@ -278,8 +278,7 @@ class Worker:
         oks, self._next = self.broker.commit_maps_then_claim(
             job, self.name, done, self._claim_request(meta, len(done)), [(c.tid, c.attempt) for c in unstarted],
             f"worker {self.name} released it unstarted: its batch ran past its slice")
-        for c, ok in zip(done, oks, strict=True):
-            self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, len(done) == 1)
+        self._log_commits(done, oks, alone=len(done) == 1)
 
     def _commit_early(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
         """While a task of a batch runs long, commit the batch's finished tasks and release its
@@ -290,8 +289,11 @@ class Worker:
         oks, _ = self.broker.commit_maps_then_claim(
             job, self.name, done, None, [(c.tid, c.attempt) for c in unstarted],
             f"worker {self.name} released it unstarted: {running} of its batch ran long")
+        self._log_commits(done, oks, alone=False)
+
+    def _log_commits(self, done: list[MapCommit], oks: list[bool], alone: bool) -> None:
         for c, ok in zip(done, oks, strict=True):
-            self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, False)
+            self._log_commit(c, ok, c.counters.get("records_in", 0), c.counters.get("map_ms", 0) / 1000, alone)
 
     def _log_commit(self, claim: Claim | MapCommit, ok: bool, records: int, took: float, alone: bool = True) -> None:
         if ok:

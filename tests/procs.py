@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+from conftest import ROOT
+
+
+def run_mrctl(*args: object, check: bool = True, env: dict[str, str] | None = None,
+              timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m mrctl ARGS` in the repository, as a user runs it; with `check`, it must exit 0."""
+    proc = subprocess.run([sys.executable, "-m", "mrctl", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=timeout, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
 
 
 def read_until(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:

@@ -15,6 +15,7 @@ import uuid
 import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import GATED, SLOW, WORDCOUNT, make_spec
+from procs import run_mrctl as _mrctl
 
 from mrctl.errors import InfraError
 from mrctl.runner import RunOptions, run_job
@@ -72,14 +73,6 @@ def test_failed_start_leaves_nothing_and_shows_redis_logs(tmp_path):
     # no_docker_leftovers checks that the network and containers are gone
 
 
-def _mrctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "mrctl", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
-
-
 def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     out = tmp_path / "wc.json"
     run = _mrctl("run", "jobspecs/wordcount.yaml", "--workers", "2", "--keep", "--plain",
@@ -109,7 +102,6 @@ def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     assert not credentials.cluster_file(cid).exists()
     assert not docker_host.networks({"mrctl.cluster": cid}) and not docker_host.volumes({"mrctl.cluster": cid})
     assert run.returncode == 0
-
 
 
 def test_a_users_job_survives_a_test_run(tmp_path, docker_host):

@@ -7,11 +7,10 @@ import importlib.util
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
-from conftest import ROOT, corpus_files, sequential_wordcount
+from conftest import corpus_files, sequential_wordcount
+from procs import run_mrctl as _mrctl
 from sshd import SshServer
 
 from mrctl.errors import InfraError
@@ -24,11 +23,6 @@ def ssh_engine(tmp_path_factory):
     server.close()
 
 
-def _mrctl(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mrctl", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600, env=env)
-
-
 @pytest.mark.docker
 def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, docker_host, clean_docker):
     """`mrctl run --docker-host ssh://...` starts the cluster through sshd and gives the exact
@@ -37,19 +31,19 @@ def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, do
     out = tmp_path / "wc.json"
     books = corpus_files()[:3]
     run = _mrctl("run", "jobspecs/wordcount.yaml", "--docker-host", ssh_engine.url, "--workers", "2", "--keep",
-                 "--plain", "-o", str(out), *[a for b in books for a in ("--input", str(b))], env=env)
+                 "--plain", "-o", str(out), *[a for b in books for a in ("--input", str(b))], env=env, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     assert out.read_text(encoding="utf-8") == sequential_wordcount(books)
     cid = re.search(r"starting cluster (\w+)", run.stderr).group(1)
     assert "Accepted publickey" in ssh_engine.log()  # the engine was reached through this sshd
 
     via_env = {**env, "DOCKER_HOST": ssh_engine.url}
-    status = _mrctl("status", "--json", env=via_env)
+    status = _mrctl("status", "--json", env=via_env, check=False)
     assert status.returncode == 0, status.stderr[-3000:]
     cluster = {c["cluster"]: c for c in json.loads(status.stdout)}[cid]
     assert cluster["state"] == "succeeded"
     assert {"redis", "worker-1", "worker-2"} <= {name for name, _ in cluster["containers"]}
-    down = _mrctl("down", "--job", cid, env=via_env)
+    down = _mrctl("down", "--job", cid, env=via_env, check=False)
     assert down.returncode == 0, down.stderr[-3000:]
     assert not docker_host.containers({"mrctl.cluster": cid}) and not docker_host.networks({"mrctl.cluster": cid})
 

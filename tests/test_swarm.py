@@ -23,6 +23,7 @@ from unittest import mock
 import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
 from jobs import SLOW, WORDCOUNT, make_spec, write_crash_spec
+from procs import run_mrctl as _mrctl
 
 from mrctl.chaos import ChaosPlan
 from mrctl.errors import InfraError
@@ -68,14 +69,6 @@ def clean_swarm(swarm, clean_docker):
 @pytest.fixture(scope="module")
 def expected():
     return sequential_wordcount(corpus_files())
-
-
-def _mrctl(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "mrctl", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=600, env=env)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.mark.docker

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount, word_counts
 from jobs import GATED, SLOW, WORDCOUNT, make_spec
+from procs import run_mrctl as _mrctl
 
 import mrctl
 from mrctl import clusters, credentials
@@ -45,14 +46,6 @@ def cluster(docker_host):
     yield name
     if docker_host.containers({"mrctl.cluster": name}) or docker_host.networks({"mrctl.cluster": name}):
         clusters.down(None, False, name)
-
-
-def _mrctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "mrctl", *map(str, args)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
-    if check:
-        assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 def _broker(docker_host, name: str) -> Broker:
@@ -174,7 +167,6 @@ def test_multi_step_jobs_on_a_warm_cluster_leave_no_step_behind(tmp_path, cluste
         assert [r["name"] for r in broker.runs()] == ["pagerank", "dpkg_top"]
     finally:
         broker.close()
-
 
 
 def test_a_second_job_is_refused_while_one_runs(tmp_path, cluster, docker_host, expected):
