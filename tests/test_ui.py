@@ -47,6 +47,10 @@ def browser():
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
+    if missing:  # a failure, not a skip: the browser tests are part of the suite
+        pytest.fail(f"the browser tests need Debian's chromium and chromium-driver ({', '.join(missing)} is "
+                    "missing): apt-get install chromium chromium-driver (as root), as .ci/run does")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
