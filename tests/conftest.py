@@ -95,17 +95,19 @@ _STANDIN: list[Path] = []
 
 
 def _standin_corpus(files: int = 8, size: int = 400_000) -> list[Path]:
-    """Eight ~400 kB files of real text (the Python standard library's sources, in sorted
-    order, plus the repo's sample with non-ASCII words), for clones without ../shared."""
+    """Eight ~400 kB files of real prose, for clones without ../shared: the Python reference's
+    help topics (pydoc_data, in every Python: the language documentation's own text), repeated,
+    plus the repo's sample with non-ASCII words. Prose, not source code: a shuffle keyed by a
+    line's first word must meet no key as heavy as "#" is in code (13% of its lines)."""
     if not _STANDIN:
         import atexit
-        import sysconfig
+        from pydoc_data.topics import topics
 
         folder = Path(tempfile.mkdtemp(prefix="mrctl-corpus-"))
         atexit.register(shutil.rmtree, folder, True)
-        sources = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
         text = (ROOT / "jobspecs" / "data" / "cafe.txt").read_text(encoding="utf-8")
-        text += "".join(p.read_text(encoding="utf-8", errors="replace") for p in sources[:200])
+        text += "\n".join(topics[name] for name in sorted(topics))
+        text *= -(-files * size // len(text))  # enough copies for every file
         for i in range(files):
             path = folder / f"standin-{i}.txt"
             path.write_text(text[i * size:(i + 1) * size], encoding="utf-8")

@@ -323,7 +323,7 @@ def test_dirs_file_options_and_passthru_options_reach_every_task(tmp_path):
 def test_chaos_kills_a_worker_and_the_output_stays_mrjobs(tmp_path):
     files = _books()
     done = mrctl_mrjob(tmp_path, "mr_word_freq_count.py", files, [], "--backend", "local", "-w", "3",
-                       "--chunk-size", "64KiB", "--chaos", "kill=1,seed=4")
+                       "--chunk-size", "64KiB", "--chaos", "kill=1,every=0.5,seed=4")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "chaos: killing" in done.stderr, done.stderr[-3000:]
     assert output_lines(tmp_path) == mrjob_lines("mr_word_freq_count.py", files)
