@@ -95,19 +95,35 @@ _STANDIN: list[Path] = []
 
 
 def _standin_corpus(files: int = 8, size: int = 400_000) -> list[Path]:
-    """Eight ~400 kB files of real prose, for clones without ../shared: the Python reference's
-    help topics (pydoc_data, in every Python: the language documentation's own text), repeated,
-    plus the repo's sample with non-ASCII words. Prose, not source code: a shuffle keyed by a
-    line's first word must meet no key as heavy as "#" is in code (13% of its lines)."""
+    """Eight ~400 kB files of real prose, for clones without ../shared: the repo's sample with
+    non-ASCII words, the Python reference's help topics (pydoc_data) and the docstrings of the
+    standard library (2.3 MB in all, in every Python), the start repeated to fill the last
+    file. Prose, not source code: a shuffle keyed by a line's first word must meet no key as
+    heavy as "#" is in code (13% of its lines), and the text must not repeat within a chunk,
+    or it compresses too well to fill the small Redis of the spill tests."""
     if not _STANDIN:
+        import ast
         import atexit
+        import sysconfig
         from pydoc_data.topics import topics
 
+        stdlib = Path(sysconfig.get_paths()["stdlib"])
+        docs = [(ROOT / "jobspecs" / "data" / "cafe.txt").read_text(encoding="utf-8")]
+        docs += [topics[name] for name in sorted(topics)]
+        for source in sorted(stdlib.glob("**/*.py")):
+            if {"site-packages", "test"} & set(source.relative_to(stdlib).parts):
+                continue
+            try:
+                tree = ast.parse(source.read_bytes())
+            except (SyntaxError, ValueError):
+                continue
+            docs += [doc for node in ast.walk(tree)
+                     if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                     and (doc := ast.get_docstring(node))]
+        text = "\n".join(docs)
+        text *= -(-files * size // len(text))  # enough for every file
         folder = Path(tempfile.mkdtemp(prefix="mrctl-corpus-"))
         atexit.register(shutil.rmtree, folder, True)
-        text = (ROOT / "jobspecs" / "data" / "cafe.txt").read_text(encoding="utf-8")
-        text += "\n".join(topics[name] for name in sorted(topics))
-        text *= -(-files * size // len(text))  # enough copies for every file
         for i in range(files):
             path = folder / f"standin-{i}.txt"
             path.write_text(text[i * size:(i + 1) * size], encoding="utf-8")
