@@ -1,6 +1,7 @@
 """A guard against gross performance regressions, cheap enough for CI: the benchmark's shape
 on ~20 MB. It fails only when mrctl on 2 workers takes more than 3x the sequential run of the
-same job measured in the same session, so a noisy machine cannot make it flake."""
+same job measured in the same session (the cluster's start and removal left out), so a noisy
+machine cannot make it flake."""
 
 from __future__ import annotations
 
@@ -32,8 +33,11 @@ def test_two_workers_are_not_grossly_slower_than_sequential(tmp_path):
     timings = {}
     for backend, workers in (("inline", 1), ("docker", 2)):
         t0 = time.perf_counter()
-        run_job(_spec(tmp_path, inputs, backend, workers))
-        timings[backend] = time.perf_counter() - t0
+        phases = dict(run_job(_spec(tmp_path, inputs, backend, workers)).phase_seconds)
+        # the job, without the cluster's start and removal: fixed costs (about 2.5 s, measured
+        # by the benchmark), which a faster-to-count input (the stand-in corpus of a clone
+        # without ../shared: 1.4 s sequential) would otherwise make most of the ratio
+        timings[backend] = time.perf_counter() - t0 - phases.get("starting", 0.0) - phases.get("teardown", 0.0)
     assert (tmp_path / "docker.json").read_bytes() == (tmp_path / "inline.json").read_bytes()
     ratio = timings["docker"] / timings["inline"]
     print(f"sequential {timings['inline']:.2f}s, docker 2 workers {timings['docker']:.2f}s, ratio {ratio:.2f}")
