@@ -70,7 +70,11 @@ class SshServer:
         self._log = (root / "sshd.log").open("wb")
         self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                      env={**os.environ, "LD_LIBRARY_PATH": libs})
-        self._wait_listening()
+        try:
+            self._wait_listening()
+        except BaseException:  # a server that never listened leaves nothing behind either
+            self.close()
+            raise
 
     def _wait_listening(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
