@@ -23,7 +23,7 @@ from mrctl.backends.local_registry import Cleanup, LocalRecord
 from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import WorkerRow
 from mrctl.steps import step_label
@@ -88,7 +88,7 @@ def resolve(host: DockerHost, job: str | None) -> tuple[str, list[ContainerInfo]
 
 def _docker_matches(every: dict[str, list[ContainerInfo]], job: str) -> dict[str, list[ContainerInfo]]:
     return {cid: cs for cid, cs in every.items()
-            if job == cid or any(job in (c.labels.get(LABEL_JOB), c.labels.get("mrctl.job-id"))
+            if job == cid or any(job in (c.labels.get(LABEL_JOB), c.labels.get(LABEL_JOB_ID))
                                  for c in cs)}
 
 
@@ -100,12 +100,17 @@ def status(host: DockerHost) -> list[ClusterStatus]:
     return [_status_of(cid, cs) for cid, cs in sorted(clusters(host).items())]
 
 
+def published_redis(containers: list[ContainerInfo]) -> ContainerInfo | None:
+    """The container that publishes a cluster's Redis port to the host: Redis's own, or a
+    swarm cluster's forwarder."""
+    return next((c for c in containers if c.labels.get(LABEL_ROLE) in ("redis", "forward")
+                 and REDIS_PORT in c.host_ports), None)
+
+
 def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
-    # Redis's published port: on its container, or on a swarm cluster's forwarder
-    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) in ("redis", "forward")
-                  and REDIS_PORT in c.host_ports), None)
+    redis = published_redis(containers)
     base = dict(cluster=cid, job_name=_job_name(containers),
-                job_id=next((c.labels.get("mrctl.job-id", "") for c in containers), ""),
+                job_id=next((c.labels.get(LABEL_JOB_ID, "") for c in containers), ""),
                 containers=tuple((display_name(c, cid), c.status) for c in containers),
                 warm=is_warm(containers))
     if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LABEL_CLUSTER = "mrctl.cluster"
 LABEL_ROLE = "mrctl.role"
 LABEL_JOB = "mrctl.job"
+LABEL_JOB_ID = "mrctl.job-id"  # the run a (non-warm) cluster was made for
 LABEL_CREATED = "mrctl.created"
 
 

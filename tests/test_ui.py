@@ -29,6 +29,7 @@ from mrctl.backends import local_registry
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
 from mrctl.history import History
+from mrctl.web import actions
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -122,11 +123,34 @@ def open_running_job(browser, url: str, name: str) -> str:
     return job_id
 
 
+def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
+    """Click the action button `button` (an id or a Selenium locator) once it is enabled,
+    accepting its confirmation, and wait for the server's answer on the page; an error answer
+    fails the test with what it said. "" when the page was reloaded first, the run having ended
+    (a cancel's teardown can be that quick)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.execute_script("const e = document.getElementById('action-result'); e.textContent = ''; "
+                           "e.className = 'note';")
+    # enabled from the run's first snapshot (before it the run's Redis may not be up)
+    locator = (By.ID, button) if isinstance(button, str) else button
+    WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
+        expected_conditions.element_to_be_clickable(locator)).click()
+    if confirm:
+        WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
+    answer = WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.execute_script(
+        "const e = document.getElementById('action-result'); "
+        "return !e ? ['ended', ''] : e.textContent && [e.className, e.textContent];"))  # a finished job's page: no e
+    assert answer[0] in ("note ok", "ended"), f"the page's {button} was refused: {answer[1]}"
+    return answer[1]
+
+
 def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
     """On a running job's page: map progress moves (two different values read from the DOM),
     the worker table has rows; a screenshot; then the cancel button, confirmed."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     def map_done(driver) -> int | None:
@@ -142,14 +166,12 @@ def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
     assert all("worker-" in row for row in rows), rows
     assert browser.find_element(By.ID, "phase").text in ("map", "reduce", "barrier")
     browser.save_screenshot(str(artifacts / shot))
-    browser.find_element(By.ID, "cancel").click()
-    WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
+    assert press(browser, "cancel", confirm=True) in ("", actions.MESSAGES["cancel"])
 
 
 def kill_a_worker(browser) -> None:
     """The kill button: a busy worker is killed as --chaos would, and the page shows the event
     (a click while no worker is busy is answered by an event saying so: click again)."""
-    from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def answers(driver) -> list[str]:
@@ -157,7 +179,7 @@ def kill_a_worker(browser) -> None:
 
     for _ in range(5):
         seen = len(answers(browser))
-        browser.find_element(By.ID, "kill").click()
+        assert press(browser, "kill") == actions.MESSAGES["kill"]
         WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(lambda d, seen=seen: len(answers(d)) > seen)
         if killed := [a for a in answers(browser) if re.search(r"chaos: killed worker-\d+ \(web page\)", a)]:
             break
@@ -311,8 +333,6 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
 def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_url, artifacts):
     """A cluster left by --keep is listed with a remove button, which does what mrctl down does."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     spec = write_paced_spec(tmp_path, unique_name("kept"), "docker", lines=100, mapper="WordMapper")
     done = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--keep", "--json"], cwd=tmp_path,
@@ -325,10 +345,11 @@ def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_
     browser.get(ui_url + "/")
     row = texts(browser, "#clusters tbody tr")
     assert any(line.startswith(f"{cluster}kept") for line in row), row
-    browser.find_element(By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']").click()
-    WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
-    answer = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
-        lambda d: d.find_element(By.ID, "action-result").text)  # the server's answer, whatever it is
+    # the kept cluster still carries the job's id, but the job has ended: nothing to cancel
+    token = browser.find_element(By.CSS_SELECTOR, 'meta[name="mrctl-token"]').get_attribute("content")
+    code, said = _post(f"{ui_url}/jobs/{job_id}/cancel", {"X-Mrctl-Token": token, "Origin": ui_url})
+    assert (code, said) == (409, {"error": f"run {job_id} has ended: succeeded (exit 0)"})
+    answer = press(browser, (By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']"), confirm=True)
     browser.save_screenshot(str(artifacts / "ui-removed-cluster.png"))
     assert f"removed cluster {cluster}" in answer, answer
     assert not docker_host.containers({"mrctl.job-id": job_id})

@@ -37,6 +37,7 @@ from mrctl.dockerhost import (
     LABEL_CLUSTER,
     LABEL_CREATED,
     LABEL_JOB,
+    LABEL_JOB_ID,
     LABEL_ROLE,
     ContainerInfo,
     DockerHost,
@@ -144,7 +145,7 @@ class EngineCluster:
 
     def labels(self, role: str) -> dict[str, str]:
         return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
-                "mrctl.job-id": self.job_id, **self.BACKEND_LABELS, LABEL_CREATED: str(int(time.time()))}
+                LABEL_JOB_ID: self.job_id, **self.BACKEND_LABELS, LABEL_CREATED: str(int(time.time()))}
 
 
 class DockerCluster(EngineCluster):

@@ -29,7 +29,15 @@ from mrctl import credentials, keys
 from mrctl.backends import WorkerExit
 from mrctl.backends.docker import ClusterShape, DockerCluster, redis_url, short_name
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_CREATED, LABEL_JOB, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerhost import (
+    LABEL_CLUSTER,
+    LABEL_CREATED,
+    LABEL_JOB,
+    LABEL_JOB_ID,
+    LABEL_ROLE,
+    ContainerInfo,
+    DockerHost,
+)
 from mrctl.errors import Cancelled, InfraError, Interrupted, SpecError
 from mrctl.images import ClusterImages
 
@@ -38,7 +46,7 @@ log = logging.getLogger(__name__)
 WARM_LABEL = "mrctl.cluster-name"  # on every object of a warm cluster: its name
 SIZE_LABEL = "mrctl.cluster-workers"  # the worker count `mrctl up` gave it
 IMAGE_LABEL = "mrctl.cluster-image"  # the worker image, for replacements
-_OWN_LABELS = {LABEL_CLUSTER, LABEL_ROLE, LABEL_JOB, LABEL_CREATED, "mrctl.job-id",
+_OWN_LABELS = {LABEL_CLUSTER, LABEL_ROLE, LABEL_JOB, LABEL_CREATED, LABEL_JOB_ID,
                WARM_LABEL, SIZE_LABEL, IMAGE_LABEL}
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
 RENEW_EVERY_S = keys.LOCK_TTL_MS / 3000

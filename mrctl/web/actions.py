@@ -7,7 +7,7 @@ from __future__ import annotations
 from mrctl import clusters
 from mrctl.broker import Broker
 from mrctl.errors import MrctlError
-from mrctl.web.locate import RUNNING_STATES, find, find_cluster
+from mrctl.web.locate import RUNNING_STATES, find, find_cluster, recorded
 
 MESSAGES = {"cancel": "cancel sent: the run stops at its master's next tick and tears down",
             "kill": "kill sent: the master kills a random busy worker (its task is retried)"}
@@ -21,12 +21,14 @@ class ActionRefused(MrctlError):
 
 def command(job_id: str, what: str) -> str:
     """Send `what` (cancel | kill) to the running job `job_id`."""
+    if (end := recorded(job_id)) is not None:  # e.g. a --keep cluster still labelled with it
+        raise ActionRefused(f"run {job_id} has ended: {end[0]} (exit {end[1]})")
     run = find(job_id)
     if run is None:
         raise ActionRefused(f"no run {job_id} is going on")
     if run.redis_url is None:
         raise ActionRefused(f"run {job_id}'s Redis cannot be reached from here")
-    broker = Broker(run.redis_url, retries=0, socket_timeout=5)
+    broker = Broker(run.redis_url, retries=0, socket_timeout=10)  # a loaded machine answers late
     try:
         broker.send_control(job_id, what)
     finally:

@@ -17,9 +17,8 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from mrctl.broker import Broker
-from mrctl.errors import InfraError, MrctlError
-from mrctl.history import History
-from mrctl.web.locate import LiveRun, find
+from mrctl.errors import InfraError
+from mrctl.web.locate import LiveRun, find, recorded
 
 POLL_S = 0.25  # how often the live key is read (the master writes it every 0.2 s)
 LOOK_S = 1.0  # how often a run not found yet is looked for again (Docker and the state dir)
@@ -28,16 +27,6 @@ KEEPALIVE_S = 15.0
 
 def sse(event: str, data: str) -> str:
     return f"event: {event}\ndata: {data}\n\n"
-
-
-def recorded(job_id: str) -> tuple[str, int] | None:
-    """(status, exit code) of the run if its record is in the history."""
-    try:
-        with History() as h:
-            run = h.get(job_id)
-    except MrctlError:
-        return None
-    return (run.status, run.exit_code) if run.job_id == job_id else None
 
 
 class LiveFeed:

@@ -13,8 +13,9 @@ from mrctl import clusters
 from mrctl.backends import local_registry
 from mrctl.backends.docker import redis_url
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_ROLE, DockerHost
-from mrctl.errors import InfraError
+from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, DockerHost
+from mrctl.errors import InfraError, MrctlError
+from mrctl.history import History
 
 RUNNING_STATES = ("starting", "running")  # a cluster's job state (meta) while its run goes on
 
@@ -57,11 +58,33 @@ def discover() -> Found:
     return Found(tuple(runs), tuple(statuses))
 
 
+def recorded(job_id: str) -> tuple[str, int] | None:
+    """(status, exit code) of the run if its record is in the history: it has ended."""
+    try:
+        with History() as h:
+            run = h.get(job_id)
+    except MrctlError:
+        return None
+    return (run.status, run.exit_code) if run.job_id == job_id else None
+
+
 def find(job_id: str) -> LiveRun | None:
-    """The running job `job_id`, or None when nothing runs it now."""
-    for record in local_registry.running():  # the cheap place first: no Docker engine needed
+    """The running job `job_id`, or None when nothing runs it now. The cheap places first: a
+    local record, then the containers labelled with the job's id (a cluster made for it; its
+    Redis need not answer a progress read, which a loaded machine can time out); last every
+    cluster's progress (a warm cluster's job is known only to its Redis)."""
+    for record in local_registry.running():  # no Docker engine needed
         if record.job_id == job_id:
             return LiveRun(record.job_id, record.job, "local", record.cluster, record.redis_url or None)
+    try:
+        with DockerHost(timeout=10) as host:
+            made_for = host.containers({LABEL_JOB_ID: job_id})
+    except InfraError:
+        made_for = []
+    if made_for:
+        first = made_for[0].labels
+        return LiveRun(job_id, first.get(LABEL_JOB, ""), "docker", first.get(LABEL_CLUSTER, ""),
+                       _redis_url(made_for))
     return next((r for r in discover().runs if r.job_id == job_id), None)
 
 
@@ -84,7 +107,7 @@ def _live_phase(url: str, job_id: str) -> str:
 
 
 def _redis_url(containers: list) -> str | None:
-    redis = next((c for c in containers if c.labels.get(LABEL_ROLE) == "redis"), None)
+    redis = clusters.published_redis(containers)
     if redis is None or redis.status != "running":
         return None
     return redis_url(redis)

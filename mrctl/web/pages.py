@@ -73,7 +73,9 @@ def _history(rows: list[RunRow], note: str | None) -> str:
 
 
 def live_job(job_id: str) -> str:
-    """A running job's skeleton: static/mrctl.js fills it from /jobs/<id>/events."""
+    """A running job's skeleton: static/mrctl.js fills it from /jobs/<id>/events. Its buttons
+    are enabled by the run's first snapshot: before it, the run's Redis may not be up to take a
+    command (a cluster starting), and after the run's end there is nothing to act on."""
     return f"""<p><a href="/">all runs</a></p>
 <h1>job <span id="job-name"></span> <code>{escape(job_id)}</code></h1>
 <p id="status" class="status">waiting for the run's first snapshot…</p>
@@ -84,10 +86,10 @@ def live_job(job_id: str) -> str:
 <p>reduce <span id="reduce-done">0</span>/<span id="reduce-total">0</span> tasks
   <progress id="reduce-bar" max="1" value="0"></progress> <span id="reduce-running"></span></p>
 <p id="faults"></p>
-<p><button class="action" id="cancel" data-url="/jobs/{escape(job_id)}/cancel"
+<p><button class="action live" id="cancel" data-url="/jobs/{escape(job_id)}/cancel" disabled
   data-confirm="Cancel this job? Its cluster is torn down and no output is written.">cancel job</button>
-<button class="action" id="kill" data-url="/jobs/{escape(job_id)}/kill">kill a random busy worker</button>
-<span id="action-result" class="note"></span></p>
+<button class="action live" id="kill" data-url="/jobs/{escape(job_id)}/kill" disabled>kill a random busy worker</button>
+<span id="action-result" class="note"></span> <span id="feed-state" class="note"></span></p>
 <h2>Workers</h2>
 <table id="workers"><thead><tr><th>worker</th><th>state</th><th>task</th><th>done</th>
 <th>heartbeat</th></tr></thead><tbody></tbody></table>

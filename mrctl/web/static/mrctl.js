@@ -55,21 +55,35 @@ function render(s) {
   }));
 }
 
+// A running job's buttons act through its Redis: usable from its first snapshot to its end.
+function liveButtons(usable) {
+  document.body.dataset.live = usable ? "yes" : "";
+  for (const button of document.querySelectorAll("button.live")) button.disabled = !usable;
+}
+
 function watch() {
   const feed = new EventSource(`/jobs/${encodeURIComponent(jobId)}/events`);
-  feed.addEventListener("snapshot", (e) => render(JSON.parse(e.data)));
+  feed.addEventListener("snapshot", (e) => { render(JSON.parse(e.data)); liveButtons(true); });
   feed.addEventListener("waiting", (e) => setText("status", JSON.parse(e.data).message));
   feed.addEventListener("ended", (e) => {
     const end = JSON.parse(e.data);
     feed.close();
+    liveButtons(false);
     setText("status", `${end.status} (exit ${end.exit_code}): loading its record…`);
     document.body.dataset.ended = end.status;
     if (end.reload) window.location.reload();
     else setText("status", `${end.status} (exit ${end.exit_code}); the page's server stopped with the run ` +
       "(mrctl ui shows its record)");
   });
-  feed.onerror = () => { if (!document.body.dataset.ended) setText("action-result", "feed interrupted, retrying…"); };
-  feed.onopen = () => setText("action-result", "");
+  feed.onerror = () => { if (!document.body.dataset.ended) setText("feed-state", "feed interrupted, retrying…"); };
+  feed.onopen = () => setText("feed-state", "");
+}
+
+// The answer to an action, marked ok or error (a second click's answer replaces the first's).
+function answered(text, ok) {
+  const el = $("action-result");
+  el.textContent = text;
+  el.className = ok ? "note ok" : "note error";
 }
 
 async function act(button) {
@@ -78,11 +92,11 @@ async function act(button) {
   try {
     const response = await fetch(button.dataset.url, { method: "POST", headers: { "X-Mrctl-Token": token } });
     const answer = await response.json();
-    setText("action-result", answer.message || answer.error);
+    answered(answer.message || answer.error, response.ok);
   } catch (err) {
-    setText("action-result", `failed: ${err}`);
+    answered(`failed: ${err}`, false);
   } finally {
-    button.disabled = false;
+    button.disabled = button.classList.contains("live") && !document.body.dataset.live;
   }
 }
 
