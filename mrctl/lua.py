@@ -391,6 +391,32 @@ end
 TAKE_STRING = _TAKE + "return redis.call('GET', KEYS[2])"
 TAKE_HASH = _TAKE + "return redis.call('HGETALL', KEYS[2])"
 
+# KEYS: source hash, taken   ARGV: fields
+# _TAKE for some fields of a hash (a map-only step's committed outputs, those small enough to
+# come back): the first call moves the fields present to `taken`; a call sent again finds it.
+TAKE_FIELDS = """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  for _, f in ipairs(ARGV) do
+    local v = redis.call('HGET', KEYS[1], f)
+    if v then
+      redis.call('HSET', KEYS[2], f, v)
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+end
+return redis.call('HGETALL', KEYS[2])
+"""
+
+# KEYS: a hash. Returns [field, bytes of its value, ...] for every field, in one round trip.
+FIELD_SIZES = """
+local sizes = {}
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  sizes[#sizes + 1] = f
+  sizes[#sizes + 1] = redis.call('HSTRLEN', KEYS[1], f)
+end
+return sizes
+"""
+
 # KEYS: lock   ARGV: holder (the value its run set), ttl_ms
 # Renew a warm cluster's lock iff this run still holds it. Returns 1 if renewed, 0 if not held.
 RENEW_LOCK = """

@@ -338,7 +338,7 @@ class Master(MasterView):
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
         for index in range(self.map_total):
-            if (blob := self.broker.map_output(self.job, index)) is not None:
+            if (blob := self.spiller.map_output(index)) is not None:
                 yield from tasks.unpack_pairs(blob)
 
     def take_attempts(self) -> None:

@@ -9,8 +9,8 @@
   memory stays flat however large the output.
 - Reduce outputs of an earlier step, once Redis passes its mark during that step's reduce
   phase: each is the input of a map task of the next step, queued with it from the file, a few
-  at a time, instead of moved inside Redis (mrctl.master). (A map-only step's outputs stay in
-  Redis.)
+  at a time, instead of moved inside Redis (mrctl.master). A map-only step's map outputs go
+  the same way during its map phase, each as the output of its index.
 
 Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
 share this filesystem), removed by close().
@@ -188,7 +188,9 @@ class Spiller:
                             f"{f', {refused} writes refused' if refused else ''}, and mrctl never lets it drop data. "
                             f"{FULL_ADVICE}")
         relieve_now = self._refusing_since == now  # the first refusals: relieve Redis whatever its use
-        if phase == "map" and (relieve_now or used > SPILL_AT * self.limit):
+        if phase == "map" and not self.reducers and (relieve_now or used > DRAIN_AT * self.limit):
+            self.drain_map_outputs(largest=None if last_step else int(RESTORE_BUDGET * self.limit))
+        elif phase == "map" and (relieve_now or used > SPILL_AT * self.limit):
             self.spill_partitions()
         elif phase == "reduce" and (relieve_now or used > DRAIN_AT * self.limit):
             self.drain_outputs(largest=None if last_step else int(RESTORE_BUDGET * self.limit))
@@ -280,6 +282,23 @@ class Spiller:
         for r in done:
             self.store.add_output(self.job, r, self.broker.take_output(self.job, r), spilled=not everything)
             self._drained.add(r)
+
+    def drain_map_outputs(self, largest: int | None = None) -> None:
+        """A map-only step's committed map outputs to disk (index i as output i, as a reduce
+        step's are by partition), those of at most `largest` bytes when given."""
+        sizes = self.broker.map_output_sizes(self.job)
+        if largest is not None:
+            self._kept.update(i for i, size in sizes.items() if size > largest)
+        if wanted := [i for i in sizes if i not in self._kept]:
+            for i, blob in self.broker.take_map_outputs(self.job, wanted).items():
+                self.store.add_output(self.job, i, blob)
+                self._drained.add(i)
+
+    def map_output(self, index: int) -> bytes | None:
+        """A map-only last step's output of map task `index`, from disk or Redis."""
+        if index in self._drained:
+            return self.store.take_output(self.job, index)
+        return self.broker.map_output(self.job, index)
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """The last step's output pairs in key order, merged from disk a pair at a time."""

@@ -109,17 +109,9 @@ def test_a_steps_outputs_larger_than_redis_reach_the_next_step_through_the_maste
     of random, incompressible text) more than twice Redis: they drain to disk during its reduce
     phase and come back as the next step's map tasks a window at a time. Before, they stayed in
     Redis, which filled up, lost attempts for a minute and failed."""
-    import random
-    import string
-
     from mrctl.spec import load_spec
 
-    (tmp_path / "data").mkdir()
-    rng = random.Random(7)
-    for f in range(4):
-        lines = ("".join(rng.choices(string.ascii_lowercase, k=3)) + " "
-                 + "".join(rng.choices(string.ascii_letters, k=80)) for _ in range(120_000))
-        (tmp_path / "data" / f"part{f}.txt").write_text("\n".join(lines) + "\n")
+    _random_lines(tmp_path / "data")
     (tmp_path / "job.py").write_text(GROUP_THEN_SIZE)
     (tmp_path / "two.yaml").write_text(TWO_STEPS)
     spec = load_spec(tmp_path / "two.yaml", environ={})  # 64 reducers: ~0.6 MB outputs
@@ -134,6 +126,71 @@ def test_a_steps_outputs_larger_than_redis_reach_the_next_step_through_the_maste
     print(f"spilled {final.spilled_bytes / 1e6:.0f} MB, Redis peak {final.redis_peak_bytes / 1e6:.1f} MB")
     assert final.redis_peak_bytes < 16 << 20 and final.lost == 0 and final.retries == 0
     assert final.spilled_bytes > 2 * (16 << 20)
+
+
+def _random_lines(folder, files: int = 4, lines: int = 120_000) -> None:
+    """Lines of a 3-letter word and 80 random letters (incompressible: zstd saves ~25%)."""
+    import random
+    import string
+
+    folder.mkdir()
+    rng = random.Random(7)
+    for f in range(files):
+        text = ("".join(rng.choices(string.ascii_lowercase, k=3)) + " "
+                + "".join(rng.choices(string.ascii_letters, k=80)) for _ in range(lines))
+        (folder / f"part{f}.txt").write_text("\n".join(text) + "\n")
+
+
+MAP_ONLY_THEN_SIZE = """\
+name: map-only-first
+input: data/
+module: job.py
+reducers: 16
+chunk_size: 1MiB
+output: out.json
+steps:
+  - {name: key, mapper: FirstWord}
+  - {name: size, reducer: Length}
+"""
+
+
+def test_a_map_only_steps_outputs_larger_than_redis_reach_the_next_step_through_the_masters_disk(tmp_path):
+    """A map-only first step whose outputs (every line, keyed: ~40 MB) are more than twice a
+    16 MiB Redis: they drain to disk during its map phase and come back as the next step's
+    map tasks a window at a time. Before, they stayed in Redis, which filled up: exit 3."""
+    from mrctl.spec import load_spec
+
+    _random_lines(tmp_path / "data")
+    (tmp_path / "job.py").write_text(GROUP_THEN_SIZE)
+    (tmp_path / "two.yaml").write_text(MAP_ONLY_THEN_SIZE)
+    spec = load_spec(tmp_path / "two.yaml", environ={})
+    final = run_job(dataclasses.replace(spec, backend="local", workers=2), RunOptions(redis_memory=str(16 << 20)))
+    sizes: dict[str, int] = collections.Counter()
+    for path in sorted((tmp_path / "data").iterdir()):
+        for line in path.read_text().splitlines():
+            sizes[line.split()[0].lower()] += len(line)
+    assert json.loads(spec.output_path.read_text(encoding="utf-8")) == sizes
+    print(f"spilled {final.spilled_bytes / 1e6:.0f} MB, Redis peak {final.redis_peak_bytes / 1e6:.1f} MB")
+    assert final.redis_peak_bytes < 16 << 20 and final.lost == 0 and final.retries == 0
+    assert final.spilled_bytes > 2 * (16 << 20)
+
+
+def test_a_map_only_jobs_output_larger_than_redis_is_written_from_the_masters_disk(tmp_path):
+    """A map-only job (reducers: 0) whose output is more than twice a 16 MiB Redis: its map
+    outputs drain to disk during the map phase and are written from there, in input order."""
+    from mrctl.spec import load_spec
+
+    _random_lines(tmp_path / "data")
+    (tmp_path / "job.py").write_text(SHUFFLE)
+    (tmp_path / "job.yaml").write_text("name: keyed\ninput: data/\njob: {module: job.py, mapper: FirstWord}\n"
+                                       "reducers: 0\nchunk_size: 1MiB\noutput: out.jsonl\n")
+    spec = load_spec(tmp_path / "job.yaml", environ={})
+    final = run_job(dataclasses.replace(spec, backend="local", workers=2), RunOptions(redis_memory=str(16 << 20)))
+    expected = [json.dumps({"key": line.split()[0].lower(), "value": line}, ensure_ascii=False)
+                for path in sorted((tmp_path / "data").iterdir()) for line in path.read_text().splitlines()]
+    assert spec.output_path.read_text(encoding="utf-8").splitlines() == expected
+    assert final.redis_peak_bytes < 16 << 20 and final.lost == 0 and final.retries == 0
+    assert final.spilled_bytes > 16 << 20  # compressed: more than the whole Redis holds
 
 
 def test_a_partition_redis_cannot_take_back_fails_at_once_saying_what_helps(tmp_path):
@@ -168,6 +225,26 @@ def test_a_take_sent_again_after_a_lost_reply_returns_the_same_data_and_loses_no
     assert broker.take_partition("J", 0) == {3: b"late"}  # the next take: the late commit
     # the broker's own take dropped its key once it had the data (this test's first stays)
     assert set(broker.r.scan_iter(match=keys.taken("J", "*"))) == {first.encode()}
+
+
+def test_taking_some_map_outputs_sent_again_returns_the_same_and_leaves_the_rest(broker):
+    """A map-only step's outputs are taken by index (those small enough to come back): sent
+    again, the take answers the same blobs; fields not asked for, and a commit that landed
+    meanwhile, stay for the next take."""
+    from mrctl import keys, lua
+
+    script = broker.r.register_script(lua.TAKE_FIELDS)
+    source, first = keys.part("J", 0), keys.taken("J", "t1")
+    broker.r.hset(source, mapping={"0": b"a", "1": b"big", "2": b"cc"})
+    assert broker.map_output_sizes("J") == {0: 1, 1: 3, 2: 2}
+    flat = script(keys=[source, first], args=[0, 2, 5])  # 5: a task that emitted nothing
+    assert dict(zip(flat[::2], flat[1::2], strict=True)) == {b"0": b"a", b"2": b"cc"}
+    broker.r.hset(source, "4", b"late")
+    again = script(keys=[source, first], args=[0, 2, 5])
+    assert dict(zip(again[::2], again[1::2], strict=True)) == {b"0": b"a", b"2": b"cc"}
+    assert broker.map_output_sizes("J") == {1: 3, 4: 4}
+    assert broker.take_map_outputs("J", [4]) == {4: b"late"}
+    assert broker.r.hgetall(source) == {b"1": b"big"}
 
 
 def test_before_the_last_step_an_output_too_big_to_come_back_stays_in_redis(broker):

@@ -152,6 +152,8 @@ class BrokerBase:
         self._now = self.r.register_script(lua.NOW)
         self._take_string = self.r.register_script(lua.TAKE_STRING)
         self._take_hash = self.r.register_script(lua.TAKE_HASH)
+        self._take_fields = self.r.register_script(lua.TAKE_FIELDS)
+        self._field_sizes = self.r.register_script(lua.FIELD_SIZES)
 
     def _scripts(self, calls: list[tuple[Any, list, list]]) -> list[Any]:
         """Several Lua script calls in one round trip: EVALSHA in a pipeline (without the

@@ -24,11 +24,23 @@ class Shuffle(BrokerBase):
         found = self._take(self._take_hash, job, keys.part(job, r), f"spilling partition {r}")
         return {int(found[i]): found[i + 1] for i in range(0, len(found), 2)}
 
-    def _take(self, script: Any, job: str, source: str, doing: str) -> Any:
+    def take_map_outputs(self, job: str, indices: list[int]) -> dict[int, bytes]:
+        """Atomically take the committed outputs of map tasks `indices` of a map-only step
+        out of Redis (index -> blob; those it emitted nothing for are not there)."""
+        found = self._take(self._take_fields, job, keys.part(job, 0), "spilling map outputs", indices)
+        return {int(found[i]): found[i + 1] for i in range(0, len(found), 2)}
+
+    def map_output_sizes(self, job: str) -> dict[int, int]:
+        """Bytes of each committed output of a map-only step still in Redis, by map index."""
+        with translated_errors("reading map output sizes"):
+            found = self._field_sizes(keys=[keys.part(job, 0)])
+        return {int(found[i]): found[i + 1] for i in range(0, len(found), 2)}
+
+    def _take(self, script: Any, job: str, source: str, doing: str, args: list[Any] | None = None) -> Any:
         """Run a lua.TAKE_* script on `source` under a key of its own, then drop that key."""
         taken = keys.taken(job, secrets.token_hex(8))
         with translated_errors(doing):
-            data = script(keys=[source, taken])
+            data = script(keys=[source, taken], args=args or [])
             self.r.unlink(taken)
         return data
 
