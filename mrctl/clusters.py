@@ -23,7 +23,15 @@ from mrctl.backends.local_registry import Cleanup, LocalRecord
 from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerhost import (
+    LABEL_BACKEND,
+    LABEL_CLUSTER,
+    LABEL_JOB,
+    LABEL_JOB_ID,
+    LABEL_ROLE,
+    ContainerInfo,
+    DockerHost,
+)
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import WorkerRow
 from mrctl.steps import step_label
@@ -178,7 +186,7 @@ def logs(host: DockerHost, name: str, job: str | None, tail: int | str = "all",
          follow: bool = False) -> Iterator[bytes]:
     """The log stream of `worker-2` or `redis` in the cluster meant by `job`."""
     cid, containers = resolve(host, job)
-    if any(c.labels.get("mrctl.backend") == "swarm" for c in containers):
+    if any(c.labels.get(LABEL_BACKEND) == "swarm" for c in containers):
         return swarm_logs(host, cid, name, tail, follow)
     names = sorted(short_name(c.name, cid) for c in containers)
     if name not in names:

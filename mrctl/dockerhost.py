@@ -34,6 +34,7 @@ LABEL_CLUSTER = "mrctl.cluster"
 LABEL_ROLE = "mrctl.role"
 LABEL_JOB = "mrctl.job"
 LABEL_JOB_ID = "mrctl.job-id"  # the run a (non-warm) cluster was made for
+LABEL_BACKEND = "mrctl.backend"  # swarm on a swarm cluster's objects (none on a Docker one's)
 LABEL_CREATED = "mrctl.created"
 
 

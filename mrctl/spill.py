@@ -123,6 +123,7 @@ class SpillStore:
 SPILL_AT = 0.3  # Redis used_memory / maxmemory past which committed map output moves to disk
 DRAIN_AT = 0.25  # ... past which committed reduce outputs do
 RESTORE_BUDGET = 0.2  # share of maxmemory that spilled partitions (or step outputs) may take back at once
+TAKE_BUDGET = 0.1  # ... and one take of a map-only step's outputs (its reply is built in Redis)
 CARRY_BUDGET = 0.125  # ... and an earlier step's spilled outputs, as the next step's input (the input window's share)
 REFUSAL_BURST_S = 0.5  # refusals for memory this soon after the first are the same burst ...
 RECOVERED_AFTER_S = 30.0  # ... later ones fail the job, unless Redis refused nothing this long
@@ -168,9 +169,10 @@ class Spiller:
 
     def relieve(self, phase: str, last_step: bool) -> None:
         """Each master tick: past SPILL_AT of Redis in a map phase, move committed map output
-        to disk; past DRAIN_AT in a reduce phase, committed outputs (before the last step, not
-        those the next step could not take back: they stay to be moved inside Redis); a full
-        Redis fails the job (RedisFull, exit 3)."""
+        to disk; past DRAIN_AT in a reduce phase, committed outputs, and in a map-only step's
+        map phase its committed map outputs (before the last step, not those the next step
+        could not take back: they stay to be moved inside Redis); a full Redis fails the job
+        (RedisFull, exit 3)."""
         now = self.clock()
         if not self.limit or now < self._next_look:
             return
@@ -289,10 +291,18 @@ class Spiller:
         sizes = self.broker.map_output_sizes(self.job)
         if largest is not None:
             self._kept.update(i for i, size in sizes.items() if size > largest)
-        if wanted := [i for i in sizes if i not in self._kept]:
-            for i, blob in self.broker.take_map_outputs(self.job, wanted).items():
-                self.store.add_output(self.job, i, blob)
-                self._drained.add(i)
+        wanted = sorted(i for i in sizes if i not in self._kept)
+        batch: list[int] = []
+        batch_bytes = 0
+        for i in wanted:
+            batch.append(i)
+            batch_bytes += sizes[i]
+            # a take's reply is built inside Redis: a fraction of it at a time, not all it holds
+            if batch_bytes >= TAKE_BUDGET * self.limit or i == wanted[-1]:
+                for index, blob in self.broker.take_map_outputs(self.job, batch).items():
+                    self.store.add_output(self.job, index, blob)
+                    self._drained.add(index)
+                batch, batch_bytes = [], 0
 
     def map_output(self, index: int) -> bytes | None:
         """A map-only last step's output of map task `index`, from disk or Redis."""

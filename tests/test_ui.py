@@ -135,14 +135,16 @@ def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
     browser.execute_script("const e = document.getElementById('action-result'); e.textContent = ''; "
                            "e.className = 'note';")
     # enabled from the run's first snapshot (before it the run's Redis may not be up)
+    live = browser.execute_script("return Boolean(document.getElementById('live'))")  # a running job's page
     locator = (By.ID, button) if isinstance(button, str) else button
     WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
         expected_conditions.element_to_be_clickable(locator)).click()
     if confirm:
         WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
     answer = WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.execute_script(
-        "const e = document.getElementById('action-result'); "
-        "return !e ? ['ended', ''] : e.textContent && [e.className, e.textContent];"))  # a finished job's page: no e
+        "if (arguments[0] && !document.getElementById('live')) return ['ended', ''];"  # reloaded: finished
+        "const e = document.getElementById('action-result'); return e.textContent && [e.className, e.textContent];",
+        live))
     assert answer[0] in ("note ok", "ended"), f"the page's {button} was refused: {answer[1]}"
     return answer[1]
 
@@ -320,6 +322,9 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
     WebDriverWait(browser, 60, poll_frequency=0.2).until(
         lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
     browser.save_screenshot(str(artifacts / "ui-finished.png"))
+    token = browser.find_element(By.CSS_SELECTOR, 'meta[name="mrctl-token"]').get_attribute("content")
+    code, said = _post(f"{ui_url}/jobs/{job_id}/kill", {"X-Mrctl-Token": token, "Origin": ui_url})
+    assert (code, said) == (409, {"error": f"run {job_id} has ended: succeeded (exit 0)"})
     with urllib.request.urlopen(f"{ui_url}/jobs/{job_id}/timeline.svg", timeout=60) as response:
         assert response.headers["Content-Type"].startswith("image/svg+xml")
         (artifacts / "ui-timeline.svg").write_bytes(response.read())
@@ -335,8 +340,10 @@ def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_
     from selenium.webdriver.common.by import By
 
     spec = write_paced_spec(tmp_path, unique_name("kept"), "docker", lines=100, mapper="WordMapper")
+    # recorded in a history of its own: the page finds the job only by its cluster's labels
     done = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--keep", "--json"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                          env={**os.environ, "MRCTL_HISTORY": str(tmp_path / "elsewhere.sqlite")})
     assert done.returncode == 0, done.stderr
     job_id = json.loads(done.stdout)["job_id"]
     kept = docker_host.containers({"mrctl.job-id": job_id})
@@ -345,10 +352,10 @@ def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_
     browser.get(ui_url + "/")
     row = texts(browser, "#clusters tbody tr")
     assert any(line.startswith(f"{cluster}kept") for line in row), row
-    # the kept cluster still carries the job's id, but the job has ended: nothing to cancel
+    # the kept cluster still carries the job's id, but its job is over (its Redis says so)
     token = browser.find_element(By.CSS_SELECTOR, 'meta[name="mrctl-token"]').get_attribute("content")
     code, said = _post(f"{ui_url}/jobs/{job_id}/cancel", {"X-Mrctl-Token": token, "Origin": ui_url})
-    assert (code, said) == (409, {"error": f"run {job_id} has ended: succeeded (exit 0)"})
+    assert (code, said) == (409, {"error": f"no run {job_id} is going on"})
     answer = press(browser, (By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']"), confirm=True)
     browser.save_screenshot(str(artifacts / "ui-removed-cluster.png"))
     assert f"removed cluster {cluster}" in answer, answer

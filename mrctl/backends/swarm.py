@@ -49,7 +49,7 @@ from mrctl.backends.docker import (
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerhost import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.dockerswarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
 from mrctl.images import ensure_images
@@ -84,7 +84,7 @@ def task_worker_name(task: TaskInfo) -> str:
 class SwarmCluster(EngineCluster):
     """Owns one cluster's services, secrets, forwarder and networks for a `with` block."""
 
-    BACKEND_LABELS = {"mrctl.backend": "swarm"}
+    BACKEND_LABELS = {LABEL_BACKEND: "swarm"}
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
                  keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:

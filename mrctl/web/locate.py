@@ -13,7 +13,7 @@ from mrctl import clusters
 from mrctl.backends import local_registry
 from mrctl.backends.docker import redis_url
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, DockerHost
+from mrctl.dockerhost import LABEL_BACKEND, LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, DockerHost
 from mrctl.errors import InfraError, MrctlError
 from mrctl.history import History
 
@@ -82,10 +82,25 @@ def find(job_id: str) -> LiveRun | None:
     except InfraError:
         made_for = []
     if made_for:
-        first = made_for[0].labels
-        return LiveRun(job_id, first.get(LABEL_JOB, ""), "docker", first.get(LABEL_CLUSTER, ""),
-                       _redis_url(made_for))
+        first, url = made_for[0].labels, _redis_url(made_for)
+        if url is not None and not _running(url):
+            return None  # its job is over: the cluster is being torn down, or was kept
+        return LiveRun(job_id, first.get(LABEL_JOB, ""), first.get(LABEL_BACKEND, "docker"),
+                       first.get(LABEL_CLUSTER, ""), url)
     return next((r for r in discover().runs if r.job_id == job_id), None)
+
+
+def _running(url: str) -> bool:
+    """Whether the cluster's job is still starting or running (its meta's state); a Redis
+    that does not answer in time counts as running: a command then waits for its master."""
+    broker = Broker(url, retries=0, socket_timeout=10)
+    try:
+        job = broker.current_job()
+        return (broker.meta(job).get("state", "starting") if job else "starting") in RUNNING_STATES
+    except InfraError:
+        return True
+    finally:
+        broker.close()
 
 
 def find_cluster(cid: str) -> clusters.ClusterStatus | None:

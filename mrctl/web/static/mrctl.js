@@ -55,15 +55,22 @@ function render(s) {
   }));
 }
 
-// A running job's buttons act through its Redis: usable from its first snapshot to its end.
+// A running job's buttons act through its Redis: usable from its first snapshot while it runs,
+// one request at a time (a button stays disabled until its answer: no second kill by accident).
 function liveButtons(usable) {
   document.body.dataset.live = usable ? "yes" : "";
-  for (const button of document.querySelectorAll("button.live")) button.disabled = !usable;
+  for (const button of document.querySelectorAll("button.live")) {
+    button.disabled = !usable || Boolean(button.dataset.busy);
+  }
 }
 
 function watch() {
   const feed = new EventSource(`/jobs/${encodeURIComponent(jobId)}/events`);
-  feed.addEventListener("snapshot", (e) => { render(JSON.parse(e.data)); liveButtons(true); });
+  feed.addEventListener("snapshot", (e) => {
+    const snap = JSON.parse(e.data);
+    render(snap);
+    liveButtons(snap.status === "running");
+  });
   feed.addEventListener("waiting", (e) => setText("status", JSON.parse(e.data).message));
   feed.addEventListener("ended", (e) => {
     const end = JSON.parse(e.data);
@@ -89,6 +96,7 @@ function answered(text, ok) {
 async function act(button) {
   if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
   button.disabled = true;
+  button.dataset.busy = "yes";
   try {
     const response = await fetch(button.dataset.url, { method: "POST", headers: { "X-Mrctl-Token": token } });
     const answer = await response.json();
@@ -96,6 +104,7 @@ async function act(button) {
   } catch (err) {
     answered(`failed: ${err}`, false);
   } finally {
+    delete button.dataset.busy;
     button.disabled = button.classList.contains("live") && !document.body.dataset.live;
   }
 }
