@@ -109,10 +109,10 @@ def status(host: DockerHost) -> list[ClusterStatus]:
 
 
 def published_redis(containers: list[ContainerInfo]) -> ContainerInfo | None:
-    """The container that publishes a cluster's Redis port to the host: Redis's own, or a
-    swarm cluster's forwarder."""
+    """The running container that publishes a cluster's Redis port to the host: Redis's own,
+    or a swarm cluster's forwarder; None when there is none (a leftover cluster)."""
     return next((c for c in containers if c.labels.get(LABEL_ROLE) in ("redis", "forward")
-                 and REDIS_PORT in c.host_ports), None)
+                 and REDIS_PORT in c.host_ports and c.status == "running"), None)
 
 
 def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
@@ -121,7 +121,7 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
                 job_id=next((c.labels.get(LABEL_JOB_ID, "") for c in containers), ""),
                 containers=tuple((display_name(c, cid), c.status) for c in containers),
                 warm=is_warm(containers))
-    if redis is None or redis.status != "running" or REDIS_PORT not in redis.host_ports:
+    if redis is None:
         return ClusterStatus(**base, phase="unknown", state="unknown", map_done=0, map_total=0,
                              reduce_done=0, reduce_total=0, elapsed=None, workers=(),
                              note="Redis is not running: this cluster is a leftover (mrctl down)")

@@ -31,20 +31,17 @@ def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, do
     out = tmp_path / "wc.json"
     books = corpus_files()[:3]
     run = _mrctl("run", "jobspecs/wordcount.yaml", "--docker-host", ssh_engine.url, "--workers", "2", "--keep",
-                 "--plain", "-o", str(out), *[a for b in books for a in ("--input", str(b))], env=env, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
+                 "--plain", "-o", str(out), *[a for b in books for a in ("--input", str(b))], env=env)
     assert out.read_text(encoding="utf-8") == sequential_wordcount(books)
     cid = re.search(r"starting cluster (\w+)", run.stderr).group(1)
     assert "Accepted publickey" in ssh_engine.log()  # the engine was reached through this sshd
 
     via_env = {**env, "DOCKER_HOST": ssh_engine.url}
-    status = _mrctl("status", "--json", env=via_env, check=False)
-    assert status.returncode == 0, status.stderr[-3000:]
+    status = _mrctl("status", "--json", env=via_env)
     cluster = {c["cluster"]: c for c in json.loads(status.stdout)}[cid]
     assert cluster["state"] == "succeeded"
     assert {"redis", "worker-1", "worker-2"} <= {name for name, _ in cluster["containers"]}
-    down = _mrctl("down", "--job", cid, env=via_env, check=False)
-    assert down.returncode == 0, down.stderr[-3000:]
+    _mrctl("down", "--job", cid, env=via_env)
     assert not docker_host.containers({"mrctl.cluster": cid}) and not docker_host.networks({"mrctl.cluster": cid})
 
 

@@ -122,7 +122,4 @@ def _live_phase(url: str, job_id: str) -> str:
 
 
 def _redis_url(containers: list) -> str | None:
-    redis = clusters.published_redis(containers)
-    if redis is None or redis.status != "running":
-        return None
-    return redis_url(redis)
+    return redis_url(redis) if (redis := clusters.published_redis(containers)) else None
