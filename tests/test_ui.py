@@ -100,6 +100,22 @@ def texts(driver, css: str) -> list[str]:
         "return Array.from(document.querySelectorAll(arguments[0]), e => e.textContent)", css)
 
 
+def text_of(driver, element_id: str) -> str | None:
+    """The text of the element `element_id` (None when the page has none), read in one step
+    like `texts`: a found element goes stale when a snapshot re-renders it."""
+    return driver.execute_script(
+        "const e = document.getElementById(arguments[0]); return e ? e.textContent : null", element_id)
+
+
+def page_wait(browser, timeout: float):
+    """A WebDriverWait that tries again when an element it found was re-rendered meanwhile
+    (the page replaces its tables, lists and buttons' state at every snapshot)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,))
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -107,20 +123,19 @@ def unique_name(prefix: str) -> str:
 def open_running_job(browser, url: str, name: str) -> str:
     """From the index's running jobs, follow the link of the job named `name`; its id."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(url + "/")
 
-    def link(driver):
+    def follow(driver) -> str | None:
         found = driver.find_elements(By.XPATH, f"//table[@id='running']//tr[td[2]='{name}']//a")
         if not found:
             driver.refresh()
-        return found[0] if found else None
+            return None
+        job_id = found[0].text  # read and clicked in one try: a stale link is found again
+        found[0].click()
+        return job_id
 
-    anchor = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.5).until(link)
-    job_id = anchor.text
-    anchor.click()
-    return job_id
+    return page_wait(browser, RUN_TIMEOUT_S).until(follow)
 
 
 def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
@@ -137,8 +152,14 @@ def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
     # enabled from the run's first snapshot (before it the run's Redis may not be up)
     live = browser.execute_script("return Boolean(document.getElementById('live'))")  # a running job's page
     locator = (By.ID, button) if isinstance(button, str) else button
-    WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(
-        expected_conditions.element_to_be_clickable(locator)).click()
+
+    def click(driver) -> bool:  # found and clicked in one try: a re-rendered button is found again
+        found = expected_conditions.element_to_be_clickable(locator)(driver)
+        if found:
+            found.click()
+        return bool(found)
+
+    page_wait(browser, RUN_TIMEOUT_S).until(click)
     if confirm:
         WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
     answer = WebDriverWait(browser, 60, poll_frequency=0.2).until(lambda d: d.execute_script(
@@ -152,21 +173,17 @@ def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
 def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
     """On a running job's page: map progress moves (two different values read from the DOM),
     the worker table has rows; a screenshot; then the cancel button, confirmed."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     def map_done(driver) -> int | None:
-        text = driver.find_element(By.ID, "map-done").text
-        total = driver.find_element(By.ID, "map-total").text
+        text, total = text_of(driver, "map-done") or "", text_of(driver, "map-total") or ""
         return int(text) if text.isdigit() and total.isdigit() and int(total) > 0 else None
 
-    wait = WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2)
+    wait = page_wait(browser, RUN_TIMEOUT_S)
     first = wait.until(lambda d: (map_done(d),) if map_done(d) is not None else None)[0]
     second = wait.until(lambda d: (n := map_done(d)) is not None and n > first and n)
     assert second > first
     rows = wait.until(lambda d: texts(d, "#workers tbody tr") or None)
     assert all("worker-" in row for row in rows), rows
-    assert browser.find_element(By.ID, "phase").text in ("map", "reduce", "barrier")
+    assert text_of(browser, "phase") in ("map", "reduce", "barrier")
     browser.save_screenshot(str(artifacts / shot))
     assert press(browser, "cancel", confirm=True) in ("", actions.MESSAGES["cancel"])
 
@@ -174,28 +191,22 @@ def watch_progress_then_cancel(browser, artifacts: Path, shot: str) -> None:
 def kill_a_worker(browser) -> None:
     """The kill button: a busy worker is killed as --chaos would, and the page shows the event
     (a click while no worker is busy is answered by an event saying so: click again)."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
     def answers(driver) -> list[str]:
         return [e for e in texts(driver, "#events li") if "(web page)" in e or "web page: no busy worker" in e]
 
     for _ in range(5):
         seen = len(answers(browser))
         assert press(browser, "kill") == actions.MESSAGES["kill"]
-        WebDriverWait(browser, RUN_TIMEOUT_S, poll_frequency=0.2).until(lambda d, seen=seen: len(answers(d)) > seen)
+        page_wait(browser, RUN_TIMEOUT_S).until(lambda d, seen=seen: len(answers(d)) > seen)
         if killed := [a for a in answers(browser) if re.search(r"chaos: killed worker-\d+ \(web page\)", a)]:
             break
     assert killed, answers(browser)
 
 
 def assert_cancelled(proc: subprocess.Popen, log: Path, job_id: str, browser) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
     assert proc.wait(RUN_TIMEOUT_S) == 130, log.read_text()
     assert "cancelled from the web page" in log.read_text()
-    WebDriverWait(browser, 60, poll_frequency=0.2).until(
-        lambda d: "cancelled" in d.find_element(By.ID, "status").text)
+    page_wait(browser, 60).until(lambda d: "cancelled" in (text_of(d, "status") or ""))
     with History() as h:
         run = h.get(job_id)
     assert (run.job_id, run.status, run.exit_code) == (job_id, "cancelled", 130)
