@@ -91,10 +91,11 @@ def test_a_run_with_a_timeout_is_recorded_with_every_attempt(tmp_path):
     timed_out = [a for a in run.attempts if a.outcome == "timeout"]
     assert len(timed_out) == final.timeouts >= 1 and "task_timeout" in timed_out[0].error
     assert {a.worker for a in run.attempts} <= {"worker-1", "worker-2"}
-    # attempts are timed by Redis's clock, the barrier by the master's: 50 ms for the offset's error
+    # attempts are timed by Redis's clock, the barrier by the master's: 100 ms for the offset's
+    # error (half the shortest of three round trips, which a loaded machine can stretch)
     barrier = run.barriers[0]
-    assert len(run.barriers) == 1 and all(a.start >= barrier - 0.05 for a in run.attempts if a.phase == "reduce")
-    assert all(a.end <= barrier + 0.05 for a in committed if a.phase == "map")
+    assert len(run.barriers) == 1 and all(a.start >= barrier - 0.1 for a in run.attempts if a.phase == "reduce")
+    assert all(a.end <= barrier + 0.1 for a in committed if a.phase == "map")
     with History() as h:
         stored = h.get(run.job_id)
     assert stored == run  # what the history keeps is the record, whole
