@@ -143,15 +143,40 @@ def test_a_replayed_batch_claim_answers_the_same_live_attempts(broker):
     assert [t.decode() for t in broker.r.lrange(keys.queue(JOB), 0, -1)] == ["m:3", "m:1"]
 
 
-# A worker that dies (SIGKILL, from inside its own task) the first time it meets the poison
-# line, while it holds a batch of tiny tasks.
-DIES_HOLDING_A_BATCH = WORDCOUNT + '''
+# Where a worker is in its claim, for a job's code to act inside a batch: read from the worker's
+# own log, which says when a batch (of more than one task) starts and how many it holds, when a
+# lone task starts, and when a batch is cut. `started` counts the batch's tasks begun (the
+# mappers' setup). No braces: it goes into sources that are .format()ted.
+BATCH_POSITION = """
+import logging
+
+
+class BatchPosition(logging.Handler):
+    in_batch = False
+    size = started = 0
+
+    def emit(self, record):
+        message = str(record.msg)
+        if message.startswith("batch of") and message.endswith("start: %s"):
+            BatchPosition.in_batch, BatchPosition.size, BatchPosition.started = True, record.args[0], 0
+        elif record.levelno >= logging.INFO and (message.startswith("task %s attempt %d start")
+                                                 or message.endswith("go back")):
+            BatchPosition.in_batch = False
+
+
+logging.getLogger("mrctl.worker").addHandler(BatchPosition())
+"""
+
+
+# A worker that dies (SIGKILL, from inside its own task) the first time it meets a poison
+# line while it holds a batch of tiny tasks.
+DIES_HOLDING_A_BATCH = WORDCOUNT + BATCH_POSITION + '''
 import os, signal
 
 
 class DyingMapper(WordMapper):
     def map(self, line):
-        if "poison" in line and not os.path.exists({marker!r}):
+        if "poison" in line and BatchPosition.in_batch and not os.path.exists({marker!r}):
             open({marker!r}, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         yield from super().map(line)
@@ -160,7 +185,7 @@ class DyingMapper(WordMapper):
 
 def test_a_worker_killed_holding_a_batch_loses_it_whole_and_each_task_runs_again_once(tmp_path):
     lines = [f"line {i} of the tiny tasks, words words words" for i in range(6000)]
-    lines[4000] = "the poison line"
+    lines[4000:] = [f"the poison line {i}" for i in range(4000, 6000)]  # the first met in a batch kills
     path = tmp_path / "in.txt"
     path.write_text("\n".join(lines) + "\n")
     spec = make_spec(tmp_path, DIES_HOLDING_A_BATCH.format(marker=str(tmp_path / "killed")), [path],
@@ -329,26 +354,30 @@ def test_an_infra_error_in_a_batch_commit_leaves_the_keeper_idle(broker, monkeyp
         assert (t["state"], t["error_kind"], t["losses"]) == ("pending", "lost", "1") and "failures" not in t
 
 
-SLOW_LINES = """
+SLOW_LINES = BATCH_POSITION + """
 
 import threading
 import time
 
 
 class SlowMapper(WordMapper):
-    def map(self, line):
-        if "slow" in line:
+    def setup(self):
+        BatchPosition.started += 1
+
+    def map(self, line):  # slow where it holds up the rest of a batch
+        if "slow" in line and BatchPosition.in_batch and BatchPosition.started < BatchPosition.size:
             time.sleep(float(line.split()[-1]))
         yield from super().map(line)
 """
 
 
 def test_a_slow_task_in_a_batch_releases_the_rest_which_others_run_each_once(tmp_path):
-    """Tiny tasks and a few slow ones (a second each): a batch meeting a slow task stops after
-    it, commits what it ran and releases its unstarted tasks, which other workers run. No task
-    runs twice, no commit is refused, nothing is lost or counted against the job."""
+    """Tiny tasks and a few slow ones (half a second each, where tasks of their batch follow
+    them): a batch meeting a slow task stops after it, commits what it ran and releases its
+    unstarted tasks, which other workers run. No task runs twice, no commit is refused, nothing
+    is lost or counted against the job."""
     lines = [f"line {i} of the tiny tasks, words words words" for i in range(1500)]
-    for k in range(300, 1500, 300):
+    for k in range(300, 1500, 100):
         lines[k] = "a slow line 0.5"
     path = tmp_path / "in.txt"
     path.write_text("\n".join(lines) + "\n")
@@ -369,27 +398,8 @@ def test_a_slow_task_in_a_batch_releases_the_rest_which_others_run_each_once(tmp
     assert batching.SLICE_S < 0.5
 
 
-HANG_IN_BATCH = """
-import logging, os, time
-
-
-class BatchPosition(logging.Handler):
-    \"""Where the worker is in its claim, from its own log: it logs the start of a batch (of
-    more than one task), of a lone task, and a batch's cut; `started` counts the batch's tasks
-    begun (HangOnceMapper.setup).\"""
-    in_batch = False
-    started = 0
-
-    def emit(self, record):
-        message = str(record.msg)
-        if message.startswith("batch of") and message.endswith("start: %s"):
-            BatchPosition.in_batch, BatchPosition.started = True, 0
-        elif record.levelno >= logging.INFO and (message.startswith("task %s attempt %d start")
-                                                 or message.endswith("go back")):
-            BatchPosition.in_batch = False
-
-
-logging.getLogger("mrctl.worker").addHandler(BatchPosition())
+HANG_IN_BATCH = BATCH_POSITION + """
+import os, time
 
 
 class HangOnceMapper(WordMapper):
@@ -454,32 +464,38 @@ def test_one_watch_thread_flushes_each_batch_that_runs_long_and_no_other():
         return batching.BatchInFlight(["c0", "c1", "c2"],
                                       lambda done, unstarted: flushed.append((name, done, unstarted)))
 
+    def flushes(n: int, within: float) -> list[str]:
+        """The names flushed, once there are n (polled under a deadline: the thread is the OS's
+        to schedule on a loaded machine)."""
+        deadline = time.monotonic() + within
+        while len(flushed) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return [f[0] for f in flushed]
+
     long = batch("long")
     watch.watch(long, 0.1)
     assert long.start(0)
     long.append("t0")
     assert long.start(1)  # runs long
-    time.sleep(0.3)
-    assert flushed == [("long", ["t0"], ["c2"])]
+    assert flushes(1, 5.0) == ["long"] and flushed[0] == ("long", ["t0"], ["c2"])
     assert not long.start(2)  # released by the flush
     watch.unwatch()
     assert long.close(2) == ([], [])  # nothing left: committed and released already
 
     quick = batch("quick")
-    watch.watch(quick, 0.1)
+    watch.watch(quick, 1.0)
     assert quick.start(0)
     quick.append("t0")
     watch.unwatch()
     assert quick.close(1) == (["t0"], ["c1", "c2"])
-    time.sleep(0.3)  # the thread sleeps between batches
+    time.sleep(1.2)  # past quick's due time: the thread has gone to sleep between batches
     again = batch("again")
     watch.watch(again, 0.1)
     assert again.start(0)
-    time.sleep(0.3)
+    assert flushes(2, 5.0) == ["long", "again"] and flushed[1] == ("again", [], ["c1", "c2"])
     watch.unwatch()
-    assert [f[0] for f in flushed] == ["long", "again"] and flushed[1] == ("again", [], ["c1", "c2"])
     # a batch due sooner than the one the thread waits for (a job with a shorter task_timeout
-    # after one with a longer) is flushed in its own time
+    # after one with a longer) is flushed in its own time, long before the other's 5 s
     slow = batch("slow")
     watch.watch(slow, 5.0)
     watch.unwatch()
@@ -487,7 +503,8 @@ def test_one_watch_thread_flushes_each_batch_that_runs_long_and_no_other():
     soon = batch("soon")
     watch.watch(soon, 0.1)
     assert soon.start(0)
-    time.sleep(0.4)
+    assert flushes(3, 3.0) == ["long", "again", "soon"]
     watch.unwatch()
+    time.sleep(0.2)  # nothing more comes of the batches unwatched
     assert [f[0] for f in flushed] == ["long", "again", "soon"]
     assert watches() == before + 1

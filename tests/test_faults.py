@@ -126,7 +126,9 @@ def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
     kinds = [(e.kind, e.message.split()[0]) for e in final.events]
     assert ("speculative", "m:0") in kinds, final.events
     assert ("cancelled", "m:0") in kinds, final.events  # the loser was stopped, freeing its worker
-    assert final.elapsed < 20  # the backup won; without it the job waits out the 30 s sleep
+    # the backup won; without it the map phase waits out the 30 s sleep (the cluster's start and
+    # teardown, slow on a loaded machine, are not the straggler's doing)
+    assert dict(final.phase_seconds)["map"] < 20, final.phase_seconds
 
 
 @pytest.mark.docker
@@ -275,7 +277,8 @@ def test_redis_killed_mid_job_fails_fast_and_cleanly(tmp_path, docker_host):
 
     with pytest.raises(InfraError) as info:
         run_job(spec, on_snapshot=kill_redis)
-    assert time.monotonic() - killed_at[0] < 20
+    # the broker's retries (5, backing off to 2 s) and the teardown, not every task's attempts
+    assert time.monotonic() - killed_at[0] < 30
     assert "Redis" in str(info.value)
     assert not spec.output_path.exists() and not list(tmp_path.glob(".out.json.*"))
 

@@ -37,6 +37,11 @@ def slow_spec(tmp_path, workers: int = 2) -> str:
     )
     return str(spec)
 
+# From the signal to the process's exit: the teardown force-removes the containers and the
+# network in parallel (a few seconds here), with room for a loaded machine; a hang waits out
+# the 60 s communicate.
+TEARDOWN_S = 30
+
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mrctl", "run", *args], cwd=ROOT, text=True,
@@ -55,7 +60,7 @@ def test_signal_stops_the_run_cleanly(tmp_path, docker_host, sig, code, moment):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
-    assert time.monotonic() - sent < 15, "teardown took too long"
+    assert time.monotonic() - sent < TEARDOWN_S, "teardown took too long"
     assert "interrupted" in err or "SIG" in err
     assert not (tmp_path / "out.json").exists()
     assert not list(tmp_path.glob(".out.json.*"))
@@ -74,7 +79,7 @@ def test_second_ctrl_c_still_tears_everything_down(tmp_path, docker_host):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert time.monotonic() - sent < 15
+    assert time.monotonic() - sent < TEARDOWN_S
     assert not (tmp_path / "out.json").exists() and not list(tmp_path.glob(".out.json.*"))
     # clean_docker: every container and network of the run is gone
 
@@ -185,7 +190,7 @@ def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, seen + err
-    assert time.monotonic() - sent < 15
+    assert time.monotonic() - sent < TEARDOWN_S
     assert not (tmp_path / "wc.json").exists()
     deadline = time.monotonic() + 20  # the engine removes an interrupted build's containers
     while _all_containers() - before and time.monotonic() < deadline:

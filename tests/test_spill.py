@@ -197,7 +197,9 @@ def test_a_partition_redis_cannot_take_back_fails_at_once_saying_what_helps(tmp_
     inputs = _repeated_corpus(tmp_path, 10)
     spec = _shuffle_spec(tmp_path, inputs, reducers=1)
     with pytest.raises(InfraError) as info:
-        run_job(spec, RunOptions(redis_memory=str(16 << 20)))
+        # a short lease: the refused attempt comes back when its lease ends (the job fails on
+        # the second refusal), not after the default 10 s
+        run_job(spec, RunOptions(redis_memory=str(16 << 20), lease_s=2.0))
     message = str(info.value)
     assert "partition 0 holds" in message and "More reducers" in message, message
     assert info.value.exit_code == 3
@@ -306,7 +308,9 @@ def test_a_commit_redis_refuses_for_memory_fails_the_job_at_once(tmp_path):
                    reducers=1, workers=1, backend="local", max_attempts=4)
     started = time.monotonic()
     with pytest.raises(InfraError) as info:
-        run_job(spec, RunOptions(redis_memory=str(16 << 20)))
+        # a short lease: the refused attempt comes back when its lease ends (the job fails on
+        # the second refusal), not after the default 10 s
+        run_job(spec, RunOptions(redis_memory=str(16 << 20), lease_s=2.0))
     message = str(info.value)
     assert info.value.exit_code == 3
     assert "Redis is full" in message and "writes refused" in message and "more --redis-memory" in message, message

@@ -254,10 +254,13 @@ steps:
         pair = json.loads(line)
         got[json.dumps(pair["key"])] = pair["value"]
     assert got == {json.dumps(words): [int(n)] for n, words in words_by_count(inputs).items()}
-    assert final.retries >= 1 and final.backups == 1, final
+    # (speculation is on in every step: a map attempt of steps 1-2 stalled past 1 s on a loaded
+    # machine is backed up too, rightly)
+    assert final.retries >= 1 and final.backups >= 1, final
     kinds = {(e.kind, e.message.split()[0]) for e in final.events}
     assert ("speculative", "m:1") in kinds, final.events
-    assert final.elapsed < 25  # the backup won; the straggler sleeps 30 s
+    label, seconds = final.step_seconds[-1]
+    assert "straggle" in label and seconds < 25, final.step_seconds  # the backup won; the straggler sleeps 30 s
 
 
 def test_chaos_kills_workers_across_steps_and_the_output_is_exact(tmp_path):
