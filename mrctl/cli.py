@@ -74,6 +74,7 @@ def run(
         "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
     backend: opt.Backend = None,
     docker_host: opt.DockerHostOpt = None,
+    registry: opt.Registry = None,
     reducers: opt.Reducers = None,
     chunk_size: opt.ChunkSize = None,
     task_timeout: opt.TaskTimeout = None,
@@ -123,7 +124,7 @@ def run(
     )
     options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
                               worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline)
+                              backend=backend, workers=workers, timeline=timeline, registry=registry)
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, opt.view_mode(json_, quiet, plain), timeline, ui)
 
@@ -321,20 +322,28 @@ def images(
     push_to: Annotated[list[str] | None, typer.Option(
         "--push-to", help="Copy the images to the Docker engine URL (repeatable; a swarm's other "
                           "nodes, without a registry): docker save here, docker load there.")] = None,
+    registry: opt.Registry = None,
 ) -> None:
     """List mrctl's images, or prepare them ahead of a run with --build.
 
     Example: mrctl images --build --push-to ssh://me@node2 --push-to tcp://10.0.0.6:2375
+
+    Into a registry, for every node to pull: mrctl images --registry 127.0.0.1:5000
     """
     from mrctl import images as image_store
     from mrctl.dockerhost import DockerHost
 
     _setup_logging(logging.INFO)
+    registry = image_store.check_registry(registry) if registry else None
     with DockerHost(timeout=600) as host:
-        if build or push_to:
-            ready = image_store.ensure_images(host, lambda msg: typer.echo(msg, err=True), offline)
+        if build or push_to or registry:
+            say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
+            ready = image_store.ensure_images(host, say, offline)
             typer.echo(f"worker image: {ready.worker}\nredis image:  {ready.redis}", err=True)
-            image_store.push_to_engines(host, ready, push_to or [], lambda msg: typer.echo(msg, err=True))
+            image_store.push_to_engines(host, ready, push_to or [], say)
+            if registry:
+                pushed = image_store.push_to_registry(host, ready, registry, say)
+                typer.echo(f"pushed: {pushed.worker}\npushed: {pushed.redis}", err=True)
         for row in image_store.list_images(host):
             typer.echo("  ".join(str(x) for x in row))
 

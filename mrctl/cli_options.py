@@ -14,6 +14,9 @@ Backend = Annotated[str | None, typer.Option(help="docker | swarm | local | inli
 DockerHostOpt = Annotated[str | None, typer.Option(
     "--docker-host", envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
     "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")]
+Registry = Annotated[str | None, typer.Option(
+    "--registry", envvar="MRCTL_REGISTRY", help="A registry, HOST[:PORT][/PATH]: the images are pushed there "
+    "and every swarm node pulls them from it (swarm backend; e.g. 127.0.0.1:5000).")]
 Reducers = Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")]
 ChunkSize = Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")]
 TaskTimeout = Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")]
@@ -43,9 +46,10 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")
 
 def run_options(*, keep: bool, redis_memory: str, offline: bool | None, chaos: str | None, worker_output: bool,
                 cluster: str | None, docker_host: str | None, backend: str | None, workers: int | None,
-                timeline: str | None) -> RunOptions:
+                timeline: str | None, registry: str | None = None) -> RunOptions:
     """The run's options from the flags, checked (a bad flag is a SpecError, exit 2)."""
     from mrctl.chaos import ChaosPlan, parse_chaos
+    from mrctl.images import check_registry
     from mrctl.runner import RunOptions
     from mrctl.sizes import parse_redis_memory
 
@@ -59,7 +63,8 @@ def run_options(*, keep: bool, redis_memory: str, offline: bool | None, chaos: s
         check_run(cluster, keep, backend, workers)
     return RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                       chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
-                      cluster=cluster, docker_host=docker_host)
+                      cluster=cluster, docker_host=docker_host,
+                      registry=check_registry(registry) if registry else None)
 
 
 def view_mode(json_: bool, quiet: bool, plain: bool) -> str | None:

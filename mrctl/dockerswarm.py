@@ -229,6 +229,25 @@ def save_image(host: DockerHost, ref: str) -> Iterator[bytes]:
         yield from chunks
 
 
+def push_image(host: DockerHost, ref: str, target: str) -> str:
+    """`docker tag` then `docker push`: image `ref` into a registry as `target` (REGISTRY/NAME:TAG),
+    for every node to pull; returns `target@DIGEST`, the name a service pins (as `docker service
+    create` resolves a tag), so every node runs the same content. Layers the registry has
+    already are not sent again."""
+    repo, _, tag = target.rpartition(":")
+    digest = None
+    with _translated(f"pushing {ref} as {target}"):
+        host.client.images.get(ref).tag(repo, tag)
+        for status in host.client.api.push(repo, tag=tag, stream=True, decode=True):
+            if isinstance(status, dict) and status.get("error"):
+                raise InfraError(f"pushing {ref} as {target}: Docker said: {status['error']}")
+            if isinstance(status, dict) and (status.get("aux") or {}).get("Digest"):
+                digest = status["aux"]["Digest"]
+    if digest is None:
+        raise InfraError(f"pushing {ref} as {target}: the engine reported no digest")
+    return f"{target}@{digest}"
+
+
 def load_image(host: DockerHost, chunks: Iterable[bytes]) -> None:
     """`docker load` of a tar stream, sent as it is read (the image is never held whole)."""
     with _translated("loading an image"):

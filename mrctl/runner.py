@@ -21,7 +21,7 @@ from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
 from mrctl.chaos import ChaosMonkey, ChaosPlan, busy_workers
-from mrctl.errors import Cancelled, Interrupted, JobFailed, MrctlError
+from mrctl.errors import Cancelled, Interrupted, JobFailed, MrctlError, SpecError
 from mrctl.live import LiveChannel
 from mrctl.master import Master
 from mrctl.output import write_output
@@ -50,6 +50,7 @@ class RunOptions:
     window_bytes: int = 0  # input queued ahead in Redis; 0: 2 chunks a worker, at least 8 MiB
     cluster: str | None = None  # run on this warm cluster (mrctl up): no start, no teardown
     docker_host: str | None = None  # the engine (docker, swarm backends): None = DOCKER_HOST or local
+    registry: str | None = None  # swarm: push the images there for every node to pull (--registry)
 
 
 class Cluster(Protocol):
@@ -83,7 +84,7 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
         from mrctl.backends.swarm import SwarmCluster
 
         return SwarmCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
-                            docker_host=options.docker_host)
+                            docker_host=options.docker_host, registry=options.registry)
     from mrctl.backends.docker import DockerCluster
 
     return DockerCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
@@ -134,6 +135,10 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
     sink = on_snapshot or (lambda snap: None)
     if options.cluster is not None:  # a warm cluster is a Docker one, whatever the spec says
         spec = dataclasses.replace(spec, backend="docker")
+    if options.registry and spec.backend != "swarm":  # refused before anything starts: nothing to record
+        raise SpecError(f"--registry {options.registry} is for the swarm backend (its nodes pull the images "
+                        f"from there); this run's backend is {spec.backend}"
+                        f"{' (a warm cluster)' if options.cluster else ''}")
     job_id = new_job_id()
     t0 = time.monotonic()
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)

@@ -36,7 +36,7 @@ class SshServer:
         sshd, libs = _fetch_sshd(root / "pkg")
         # the machine's own client, else the one unpacked with the server (its dependency)
         ssh, keygen = (shutil.which(t) or str(root / "pkg" / "usr" / "bin" / t) for t in ("ssh", "ssh-keygen"))
-        self.port = _free_port()
+        self.port = free_port()
         key = root / "client_key"
         for path in (root / "host_key", key):
             subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
@@ -115,7 +115,7 @@ def _fetch_sshd(target: Path) -> tuple[str, str]:
     return str(target / "usr" / "sbin" / "sshd"), os.pathsep.join(libs)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

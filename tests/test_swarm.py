@@ -24,6 +24,7 @@ import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
 from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec, write_crash_spec
 from procs import run_mrctl as _mrctl
+from sshd import free_port
 
 from mrctl.chaos import ChaosPlan
 from mrctl.errors import InfraError
@@ -461,3 +462,67 @@ def test_images_reach_another_engine_without_a_registry(tmp_path, docker_host, e
     messages: list[str] = []
     assert push_to_engines(docker_host, ensure_images(docker_host), [engine_over_tcp.url], messages.append) == []
     assert messages and all("is there already" in m for m in messages), messages
+
+
+# -- a registry --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, docker_host):
+    """A registry of the session's own (tests/registry.py); the tags pushing made on the engine
+    are removed at the end."""
+    from registry import Registry, untag
+
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    try:
+        yield server
+    finally:
+        server.close()
+        untag(docker_host, server.address)
+
+
+@pytest.mark.docker
+def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, clean_swarm):
+    """--registry: the images are pushed into the registry, and the services' tasks run them
+    as named there (Swarm resolves the name to the registry's digest, as every node would)."""
+    from mrctl.images import image_state
+
+    spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="swarm", workers=2, chunk_size=512 << 10)
+    images: set[str] = set()
+
+    def seen(snap) -> None:
+        for c in clean_swarm.client.containers.list(filters={"label": f"mrctl.job-id={snap.job_id}"}):
+            images.add(c.attrs["Config"]["Image"])
+
+    final = run_job(spec, RunOptions(registry=registry.address), on_snapshot=seen)
+    assert spec.output_path.read_text(encoding="utf-8") == expected and final.status == "succeeded"
+    worker = image_state(clean_swarm).worker_current
+    name, tag = worker.split(":")
+    assert tag in registry.tags(name), registry.tags(name)
+    pinned = re.compile(rf"{re.escape(registry.address)}/{re.escape(worker)}@sha256:[0-9a-f]{{64}}")
+    assert any(pinned.fullmatch(i) for i in images), images  # a worker task ran it from the registry
+
+
+@pytest.mark.docker
+def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tmp_path, registry, swarm):
+    from mrctl.images import image_state
+
+    pushed = _mrctl("images", "--registry", registry.address)
+    worker = image_state(swarm).worker_current
+    assert f"pushed: {registry.address}/{worker}" in pushed.stderr, pushed.stderr
+    assert worker.split(":")[1] in registry.tags(worker.split(":")[0])
+    # not a registry's name: refused before anything is built or started
+    bad = _mrctl("run", "jobspecs/wordcount.yaml", "--backend", "swarm", "--registry", "http://127.0.0.1:5000",
+                 check=False)
+    assert bad.returncode == 2 and "expected HOST[:PORT][/PATH]" in bad.stderr, bad.stderr
+    other = _mrctl("run", "jobspecs/wordcount.yaml", "--backend", "local", "--registry", registry.address,
+                   "--output", str(tmp_path / "never.json"), check=False)
+    assert other.returncode == 2 and "is for the swarm backend" in other.stderr and "local" in other.stderr
+    assert not (tmp_path / "never.json").exists() and "Traceback" not in other.stderr
+    # a registry that does not answer: exit 3, saying which push failed
+    closed = f"127.0.0.1:{free_port()}"
+    failed = _mrctl("images", "--registry", closed, check=False)
+    assert failed.returncode == 3 and f"as {closed}/mrctl-worker" in failed.stderr, failed.stderr
+    from registry import untag
+
+    untag(swarm, closed)

@@ -52,7 +52,7 @@ from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.dockerswarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
-from mrctl.images import ensure_images
+from mrctl.images import ensure_images, push_to_registry
 from mrctl.spec import JobSpec
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,10 @@ class SwarmCluster(EngineCluster):
     BACKEND_LABELS = {LABEL_BACKEND: "swarm"}
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
-                 keep: bool = False, offline: bool | None = None, docker_host: str | None = None) -> None:
+                 keep: bool = False, offline: bool | None = None, docker_host: str | None = None,
+                 registry: str | None = None) -> None:
         super().__init__(spec, job_id, redis_memory, keep, offline, docker_host)
+        self.registry = registry  # where every node pulls the images from; None: each node has them
         self._ended: set[str] = set()  # task ids already reported as exits
 
     # -- start ----------------------------------------------------------------------------
@@ -98,6 +100,9 @@ class SwarmCluster(EngineCluster):
         try:
             dockerswarm.require_manager(self.host)
             self.images = ensure_images(self.host, lambda msg: log.info("%s", msg), self.offline)
+            if self.registry:
+                self.images = push_to_registry(self.host, self.images, self.registry,
+                                               lambda msg: log.info("%s", msg))
             log.info("starting cluster %s on swarm: redis + %d workers%s", self.id, self.spec.workers,
                      f" (placement: {self.spec.placement.describe()})" if self.spec.placement else "")
             credentials.save(self.id, self.job_id, self.password)
