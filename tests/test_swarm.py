@@ -520,9 +520,12 @@ def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tm
     assert other.returncode == 2 and "is for the swarm backend" in other.stderr and "local" in other.stderr
     assert not (tmp_path / "never.json").exists() and "Traceback" not in other.stderr
     # a registry that does not answer: exit 3, saying which push failed
-    closed = f"127.0.0.1:{free_port()}"
-    failed = _mrctl("images", "--registry", closed, check=False)
-    assert failed.returncode == 3 and f"as {closed}/mrctl-worker" in failed.stderr, failed.stderr
     from registry import untag
 
-    untag(swarm, closed)
+    closed = f"127.0.0.1:{free_port()}"
+    try:
+        failed = _mrctl("images", "--registry", closed, check=False)
+    finally:
+        untag(swarm, closed)
+    assert failed.returncode == 3 and f"as {closed}/mrctl-worker" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
