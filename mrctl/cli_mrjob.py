@@ -59,6 +59,7 @@ def mrjob(
     workers: opt.Workers = None,
     backend: opt.Backend = None,
     docker_host: opt.DockerHostOpt = None,
+    registry: opt.Registry = None,
     reducers: opt.Reducers = None,
     chunk_size: opt.ChunkSize = None,
     task_timeout: opt.TaskTimeout = None,
@@ -92,7 +93,7 @@ def mrjob(
 
     options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
                               worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline)
+                              backend=backend, workers=workers, timeline=timeline, registry=registry)
     overrides = Overrides(workers=workers, reducers=reducers, chunk_size=chunk_size, backend=backend,
                           task_timeout=task_timeout, max_attempts=max_attempts, speculative=speculative)
     mode = opt.view_mode(json_, quiet, plain)

@@ -15,8 +15,8 @@ DockerHostOpt = Annotated[str | None, typer.Option(
     "--docker-host", envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
     "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")]
 Registry = Annotated[str | None, typer.Option(
-    "--registry", envvar="MRCTL_REGISTRY", help="A registry, HOST[:PORT][/PATH]: the images are pushed there "
-    "and every swarm node pulls them from it (swarm backend; e.g. 127.0.0.1:5000).")]
+    "--registry", envvar="MRCTL_REGISTRY", help="A registry (HOST, HOST:PORT or HOST:PORT/PATH, e.g. "
+    "127.0.0.1:5000): the images are pushed there and every swarm node pulls them from it (swarm backend).")]
 Reducers = Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")]
 ChunkSize = Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")]
 TaskTimeout = Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")]
