@@ -334,7 +334,9 @@ def images(
     from mrctl.dockerhost import DockerHost
 
     _setup_logging(logging.INFO)
-    registry = image_store.check_registry(registry) if registry else None
+    from mrctl import registries
+
+    registry = registries.check_registry(registry) if registry else None
     with DockerHost(timeout=600) as host:
         if build or push_to or registry:
             say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
@@ -342,7 +344,7 @@ def images(
             typer.echo(f"worker image: {ready.worker}\nredis image:  {ready.redis}", err=True)
             image_store.push_to_engines(host, ready, push_to or [], say)
             if registry:
-                pushed = image_store.push_to_registry(host, ready, registry, say)
+                pushed = registries.push_to_registry(host, ready, registry, say)
                 typer.echo(f"pushed: {pushed.worker}\npushed: {pushed.redis}", err=True)
         for row in image_store.list_images(host):
             typer.echo("  ".join(str(x) for x in row))

@@ -15,7 +15,7 @@ DockerHostOpt = Annotated[str | None, typer.Option(
     "--docker-host", envvar="DOCKER_HOST", help="The Docker engine for the docker and swarm backends, e.g. "
     "tcp://10.0.0.5:2375 or ssh://user@host (default: the local socket).")]
 Registry = Annotated[str | None, typer.Option(
-    "--registry", envvar="MRCTL_REGISTRY", help="A registry (HOST, HOST:PORT or HOST:PORT/PATH, e.g. "
+    "--registry", help="A registry (HOST, HOST:PORT or HOST:PORT/PATH, e.g. "
     "127.0.0.1:5000): the images are pushed there and every swarm node pulls them from it (swarm backend).")]
 Reducers = Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")]
 ChunkSize = Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")]
@@ -49,7 +49,7 @@ def run_options(*, keep: bool, redis_memory: str, offline: bool | None, chaos: s
                 timeline: str | None, registry: str | None = None) -> RunOptions:
     """The run's options from the flags, checked (a bad flag is a SpecError, exit 2)."""
     from mrctl.chaos import ChaosPlan, parse_chaos
-    from mrctl.images import check_registry
+    from mrctl.registries import check_registry
     from mrctl.runner import RunOptions
     from mrctl.sizes import parse_redis_memory
 

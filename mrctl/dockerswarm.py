@@ -15,6 +15,7 @@ from typing import Any
 
 import docker.errors
 import docker.types
+import requests
 
 from mrctl.dockerhost import DockerHost, _translated, label_filters, removing
 from mrctl.errors import InfraError
@@ -233,24 +234,43 @@ def push_image(host: DockerHost, ref: str, target: str) -> str:
     """`docker tag` then `docker push`: image `ref` into a registry as `target` (REGISTRY/NAME:TAG),
     for every node to pull; returns `target@DIGEST`, the name a service pins (as `docker service
     create` resolves a tag), so every node runs the same content. Layers the registry has
-    already are not sent again."""
+    already are not sent again. A push that fails takes back the tag it made."""
     repo, _, tag = target.rpartition(":")
+    tagged_before = host.image_id(target) is not None
     digest = None
-    with _translated(f"pushing {ref} as {target}"):
-        host.client.images.get(ref).tag(repo, tag)
-        for status in host.client.api.push(repo, tag=tag, stream=True, decode=True):
-            if isinstance(status, dict) and status.get("error"):
-                raise InfraError(f"pushing {ref} as {target}: Docker said: {status['error']}")
-            if isinstance(status, dict) and (status.get("aux") or {}).get("Digest"):
-                digest = status["aux"]["Digest"]
-    if digest is None:
-        raise InfraError(f"pushing {ref} as {target}: the engine reported no digest")
+    try:
+        with _translated(f"pushing {ref} as {target}"):
+            host.client.images.get(ref).tag(repo, tag)
+            for status in host.client.api.push(repo, tag=tag, stream=True, decode=True):
+                if isinstance(status, dict) and (said := _stream_error(status)):
+                    raise InfraError(f"pushing {ref} as {target}: Docker said: {said}")
+                if isinstance(status, dict) and (status.get("aux") or {}).get("Digest"):
+                    digest = status["aux"]["Digest"]
+        if digest is None:
+            raise InfraError(f"pushing {ref} as {target}: the engine reported no digest")
+    except requests.exceptions.RequestException as exc:  # the stream cut or timed out
+        _untag(host, target, tagged_before)
+        raise InfraError(f"pushing {ref} as {target}: {exc}") from None
+    except InfraError:
+        _untag(host, target, tagged_before)
+        raise
     return f"{target}@{digest}"
+
+
+def _stream_error(status: dict[str, Any]) -> str | None:
+    """The error an engine's progress stream reports (`error`, or `errorDetail` alone)."""
+    return status.get("error") or (status.get("errorDetail") or {}).get("message")
+
+
+def _untag(host: DockerHost, target: str, keep: bool) -> None:
+    if not keep:
+        with removing(f"tag {target}"):
+            host.client.images.remove(target)
 
 
 def load_image(host: DockerHost, chunks: Iterable[bytes]) -> None:
     """`docker load` of a tar stream, sent as it is read (the image is never held whole)."""
     with _translated("loading an image"):
         for status in host.client.api.load_image(chunks):
-            if isinstance(status, dict) and status.get("error"):
-                raise InfraError(f"loading an image: Docker said: {status['error']}")
+            if isinstance(status, dict) and (said := _stream_error(status)):
+                raise InfraError(f"loading an image: Docker said: {said}")

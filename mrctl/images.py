@@ -11,7 +11,6 @@ it is rebuilt exactly when one of them changes, and reused instantly otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.metadata
 import logging
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from mrctl import debian, dockerswarm, rootfs
 from mrctl.dockerhost import DockerHost
-from mrctl.errors import InfraError, SpecError
+from mrctl.errors import InfraError
 
 log = logging.getLogger(__name__)
 
@@ -222,35 +221,6 @@ def push_to_engines(host: DockerHost, images: ClusterImages, urls: list[str],
     return copied
 
 
-# HOST[:PORT][/PATH], as docker tag takes a registry: no scheme (a registry on 127.0.0.0/8 is
-# spoken to over plain HTTP by default; another one needs TLS, or the engine's insecure-registries)
-_REGISTRY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?(?:/[a-z0-9]+(?:[._/-][a-z0-9]+)*)?")
-
-
-def check_registry(registry: str) -> str:
-    """`registry` if it is HOST[:PORT][/PATH], else a SpecError saying so."""
-    if not _REGISTRY.fullmatch(registry):
-        raise SpecError(f"--registry {registry!r}: expected HOST[:PORT][/PATH] as docker tag takes it, "
-                        "e.g. 127.0.0.1:5000 or registry.example.org/me (no scheme)")
-    return registry
-
-
-def in_registry(registry: str, ref: str) -> str:
-    """`ref` (NAME:TAG) as named in `registry`."""
-    return f"{registry}/{ref.rsplit('/', 1)[-1]}"
-
-
-def push_to_registry(host: DockerHost, images: ClusterImages, registry: str,
-                     on_progress: Progress = log.info) -> ClusterImages:
-    """Push the cluster's images into `registry`, from which every node of a swarm pulls them;
-    the images as named there (their tags unchanged), pinned to the digests pushed."""
-    named = {}
-    for ref in dict.fromkeys((images.worker, images.redis)):
-        on_progress(f"pushing {ref} to {in_registry(registry, ref)} ...")
-        named[ref] = dockerswarm.push_image(host, ref, in_registry(registry, ref))
-    return dataclasses.replace(images, worker=named[images.worker], redis=named[images.redis])
-
-
 @dataclass(frozen=True)
 class ImageState:
     base: str | None  # the base in use (online or offline), None when neither is here
@@ -264,8 +234,9 @@ def image_state(host: DockerHost) -> ImageState:
     if all(host.image_id(ref) for ref in (ONLINE_PYTHON, ONLINE_REDIS)):
         base = ONLINE_PYTHON
     else:
-        offline = [tags for tags, _, _ in host.images(f"{LABEL_IMAGE}=base")]
-        base = offline[0].split(", ")[0] if offline else None
+        offline = [t for tags, _, _ in host.images(f"{LABEL_IMAGE}=base") for t in tags.split(", ")]
+        # its own name first (a registry's name for it, from --registry, sorts before it)
+        base = offline_base_ref() if offline_base_ref() in offline else offline[0] if offline else None
     current = None
     if base is not None and (base_id := host.image_id(base)):
         current = f"{WORKER_REPO}:{source_hash(base_id)}"

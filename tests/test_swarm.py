@@ -484,23 +484,30 @@ def registry(tmp_path_factory, docker_host):
 @pytest.mark.docker
 def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, clean_swarm):
     """--registry: the images are pushed into the registry, and the services' tasks run them
-    as named there (Swarm resolves the name to the registry's digest, as every node would)."""
-    from mrctl.images import image_state
+    as named there, pinned to the digest pushed (as every node would pull them)."""
+    from mrctl.images import ensure_images, image_state
 
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="swarm", workers=2, chunk_size=512 << 10)
-    images: set[str] = set()
+    images: dict[str, set[str]] = {"worker": set(), "redis": set()}
 
-    def seen(snap) -> None:
-        for c in clean_swarm.client.containers.list(filters={"label": f"mrctl.job-id={snap.job_id}"}):
-            images.add(c.attrs["Config"]["Image"])
+    def seen(snap) -> None:  # the image each service's task containers run
+        for role, found in images.items():
+            labels = [f"mrctl.job-id={snap.job_id}", f"mrctl.role={role}"]
+            found.update(c.attrs["Config"]["Image"]
+                         for c in clean_swarm.client.containers.list(filters={"label": labels}))
 
     final = run_job(spec, RunOptions(registry=registry.address), on_snapshot=seen)
     assert spec.output_path.read_text(encoding="utf-8") == expected and final.status == "succeeded"
     worker = image_state(clean_swarm).worker_current
     name, tag = worker.split(":")
     assert tag in registry.tags(name), registry.tags(name)
-    pinned = re.compile(rf"{re.escape(registry.address)}/{re.escape(worker)}@sha256:[0-9a-f]{{64}}")
-    assert any(pinned.fullmatch(i) for i in images), images  # a worker task ran it from the registry
+    def pinned(ref: str) -> re.Pattern:
+        return re.compile(rf"{re.escape(registry.address)}/{re.escape(ref.rsplit('/', 1)[-1])}@sha256:[0-9a-f]{{64}}")
+
+    # the worker tasks ran the registry's pinned image, and so did Redis's
+    assert images["worker"] and all(pinned(worker).fullmatch(i) for i in images["worker"]), images
+    redis = ensure_images(clean_swarm).redis
+    assert images["redis"] and all(pinned(redis).fullmatch(i) for i in images["redis"]), images
 
 
 @pytest.mark.docker
@@ -514,7 +521,7 @@ def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tm
     # not a registry's name: refused before anything is built or started
     bad = _mrctl("run", "jobspecs/wordcount.yaml", "--backend", "swarm", "--registry", "http://127.0.0.1:5000",
                  check=False)
-    assert bad.returncode == 2 and "expected HOST[:PORT][/PATH]" in bad.stderr, bad.stderr
+    assert bad.returncode == 2 and "expected HOST, HOST:PORT or HOST:PORT/PATH" in bad.stderr, bad.stderr
     other = _mrctl("run", "jobspecs/wordcount.yaml", "--backend", "local", "--registry", registry.address,
                    "--output", str(tmp_path / "never.json"), check=False)
     assert other.returncode == 2 and "is for the swarm backend" in other.stderr and "local" in other.stderr
@@ -526,6 +533,23 @@ def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tm
     try:
         failed = _mrctl("images", "--registry", closed, check=False)
     finally:
-        untag(swarm, closed)
+        left = untag(swarm, closed)
     assert failed.returncode == 3 and f"as {closed}/mrctl-worker" in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr
+    assert not left, f"a failed push left its tag: {left}"
+
+
+@pytest.mark.parametrize("name, fine", [
+    ("127.0.0.1:5000", True), ("localhost", True), ("localhost:5000/team/ml", True),
+    ("registry.example.org", True), ("Registry.Example.org/me/a__b/c--d", True), ("[::1]:5000", True),
+    ("http://127.0.0.1:5000", False), ("nas", False), ("nas/me", False), ("a..b:5000", False),
+    ("host:99999", False), ("host:5000/Upper", False), ("host:5000/", False), ("", False)])
+def test_a_registry_is_named_as_docker_reads_one(name, fine):
+    from mrctl.errors import SpecError
+    from mrctl.registries import check_registry
+
+    if fine:
+        assert check_registry(name) == name
+    else:
+        with pytest.raises(SpecError, match="--registry"):
+            check_registry(name)

@@ -52,7 +52,8 @@ from mrctl.broker import Broker
 from mrctl.dockerhost import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
 from mrctl.dockerswarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
-from mrctl.images import ensure_images, push_to_registry
+from mrctl.images import ensure_images
+from mrctl.registries import push_to_registry
 from mrctl.spec import JobSpec
 
 log = logging.getLogger(__name__)
