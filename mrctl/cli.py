@@ -75,6 +75,7 @@ def run(
     backend: opt.Backend = None,
     docker_host: opt.DockerHostOpt = None,
     registry: opt.Registry = None,
+    encrypted_overlay: opt.EncryptedOverlay = False,
     reducers: opt.Reducers = None,
     chunk_size: opt.ChunkSize = None,
     task_timeout: opt.TaskTimeout = None,
@@ -124,7 +125,8 @@ def run(
     )
     options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
                               worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline, registry=registry)
+                              backend=backend, workers=workers, timeline=timeline, registry=registry,
+                              encrypted_overlay=encrypted_overlay)
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
         _run(load_spec(spec, overrides), options, opt.view_mode(json_, quiet, plain), timeline, ui)
 

@@ -60,6 +60,7 @@ def mrjob(
     backend: opt.Backend = None,
     docker_host: opt.DockerHostOpt = None,
     registry: opt.Registry = None,
+    encrypted_overlay: opt.EncryptedOverlay = False,
     reducers: opt.Reducers = None,
     chunk_size: opt.ChunkSize = None,
     task_timeout: opt.TaskTimeout = None,
@@ -93,7 +94,8 @@ def mrjob(
 
     options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
                               worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline, registry=registry)
+                              backend=backend, workers=workers, timeline=timeline, registry=registry,
+                              encrypted_overlay=encrypted_overlay)
     overrides = Overrides(workers=workers, reducers=reducers, chunk_size=chunk_size, backend=backend,
                           task_timeout=task_timeout, max_attempts=max_attempts, speculative=speculative)
     mode = opt.view_mode(json_, quiet, plain)

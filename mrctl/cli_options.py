@@ -17,6 +17,9 @@ DockerHostOpt = Annotated[str | None, typer.Option(
 Registry = Annotated[str | None, typer.Option(
     "--registry", help="A registry (HOST, HOST:PORT or HOST:PORT/PATH, e.g. "
     "127.0.0.1:5000): the images are pushed there and every swarm node pulls them from it (swarm backend).")]
+EncryptedOverlay = Annotated[bool, typer.Option(
+    "--encrypted-overlay", help="Swarm backend: encrypt the cluster's overlay network between nodes (IPsec; "
+    "Redis's password and the job's data cross it).")]
 Reducers = Annotated[int | None, typer.Option(help="Number of reduce tasks (R).")]
 ChunkSize = Annotated[str | None, typer.Option(help="Map chunk size, e.g. 4MiB.")]
 TaskTimeout = Annotated[float | None, typer.Option(help="Seconds before a task attempt is abandoned.")]
@@ -46,7 +49,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")
 
 def run_options(*, keep: bool, redis_memory: str, offline: bool | None, chaos: str | None, worker_output: bool,
                 cluster: str | None, docker_host: str | None, backend: str | None, workers: int | None,
-                timeline: str | None, registry: str | None = None) -> RunOptions:
+                timeline: str | None, registry: str | None = None, encrypted_overlay: bool = False) -> RunOptions:
     """The run's options from the flags, checked (a bad flag is a SpecError, exit 2)."""
     from mrctl.chaos import ChaosPlan, parse_chaos
     from mrctl.registries import check_registry
@@ -64,7 +67,7 @@ def run_options(*, keep: bool, redis_memory: str, offline: bool | None, chaos: s
     return RunOptions(keep=keep, redis_memory=parse_redis_memory(redis_memory), offline=offline,
                       chaos=parse_chaos(chaos) if chaos else ChaosPlan(), worker_output=worker_output,
                       cluster=cluster, docker_host=docker_host,
-                      registry=check_registry(registry) if registry else None)
+                      registry=check_registry(registry) if registry else None, encrypted_overlay=encrypted_overlay)
 
 
 def view_mode(json_: bool, quiet: bool, plain: bool) -> str | None:

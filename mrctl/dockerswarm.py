@@ -97,12 +97,15 @@ def require_manager(host: DockerHost) -> SwarmState:
 # -- networks and secrets -------------------------------------------------------------------
 
 
-def create_overlay(host: DockerHost, name: str, labels: dict[str, str], internal: bool = True) -> None:
+def create_overlay(host: DockerHost, name: str, labels: dict[str, str], internal: bool = True,
+                   encrypted: bool = False) -> None:
     """An attachable overlay network: services join it, and so may a plain container (the
-    forwarder); `internal` ones have no route out."""
+    forwarder); `internal` ones have no route out; `encrypted` ones carry their traffic between
+    nodes in IPsec (`--opt encrypted`)."""
     with _translated(f"creating overlay network {name}"):
         host.client.networks.create(name, driver="overlay", attachable=True, internal=internal,
-                                    labels=labels, check_duplicate=True)
+                                    labels=labels, check_duplicate=True,
+                                    options={"encrypted": ""} if encrypted else None)
 
 
 def create_secret(host: DockerHost, name: str, data: bytes, labels: dict[str, str]) -> str:

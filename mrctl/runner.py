@@ -51,6 +51,7 @@ class RunOptions:
     cluster: str | None = None  # run on this warm cluster (mrctl up): no start, no teardown
     docker_host: str | None = None  # the engine (docker, swarm backends): None = DOCKER_HOST or local
     registry: str | None = None  # swarm: push the images there for every node to pull (--registry)
+    encrypted_overlay: bool = False  # swarm: IPsec on the overlay between nodes (--encrypted-overlay)
 
 
 class Cluster(Protocol):
@@ -84,7 +85,8 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
         from mrctl.backends.swarm import SwarmCluster
 
         return SwarmCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
-                            docker_host=options.docker_host, registry=options.registry)
+                            docker_host=options.docker_host, registry=options.registry,
+                            encrypted_overlay=options.encrypted_overlay)
     from mrctl.backends.docker import DockerCluster
 
     return DockerCluster(spec, job_id, options.redis_memory, keep=options.keep, offline=options.offline,
@@ -135,9 +137,11 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
     sink = on_snapshot or (lambda snap: None)
     if options.cluster is not None:  # a warm cluster is a Docker one, whatever the spec says
         spec = dataclasses.replace(spec, backend="docker")
-    if options.registry and spec.backend != "swarm":  # refused before anything starts: nothing to record
-        raise SpecError(f"--registry {options.registry} is for the swarm backend (its nodes pull the images "
-                        f"from there); this run's backend is {spec.backend}"
+    swarm_only = [flag for flag, given in (("--registry", options.registry),
+                                           ("--encrypted-overlay", options.encrypted_overlay)) if given]
+    if swarm_only and spec.backend != "swarm":  # refused before anything starts: nothing to record
+        raise SpecError(f"{' and '.join(swarm_only)} {'is' if len(swarm_only) == 1 else 'are'} for the swarm "
+                        f"backend (its nodes); this run's backend is {spec.backend}"
                         f"{' (a warm cluster)' if options.cluster else ''}")
     job_id = new_job_id()
     t0 = time.monotonic()

@@ -125,6 +125,29 @@ class ReleaseWhenReplaced:
 
 
 @pytest.mark.docker
+def test_an_encrypted_overlay_on_request(tmp_path, clean_swarm):
+    """--encrypted-overlay: the cluster's overlay is made with `encrypted` (IPsec between nodes;
+    on one node its traffic never leaves the host, so what is checked is the network the
+    services ran on), and the count is exact over it."""
+    book = corpus_files()[:1]
+    spec = make_spec(tmp_path, WORDCOUNT, book, backend="swarm", workers=2)
+    options: dict[str, dict] = {}
+
+    def seen(snap) -> None:
+        for net in clean_swarm.client.networks.list(filters={"label": f"mrctl.job-id={snap.job_id}"}):
+            if net.attrs.get("Driver") == "overlay":
+                options[net.name] = net.attrs.get("Options") or {}
+
+    final = run_job(spec, RunOptions(encrypted_overlay=True), on_snapshot=seen)
+    assert spec.output_path.read_text(encoding="utf-8") == sequential_wordcount(book) and final.status == "succeeded"
+    assert options and all("encrypted" in o for o in options.values()), options
+    local = _mrctl("run", "jobspecs/wordcount.yaml", "--backend", "local", "--encrypted-overlay",
+                   "--output", str(tmp_path / "never.json"), check=False)
+    assert local.returncode == 2 and "--encrypted-overlay is for the swarm backend" in local.stderr, local.stderr
+    assert not (tmp_path / "never.json").exists()
+
+
+@pytest.mark.docker
 def test_killed_worker_tasks_are_rescheduled_and_output_is_exact(tmp_path, expected, clean_swarm):
     """Chaos kills busy workers' task containers; Swarm starts new tasks in their slots, the
     master requeues what they held, and the output is still exact."""

@@ -89,9 +89,10 @@ class SwarmCluster(EngineCluster):
 
     def __init__(self, spec: JobSpec | ClusterShape, job_id: str, redis_memory: str = "1gb",
                  keep: bool = False, offline: bool | None = None, docker_host: str | None = None,
-                 registry: str | None = None) -> None:
+                 registry: str | None = None, encrypted_overlay: bool = False) -> None:
         super().__init__(spec, job_id, redis_memory, keep, offline, docker_host)
         self.registry = registry  # where every node pulls the images from; None: each node has them
+        self.encrypted_overlay = encrypted_overlay  # IPsec between nodes (Redis's AUTH is plain text)
         self._ended: set[str] = set()  # task ids already reported as exits
 
     # -- start ----------------------------------------------------------------------------
@@ -119,7 +120,8 @@ class SwarmCluster(EngineCluster):
 
     def _create_networks(self) -> None:
         assert self.host
-        dockerswarm.create_overlay(self.host, network_name(self.id), self.labels("network"), internal=True)
+        dockerswarm.create_overlay(self.host, network_name(self.id), self.labels("network"), internal=True,
+                                   encrypted=self.encrypted_overlay)
         self.host.create_network(publish_network_name(self.id), self.labels("network"),
                                  options={"com.docker.network.bridge.enable_ip_masquerade": "false"})
 
