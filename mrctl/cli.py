@@ -231,6 +231,7 @@ def up(
     workers: Annotated[int, typer.Option("--workers", "-w", help="Number of workers.")] = 2,
     name: Annotated[str | None, typer.Option(help="The cluster's name (default: warm-<random>).")] = None,
     backend: Annotated[str, typer.Option(help="docker (a local cluster cannot stay warm).")] = "docker",
+    docker_host: opt.DockerHostOpt = None,
     redis_memory: Annotated[str, typer.Option(help="Redis maxmemory, e.g. 1gb.")] = "1gb",
     offline: Annotated[bool | None, typer.Option(
         "--offline/--online", help="Build base images locally instead of pulling them.")] = None,
@@ -247,7 +248,7 @@ def up(
 
     _setup_logging(logging.INFO)
     with SignalGuard():  # Ctrl-C or SIGTERM during the start removes what was started
-        typer.echo(start(name, workers, parse_redis_memory(redis_memory), offline, backend))
+        typer.echo(start(name, workers, parse_redis_memory(redis_memory), offline, backend, docker_host))
 
 
 @app.command()

@@ -76,7 +76,7 @@ def open_cluster(spec: JobSpec, options: RunOptions, job_id: str) -> contextlib.
     if options.cluster is not None:
         from mrctl.backends.warm import AttachedCluster
 
-        return AttachedCluster(options.cluster, job_id, spec.name)
+        return AttachedCluster(options.cluster, job_id, spec.name, options.docker_host)
     if spec.backend == "local":
         from mrctl.backends.local import LocalCluster
 

@@ -428,6 +428,30 @@ def test_remote_engine_publishes_redis_on_its_address(tmp_path, expected, engine
     assert bindings and {ip for ip, _ in bindings} == {engine_over_tcp.address}, bindings
 
 
+@pytest.mark.docker
+def test_a_warm_cluster_on_a_remote_engine(tmp_path, docker_host, engine_over_tcp, clean_docker):
+    """`mrctl up --docker-host URL`, then jobs with `run --cluster NAME --docker-host URL`: the
+    cluster is found on that engine (not on the local one), its Redis is published on the
+    engine's address only, and `mrctl down --cluster` with DOCKER_HOST removes it."""
+    import uuid
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    book = corpus_files()[0]
+    _mrctl("up", "--workers", "1", "--name", name, "--docker-host", engine_over_tcp.url)
+    try:
+        (redis,) = docker_host.containers({"mrctl.cluster": name, "mrctl.role": "redis"})
+        assert set(redis.host_ips.values()) == {engine_over_tcp.address}, redis.host_ips
+        for i in range(2):  # one job after another, on the one cluster
+            out = tmp_path / f"wc{i}.json"
+            _mrctl("run", "jobspecs/wordcount.yaml", "--cluster", name, "--docker-host", engine_over_tcp.url,
+                   "--input", book, "--output", out, "--plain")
+            assert out.read_text(encoding="utf-8") == sequential_wordcount([book])
+    finally:
+        down = _mrctl("down", "--cluster", name, check=False, env={**os.environ, "DOCKER_HOST": engine_over_tcp.url})
+    assert down.returncode == 0, down.stderr
+    assert not docker_host.containers({"mrctl.cluster": name}) and not docker_host.networks({"mrctl.cluster": name})
+
+
 def test_engine_address_of_urls():
     from mrctl.dockerhost import engine_address
 

@@ -76,8 +76,10 @@ class WarmCluster(DockerCluster):
     """A cluster `mrctl up` starts: named, labelled warm, left running after its `with` block
     (removed if its start fails or is interrupted)."""
 
-    def __init__(self, name: str, workers: int, redis_memory: str = "1gb", offline: bool | None = None) -> None:
-        super().__init__(ClusterShape(name, workers), "", redis_memory, keep=True, offline=offline)
+    def __init__(self, name: str, workers: int, redis_memory: str = "1gb", offline: bool | None = None,
+                 docker_host: str | None = None) -> None:
+        super().__init__(ClusterShape(name, workers), "", redis_memory, keep=True, offline=offline,
+                         docker_host=docker_host)
         self.id = name
 
     def labels(self, role: str) -> dict[str, str]:
@@ -92,9 +94,10 @@ class WarmCluster(DockerCluster):
 
 
 def up(name: str | None = None, workers: int = 2, redis_memory: str = "1gb",
-       offline: bool | None = None, backend: str = "docker") -> str:
+       offline: bool | None = None, backend: str = "docker", docker_host: str | None = None) -> str:
     """Start a warm cluster (Redis and `workers` workers, each having sent a heartbeat) and
-    leave it running; returns its name."""
+    leave it running, on the engine at `docker_host` (None: DOCKER_HOST, else the local one);
+    returns its name."""
     if backend == "swarm":
         raise SpecError("mrctl up runs plain Docker clusters only: a warm cluster on a swarm is not "
                         "supported yet (run each job with --backend swarm)")
@@ -108,10 +111,10 @@ def up(name: str | None = None, workers: int = 2, redis_memory: str = "1gb",
     if not NAME.fullmatch(name):
         raise SpecError(f"--name {name!r}: expected lowercase letters, digits, '.', '_' or '-' "
                         "(at most 40, starting with a letter or digit)")
-    with DockerHost() as host:
+    with DockerHost(base_url=docker_host) as host:
         if host.containers({LABEL_CLUSTER: name}) or host.networks({LABEL_CLUSTER: name}):
             raise SpecError(f"a cluster named {name} exists already (mrctl status)")
-    with WarmCluster(name, workers, redis_memory, offline) as cluster:
+    with WarmCluster(name, workers, redis_memory, offline, docker_host) as cluster:
         broker = Broker(cluster.redis_url)
         try:
             cluster.wait_ready(broker)
@@ -139,8 +142,8 @@ class AttachedCluster(WarmCluster):
     supervise and replace workers like any cluster, and on exit drop the run's keys, record
     it and unlock. It never starts the cluster nor removes it."""
 
-    def __init__(self, name: str, run: str, job_name: str) -> None:
-        super().__init__(name, 0)
+    def __init__(self, name: str, run: str, job_name: str, docker_host: str | None = None) -> None:
+        super().__init__(name, 0, docker_host=docker_host)
         self.run, self.job_name = run, job_name
         self.holder = json.dumps({"job": run, "name": job_name})
         self.broker: Broker | None = None
@@ -152,7 +155,7 @@ class AttachedCluster(WarmCluster):
 
     def __enter__(self) -> AttachedCluster:
         self._started = time.monotonic()
-        self.host = DockerHost()
+        self.host = DockerHost(base_url=self.docker_host)
         try:
             workers = self._attach()
             self._take_lock()
