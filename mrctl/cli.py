@@ -334,11 +334,10 @@ def images(
     Into a registry, for every node to pull: mrctl images --registry 127.0.0.1:5000
     """
     from mrctl import images as image_store
+    from mrctl import registries
     from mrctl.dockerhost import DockerHost
 
     _setup_logging(logging.INFO)
-    from mrctl import registries
-
     registry = registries.check_registry(registry) if registry else None
     with DockerHost(timeout=600) as host:
         if build or push_to or registry:
