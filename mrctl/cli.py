@@ -255,6 +255,7 @@ def up(
 @_errors
 def status(
     json_: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    docker_host: opt.DockerHostOpt = None,
 ) -> None:
     """Show running clusters: job, phase, progress, workers and their heartbeats.
 
@@ -266,7 +267,7 @@ def status(
     from mrctl import clusters
     from mrctl.dockerhost import DockerHost
 
-    with DockerHost() as host:
+    with DockerHost(base_url=docker_host) as host:
         found = clusters.status(host)
     if json_:
         typer.echo(json.dumps([dataclasses.asdict(s) for s in found], indent=2))
@@ -281,6 +282,7 @@ def logs(
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     tail: Annotated[int | None, typer.Option(help="Only the last N lines.")] = None,
     job: JobOpt = None,
+    docker_host: opt.DockerHostOpt = None,
 ) -> None:
     """Print a container's logs.
 
@@ -289,7 +291,7 @@ def logs(
     from mrctl import clusters
     from mrctl.dockerhost import DockerHost
 
-    with DockerHost() as host:
+    with DockerHost(base_url=docker_host) as host:
         for chunk in clusters.logs(host, name, job, tail if tail is not None else "all", follow):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
@@ -303,6 +305,7 @@ def down(
     all_: Annotated[bool, typer.Option(
         "--all", help="Remove every mrctl cluster: Docker ones (warm ones too), and local ones whose "
                       "master died.")] = False,
+    docker_host: opt.DockerHostOpt = None,
 ) -> None:
     """Remove what a cluster left: a Docker cluster's containers and network (after --keep, or
     a master that was killed); a local cluster's processes and temp dir when its master died;
@@ -313,7 +316,7 @@ def down(
     """
     from mrctl import clusters
 
-    typer.echo(clusters.format_down(clusters.down(job, all_, cluster)), err=True)
+    typer.echo(clusters.format_down(clusters.down(job, all_, cluster, docker_host)), err=True)
 
 
 @app.command()
@@ -326,6 +329,7 @@ def images(
         "--push-to", help="Copy the images to the Docker engine URL (repeatable; a swarm's other "
                           "nodes, without a registry): docker save here, docker load there.")] = None,
     registry: opt.Registry = None,
+    docker_host: opt.DockerHostOpt = None,
 ) -> None:
     """List mrctl's images, or prepare them ahead of a run with --build.
 
@@ -339,7 +343,7 @@ def images(
 
     _setup_logging(logging.INFO)
     registry = registries.check_registry(registry) if registry else None
-    with DockerHost(timeout=600) as host:
+    with DockerHost(timeout=600, base_url=docker_host) as host:
         if build or push_to or registry:
             say = lambda msg: typer.echo(msg, err=True)  # noqa: E731
             ready = image_store.ensure_images(host, say, offline)

@@ -204,18 +204,19 @@ class DownResult:
     warm_kept: tuple[str, ...] = ()  # warm clusters left running (only --cluster or --all remove one)
 
 
-def down(job: str | None, everything: bool, cluster: str | None = None) -> DownResult:
+def down(job: str | None, everything: bool, cluster: str | None = None,
+         docker_host: str | None = None) -> DownResult:
     """Remove one cluster, or every one with `everything`: Docker clusters (containers and
     network, by label) and the leftovers of local clusters whose master died (processes still
     running, temp dir, record). `job` is a cluster id, job id or job name; without it, the
     only cluster there is, warm clusters aside; `cluster` names a warm cluster. Without a
     Docker engine, local leftovers are still cleaned and the result says why Docker clusters
-    were not looked at."""
+    were not looked at. `docker_host`: the engine (None: DOCKER_HOST, else the local one)."""
     if cluster is not None:
-        return _down_warm(cluster, job, everything)
+        return _down_warm(cluster, job, everything, docker_host)
     local = local_registry.leftovers()
     try:
-        host: DockerHost | None = DockerHost()
+        host: DockerHost | None = DockerHost(base_url=docker_host)
         unreachable = None
     except InfraError as exc:
         if job is not None and not _local_matches(local, job):
@@ -240,11 +241,11 @@ def left_warm(docker: dict[str, list[ContainerInfo]], job: str | None, everythin
     return tuple(sorted(cid for cid, cs in docker.items() if is_warm(cs)))
 
 
-def _down_warm(name: str, job: str | None, everything: bool) -> DownResult:
+def _down_warm(name: str, job: str | None, everything: bool, docker_host: str | None) -> DownResult:
     """`mrctl down --cluster NAME`: remove that warm cluster, and nothing else."""
     if job is not None or everything:
         raise SpecError("--cluster names one warm cluster: give it without --job or --all")
-    with DockerHost() as host:
+    with DockerHost(base_url=docker_host) as host:
         found = clusters(host).get(name)
         # a start killed before its first container leaves the networks only
         if not (found and is_warm(found)) and not host.networks({WARM_LABEL: name}):

@@ -431,8 +431,8 @@ def test_remote_engine_publishes_redis_on_its_address(tmp_path, expected, engine
 @pytest.mark.docker
 def test_a_warm_cluster_on_a_remote_engine(tmp_path, docker_host, engine_over_tcp, clean_docker):
     """`mrctl up --docker-host URL`, then jobs with `run --cluster NAME --docker-host URL`: the
-    cluster is found on that engine (not on the local one), its Redis is published on the
-    engine's address only, and `mrctl down --cluster` with DOCKER_HOST removes it."""
+    cluster is found on that engine, its Redis is published on the engine's address only,
+    `status --docker-host` shows it with its two jobs, and `down --docker-host` removes it."""
     import uuid
 
     name = f"t-{uuid.uuid4().hex[:8]}"
@@ -446,8 +446,11 @@ def test_a_warm_cluster_on_a_remote_engine(tmp_path, docker_host, engine_over_tc
             _mrctl("run", "jobspecs/wordcount.yaml", "--cluster", name, "--docker-host", engine_over_tcp.url,
                    "--input", book, "--output", out, "--plain")
             assert out.read_text(encoding="utf-8") == sequential_wordcount([book])
+        there = {c["cluster"]: c for c in json.loads(
+            _mrctl("status", "--json", "--docker-host", engine_over_tcp.url).stdout)}
+        assert there[name]["warm"] and [r["state"] for r in there[name]["history"]] == ["succeeded"] * 2, there[name]
     finally:
-        down = _mrctl("down", "--cluster", name, check=False, env={**os.environ, "DOCKER_HOST": engine_over_tcp.url})
+        down = _mrctl("down", "--cluster", name, "--docker-host", engine_over_tcp.url, check=False)
     assert down.returncode == 0, down.stderr
     assert not docker_host.containers({"mrctl.cluster": name}) and not docker_host.networks({"mrctl.cluster": name})
 
