@@ -1,7 +1,7 @@
 """A real image registry on 127.0.0.1 for the tests of --registry, owned by the session.
 
 Debian's docker-registry (the CNCF distribution registry, a static Go program) is unpacked from
-the host's mirror into the session's temp dir, as tests/sshd.py does for sshd, and serves its
+the host's mirror into the session's temp dir (tests/served.py, as for sshd), and serves its
 own storage there. A Docker engine speaks plain HTTP to a registry on 127.0.0.0/8 by default, so
 no TLS and no engine setting is needed. What the tests push (tags named after this registry's
 address) they remove from the engine with `untag`.
@@ -16,9 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from sshd import free_port
-
-from mrctl import debian, rootfs
+from served import free_port, stop, unpack_from_mirror
 
 
 class Registry:
@@ -27,8 +25,7 @@ class Registry:
     def __init__(self, root: Path) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        archive = debian.Archive(debian.apt_source(), lambda message: None)
-        rootfs.unpack(archive.download([archive.packages()["docker-registry"]]), root / "pkg")
+        unpack_from_mirror(["docker-registry"], root / "pkg")
         self.address = f"127.0.0.1:{free_port()}"
         (root / "config.yml").write_text(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n"
@@ -64,12 +61,7 @@ class Registry:
         return (self.root / "registry.log").read_text(errors="replace")[-3000:]
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self._log.close()
 
 

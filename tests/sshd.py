@@ -20,8 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from mrctl import debian, rootfs
-from mrctl.backends.redis_server import HOST_ONLY
+from served import free_port, stop, unpack_from_mirror
 
 PRIVSEP_DIR = Path("/run/sshd")  # compiled into Debian's sshd; made here only if it is missing
 
@@ -93,12 +92,7 @@ class SshServer:
         return (self.root / "sshd.log").read_text(errors="replace")[-3000:]
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self._log.close()
         if self._made_privsep:
             shutil.rmtree(PRIVSEP_DIR, ignore_errors=True)
@@ -107,15 +101,8 @@ class SshServer:
 def _fetch_sshd(target: Path) -> tuple[str, str]:
     """(the sshd executable, its LD_LIBRARY_PATH), unpacked from the host's Debian mirror with
     the libraries this machine lacks."""
-    archive = debian.Archive(debian.apt_source(), lambda message: None)
-    packages = archive.closure(["openssh-server"], skip=debian.installed_packages() | set(HOST_ONLY))
-    rootfs.unpack(archive.download(packages), target)
+    unpack_from_mirror(["openssh-server"], target)
     libs = [str(d) for d in (target / "usr" / "lib").glob("*-linux-gnu*") if d.is_dir()]
     libs += [str(target / "lib" / d.name) for d in (target / "lib").glob("*-linux-gnu*") if d.is_dir()]
     return str(target / "usr" / "sbin" / "sshd"), os.pathsep.join(libs)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

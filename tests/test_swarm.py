@@ -24,7 +24,7 @@ import pytest
 from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
 from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec, write_crash_spec
 from procs import run_mrctl as _mrctl
-from sshd import free_port
+from served import free_port
 
 from mrctl.chaos import ChaosPlan
 from mrctl.errors import InfraError
