@@ -11,9 +11,9 @@ always sum to 1. The iterations stop after `iterations`, or earlier once no rank
 more than `tolerance` in an iteration (the spec's `until` on the counter `pagerank, changed`).
 
 The dangling total reaches the next iteration through a counter, in fixed point: each dangling
-node adds int(round(rank * 10**18)). Counters are ints, so their total is exact whatever order
-the tasks commit in, and the next iteration reads the same number on every run (a float sum
-would depend on that order); the total is at most 10**18, within Redis's 64-bit integers.
+node adds int(round(rank * scale)) (the param `scale`, 10**18 unless set). Counters are exact
+integers of any size, so their total is exact whatever order the tasks commit in, and the next
+iteration reads the same number on every run (a float sum would depend on that order).
 For the same reason a node's in-link shares are added with math.fsum (exactly rounded, so
 independent of their order), and there is no combiner (partial sums would round twice).
 """
@@ -22,7 +22,7 @@ import math
 
 from mrctl import Mapper, Reducer
 
-SCALE = 10**18  # fixed point for the dangling total: a rank of 1.0 counts as 10**18
+SCALE = 10**18  # fixed point for the dangling total: a rank of 1.0 counts as 10**18 (param `scale`)
 
 
 class ParseAdjacency(Mapper):
@@ -73,10 +73,11 @@ class SumRank(Reducer):
 
     def setup(self):
         self.nodes = self.job_counters["pagerank", "nodes"]
+        self.scale = int(self.params.get("scale", SCALE))
         if self.iteration == 1:  # every rank is 1/N
             self.dangling = self.job_counters.get(("pagerank", "dangling_nodes"), 0) / self.nodes
         else:  # the fixed-point total the previous iteration's reducers counted
-            self.dangling = self.previous_counters.get(("pagerank", "dangling"), 0) / SCALE
+            self.dangling = self.previous_counters.get(("pagerank", "dangling"), 0) / self.scale
 
     def reduce(self, node, values):
         shares = [value[1] for value in values if value[0] == "share"]
@@ -86,7 +87,7 @@ class SumRank(Reducer):
         d = self.params["damping"]
         rank = (1 - d) / self.nodes + d * (math.fsum(shares) + self.dangling / self.nodes)
         if not targets:
-            self.increment_counter("pagerank", "dangling", int(round(rank * SCALE)))
+            self.increment_counter("pagerank", "dangling", int(round(rank * self.scale)))
         changed = abs(rank - old_rank) > self.params["tolerance"]
         self.increment_counter("pagerank", "changed", int(changed))  # 0 too: the counter exists
         return [rank, targets]

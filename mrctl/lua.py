@@ -131,6 +131,85 @@ local function end_all(tkey, tid, leases, deadlines, winner, attempt_log)
 end
 """
 
+# Counters of any size, exact: Redis's HINCRBY stops at 64 bits (and a script that errors
+# half-way keeps what it wrote), so a counter past 17 digits is summed here as a decimal string
+# in 7-digit limbs (exact in Lua's doubles). `count_check` validates a counter and its amount
+# before a script writes anything; `count_add` then cannot fail.
+_COUNT = """
+local function split_int(s)  -- sign ('' or '-') and digits without leading zeros; nil if no int
+  local sign, digits = string.match(s, '^(%-?)(%d+)$')
+  if not sign then return nil end
+  digits = string.gsub(digits, '^0+', '')
+  if digits == '' then return '', '0' end
+  return sign, digits
+end
+local function limbs_joined(limbs)  -- little-endian 7-digit limbs -> decimal digits
+  local n = #limbs
+  while n > 1 and limbs[n] == 0 do n = n - 1 end
+  local parts = {string.format('%d', limbs[n])}
+  for k = n - 1, 1, -1 do parts[#parts + 1] = string.format('%07d', limbs[k]) end
+  return table.concat(parts)
+end
+local function limb(s, i)
+  if i < 1 then return 0 end
+  return tonumber(string.sub(s, math.max(1, i - 6), i))
+end
+local function mag_add(a, b)
+  local out, carry, i, j = {}, 0, #a, #b
+  while i > 0 or j > 0 or carry > 0 do
+    local s = limb(a, i) + limb(b, j) + carry
+    if s >= 10000000 then s, carry = s - 10000000, 1 else carry = 0 end
+    out[#out + 1] = s
+    i, j = i - 7, j - 7
+  end
+  return limbs_joined(out)
+end
+local function mag_sub(a, b)  -- a >= b
+  local out, borrow, i, j = {}, 0, #a, #b
+  while i > 0 do
+    local d = limb(a, i) - limb(b, j) - borrow
+    if d < 0 then d, borrow = d + 10000000, 1 else borrow = 0 end
+    out[#out + 1] = d
+    i, j = i - 7, j - 7
+  end
+  return limbs_joined(out)
+end
+local function mag_less(a, b)
+  if #a ~= #b then return #a < #b end
+  return a < b
+end
+local function big_add(a, b)
+  local sa, ma = split_int(a)
+  local sb, mb = split_int(b)
+  local sign, mag
+  if sa == sb then
+    sign, mag = sa, mag_add(ma, mb)
+  elseif mag_less(ma, mb) then
+    sign, mag = sb, mag_sub(mb, ma)
+  else
+    sign, mag = sa, mag_sub(ma, mb)
+  end
+  if mag == '0' then return '0' end
+  return sign .. mag
+end
+local function count_check(hash, field, amount)  -- nil, or why the counter cannot be added to
+  if not split_int(amount) then return 'amount ' .. amount .. ' of ' .. field .. ' is not an integer' end
+  local current = redis.call('HGET', hash, field)
+  if current and not split_int(current) then return field .. ' holds ' .. current .. ', not an integer' end
+  return nil
+end
+local function count_add(hash, field, amount)
+  local current = redis.call('HGET', hash, field) or '0'
+  local _, mc = split_int(current)
+  local _, ma = split_int(amount)
+  if #mc <= 17 and #ma <= 17 then  -- the sum stays far inside 64 bits
+    redis.call('HINCRBY', hash, field, amount)
+  else
+    redis.call('HSET', hash, field, big_add(current, amount))
+  end
+end
+"""
+
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
 #       this request), progress (the master's wake-up list), attempt log
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
@@ -138,7 +217,11 @@ end
 # Returns 1 (committed) or 0 (refused; a task whose step was dropped is refused without a
 # write). Idempotent: a request retried after its reply was lost
 # gets the first answer, without a second refusal counted.
-COMMIT = _NOW + _LOG + _WAKE + _END_ALL + """
+# All or nothing: every check that could stop the script (its counters' amounts and the
+# values they add to) runs before its first write, and no write after it can fail (Redis
+# refuses a script for memory only at its first write). A counter that cannot be added to is a
+# Redis error reply naming it, with nothing written.
+COMMIT = _NOW + _LOG + _WAKE + _END_ALL + _COUNT + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
 local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2], 'live')
@@ -156,7 +239,13 @@ if st[1] ~= 'running' or not st[2] then
 end
 local i = 6
 for _ = 1, tonumber(ARGV[5]) do
-  redis.call('HINCRBY', KEYS[4], ARGV[i], ARGV[i + 1])
+  local why = count_check(KEYS[4], ARGV[i], ARGV[i + 1])
+  if why then return redis.error_reply('ERR commit of ' .. ARGV[1] .. ' refused before any write: ' .. why) end
+  i = i + 2
+end
+i = 6
+for _ = 1, tonumber(ARGV[5]) do
+  count_add(KEYS[4], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 while i <= #ARGV do
@@ -227,16 +316,15 @@ return added
 # ARGV: tid, field of the source hash ('' when the source is a string), then (field, value)
 # pairs of the task
 # Queues a map task of a later step whose input is a previous step's output, moved (not
-# copied through the master) into the task's chunk; an absent output is an empty chunk. Once,
-# like ADD_TASK: a retried call finds the task there and moves nothing.
+# copied through the master) into the task's chunk. Once, like ADD_TASK: a retried call finds
+# the task there and moves nothing. A reduce output (a string) is written by every reduce
+# commit, so an absent one is data lost: -1, nothing written (never an empty input); a
+# map-only step's map writes no field for an empty output, so an absent field is empty.
 ADD_STEP_TASK = _WAKE + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if ARGV[2] == '' then
-  if redis.call('EXISTS', KEYS[4]) == 1 then
-    redis.call('RENAME', KEYS[4], KEYS[3])
-  else
-    redis.call('SET', KEYS[3], '')
-  end
+  if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
+  redis.call('RENAME', KEYS[4], KEYS[3])
 else
   redis.call('SET', KEYS[3], redis.call('HGET', KEYS[4], ARGV[2]) or '')
   redis.call('HDEL', KEYS[4], ARGV[2])

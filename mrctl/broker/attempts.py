@@ -153,7 +153,7 @@ class Attempts(BrokerBase):
         """COMMIT's call; a retry after a lost reply repeats the request id: same answer."""
         args: list[Any] = [tid, attempt, worker, keys.REPLY_TTL_MS, len(counters)]
         for name, value in counters.items():
-            args += [name, value]
+            args += [name, int(value)]  # any size (lua._COUNT); a bool as 0 or 1
         for write in writes:
             args += list(write)
         return (self._commit,

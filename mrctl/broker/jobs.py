@@ -16,6 +16,7 @@ from mrctl.broker.base import (
     _flat,
     translated_errors,
 )
+from mrctl.errors import InfraError
 
 ADD_CALL_BYTES = 1 << 20  # chunk bytes per ADD_MAP_TASKS call (a batch is one pipeline of such calls)
 
@@ -69,7 +70,12 @@ class Jobs(BrokerBase):
                 calls.append((self._add_step_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid),
                                                     source, keys.wake()],
                               [tid, field, "kind", "map", "index", i, *_flat(fields[i])]))
-            self._scripts(calls)
+            queued = self._scripts(calls)
+        lost = [i for i, answer in zip(fields, queued, strict=True) if answer == -1]
+        if lost:
+            raise InfraError(f"output r:{lost[0]} of the step before ({previous}) is missing from Redis "
+                             f"({len(lost)} of {len(fields)} outputs): its reduce task committed, so the "
+                             "data was lost (was Redis restarted?); the step cannot go on without it")
 
     def drop_job(self, job: str) -> int:
         """Delete every key of a finished job (a step whose output the next step has taken)."""
