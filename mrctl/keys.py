@@ -169,15 +169,46 @@ def progress(job: str) -> str:
     return f"{job_prefix(job)}progress"
 
 
-# mrctl:<job>:reply:<request id> -> string: the answer of a CLAIM ("<tid>@<attempt>", several
-#   space-separated for a batch) or COMMIT ("1" | "0") already executed, kept 60 s (REPLY_TTL_MS),
-#   so that a call retried after its reply was lost gets the same answer instead of a second
-#   claim or a false refusal
+# mrctl:<job>:reply:<request id> -> string: "0", the answer of a COMMIT that was refused, kept
+#   60 s (REPLY_TTL_MS), so that a commit sent again after its reply was lost is not counted as
+#   refused twice (one per refusal: a rare event; a commit that succeeded is known by `done`)
 def reply(job: str, request: str) -> str:
     return f"{job_prefix(job)}reply:{request}"
 
 
+# mrctl:<job>:claimed:<worker> -> string: "<request id> <tid>@<attempt> ..." of the worker's last
+#   CLAIM, kept REPLY_TTL_MS, so that a claim sent again after its reply was lost gets the same
+#   attempts instead of new ones. One per worker (a worker has one claim out at a time), so
+#   their memory is bounded by the workers, not by the tasks
+def claimed(job: str, worker: str) -> str:
+    return f"{job_prefix(job)}claimed:{worker}"
+
+
 REPLY_TTL_MS = 60_000
+
+
+# mrctl:<job>:done:<kind> -> string, a BITFIELD of u16 at #<index>: the attempt that committed
+#   task <kind>:<index> ("m" or "r"), 0 while none has. A committed task's hash is deleted by
+#   COMMIT: this is all that stays of it, 2 bytes a task
+def done(job: str, kind: str) -> str:
+    return f"{job_prefix(job)}done:{kind}"
+
+
+# mrctl:<run>:late -> hash: refused -> how many commits of a step already ended and dropped were
+#   refused (a zombie of step k committing during step k+1); the run's views add it to the
+#   refused late commits
+def late(run: str) -> str:
+    return f"{job_prefix(run)}late"
+
+
+def step_job(run: str, number: int) -> str:
+    """The job id of step `number` of a multi-step run: <run>.s<number>."""
+    return f"{run}.s{number}"
+
+
+def run_of(job: str) -> str:
+    """The run a job id belongs to: the run itself, or the run of a step (step_job)."""
+    return job.split(".s", 1)[0]
 
 
 # mrctl:<run>:live -> string: JSON of the run's latest JobSnapshot (dataclasses.asdict), set by
@@ -224,7 +255,7 @@ HISTORY_KEPT = 20
 
 def run_patterns(run: str) -> tuple[str, str]:
     """SCAN patterns of every key a run left: its own job's, and each of its steps'
-    (`<run>.s<n>`, see mrctl.master)."""
+    (`<run>.s<n>`, step_job)."""
     return f"{job_prefix(run)}*", f"{PREFIX}:{run}.s*:*"
 
 

@@ -17,6 +17,14 @@ local function wake(key)
 end
 """
 
+# The attempt that committed a task (keys.done: a u16 per task index), 0 while none has.
+# BITFIELD_RO: a read, so that a script whose first command it is is never refused for memory.
+_DONE = """
+local function committed_attempt(done_key, tid)
+  return redis.call('BITFIELD_RO', done_key, 'GET', 'u16', '#' .. string.sub(tid, 3))[1]
+end
+"""
+
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -32,9 +40,9 @@ local function log_end(key, tid, attempt, outcome, worker, msg, tb)
 end
 """
 
-# KEYS: queue, leases, deadlines, meta, reply (of this request), attempt log
+# KEYS: queue, leases, deadlines, meta, claimed (the worker's last claim: keys.claimed), attempt log
 # ARGV: task_prefix, worker, lease_ms, timeout_ms, chunk_prefix, part_prefix, reply_ttl_ms,
-#       max_tasks, max_bytes
+#       max_tasks, max_bytes, request id
 # Returns a list of claims, each {tid, attempt, task fields (flat), input}: a map's chunk
 # bytes, or a reduce's flat partition hash; read in the same atomic step, so a backup whose
 # original commits meanwhile still gets its input. Ids of tasks that ended while queued are
@@ -46,7 +54,8 @@ end
 # `losses` set; a released attempt sets neither: it never ran): alone, it is blamed alone if it
 # kills its worker or hangs again, and the tasks it would have held are not charged with it.
 # Idempotent: a request that already claimed (its reply lost, the call retried) gets the same
-# attempts again while they are live, and nothing once they have ended.
+# attempts again while they are live, and nothing once they have ended. The memo is the
+# worker's one key, overwritten by its next claim: memory bounded by the workers.
 CLAIM = _NOW + _LOG + """
 local function answer(tid, attempt)
   local tkey = ARGV[1] .. tid
@@ -60,8 +69,9 @@ local function answer(tid, attempt)
 end
 local taken, members = {}, {}
 local prior = redis.call('GET', KEYS[5])
-if prior then  -- only while those attempts still live: a reaped or beaten one is no answer
-  for member in string.gmatch(prior, '%S+') do
+local request, claimed = string.match(prior or '', '^(%S+)(.*)$')
+if request and request == ARGV[10] then  -- only while those attempts still live: a reaped or beaten one is no answer
+  for member in string.gmatch(claimed, '%S+') do
     local tid, attempt = string.match(member, '^(.*)@(%d+)$')
     if redis.call('HGET', ARGV[1] .. tid, 'live:' .. attempt) then
       taken[#taken + 1] = answer(tid, tonumber(attempt))
@@ -105,29 +115,30 @@ while #taken < max_tasks do
   end
 end
 if #taken == 0 then return false end
-redis.call('SET', KEYS[5], table.concat(members, ' '), 'PX', ARGV[7])
+redis.call('SET', KEYS[5], ARGV[10] .. ' ' .. table.concat(members, ' '), 'PX', ARGV[7])
 return taken
 """
 
 # Ends every live attempt of a task (lease and deadline members too); each one but `winner`
-# is marked cancelled:<attempt>, which its next heartbeat reports so its worker stops it, and
-# logged as cancelled.
+# is logged as cancelled and returned as a 'cancelled:<attempt>' field name, which the
+# committed task keeps so that the attempt's next heartbeat tells its worker to stop it.
 _END_ALL = """
 local function end_all(tkey, tid, leases, deadlines, winner, attempt_log)
   local f = redis.call('HGETALL', tkey)
+  local cancelled = {}
   for i = 1, #f, 2 do
     local a = string.match(f[i], '^live:(%d+)$')
     if a then
-      redis.call('HDEL', tkey, f[i])
       if a ~= winner then
-        redis.call('HSET', tkey, 'cancelled:' .. a, 1)
+        cancelled[#cancelled + 1] = 'cancelled:' .. a
+        cancelled[#cancelled + 1] = 1
         log_end(attempt_log, tid, a, 'cancelled', f[i + 1], 'another attempt committed first')
       end
       redis.call('ZREM', leases, tid .. '@' .. a)
       redis.call('ZREM', deadlines, tid .. '@' .. a)
     end
   end
-  redis.call('HSET', tkey, 'live', 0)
+  return cancelled
 end
 """
 
@@ -211,23 +222,31 @@ end
 """
 
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
-#       this request), progress (the master's wake-up list), attempt log
+#       this request), progress (the master's wake-up list), attempt log, done (of the task's
+#       kind), late (the run's, keys.late)
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
 #       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
-# Returns 1 (committed) or 0 (refused; a task whose step was dropped is refused without a
-# write). Idempotent: a request retried after its reply was lost
-# gets the first answer, without a second refusal counted.
+# Returns 1 (committed) or 0 (refused). Idempotent: a request retried after its reply was
+# lost gets the first answer, without a second refusal counted (a success is known by `done`,
+# a refusal by the request's reply key). A committed task leaves only its attempt in `done`
+# (its hash is deleted; it keeps its cancelled:<attempt> fields when backups ran), so that a
+# finished task costs 2 bytes of Redis. A task whose step already ended (its keys dropped, no
+# `done`) is a zombie of an older step: refused and counted in the run's `late`, nothing of
+# that step written back.
 # All or nothing: every check that could stop the script (its counters' amounts and the
 # values they add to) runs before its first write, and no write after it can fail (Redis
 # refuses a script for memory only at its first write). A counter that cannot be added to is a
 # Redis error reply naming it, with nothing written.
-COMMIT = _NOW + _LOG + _WAKE + _END_ALL + _COUNT + """
+COMMIT = _NOW + _LOG + _WAKE + _END_ALL + _COUNT + _DONE + """
 local prior = redis.call('GET', KEYS[7])
 if prior then return tonumber(prior) end
+local won = committed_attempt(KEYS[10], ARGV[1])
+if won == tonumber(ARGV[2]) then return 1 end  -- this very commit, sent again
 local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2], 'live')
--- a task that no longer exists (no state): its step has ended and its keys were dropped; a
--- zombie's commit is refused without writing a key of that step back
-if not st[1] then return 0 end
+if not st[1] and won == 0 then
+  redis.call('HINCRBY', KEYS[11], 'refused', 1)
+  return 0
+end
 if st[1] ~= 'running' or not st[2] then
   redis.call('HINCRBY', KEYS[4], 'refused', 1)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', 1000, '*', 'kind', 'refused', 'tid', ARGV[1],
@@ -256,28 +275,30 @@ while i <= #ARGV do
   end
   i = i + 3
 end
+local cancelled = {}
 if st[3] == '1' then  -- the only live attempt (the usual case): nothing else to end
   local member = ARGV[1] .. '@' .. ARGV[2]
-  redis.call('HDEL', KEYS[1], 'live:' .. ARGV[2])
   redis.call('ZREM', KEYS[2], member)
   redis.call('ZREM', KEYS[3], member)
 else
-  end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], KEYS[9])
+  cancelled = end_all(KEYS[1], ARGV[1], KEYS[2], KEYS[3], ARGV[2], KEYS[9])
 end
 log_end(KEYS[9], ARGV[1], ARGV[2], 'committed', ARGV[3])
-redis.call('HSET', KEYS[1], 'state', 'done', 'committed', ARGV[2], 'worker', ARGV[3], 'live', 0)
+redis.call('DEL', KEYS[1])
+if #cancelled > 0 then redis.call('HSET', KEYS[1], unpack(cancelled)) end
+redis.call('BITFIELD', KEYS[10], 'SET', 'u16', '#' .. string.sub(ARGV[1], 3), ARGV[2])
 redis.call('DEL', KEYS[6])
-redis.call('SET', KEYS[7], '1', 'PX', ARGV[4])
 wake(KEYS[8])
 return 1
 """
 
-# KEYS: task, queue, chunk (a map task's input; unused for a reduce task), wake
+# KEYS: task, queue, chunk (a map task's input; unused for a reduce task), wake, done (of
+#       the task's kind)
 # ARGV: tid, has_chunk ('1' | '0'), chunk bytes, then (field, value) pairs of the task
 # Queues a new task exactly once: a call retried after its reply was lost finds the task
-# already there and changes nothing (else the task would be queued twice and run twice).
-ADD_TASK = _WAKE + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+# already there, or committed, and changes nothing (else it would run twice).
+ADD_TASK = _WAKE + _DONE + """
+if redis.call('EXISTS', KEYS[1]) == 1 or committed_attempt(KEYS[5], ARGV[1]) > 0 then return 0 end
 if ARGV[2] == '1' then redis.call('SET', KEYS[3], ARGV[3]) end
 redis.call('HSET', KEYS[1], 'state', 'pending', 'attempt', 0, unpack(ARGV, 4))
 redis.call('RPUSH', KEYS[2], ARGV[1])
@@ -285,18 +306,18 @@ wake(KEYS[4])
 return 1
 """
 
-# KEYS: queue, wake
+# KEYS: queue, wake, done (of map tasks)
 # ARGV: task_prefix, chunk_prefix, then per task: tid, chunk bytes, its fields as a JSON object
 #       of strings
 # ADD_TASK for a batch of map tasks in one call (the master feeds tiny chunks by the thousand):
 # each new task exactly once, so a call retried after its reply was lost queues nothing twice;
 # a wake token per task queued, up to WAKE_MAX. Returns how many were queued.
-ADD_MAP_TASKS = _WAKE + """
+ADD_MAP_TASKS = _WAKE + _DONE + """
 local added = 0
 for i = 3, #ARGV, 3 do
   local tid = ARGV[i]
   local tkey = ARGV[1] .. tid
-  if redis.call('EXISTS', tkey) == 0 then
+  if redis.call('EXISTS', tkey) == 0 and committed_attempt(KEYS[3], tid) == 0 then
     redis.call('SET', ARGV[2] .. tid, ARGV[i + 1])
     local flat = {'state', 'pending', 'attempt', 0}
     for k, v in pairs(cjson.decode(ARGV[i + 2])) do
@@ -312,7 +333,8 @@ end
 return added
 """
 
-# KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash), wake
+# KEYS: task, queue, chunk, source (the previous step's output: a string, or a hash), wake,
+#       done (of map tasks)
 # ARGV: tid, field of the source hash ('' when the source is a string), then (field, value)
 # pairs of the task
 # Queues a map task of a later step whose input is a previous step's output, moved (not
@@ -320,8 +342,8 @@ return added
 # the task there and moves nothing. A reduce output (a string) is written by every reduce
 # commit, so an absent one is data lost: -1, nothing written (never an empty input); a
 # map-only step's map writes no field for an empty output, so an absent field is empty.
-ADD_STEP_TASK = _WAKE + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+ADD_STEP_TASK = _WAKE + _DONE + """
+if redis.call('EXISTS', KEYS[1]) == 1 or committed_attempt(KEYS[6], ARGV[1]) > 0 then return 0 end
 if ARGV[2] == '' then
   if redis.call('EXISTS', KEYS[4]) == 0 then return -1 end
   redis.call('RENAME', KEYS[4], KEYS[3])
@@ -437,16 +459,16 @@ reap(KEYS[2], 'timeout', 'exceeded task_timeout of ' .. ARGV[4] .. 's')
 return ended
 """
 
-# KEYS: workers, beats, leases, task
+# KEYS: workers, beats, leases, task, done (of the task's kind)
 # ARGV: worker, info_json, tid ('' = idle), attempt, lease_ms, then the members
 #       ("<tid>@<attempt>") of the other attempts the worker holds (the rest of a batch:
 #       unstarted, or run and waiting for the batch's commit)
 # Renews the lease of every attempt the worker holds that is still live (ZADD XX: an ended
 # attempt's member is gone and stays gone). Returns, for the attempt it runs (tid): 1 while it
 # is still live (or it has none); 2 once another attempt of its task committed while it was
-# live (cancelled: stop working on it); 0 once it ended otherwise (reaped: a zombie, whose
-# commit will be refused).
-BEAT = _NOW + """
+# live (cancelled: stop working on it), or its step ended; 0 once it ended otherwise (reaped: a
+# zombie, whose commit will be refused).
+BEAT = _NOW + _DONE + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now)
 for i = 6, #ARGV do
@@ -459,7 +481,9 @@ if st[1] == 'running' and st[2] then
   return 1
 end
 if st[3] then return 2 end
-if not st[1] then return 2 end  -- its step ended and was dropped: stop it, like a beaten backup
+if not st[1] and committed_attempt(KEYS[5], ARGV[3]) == 0 then
+  return 2  -- its step ended and was dropped: stop it, like a beaten backup
+end
 return 0
 """
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import tasks
+from mrctl import keys, tasks
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import BadRecord, exceeded_message
 from mrctl.broker import Broker
@@ -42,6 +42,11 @@ HOUSEKEEPING_S = 0.1  # leases, events, memory: looked at this often (or at once
 TICK_GAP_S = 0.005  # the shortest time between two ticks woken by commits
 WINDOW_MIN = 8 << 20  # input bytes queued ahead, whatever the chunk size: tiny tasks get a deep window
 FEED_BATCH = 256  # map tasks queued per round trip
+# Map tasks queued or running at once, whatever their bytes: a waiting task's record costs Redis
+# a few hundred bytes beside its chunk, so a window of 8 MB of one-line chunks was a million
+# records (a 16 MiB Redis full before the first claim). 4096 keep 2 workers busy through
+# several ticks at thousands of tasks a second.
+TASKS_AHEAD = 4096
 
 _EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": logging.ERROR}
 
@@ -150,7 +155,7 @@ class Master(MasterView):
         """Publish `step` as the cluster's current job; a later step's map tasks take the
         previous step's (job, step, outputs) outputs as their input."""
         self.step, self.job = step, self.job_id if len(self.spec.program) == 1 and step.planned == 1 \
-            else f"{self.job_id}.s{step.number}"
+            else keys.step_job(self.job_id, step.number)
         self._reset_step()
         spec, run = self.spec, step.spec
         self.map_total = len(self.plan) if previous is None else previous[2]
@@ -279,9 +284,11 @@ class Master(MasterView):
         """Queue the next chunks while less than `window` bytes of input are held in Redis
         (back-pressure), at least one chunk per worker; a round trip per batch of chunks."""
         batch: list[tuple[str, dict[str, Any], bytes]] = []
-        while self.fed < self.map_total and (self._fed_bytes - bytes_done < self.window or (
-                self.fed - self._stats.get("maps_done", 0) < self.spec.workers  # a chunk a worker,
-                and self._fed_bytes - bytes_done < self._input_cap)):          # within a sixth of Redis
+        in_flight = self.fed - self._stats.get("maps_done", 0)
+        while self.fed < self.map_total and in_flight < TASKS_AHEAD and (
+                self._fed_bytes - bytes_done < self.window or (
+                    in_flight < self.spec.workers  # a chunk a worker,
+                    and self._fed_bytes - bytes_done < self._input_cap)):  # within a sixth of Redis
             ref = self.plan[self.fed]
             data = self._reader.read(ref)
             before = self._lines_fed.get(str(ref.path))
@@ -295,6 +302,7 @@ class Master(MasterView):
                       **ref.fmt.to_fields()}
             batch.append((f"m:{self.fed}", fields, data))
             self.fed += 1
+            in_flight += 1
             self._fed_bytes += len(data)
             if len(batch) == FEED_BATCH:
                 self.broker.add_map_tasks(self.job, batch)

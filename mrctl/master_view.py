@@ -42,11 +42,8 @@ class MasterView:
         if not self._stats.get("bad_records"):
             return ()
         found = self.broker.bad_records(self.job)
-        for tid in found.keys() - self._bad_seen.keys():  # located once per task
-            t = self.broker.task(self.job, tid)
-            first = int(t.get("first_line", 1))
-            self._bad_seen[tid] = [BadRecord(t.get("file", "?"), first + index, error)
-                                   for index, error in found[tid]]
+        for tid in found.keys() - self._bad_seen.keys():  # located by their task's commit
+            self._bad_seen[tid] = [BadRecord(file, line, error) for file, line, error in found[tid]]
         ordered = sorted(self._bad_seen, key=lambda tid: int(tid[2:]))
         return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
 
@@ -91,7 +88,8 @@ class MasterView:
         """Every stats field summed over the finished steps and the current one."""
         done = self._finished  # the last step stays current once the job is done: count it once
         steps = done if done and done[-1] is self._stats else [*done, self._stats]
-        total: dict[str, int] = {}
+        # zombies of steps already ended, refused too (a step's own stats went with it)
+        total: dict[str, int] = {"refused": self.broker.late_refused(self.job_id)} if len(steps) > 1 else {}
         for stats in steps:
             for name, value in stats.items():
                 total[name] = total.get(name, 0) + value

@@ -241,7 +241,8 @@ class Spiller:
             if size > budget:
                 raise RedisFull(f"partition {r} holds {size / 1e6:.1f} MB of map output (compressed), more "
                                 f"than {RESTORE_BUDGET:.0%} of Redis's {self.limit / 1e6:.0f} MB can take back "
-                                f"at once for its reduce task. {FULL_ADVICE}")
+                                f"at once for its reduce task. More reducers (smaller partitions; "
+                                f"{self.reducers} now) or more --redis-memory help.")
             if self._inflight and sum(self._inflight.values()) + size > budget:
                 return
             self.broker.restore_partition(self.job, r, self.store.take_partition(self.job, r))

@@ -329,7 +329,7 @@ class Worker:
                         "map_ms": int((time.perf_counter() - started) * 1000)}
             counters = {name: n for name, n in counters.items() if n}  # a tiny task's are mostly 0
             done.append(MapCommit(claim.tid, claim.attempt, result.blobs, counters, context.counters,
-                                  result.bad_samples))
+                                  _located(claim.fields, result.bad_samples)))
             return None, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
         context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta), status=status)
@@ -422,3 +422,10 @@ def _describe_line(fields: dict[str, str], exc: BaseException) -> str:
     if line is None or "first_line" not in fields:
         return ""
     return f" (at {fields['file']}, line {int(fields['first_line']) + line})"
+
+
+def _located(fields: dict[str, str], samples: tuple[tuple[int, str], ...]) -> list[tuple[str, int, str]]:
+    """Skipped records as (file, line, error), placed by the task's input position (the
+    task's record leaves Redis when it commits: its samples carry where they are)."""
+    file, first = fields.get("file", fields.get("source", "?")), int(fields.get("first_line", 1))
+    return [(file, first + index, error) for index, error in samples]

@@ -261,7 +261,7 @@ def test_a_commit_whose_reply_is_lost_is_reported_committed_not_refused(broker, 
     assert proxy.dropped == 1
     stats = broker.stats("J")
     assert stats["maps_done"] == 1 and stats.get("refused", 0) == 0
-    assert broker.task("J", claim.tid)["state"] == "done"
+    assert broker.committed_attempt("J", claim.tid) == claim.attempt
 
 
 # -- 11.5: lost attempts are not failures --------------------------------------------------------
@@ -463,11 +463,10 @@ def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
     from mrctl import keys
 
     _two_map_tasks(broker)
-    request = keys.reply("J", "replayed")
-    claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), request,
+    claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), keys.claimed("J", "w1"),
                   keys.attempt_log("J")]
     args = [keys.task_prefix("J"), "w1", 30_000, 300_000, keys.chunk_prefix("J"), keys.part_prefix("J"),
-            keys.REPLY_TTL_MS]
+            keys.REPLY_TTL_MS, 1, 0, "replayed"]
     first = broker._claim(keys=claim_keys, args=args)
     assert first[0][0] == b"m:0" and broker._claim(keys=claim_keys, args=args)[0][0] == b"m:0"  # replay: same
     assert broker.fail_attempt("J", "m:0", 1, 4, "lease expired", "", "lost") == 1  # reaped meanwhile

@@ -73,15 +73,15 @@ def test_user_counters_and_skipped_records_travel_only_with_a_successful_commit(
     second = broker.claim_task(JOB, "w2", lease_s=10, timeout_s=60)
     counted = {("words", "seen"): 5, ("words", "a:b"): -2}
     assert broker.commit_map(JOB, "m:0", first.attempt, "w1", {0: b"x"}, {"maps_done": 1, "bad_records": 1},
-                             counted, [(0, "ValueError: no")]) is False
+                             counted, [("a.txt", 1, "ValueError: no")]) is False
     stats = broker.stats(JOB)
     assert not any(k.startswith("counter:") for k in stats) and "bad_records" not in stats
     assert broker.bad_records(JOB) == {}
     assert broker.commit_map(JOB, "m:0", second.attempt, "w2", {0: b"x"}, {"maps_done": 1, "bad_records": 1},
-                             {("words", "seen"): 3}, [(4, "ValueError: bad")]) is True
+                             {("words", "seen"): 3}, [("a.txt", 5, "ValueError: bad")]) is True
     stats = broker.stats(JOB)
     assert stats["counter:words:seen"] == 3 and "counter:words:a:b" not in stats and stats["bad_records"] == 1
-    assert broker.bad_records(JOB) == {"m:0": [(4, "ValueError: bad")]}
+    assert broker.bad_records(JOB) == {"m:0": [("a.txt", 5, "ValueError: bad")]}
 
 
 def test_heartbeat_keeps_the_lease_alive(broker):
@@ -159,7 +159,7 @@ def test_a_backup_queued_for_a_task_that_then_committed_is_skipped(broker):
     assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
     nxt = broker.claim_task(JOB, "w2", 10, 60)
     assert nxt.tid == "m:1"  # the stale backup entry of m:0 was dropped, not run
-    assert broker.task(JOB, "m:0")["attempt"] == "1"
+    assert broker.committed_attempt(JOB, "m:0") == 1 and broker.r.llen(keys.queue(JOB)) == 0
 
 
 def test_a_task_requeued_while_its_backup_is_queued_is_queued_once(broker):

@@ -50,10 +50,10 @@ class Attempts(BrokerBase):
     def _claim_call(self, job: str, request: ClaimRequest) -> dict[str, list]:
         """CLAIM's keys and args; a retry after a lost reply repeats the request id: same answer."""
         return {"keys": [keys.queue(job), keys.leases(job), keys.deadlines(job), keys.meta(job),
-                         keys.reply(job, secrets.token_hex(8)), keys.attempt_log(job)],
+                         keys.claimed(job, request.worker), keys.attempt_log(job)],
                 "args": [keys.task_prefix(job), request.worker, int(request.lease_s * 1000),
                          int(request.timeout_s * 1000), keys.chunk_prefix(job), keys.part_prefix(job),
-                         keys.REPLY_TTL_MS, max(1, request.max_tasks), request.max_bytes]}
+                         keys.REPLY_TTL_MS, max(1, request.max_tasks), request.max_bytes, secrets.token_hex(8)]}
 
     def heartbeat(
         self, worker: str, info: dict[str, Any], job: str | None = None,
@@ -65,10 +65,11 @@ class Attempts(BrokerBase):
         "live"; "cancelled" once another attempt of the task committed first (stop it); or
         "ended" once it was reaped (a zombie: its commit will be refused)."""
         task_key = keys.task(job, tid) if job and tid else keys.workers()
+        done = keys.done(job, tid[0]) if job and tid else keys.workers()
         leases = keys.leases(job) if job else keys.workers()
         with translated_errors("sending a heartbeat"):
             code = int(self._beat(
-                keys=[keys.workers(), keys.beats(), leases, task_key],
+                keys=[keys.workers(), keys.beats(), leases, task_key, done],
                 args=[worker, json.dumps(info), tid or "", attempt, int(lease_s * 1000), *held],
             ))
         return {1: "live", 2: "cancelled"}.get(code, "ended")
@@ -77,7 +78,7 @@ class Attempts(BrokerBase):
         self, job: str, tid: str, attempt: int, worker: str,
         blobs: dict[int, bytes], counters: dict[str, int],
         user_counters: Mapping[tuple[str, str], int] | None = None,
-        bad_samples: Sequence[tuple[int, str]] = (),
+        bad_samples: Sequence[tuple[str, int, str]] = (),
     ) -> bool:
         """Atomically publish a map attempt's partition blobs, its counters (the job's own
         counters too) and its first skipped records, iff it is the current attempt."""
@@ -132,8 +133,8 @@ class Attempts(BrokerBase):
         return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
                                     _with_user_counters(counters, user_counters), writes)
 
-    def bad_records(self, job: str) -> dict[str, list[tuple[int, str]]]:
-        """The first skipped records of each committed map task: tid -> [(line in chunk, error)]."""
+    def bad_records(self, job: str) -> dict[str, list[tuple[str, int, str]]]:
+        """The first skipped records of each committed map task: tid -> [(file, line, error)]."""
         with translated_errors("reading the skipped records"):
             found = self.r.hgetall(keys.bad_records(job))
         return {tid.decode(): [tuple(s) for s in json.loads(v)] for tid, v in found.items()}
@@ -158,7 +159,8 @@ class Attempts(BrokerBase):
             args += list(write)
         return (self._commit,
                 [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
-                 consumed, keys.reply(job, request), keys.progress(job), keys.attempt_log(job)],
+                 consumed, keys.reply(job, request), keys.progress(job), keys.attempt_log(job),
+                 keys.done(job, tid[0]), keys.late(keys.run_of(job))],
                 args)
 
     def fail_attempt(

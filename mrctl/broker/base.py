@@ -23,10 +23,13 @@ from mrctl.errors import InfraError
 MAX_LOST_ATTEMPTS = 16
 
 
-FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past 30% of it, "
-               "so this is what the job needs in Redis at once: one reduce task's partition, or the "
-               "map tasks in flight. More reducers (smaller partitions), a smaller chunk_size, or "
-               "more --redis-memory help.")
+# What can still fill Redis: a finished task keeps 2 bytes and at most a few thousand tasks wait
+# at once (mrctl.master.TASKS_AHEAD), so tiny chunks are never the cause and never the cure.
+FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past 30% of it, and "
+               "finished tasks keep almost nothing, so this is what the job needs in Redis at once: one "
+               "reduce task's partition (more reducers make each smaller), or the map tasks in flight "
+               "with their chunks and outputs (a smaller chunk_size helps when chunks are large). "
+               "Or give Redis more --redis-memory.")
 
 
 class RedisFull(InfraError):
@@ -107,7 +110,7 @@ class MapCommit:
     blobs: dict[int, bytes]
     counters: dict[str, int]
     user_counters: Mapping[tuple[str, str], int] | None = None
-    bad_samples: Sequence[tuple[int, str]] = ()
+    bad_samples: Sequence[tuple[str, int, str]] = ()  # (file, line in it, error): where they are
     # the commit's request id, the same however often it is sent: a commit that Redis applied
     # but whose reply was lost, sent again, answers what it answered the first time
     request: str = field(default_factory=lambda: secrets.token_hex(8))

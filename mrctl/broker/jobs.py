@@ -4,7 +4,7 @@ workers and the master instead of letting them poll."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mrctl import keys
@@ -48,7 +48,7 @@ class Jobs(BrokerBase):
         size = ADD_CALL_BYTES
         for tid, fields, chunk in batch:
             if size + len(chunk) > ADD_CALL_BYTES:  # big chunks one a call: Lua holds a call's args at once
-                calls.append((self._add_map_tasks, [keys.queue(job), keys.wake()],
+                calls.append((self._add_map_tasks, [keys.queue(job), keys.wake(), keys.done(job, "m")],
                               [keys.task_prefix(job), keys.chunk_prefix(job)]))
                 size = 0
             calls[-1][2].extend((tid, chunk, json.dumps({k: str(v) for k, v in fields.items()}, ensure_ascii=False)))
@@ -68,7 +68,7 @@ class Jobs(BrokerBase):
                 tid = f"m:{i}"
                 source, field = (keys.part(previous, 0), str(i)) if map_only else (keys.out(previous, i), "")
                 calls.append((self._add_step_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid),
-                                                    source, keys.wake()],
+                                                    source, keys.wake(), keys.done(job, "m")],
                               [tid, field, "kind", "map", "index", i, *_flat(fields[i])]))
             queued = self._scripts(calls)
         lost = [i for i, answer in zip(fields, queued, strict=True) if answer == -1]
@@ -88,7 +88,8 @@ class Jobs(BrokerBase):
     def add_reduce_tasks(self, job: str, partitions: Iterable[int]) -> None:
         """Queue reduce tasks r:<r> for the given partitions, each once (idempotent), in one
         round trip."""
-        calls = [(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"), keys.wake()],
+        calls = [(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"), keys.wake(),
+                                   keys.done(job, "r")],
                   [f"r:{r}", "0", "", "kind", "reduce", "index", r]) for r in partitions]
         if calls:
             with translated_errors("queueing reduce tasks"):
@@ -117,8 +118,27 @@ class Jobs(BrokerBase):
             return _decode(self.r.hgetall(keys.meta(job)))
 
     def task(self, job: str, tid: str) -> dict[str, str]:
+        """A task's record while it waits, runs or has failed (a committed task keeps only
+        its attempt: committed_attempt)."""
         with translated_errors(f"reading {tid}"):
             return _decode(self.r.hgetall(keys.task(job, tid)))
+
+    def committed_attempts(self, job: str, tids: Sequence[str]) -> dict[str, int]:
+        """The attempt that committed each of `tids` (keys.done), 0 for one not committed; a
+        round trip for them all."""
+        with translated_errors("reading task states"):
+            pipe = self.r.pipeline(transaction=False)
+            for tid in tids:
+                pipe.execute_command("BITFIELD_RO", keys.done(job, tid[0]), "GET", "u16", f"#{tid[2:]}")
+            return {tid: int(got[0]) for tid, got in zip(tids, pipe.execute(), strict=True)}
+
+    def late_refused(self, run: str) -> int:
+        """Commits refused because their step had already ended (keys.late)."""
+        with translated_errors("reading refused commits"):
+            return int(self.r.hget(keys.late(run), "refused") or 0)
+
+    def committed_attempt(self, job: str, tid: str) -> int:
+        return self.committed_attempts(job, [tid])[tid]
 
     def running(self, job: str) -> list[str]:
         """Ids of the tasks with at least one live attempt, in claim order."""

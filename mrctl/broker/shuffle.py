@@ -67,12 +67,7 @@ class Shuffle(BrokerBase):
 
     def done_tasks(self, job: str, tids: list[str]) -> set[str]:
         """Which of `tids` have committed."""
-        with translated_errors("reading task states"):
-            pipe = self.r.pipeline(transaction=False)
-            for tid in tids:
-                pipe.hget(keys.task(job, tid), "state")
-            states = pipe.execute()
-        return {tid for tid, state in zip(tids, states, strict=True) if state == b"done"}
+        return {tid for tid, attempt in self.committed_attempts(job, tids).items() if attempt}
 
     def memory(self) -> RedisMemory:
         """Redis's memory use (INFO memory), the one place it is read."""
