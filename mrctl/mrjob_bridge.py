@@ -188,12 +188,15 @@ class _StepTask:
     mrc: str = "mapper"
     tagged: bool = False  # tag this task's output (see above)
     command: str | None = None  # *_cmd: the task is this program, lines in, lines out
-    pre_filter: str | None = None  # *_pre_filter: `sh -e -c` this over the lines first
+    pre_filter: str | None = None  # *_pre_filter: the lines go through this shell command first
 
     def _shell(self, lines: Iterable[str]) -> list[str]:
-        """The task's lines through its command or pre-filter (run as mrjob's runners run them:
-        a command split like a shell would, a pre-filter by sh), in the task's directory."""
-        argv = shlex.split(self.command) if self.command else ["sh", "-e", "-c", self.pre_filter or "cat"]
+        """The task's lines through its command or pre-filter, in the task's directory, run as
+        mrjob's runners run them: a command split like a shell would (its exit status counts),
+        a pre-filter as the head of a pipe, `sh -ex -c 'FILTER | python SCRIPT --mapper'`, whose
+        status is the last command's: the filter's own is ignored (`grep` that matches nothing
+        in a task exits 1, and the task still succeeds, with no lines)."""
+        argv = shlex.split(self.command) if self.command else ["sh", "-e", "-c", f"{self.pre_filter} | cat"]
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         done = subprocess.run(argv, input=data, capture_output=True, check=False)
         if done.stderr:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -447,3 +448,51 @@ def test_a_pre_filters_output_is_split_at_newlines_only(tmp_path):
     data.write_bytes(b"u one\x0ctwo\nuu\xe2\x80\xa8x\nplain u\nu cr\rmid\nnothing\n")
     got, expected = _both(tmp_path, script, [str(data)], runner="local")
     assert got == expected and len(got) == 4
+
+
+def _lines_without_u_first(tmp_path: Path) -> Path:
+    """A book's lines with no "u" in them first (a few map tasks' worth at 4 KiB chunks), then
+    the lines that have one."""
+    lines = corpus_files()[0].read_text(encoding="utf-8").splitlines()[:4000]
+    without = [line for line in lines if "u" not in line.lower()]
+    path = tmp_path / "u_last.txt"
+    path.write_text("\n".join(without + [line for line in lines if "u" in line.lower()]) + "\n", encoding="utf-8")
+    assert len("\n".join(without)) > 3 * 4096, "the no-u tasks would not exist"
+    return path
+
+
+def test_a_pre_filters_exit_status_is_ignored_as_in_mrjobs_pipe(tmp_path):
+    """mrjob runs a pre-filter as `sh -ex -c 'FILTER | python SCRIPT --mapper'`: the pipe's
+    status is the mapper's, so `grep -i u` on a task with no "u" (status 1) is no failure."""
+    data = _lines_without_u_first(tmp_path)
+    expected = mrjob_lines("mr_words_containing_u_freq_count.py", [str(data)], runner="local")
+    done = mrctl_mrjob(tmp_path, "mr_words_containing_u_freq_count.py", [str(data)], [], "--backend", "local",
+                       "-w", "3", "--chunk-size", "4KiB", "--max-attempts", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert output_lines(tmp_path) == expected
+    plain: dict[str, int] = {}  # the script's rule, counted here
+    for word in re.findall(r"[\w']*u[\w']*", data.read_text(encoding="utf-8"), re.I):
+        plain[word.lower()] = plain.get(word.lower(), 0) + 1
+    assert {json.loads(k): int(v) for k, v in (line.split(b"\t") for line in expected)} == plain
+
+
+def test_combiner_and_reducer_pre_filters_that_match_nothing_in_a_task(tmp_path):
+    """A combiner pre-filter that drops every line of some map tasks, and a reducer pre-filter
+    that drops every line of some reduce tasks: both exit 1 there, and mrjob goes on."""
+    script = _script(tmp_path, "mr_filtered_later", '''class MRFilteredLater(MRJob):
+    def steps(self):
+        return [MRStep(mapper=self.first_letters, combiner_pre_filter="grep '^.x'", combiner=self.total,
+                       reducer_pre_filter="grep '^.x'", reducer=self.total)]
+
+    def first_letters(self, _, line):
+        for word in line.split():
+            yield word[0].lower(), 1
+
+    def total(self, letter, counts):
+        yield letter, sum(counts)''')
+    data = _lines_without_u_first(tmp_path)  # "x" words are rare: most map tasks have none
+    got, expected = _both(tmp_path, script, [str(data)], "--chunk-size", "4KiB", "--reducers", "5",
+                          "--max-attempts", "1", runner="local")
+    assert got == expected and got, got  # only "x" gets past the filters
+    words = data.read_text(encoding="utf-8").split()
+    assert got == [f'"x"\t{sum(1 for w in words if w[0] in "xX")}'.encode()]
