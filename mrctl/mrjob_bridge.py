@@ -299,10 +299,11 @@ class StepMapper(_StepTask, Mapper):
 
 
 class _GroupedStep(_StepTask, Reducer):
-    """A reduce or combine task: mrctl hands it the task's keys in sorted order with their
-    values; at the end of the task the step's _init, then its reducer (or combiner) for each
-    key, then its _final run, as in mrjob's `reduce_pairs` / `combine_pairs` (whose loop this
-    is, so that each output is known by the key it came from, for its order tag)."""
+    """A reduce or combine task: mrctl hands it the task's keys with their values (and an
+    mrjob combiner every key: Reducer.combines_every_key), put in mrjob's order
+    (_sorted_groups); at the end of the task the step's _init, then its reducer (or combiner)
+    for each key, then its _final run, as in mrjob's `reduce_pairs` / `combine_pairs` (whose
+    loop this is, so that each output is known by the key it came from, for its order tag)."""
 
     def setup(self) -> None:
         self._groups: list[tuple[str, list[Any]]] = []
@@ -311,7 +312,20 @@ class _GroupedStep(_StepTask, Reducer):
         self._groups.append((key, values))
         return iter(())
 
+    def _sorted_groups(self) -> list[tuple[str, list[Any]]]:
+        """The task's keys and values in the order mrjob's runners sort a task's input: by key
+        (a stable sort: each key's values as they came), and by whole line with SORT_VALUES.
+        A reduce task's come so already (mrctl sorts its keys, and its values by sort_values);
+        a combine task's come in its mapper's order, so they are sorted here."""
+        if self.mrc != "combiner":
+            return self._groups
+        groups = sorted(self._groups, key=lambda group: group[0])
+        if self.job.sort_values:  # (values are then plain line parts: no order tags)
+            groups = [(key, sorted(values)) for key, values in groups]
+        return groups
+
     def teardown(self) -> Iterator[Any]:
+        self._groups = self._sorted_groups()
         if self.command or self.pre_filter:
             yield from self._through_shell()
             return
@@ -354,3 +368,4 @@ class StepReducer(_GroupedStep):
 
 class StepCombiner(_GroupedStep):
     mrc = "combiner"
+    combines_every_key = True  # mrjob's runners call a combiner for every key of a map task

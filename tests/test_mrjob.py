@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -496,3 +497,75 @@ def test_combiner_and_reducer_pre_filters_that_match_nothing_in_a_task(tmp_path)
     assert got == expected and got, got  # only "x" gets past the filters
     words = data.read_text(encoding="utf-8").split()
     assert got == [f'"x"\t{sum(1 for w in words if w[0] in "xX")}'.encode()]
+
+
+def _ascii_words(tmp_path: Path) -> Path:
+    """6,000 lines of eight random lowercase words: every first letter in every map task."""
+    rng = random.Random(5)
+    path = tmp_path / "words.txt"
+    with path.open("w", encoding="ascii") as f:
+        for _ in range(6000):
+            f.write(" ".join(rng.choice("abcdefghij") + "".join(rng.choice("klmnopqrstuvwxyz") for _ in range(5))
+                             for _ in range(8)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
+def test_a_combiner_gets_its_task_sorted_as_mrjob_sorts_it(tmp_path, workers, chunk):
+    """mrjob sorts a map task's output before its combiner (sim.py: `sort_input` then
+    `run_combiner`): by key, by whole line with SORT_VALUES. Here the combiner keeps the first
+    value it gets and so does the reducer: with the values sorted, each letter's smallest word."""
+    script = _script(tmp_path, "mr_first_sorted", '''class MRFirstSorted(MRJob):
+    SORT_VALUES = True
+
+    def mapper(self, _, line):
+        for word in line.split():
+            yield word[0], word
+
+    def combiner(self, letter, words):
+        yield letter, next(words)
+
+    def reducer(self, letter, firsts):
+        yield letter, next(firsts)''')
+    data = _ascii_words(tmp_path)
+    got, expected = _both(tmp_path, script, [str(data)], "-w", workers, "--chunk-size", chunk, "--reducers", "3")
+    smallest: dict[str, str] = {}
+    for word in data.read_text(encoding="ascii").split():
+        smallest[word[0]] = min(smallest.get(word[0], word), word)
+    assert got == expected == [f'"{letter}"\t"{word}"'.encode() for letter, word in sorted(smallest.items())]
+
+
+@pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
+def test_an_mrjob_combiner_sees_every_key_in_key_order(tmp_path, workers, chunk):
+    """mrjob calls a combiner once for every key of a map task, a key with one value too, in key
+    order: this combiner changes the value's form and notes the order it saw its keys in."""
+    script = _script(tmp_path, "mr_combiner_sees", '''class MRCombinerSees(MRJob):
+    def mapper(self, _, line):
+        for word in line.split():
+            yield word[:2], word
+
+    def combiner_init(self):
+        self.seen = []
+
+    def combiner(self, prefix, words):
+        self.seen.append(prefix)
+        yield prefix[0], ["combined", len(list(words))]
+
+    def combiner_final(self):
+        yield "keys in order", self.seen == sorted(self.seen)
+
+    def reducer(self, key, values):
+        values = list(values)
+        if key == "keys in order":
+            yield key, all(values)
+        else:
+            yield key, [sorted({v[0] if isinstance(v, list) else "uncombined" for v in values}),
+                        sum(v[1] if isinstance(v, list) else 1 for v in values)]''')
+    data = _ascii_words(tmp_path)
+    # 4 KiB chunks: 80 prefixes in ~75 lines, so a task has prefixes with a single word
+    got, expected = _both(tmp_path, script, [str(data)], "-w", workers, "--chunk-size", chunk, "--reducers", "3")
+    counts: dict[str, int] = {}
+    for word in data.read_text(encoding="ascii").split():
+        counts[word[0]] = counts.get(word[0], 0) + 1
+    plain = [f'"{letter}"\t[["combined"], {n}]'.encode() for letter, n in sorted(counts.items())]
+    assert got == expected == sorted([*plain, b'"keys in order"\ttrue'])
