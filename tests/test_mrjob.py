@@ -569,3 +569,15 @@ def test_an_mrjob_combiner_sees_every_key_in_key_order(tmp_path, workers, chunk)
         counts[word[0]] = counts.get(word[0], 0) + 1
     plain = [f'"{letter}"\t[["combined"], {n}]'.encode() for letter, n in sorted(counts.items())]
     assert got == expected == sorted([*plain, b'"keys in order"\ttrue'])
+
+
+@pytest.mark.parametrize(("workers", "reducers"), [("1", "1"), ("3", "5")])
+def test_text_classifier_equals_mrjob_inline_whatever_the_workers_and_reducers(tmp_path, workers, reducers):
+    """Four steps whose reducers build dicts and float sums in the order their values come: the
+    order tags hand each reducer its values as mrjob's runners do here, so the lines are mrjob's."""
+    files = _classify_docs()
+    expected = mrjob_lines("mr_text_classifier.py", files)
+    done = mrctl_mrjob(tmp_path, "mr_text_classifier.py", files, [], "--backend", "local", "-w", workers,
+                       "--reducers", reducers, "--chunk-size", "1KiB")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(expected) == 118 and output_lines(tmp_path) == expected
