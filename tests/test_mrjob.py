@@ -581,3 +581,15 @@ def test_text_classifier_equals_mrjob_inline_whatever_the_workers_and_reducers(t
                        "--reducers", reducers, "--chunk-size", "1KiB")
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(expected) == 118 and output_lines(tmp_path) == expected
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+def test_a_pre_filter_that_matches_nothing_in_a_container_task(tmp_path, docker_host):
+    """The same in the worker image (Debian's sh and grep): map tasks with no "u" succeed."""
+    data = _lines_without_u_first(tmp_path)
+    expected = mrjob_lines("mr_words_containing_u_freq_count.py", [str(data)], runner="local")
+    done = mrctl_mrjob(tmp_path, "mr_words_containing_u_freq_count.py", [str(data)], [], "--backend", "docker",
+                       "-w", "2", "--chunk-size", "4KiB", "--max-attempts", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected and output_lines(tmp_path) == expected
