@@ -175,6 +175,10 @@ class Reducer(_TaskCode):
     result: associative and commutative in effect, like a sum.
     """
 
+    # as a combiner, called for every key of its map task, even one with a single value (an
+    # mrjob combiner: mrjob's runners call it so, and it may change a value's form)
+    combines_every_key: bool = False
+
     def setup(self) -> None:
         """Called once per task before the first key."""
 

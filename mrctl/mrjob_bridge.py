@@ -188,12 +188,15 @@ class _StepTask:
     mrc: str = "mapper"
     tagged: bool = False  # tag this task's output (see above)
     command: str | None = None  # *_cmd: the task is this program, lines in, lines out
-    pre_filter: str | None = None  # *_pre_filter: `sh -e -c` this over the lines first
+    pre_filter: str | None = None  # *_pre_filter: the lines go through this shell command first
 
     def _shell(self, lines: Iterable[str]) -> list[str]:
-        """The task's lines through its command or pre-filter (run as mrjob's runners run them:
-        a command split like a shell would, a pre-filter by sh), in the task's directory."""
-        argv = shlex.split(self.command) if self.command else ["sh", "-e", "-c", self.pre_filter or "cat"]
+        """The task's lines through its command or pre-filter, in the task's directory, run as
+        mrjob's runners run them: a command split like a shell would (its exit status counts),
+        a pre-filter as the head of a pipe, `sh -ex -c 'FILTER | python SCRIPT --mapper'`, whose
+        status is the last command's: the filter's own is ignored (`grep` that matches nothing
+        in a task exits 1, and the task still succeeds, with no lines)."""
+        argv = shlex.split(self.command) if self.command else ["sh", "-e", "-c", f"{self.pre_filter} | cat"]
         data = "".join(line + "\n" for line in lines).encode("utf-8")
         done = subprocess.run(argv, input=data, capture_output=True, check=False)
         if done.stderr:
@@ -296,10 +299,11 @@ class StepMapper(_StepTask, Mapper):
 
 
 class _GroupedStep(_StepTask, Reducer):
-    """A reduce or combine task: mrctl hands it the task's keys in sorted order with their
-    values; at the end of the task the step's _init, then its reducer (or combiner) for each
-    key, then its _final run, as in mrjob's `reduce_pairs` / `combine_pairs` (whose loop this
-    is, so that each output is known by the key it came from, for its order tag)."""
+    """A reduce or combine task: mrctl hands it the task's keys with their values (and an
+    mrjob combiner every key: Reducer.combines_every_key), put in mrjob's order
+    (_sorted_groups); at the end of the task the step's _init, then its reducer (or combiner)
+    for each key, then its _final run, as in mrjob's `reduce_pairs` / `combine_pairs` (whose
+    loop this is, so that each output is known by the key it came from, for its order tag)."""
 
     def setup(self) -> None:
         self._groups: list[tuple[str, list[Any]]] = []
@@ -308,7 +312,20 @@ class _GroupedStep(_StepTask, Reducer):
         self._groups.append((key, values))
         return iter(())
 
+    def _sorted_groups(self) -> list[tuple[str, list[Any]]]:
+        """The task's keys and values in the order mrjob's runners sort a task's input: by key
+        (a stable sort: each key's values as they came), and by whole line with SORT_VALUES.
+        A reduce task's come so already (mrctl sorts its keys, and its values by sort_values);
+        a combine task's come in its mapper's order, so they are sorted here."""
+        if self.mrc != "combiner":
+            return self._groups
+        groups = sorted(self._groups, key=lambda group: group[0])
+        if self.job.sort_values:  # (values are then plain line parts: no order tags)
+            groups = [(key, sorted(values)) for key, values in groups]
+        return groups
+
     def teardown(self) -> Iterator[Any]:
+        self._groups = self._sorted_groups()
         if self.command or self.pre_filter:
             yield from self._through_shell()
             return
@@ -351,3 +368,4 @@ class StepReducer(_GroupedStep):
 
 class StepCombiner(_GroupedStep):
     mrc = "combiner"
+    combines_every_key = True  # mrjob's runners call a combiner for every key of a map task

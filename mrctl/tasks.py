@@ -256,8 +256,9 @@ def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
 def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
     combiner.setup()
     combined: dict[Any, list[Any]] = defaultdict(list)
+    skip_single = not combiner.combines_every_key
     for ident, values in groups.items():
-        if len(values) == 1 and ident not in combined:  # nothing to combine: skip the call
+        if skip_single and len(values) == 1 and ident not in combined:  # nothing to combine: skip the call
             combined[ident] = values
             continue
         for k, v in reduce_pairs(combiner, codec.key_of(ident), values):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -447,3 +449,147 @@ def test_a_pre_filters_output_is_split_at_newlines_only(tmp_path):
     data.write_bytes(b"u one\x0ctwo\nuu\xe2\x80\xa8x\nplain u\nu cr\rmid\nnothing\n")
     got, expected = _both(tmp_path, script, [str(data)], runner="local")
     assert got == expected and len(got) == 4
+
+
+def _lines_without_u_first(tmp_path: Path) -> Path:
+    """A book's lines with no "u" in them first (a few map tasks' worth at 4 KiB chunks), then
+    the lines that have one."""
+    lines = corpus_files()[0].read_text(encoding="utf-8").splitlines()[:4000]
+    without = [line for line in lines if "u" not in line.lower()]
+    path = tmp_path / "u_last.txt"
+    path.write_text("\n".join(without + [line for line in lines if "u" in line.lower()]) + "\n", encoding="utf-8")
+    assert len("\n".join(without)) > 3 * 4096, "the no-u tasks would not exist"
+    return path
+
+
+def test_a_pre_filters_exit_status_is_ignored_as_in_mrjobs_pipe(tmp_path):
+    """mrjob runs a pre-filter as `sh -ex -c 'FILTER | python SCRIPT --mapper'`: the pipe's
+    status is the mapper's, so `grep -i u` on a task with no "u" (status 1) is no failure."""
+    data = _lines_without_u_first(tmp_path)
+    expected = mrjob_lines("mr_words_containing_u_freq_count.py", [str(data)], runner="local")
+    done = mrctl_mrjob(tmp_path, "mr_words_containing_u_freq_count.py", [str(data)], [], "--backend", "local",
+                       "-w", "3", "--chunk-size", "4KiB", "--max-attempts", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert output_lines(tmp_path) == expected
+    plain: dict[str, int] = {}  # the script's rule, counted here
+    for word in re.findall(r"[\w']*u[\w']*", data.read_text(encoding="utf-8"), re.I):
+        plain[word.lower()] = plain.get(word.lower(), 0) + 1
+    assert {json.loads(k): int(v) for k, v in (line.split(b"\t") for line in expected)} == plain
+
+
+def test_combiner_and_reducer_pre_filters_that_match_nothing_in_a_task(tmp_path):
+    """A combiner pre-filter that drops every line of some map tasks, and a reducer pre-filter
+    that drops every line of some reduce tasks: both exit 1 there, and mrjob goes on."""
+    script = _script(tmp_path, "mr_filtered_later", '''class MRFilteredLater(MRJob):
+    def steps(self):
+        return [MRStep(mapper=self.first_letters, combiner_pre_filter="grep '^.x'", combiner=self.total,
+                       reducer_pre_filter="grep '^.x'", reducer=self.total)]
+
+    def first_letters(self, _, line):
+        for word in line.split():
+            yield word[0].lower(), 1
+
+    def total(self, letter, counts):
+        yield letter, sum(counts)''')
+    data = _lines_without_u_first(tmp_path)  # "x" words are rare: most map tasks have none
+    got, expected = _both(tmp_path, script, [str(data)], "--chunk-size", "4KiB", "--reducers", "5",
+                          "--max-attempts", "1", runner="local")
+    assert got == expected and got, got  # only "x" gets past the filters
+    words = data.read_text(encoding="utf-8").split()
+    assert got == [f'"x"\t{sum(1 for w in words if w[0] in "xX")}'.encode()]
+
+
+def _ascii_words(tmp_path: Path) -> Path:
+    """6,000 lines of eight random lowercase words: every first letter in every map task."""
+    rng = random.Random(5)
+    path = tmp_path / "words.txt"
+    with path.open("w", encoding="ascii") as f:
+        for _ in range(6000):
+            f.write(" ".join(rng.choice("abcdefghij") + "".join(rng.choice("klmnopqrstuvwxyz") for _ in range(5))
+                             for _ in range(8)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
+def test_a_combiner_gets_its_task_sorted_as_mrjob_sorts_it(tmp_path, workers, chunk):
+    """mrjob sorts a map task's output before its combiner (sim.py: `sort_input` then
+    `run_combiner`): by key, by whole line with SORT_VALUES. Here the combiner keeps the first
+    value it gets and so does the reducer: with the values sorted, each letter's smallest word."""
+    script = _script(tmp_path, "mr_first_sorted", '''class MRFirstSorted(MRJob):
+    SORT_VALUES = True
+
+    def mapper(self, _, line):
+        for word in line.split():
+            yield word[0], word
+
+    def combiner(self, letter, words):
+        yield letter, next(words)
+
+    def reducer(self, letter, firsts):
+        yield letter, next(firsts)''')
+    data = _ascii_words(tmp_path)
+    got, expected = _both(tmp_path, script, [str(data)], "-w", workers, "--chunk-size", chunk, "--reducers", "3")
+    smallest: dict[str, str] = {}
+    for word in data.read_text(encoding="ascii").split():
+        smallest[word[0]] = min(smallest.get(word[0], word), word)
+    assert got == expected == [f'"{letter}"\t"{word}"'.encode() for letter, word in sorted(smallest.items())]
+
+
+@pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
+def test_an_mrjob_combiner_sees_every_key_in_key_order(tmp_path, workers, chunk):
+    """mrjob calls a combiner once for every key of a map task, a key with one value too, in key
+    order: this combiner changes the value's form and notes the order it saw its keys in."""
+    script = _script(tmp_path, "mr_combiner_sees", '''class MRCombinerSees(MRJob):
+    def mapper(self, _, line):
+        for word in line.split():
+            yield word[:2], word
+
+    def combiner_init(self):
+        self.seen = []
+
+    def combiner(self, prefix, words):
+        self.seen.append(prefix)
+        yield prefix[0], ["combined", len(list(words))]
+
+    def combiner_final(self):
+        yield "keys in order", self.seen == sorted(self.seen)
+
+    def reducer(self, key, values):
+        values = list(values)
+        if key == "keys in order":
+            yield key, all(values)
+        else:
+            yield key, [sorted({v[0] if isinstance(v, list) else "uncombined" for v in values}),
+                        sum(v[1] if isinstance(v, list) else 1 for v in values)]''')
+    data = _ascii_words(tmp_path)
+    # 4 KiB chunks: 80 prefixes in ~75 lines, so a task has prefixes with a single word
+    got, expected = _both(tmp_path, script, [str(data)], "-w", workers, "--chunk-size", chunk, "--reducers", "3")
+    counts: dict[str, int] = {}
+    for word in data.read_text(encoding="ascii").split():
+        counts[word[0]] = counts.get(word[0], 0) + 1
+    plain = [f'"{letter}"\t[["combined"], {n}]'.encode() for letter, n in sorted(counts.items())]
+    assert got == expected == sorted([*plain, b'"keys in order"\ttrue'])
+
+
+@pytest.mark.parametrize(("workers", "reducers"), [("1", "1"), ("3", "5")])
+def test_text_classifier_equals_mrjob_inline_whatever_the_workers_and_reducers(tmp_path, workers, reducers):
+    """Four steps whose reducers build dicts and float sums in the order their values come: the
+    order tags hand each reducer its values as mrjob's runners do here, so the lines are mrjob's."""
+    files = _classify_docs()
+    expected = mrjob_lines("mr_text_classifier.py", files)
+    done = mrctl_mrjob(tmp_path, "mr_text_classifier.py", files, [], "--backend", "local", "-w", workers,
+                       "--reducers", reducers, "--chunk-size", "1KiB")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(expected) == 118 and output_lines(tmp_path) == expected
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("clean_docker")
+def test_a_pre_filter_that_matches_nothing_in_a_container_task(tmp_path, docker_host):
+    """The same in the worker image (Debian's sh and grep): map tasks with no "u" succeed."""
+    data = _lines_without_u_first(tmp_path)
+    expected = mrjob_lines("mr_words_containing_u_freq_count.py", [str(data)], runner="local")
+    done = mrctl_mrjob(tmp_path, "mr_words_containing_u_freq_count.py", [str(data)], [], "--backend", "docker",
+                       "-w", "2", "--chunk-size", "4KiB", "--max-attempts", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert expected and output_lines(tmp_path) == expected
