@@ -28,7 +28,6 @@ the line and what was expected; the job module is parsed with `ast`, never execu
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -72,7 +71,9 @@ class WorkerLimits:
 class JobSpec:
     name: str
     spec_path: Path  # absolute path of the YAML file
-    inputs: tuple[Path, ...]  # absolute paths of regular files, expanded and sorted
+    # what each naming of an input reads (absolute, symlinks resolved): a file named twice is
+    # here twice, read twice (mrctl.inputs)
+    inputs: tuple[Path, ...]
     module: Path  # absolute path of the job module (.py)
     mapper: str
     reducer: str | None  # None only for a map-only job (reducers: 0)
@@ -108,15 +109,12 @@ class JobSpec:
         return (StepGroup((StepSpec("job", self.module, self.mapper, self.reducer, self.combiner,
                                     self.reducers, self.sort_values),)),)
 
-    def input_of(self, path: Path) -> tuple[str, str | None]:
-        """(name, tag) of an input file; a dict lookup, since the master asks once per chunk."""
-        return self._named_inputs.get(path) or (str(path), None)
-
-    @functools.cached_property
-    def _named_inputs(self) -> dict[Path, tuple[str, str | None]]:
+    def input_of(self, index: int) -> tuple[str, str | None]:
+        """(name, tag) of input `index` (a chunk's `input`): by position, not by path, since
+        two names of one file are two inputs."""
         if not self.input_names:
-            return {}
-        return dict(zip(self.inputs, zip(self.input_names, self.input_tags, strict=True), strict=True))
+            return str(self.inputs[index]), None
+        return self.input_names[index], self.input_tags[index]
 
 
 @dataclass(frozen=True)
