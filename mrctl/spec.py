@@ -32,7 +32,7 @@ import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -310,6 +310,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         fmt = "whole_file" if mrjob.raw_input else "text"
         entries = [{"format": fmt, **(e if isinstance(e, dict) else {"path": e})} for e in entries]
     files = expand_inputs(entries, base, where)
+    if mrjob and mrjob.raw_input:  # mapper_raw's uri: the absolute path, as in mrjob's input manifest
+        files = tuple(replace(f, name=os.path.abspath(os.path.join(base, f.name))) for f in files)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
     for key, parse in (("params", lambda v: merge_params(v, over.params)), ("bad_records", parse_bad_records)):

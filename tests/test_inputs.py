@@ -5,7 +5,8 @@ Hadoop read it, and the run says so; a dangling link or a link loop is refused b
 
 Expected outputs are computed here in plain Python: the names an input list stands for, by the
 rules mrjob's local filesystem follows (glob, then os.walk(followlinks=True) of a directory;
-hidden files skipped, as mrctl documents), and what each name's file holds.
+hidden files skipped, as mrctl documents), and what each name's file holds. `mrctl mrjob` is
+compared with mrjob's own inline runner, run here beside it.
 """
 
 from __future__ import annotations
@@ -147,3 +148,83 @@ def test_a_dangling_link_or_a_loop_is_refused_by_name(tmp_path, monkeypatch, mak
         with pytest.raises(SpecError) as info:
             load_spec(_spec(tmp_path, "inline"), overrides, environ={})
         assert info.value.exit_code == 2 and needle in str(info.value), str(info.value)
+
+
+# -- mrctl mrjob: mrjob's own inline runner is the reference ------------------------------------
+
+WORDS = '''from mrjob.compat import jobconf_from_env
+from mrjob.job import MRJob
+
+
+class MRWordsByFile(MRJob):
+    def mapper(self, _, line):
+        for word in line.split():
+            yield word, 1
+        yield jobconf_from_env("mapreduce.map.input.file"), 1
+
+    def combiner(self, key, counts):
+        yield key, sum(counts)
+
+    def reducer(self, key, counts):
+        yield key, sum(counts)
+
+
+if __name__ == "__main__":
+    MRWordsByFile.run()
+'''
+
+RAW = '''from mrjob.job import MRJob
+from mrjob.step import MRStep
+
+
+class MRRawSizes(MRJob):
+    def steps(self):
+        return [MRStep(mapper_raw=self.sizes, reducer=self.total)]
+
+    def sizes(self, path, uri):
+        with open(path, "rb") as f:
+            yield uri, len(f.read())
+
+    def total(self, uri, sizes):
+        yield uri, sum(sizes)
+
+
+if __name__ == "__main__":
+    MRRawSizes.run()
+'''
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+@pytest.mark.parametrize("script", ["words", "raw"])
+def test_mrctl_mrjob_reads_inputs_as_mrjobs_inline_runner(tmp_path, backend, script):
+    """Every naming read, `mapreduce.map.input.file` as typed (relative stays relative), a
+    mapper_raw's uri absolute: the output lines are mrjob's, byte for byte. (mrjob gives a
+    mapper_raw file paths only: its input manifest lists the paths as given, unexpanded.)"""
+    _tree(tmp_path)
+    (tmp_path / "data" / "x.txt").write_text("the cat\nsat on\nthe mat\n")  # no bad line here
+    (tmp_path / "more" / "inner" / "y.txt").write_text("a cat\n")
+    path = tmp_path / f"mr_{script}.py"
+    path.write_text(WORDS if script == "words" else RAW)
+    patterns = PATTERNS if script == "words" else ["data/x.txt", "./data/x.txt", "top.txt", "data/xl.txt"]
+    ref = subprocess.run([sys.executable, str(path), "-r", "inline", *patterns], cwd=tmp_path,
+                         capture_output=True, env=ENV, timeout=300)
+    assert ref.returncode == 0, ref.stderr.decode()[-2000:]
+    out = tmp_path / "out.txt"
+    done = subprocess.run([sys.executable, "-m", "mrctl", "mrjob", str(path), *patterns, "-o", str(out),
+                           "--plain", "--backend", backend, "--workers", "2"],
+                          cwd=tmp_path, capture_output=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    expected = sorted(ref.stdout.splitlines())
+    assert sorted(out.read_bytes().splitlines()) == expected
+    # and the reference itself, in plain Python: the lines of each naming under its file:// name,
+    # or each naming's size under its absolute path
+    names = _names(patterns, tmp_path)
+    got = {json.loads(k): int(v) for k, v in (line.split(b"\t") for line in expected)}
+    if script == "words":
+        lines = collections.Counter(f"file://{n}" for n in names for _ in (tmp_path / n).read_text().splitlines())
+        assert {k: v for k, v in got.items() if k.startswith("file:")} == dict(lines)
+    else:
+        sizes: collections.Counter[str] = collections.Counter()
+        for n in names:
+            sizes[os.path.abspath(tmp_path / n)] += (tmp_path / n).stat().st_size
+        assert got == dict(sizes)
