@@ -101,16 +101,18 @@ def _named(place: str, name: str, where: str, in_glob: bool = False) -> list[tup
     if not os.path.isdir(place):
         return []  # a socket or device a glob matched: not a file to read
     found: list[tuple[tuple[str, ...], Path]] = []
-    _walk(place, (), frozenset({os.path.realpath(place)}), found, name, where)
+    real = os.path.realpath(place)
+    _walk(place, real, (), frozenset({real}), found, name, where)
     if not found and not in_glob:
         raise SpecError(f"{where}: directory {name!r} holds no files")
     return [(path, os.path.join(name, *parts)) for parts, path in sorted(found)]
 
 
-def _walk(directory: str, parts: tuple[str, ...], ancestors: frozenset[str],
+def _walk(directory: str, real: str, parts: tuple[str, ...], ancestors: frozenset[str],
           found: list[tuple[tuple[str, ...], Path]], root: str, where: str) -> None:
-    """Every file under `directory`, hidden ones skipped, symlinked directories followed (as
-    mrjob walks them); a symlink back to a directory it is in would never end: refused."""
+    """Every file under `directory` (whose real path is `real`), hidden ones skipped, symlinked
+    directories followed (as mrjob walks them); a symlink back to a directory it is in would
+    never end: refused."""
     try:
         with os.scandir(directory) as listing:
             entries = list(listing)
@@ -119,16 +121,21 @@ def _walk(directory: str, parts: tuple[str, ...], ancestors: frozenset[str],
     for entry in entries:
         if entry.name.startswith("."):
             continue
-        here, shown = (*parts, entry.name), os.path.join(root, *parts, entry.name)
-        _refuse_broken_link(entry.path, shown, where)
-        target = os.path.realpath(entry.path)
-        if os.path.isfile(target):
+        here = (*parts, entry.name)
+        if entry.is_symlink():  # only a link costs a lookup: the rest is known from the listing
+            _refuse_broken_link(entry.path, os.path.join(root, *here), where)
+            target = os.path.realpath(entry.path)
+            is_file, is_dir = os.path.isfile(target), os.path.isdir(target)
+        else:
+            target = os.path.join(real, entry.name)
+            is_file, is_dir = entry.is_file(follow_symlinks=False), entry.is_dir(follow_symlinks=False)
+        if is_file:
             found.append((here, Path(target)))
-        elif os.path.isdir(target):
+        elif is_dir:
             if target in ancestors:
-                raise SpecError(f"{where}: {shown!r} links back to {target}, a directory it is in: "
-                                "reading it would never end")
-            _walk(entry.path, here, ancestors | {target}, found, root, where)
+                raise SpecError(f"{where}: {os.path.join(root, *here)!r} links back to {target}, a directory "
+                                "it is in: reading it would never end")
+            _walk(entry.path, target, here, ancestors | {target}, found, root, where)
 
 
 def _refuse_broken_link(place: str, name: str, where: str) -> None:
