@@ -30,13 +30,15 @@ class InputChanged(SpecError):
 class ChunkRef:
     """Bytes [start, end) of `path`; always whole records. `stamp` is the file's (size, mtime)
     when the plan was made: reading a file that changed since is refused. `fmt` tells the map
-    task how to parse the bytes."""
+    task how to parse the bytes. `input` is the index of the naming it came from among the
+    job's inputs: a file named twice is one path but two inputs, with two names and tags."""
 
     path: Path
     start: int
     end: int
     stamp: tuple[int, int] = (-1, -1)
     fmt: ChunkFormat = ChunkFormat()
+    input: int = 0
 
     @property
     def size(self) -> int:
@@ -45,41 +47,42 @@ class ChunkRef:
 
 def plan_chunks(paths: tuple[Path, ...] | list[Path], chunk_size: int,
                 formats: tuple[InputFormat, ...] = ()) -> list[ChunkRef]:
-    """Every chunk of every input file, in input order; `formats` pairs with `paths` (default:
-    all text). Empty files make no chunk, except as whole_file (an empty record)."""
+    """Every chunk of every input file, in input order (a path given twice is cut twice, each
+    chunk knowing which input it is); `formats` pairs with `paths` (default: all text). Empty
+    files make no chunk, except as whole_file (an empty record)."""
     plan: list[ChunkRef] = []
     for i, path in enumerate(paths):
-        plan.extend(_file_chunks(path, chunk_size, formats[i] if formats else InputFormat()))
+        plan.extend(_file_chunks(path, chunk_size, formats[i] if formats else InputFormat(), i))
     return plan
 
 
-def _file_chunks(path: Path, chunk_size: int, form: InputFormat) -> Iterator[ChunkRef]:
+def _file_chunks(path: Path, chunk_size: int, form: InputFormat, index: int) -> Iterator[ChunkRef]:
     with _open(path) as f:
         info = os.fstat(f.fileno())
         size, stamp = info.st_size, (info.st_size, info.st_mtime_ns)
         compression = compression_of(path)
         fmt = ChunkFormat(form.kind, form.delimiter, compression=compression)
         if form.kind == "whole_file" or (compression and size):
-            yield ChunkRef(path, 0, size, stamp, fmt)
+            yield ChunkRef(path, 0, size, stamp, fmt, index)
         elif form.kind == "csv":
             header, body = boundaries.csv_header(f, size)  # the header row is not a record
             fmt = ChunkFormat("csv", header=header)
             for start, end in boundaries.cut(boundaries.csv_record_ends(f, size), body, size, chunk_size):
-                yield ChunkRef(path, start, end, stamp, fmt)
+                yield ChunkRef(path, start, end, stamp, fmt, index)
         elif form.kind == "records":
             ends = boundaries.delimited_record_ends(f, size, (form.delimiter or "").encode())
             for start, end in boundaries.cut(ends, 0, size, chunk_size):
-                yield ChunkRef(path, start, end, stamp, fmt)
+                yield ChunkRef(path, start, end, stamp, fmt, index)
         else:
-            yield from _line_chunks(f, path, size, stamp, chunk_size, fmt)
+            yield from _line_chunks(f, path, size, stamp, chunk_size, fmt, index)
 
 
 def _line_chunks(f: BinaryIO, path: Path, size: int, stamp: tuple[int, int], chunk_size: int,
-                 fmt: ChunkFormat) -> Iterator[ChunkRef]:
+                 fmt: ChunkFormat, index: int) -> Iterator[ChunkRef]:
     start = 0
     while start < size:
         end = _line_end_after(f, start + chunk_size, size)
-        yield ChunkRef(path, start, end, stamp, fmt)
+        yield ChunkRef(path, start, end, stamp, fmt, index)
         start = end
 
 

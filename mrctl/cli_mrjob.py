@@ -9,6 +9,7 @@ lines go to stdout, as mrjob's runners print them, and everything else to stderr
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -101,10 +102,14 @@ def mrjob(
     mode = opt.view_mode(json_, quiet, plain)
 
     def load(spec: Path) -> Any:
+        # the inputs as typed, relative to here: job code sees their names as mrjob's runners
+        # show them (`mapreduce.map.input.file` is file://data/x.txt for data/x.txt), while the
+        # spec keeps absolute paths, so that `mrctl run` finds them from anywhere
+        given = dataclasses.replace(overrides, inputs=tuple(inputs or ()))
         try:
-            return load_spec(spec, overrides)
+            return load_spec(spec, given)
         except SpecError as exc:  # the spec is ours, not the user's: name the command instead
-            said = re.sub(rf"^{re.escape(str(spec))}:\d+: (job\.mrjob: )?", "mrctl mrjob: ", str(exc))
+            said = re.sub(rf"^({re.escape(str(spec))}:\d+: (job\.mrjob: )?|--input: )", "mrctl mrjob: ", str(exc))
             raise SpecError(said.replace(f" (relative to {spec.parent})", "")) from None
 
     if output is not None:

@@ -178,7 +178,7 @@ class _Step:
         blobs: list[dict[int, bytes]] = []
         records_in, done_bytes, bad = 0, 0, 0
         for i, ref in enumerate(plan):
-            name, tag = self.spec.input_of(ref.path)
+            name, tag = self.spec.input_of(ref.input)
 
             def where(exc: Exception, ref: ChunkRef = ref) -> str:
                 line = getattr(exc, "mrctl_line", None)

@@ -72,7 +72,7 @@ class Master(MasterView):
         self._reader = ChunkReader()  # reads them in order, a file open at a time
         self.map_total = 0  # this step's map tasks
         self.fed = 0
-        self._lines_fed: dict[str, int] = {}
+        self._lines_fed: dict[int, int] = {}  # lines fed so far, by input (ChunkRef.input)
         self._events: deque[Event] = deque(maxlen=50)  # the views'
         self.journal: deque[Event] = deque(maxlen=EVENTS_KEPT)  # the history's
         self.book = AttemptBook()  # every attempt's start and end, for the history
@@ -291,11 +291,11 @@ class Master(MasterView):
                     and self._fed_bytes - bytes_done < self._input_cap)):  # within a sixth of Redis
             ref = self.plan[self.fed]
             data = self._reader.read(ref)
-            before = self._lines_fed.get(str(ref.path))
+            before = self._lines_fed.get(ref.input)  # by input: a file named twice starts over
             first_line = (lines_before(ref) if before is None and ref.start else before or 0) + 1
             # a compressed chunk is a whole file: its newline count is never used
-            self._lines_fed[str(ref.path)] = first_line - 1 + data.count(b"\n")
-            name, tag = self.spec.input_of(ref.path)
+            self._lines_fed[ref.input] = first_line - 1 + data.count(b"\n")
+            name, tag = self.spec.input_of(ref.input)
             fields = {"kind": "map", "index": self.fed, "file": display_path(ref.path),
                       "name": display_path(name), "start": ref.start, "end": ref.end,
                       "first_line": first_line, **({"tag": tag} if tag is not None else {}),

@@ -22,6 +22,7 @@ from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
 from mrctl.chaos import ChaosMonkey, ChaosPlan, busy_workers
 from mrctl.errors import Cancelled, Interrupted, JobFailed, MrctlError, SpecError
+from mrctl.inputs import named_twice
 from mrctl.live import LiveChannel
 from mrctl.master import Master
 from mrctl.output import write_output
@@ -146,6 +147,9 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
     job_id = new_job_id()
     t0 = time.monotonic()
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
+    repeated = named_twice(spec.inputs, spec.input_names or tuple(map(str, spec.inputs)))
+    if repeated:  # read twice, as the peers do, but never without a word
+        log.warning("%s", repeated)
     if spec.placement and spec.backend != "swarm":  # as docker compose up ignores deploy.placement
         log.warning("workers.placement (%s) is for the swarm backend: the %s backend runs every worker "
                     "in one place and ignores it", spec.placement.describe(), spec.backend)

@@ -28,12 +28,11 @@ the line and what was expected; the job module is parsed with `ast`, never execu
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +71,9 @@ class WorkerLimits:
 class JobSpec:
     name: str
     spec_path: Path  # absolute path of the YAML file
-    inputs: tuple[Path, ...]  # absolute paths of regular files, expanded and sorted
+    # what each naming of an input reads (absolute, symlinks resolved): a file named twice is
+    # here twice, read twice (mrctl.inputs)
+    inputs: tuple[Path, ...]
     module: Path  # absolute path of the job module (.py)
     mapper: str
     reducer: str | None  # None only for a map-only job (reducers: 0)
@@ -108,15 +109,12 @@ class JobSpec:
         return (StepGroup((StepSpec("job", self.module, self.mapper, self.reducer, self.combiner,
                                     self.reducers, self.sort_values),)),)
 
-    def input_of(self, path: Path) -> tuple[str, str | None]:
-        """(name, tag) of an input file; a dict lookup, since the master asks once per chunk."""
-        return self._named_inputs.get(path) or (str(path), None)
-
-    @functools.cached_property
-    def _named_inputs(self) -> dict[Path, tuple[str, str | None]]:
+    def input_of(self, index: int) -> tuple[str, str | None]:
+        """(name, tag) of input `index` (a chunk's `input`): by position, not by path, since
+        two names of one file are two inputs."""
         if not self.input_names:
-            return {}
-        return dict(zip(self.inputs, zip(self.input_names, self.input_tags, strict=True), strict=True))
+            return str(self.inputs[index]), None
+        return self.input_names[index], self.input_tags[index]
 
 
 @dataclass(frozen=True)
@@ -312,6 +310,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         fmt = "whole_file" if mrjob.raw_input else "text"
         entries = [{"format": fmt, **(e if isinstance(e, dict) else {"path": e})} for e in entries]
     files = expand_inputs(entries, base, where)
+    if mrjob and mrjob.raw_input:  # mapper_raw's uri: the absolute path, as in mrjob's input manifest
+        files = tuple(replace(f, name=os.path.abspath(os.path.join(base, f.name))) for f in files)
     inputs = tuple(f.path for f in files)
     patterns = [e["path"] if isinstance(e, dict) else e for e in entries]
     for key, parse in (("params", lambda v: merge_params(v, over.params)), ("bad_records", parse_bad_records)):
