@@ -108,7 +108,7 @@ def run_inline(spec: JobSpec, job_id: str, sink, trace: InlineTrace | None = Non
 
 def _classes(step: StepSpec) -> JobClasses:
     try:
-        module = load_module(step.module.name, step.module.read_text(encoding="utf-8"))
+        module = load_module(display_path(step.module), step.module.read_text(encoding="utf-8"))
         return job_classes(module, step.mapper, step.reducer, step.combiner)
     except Exception as exc:
         raise SpecError(f"cannot load {step.module}: {type(exc).__name__}: {exc}") from None
@@ -214,8 +214,14 @@ class _Step:
             reducer = with_context(self.classes.reducer, self._context(f"r:{r}"))
             groups = tasks.merge_blobs(b[r] for b in blobs if r in b)
             run = functools.partial(tasks.run_reduce, reducer, groups, self.step.spec.sort_values)
-            outputs.append(self._task(f"r:{r}", lambda exc, r=r: f"partition {r}", run).pairs)
+            outputs.append(self._task(f"r:{r}", lambda exc, r=r: _partition_where(r, exc), run).pairs)
         return outputs
+
+
+def _partition_where(r: int, exc: Exception) -> str:
+    """`partition 2, key 'bb'`: a reduce task's input, and the key it failed on."""
+    return f"partition {r}" + (f", key {tasks.key_excerpt(exc.mrctl_key)}" if hasattr(exc, "mrctl_key") else "")
+
 
 def _sorted(counters: dict[tuple[str, str], int]) -> tuple[tuple[str, str, int], ...]:
     return tuple(sorted((g, n, v) for (g, n), v in counters.items()))

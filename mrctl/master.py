@@ -157,6 +157,7 @@ class Master(MasterView):
         self.spiller.begin_step(self.job, run.reducers, self._limit)
         meta = {
             "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
+            "module_file": display_path(run.module),  # what errors and tracebacks name
             "reducer": run.reducer or "", "combiner": run.combiner or "", "reducers": run.reducers,
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,

@@ -21,6 +21,8 @@ class MasterView:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
         elif "source" in t:
             where = f"\n  input: {t['source']}"
+        elif tid.startswith("r:"):  # the key it failed on is in its error
+            where = f"\n  input: partition {tid[2:]}"
         if self.step.planned > 1:
             tid = f"{tid} of {self.step.label()}"
         tb = t.get("traceback", "").rstrip()
