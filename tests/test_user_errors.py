@@ -5,6 +5,7 @@ from the job's source and the input, in plain Python."""
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -119,6 +120,35 @@ def test_a_reducer_failure_names_its_key_and_partition(tmp_path, backend):
     assert f"input: partition {partition}" in proc.stderr
     assert shown in proc.stderr and repr(long_key)[:201] not in proc.stderr
     assert "ValueError: cannot reduce this one" in proc.stderr
+
+
+def test_a_failed_inline_run_shows_what_it_ran(tmp_path):
+    """Before: `phases: -`, `map tasks 0/0`, `reduce tasks 0/0`, `records in 0`. Inline runs
+    reduce tasks in partition order, so those before the failing key's partition are done."""
+    words = [f"w{i}" for i in range(40)] + ["zz"]
+    lines = [" ".join(words[i:i + 5]) for i in range(0, len(words), 5)]
+    spec = _spec(tmp_path, "Words", "FailsOnOne", lines, reducers=4, chunk_size=64)
+    size = (tmp_path / "in.txt").stat().st_size
+    proc = run_mrctl("run", spec, "--backend", "inline", check=False)
+    assert proc.returncode == 1, proc.stderr
+    failing = zlib.crc32(b"zz") % 4
+    chunks = _chunks([len(line) + 1 for line in lines], 64)
+    summary = proc.stderr[proc.stderr.index("job errs"):]
+    assert re.search(r"phases: map \d+\.\d\ds, reduce \d+\.\d\ds", summary), summary
+    assert f"map tasks {chunks}/{chunks} ({size} B), reduce tasks {failing}/4" in summary
+    assert f"records in {len(lines)}," in summary
+    assert "failed attempts 1 " in summary and "failed tasks 1" in summary
+
+
+def _chunks(line_sizes: list[int], chunk_size: int) -> int:
+    """Chunks cut on line boundaries, as the design says: a chunk takes whole lines until it
+    holds at least chunk_size bytes; the last one takes what is left."""
+    count, held = 0, 0
+    for size in line_sizes:
+        held += size
+        if held >= chunk_size:
+            count, held = count + 1, 0
+    return count + (1 if held else 0)
 
 
 @pytest.mark.parametrize(("prelude", "error"), [
