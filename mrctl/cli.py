@@ -163,13 +163,16 @@ def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, 
 @app.command()
 @_errors
 def validate(spec: SpecArg) -> None:
-    """Check a job spec and its job module without running anything.
+    """Check a job spec and its job modules (imported, as a worker imports them) without
+    running a job.
 
     Example: mrctl validate jobspecs/wordcount.yaml
     """
+    from mrctl.loader import check_imports
     from mrctl.spec import load_spec
 
     job = load_spec(spec)
+    check_imports(dict.fromkeys(s.module for g in job.program for s in g.steps))
     typer.echo(f"{spec}: ok — job {job.name!r}, {len(job.inputs)} input file(s), "
                f"{job.workers} workers, {job.reducers} reducers, output {job.output_path}")
     for name, value in job.params.items():

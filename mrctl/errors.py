@@ -56,6 +56,15 @@ class Cancelled(Interrupted):
         self.args = (f"cancelled from {by}",)
 
 
+class JobCodeError(TypeError):
+    """A job's code broke the Mapper/Reducer contract (e.g. `return` where `yield` was meant).
+
+    Raised inside a task, like any exception of the job's code (the attempt fails and is
+    retried); its message names the user's method, file and line, so its traceback, which
+    shows only mrctl's frames, is left out.
+    """
+
+
 def bounded(text: str, limit: int, keep: str = "start") -> str:
     """`text` cut to about `limit` characters (its start, or its end), saying how much went."""
     if len(text) <= limit:
@@ -71,4 +80,6 @@ def bounded_message(exc: BaseException) -> str:
 
 
 def bounded_traceback(exc: BaseException) -> str:
+    if isinstance(exc, JobCodeError):  # its message points at the user's code already
+        return ""
     return bounded("".join(traceback.format_exception(exc)), MAX_TRACEBACK_CHARS, keep="end")

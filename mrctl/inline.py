@@ -21,13 +21,13 @@ from typing import Any
 from mrctl import codec, tasks
 from mrctl.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
 from mrctl.chunks import ChunkRef, display_path, plan_chunks, read_chunk
-from mrctl.errors import JobFailed, SpecError, bounded_message, bounded_traceback
+from mrctl.errors import JobFailed, MrctlError, SpecError, bounded_message, bounded_traceback
 from mrctl.formats import ChunkFormat
 from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.loader import JobClasses, job_classes, load_module
 from mrctl.output import write_output
 from mrctl.record import Attempt
-from mrctl.snapshot import JobSnapshot, PhaseProgress
+from mrctl.snapshot import JobSnapshot, PhaseProgress, StepTasks
 from mrctl.spec import JobSpec
 from mrctl.steps import RunStep, StepSpec, unroll
 
@@ -46,15 +46,34 @@ class InlineTrace:
 
 
 def run_inline(spec: JobSpec, job_id: str, sink, trace: InlineTrace | None = None) -> JobSnapshot:
+    """Run the job's steps in order in this process. A task's exception fails the job at once
+    (JobFailed); the last snapshot given to `sink` before it then shows what the run did."""
     trace = trace or InlineTrace()
-    t0 = trace.t0
     plan = plan_chunks(spec.inputs, spec.chunk_size, spec.input_formats)
-    total = sum(c.size for c in plan)
-    counts = _Counts()
+    run = _Progress(spec, job_id, trace.t0, sum(c.size for c in plan))
+    try:
+        step, outputs = _run_steps(spec, plan, run, trace, sink)
+        run.set_phase("output")
+        if step.spec.reducers:  # merged in key order, as the master merges reduce outputs
+            pairs = heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
+        else:  # map-only: every map task's pairs, in input order
+            pairs = itertools.chain.from_iterable(outputs)
+        run.records_out = write_output(spec.output_path, pairs, spec.output_format)
+    except MrctlError:
+        sink(run.snapshot())  # what ran, for the failed run's summary and record
+        raise
+    run.set_phase("done")
+    final = dataclasses.replace(run.snapshot("succeeded"), output_path=str(spec.output_path))
+    sink(final)
+    return final
+
+
+def _run_steps(spec: JobSpec, plan: list[ChunkRef], run: _Progress, trace: InlineTrace,
+               sink) -> tuple[RunStep, list[Pairs]]:
+    """Every step of the program, each map phase then reduce phase: (the last step, its
+    outputs, one per reduce partition or, map-only, per map task)."""
     done: list[dict[tuple[str, str], int]] = []  # each finished step's own counters
     outputs: list[Pairs] = []  # the last step's outputs: one per reduce partition (or map task)
-    records_in, bad, map_s, reduce_s = 0, 0, 0.0, 0.0
-    steps: list[tuple[str, float]] = []
 
     def last(n: int) -> dict[tuple[str, str], int]:
         summed: dict[tuple[str, str], int] = {}
@@ -65,50 +84,114 @@ def run_inline(spec: JobSpec, job_id: str, sink, trace: InlineTrace | None = Non
 
     step: RunStep | None = None
     for step in unroll(spec.program, spec.params, last):
-        began = time.monotonic()
-        run = _Step(spec, step, _classes(step.spec), last(1), last(len(done)), counts, trace)
+        classes = _classes(step.spec)
+        counters: dict[tuple[str, str], int] = {}
+        task = _Step(spec, step, classes, last(1), last(len(done)), run, trace, counters)
+        run.begin_step(step, len(plan) if step.first else len(outputs), counters)
         if step.first:
-            def progress(tasks_done: int, bytes_done: int, run: _Step = run) -> None:
-                sink(JobSnapshot(job_id, spec.name, "map", time.monotonic() - t0,
-                                 map=PhaseProgress(tasks_done, len(plan), 1, bytes_done, total),
-                                 **{**counts.fields(), "counters": _sorted(run.counters)}))
-
-            blobs, records_in, bad = run.first_maps(plan, progress)
+            blobs = task.first_maps(plan, lambda: sink(run.snapshot()))
         else:
-            blobs = [run.map_pairs(i, pairs) for i, pairs in enumerate(outputs)]
-        map_s += time.monotonic() - began
-        trace.barriers.append(time.monotonic() - t0)
-        reduced = time.monotonic()
-        outputs = run.reduce_all(blobs)
-        reduce_s += time.monotonic() - reduced
-        counts.add(run.counters)
-        done.append(run.counters)
-        steps.append((step.label(), round(time.monotonic() - began, 3)))
+            blobs = [task.map_pairs(i, pairs) for i, pairs in enumerate(outputs)]
+        trace.barriers.append(run.elapsed())
+        run.set_phase("reduce")
+        outputs = task.reduce_all(blobs)
+        run.end_step()
+        done.append(counters)
     assert step is not None  # a program has at least one step
-    if step.spec.reducers:  # merged in key order, as the master merges reduce outputs
-        pairs = heapq.merge(*outputs, key=lambda kv: codec.sort_key(kv[0]))
-    else:  # map-only: every map task's pairs, in input order
-        pairs = itertools.chain.from_iterable(outputs)
-    count = write_output(spec.output_path, pairs, spec.output_format)
-    elapsed = time.monotonic() - t0
-    final = JobSnapshot(
-        job_id, spec.name, "done", elapsed, status="succeeded",
-        map=PhaseProgress(len(plan), len(plan), 0, total, total, 0.0, map_s),
-        reduce=PhaseProgress(step.spec.reducers, step.spec.reducers, 0, 0, 0, map_s, map_s + reduce_s),
-        records_in=records_in, records_out=count, decode_errors=bad,
-        phase_seconds=(("map", round(map_s, 3)), ("reduce", round(reduce_s, 3)),
-                       ("output", round(elapsed - map_s - reduce_s, 3))),
-        output_path=str(spec.output_path), **counts.fields(),
-        step=step.number, steps=step.planned, step_name=step.spec.name, iteration=step.iteration,
-        iterations=step.iterations, step_seconds=tuple(steps) if step.planned > 1 else (),
-    )
-    sink(final)
-    return final
+    return step, outputs
+
+
+@dataclass
+class _Progress:
+    """What an inline run has done so far. Its snapshots, a failed run's last one too, are
+    built from it as a distributed run's are from its master: per step, the stats fields the
+    workers' commits count (maps_done, bytes_done, reduces_done, ...)."""
+
+    spec: JobSpec
+    job_id: str
+    t0: float
+    input_bytes: int
+    counts: _Counts = field(default_factory=lambda: _Counts())
+    phase: str = "map"
+    phase_s: dict[str, float] = field(default_factory=dict)  # finished phases' seconds, summed
+    phase_at: float = 0.0  # when the current phase began
+    step: RunStep | None = None
+    map_total: int = 0
+    stats: dict[str, int] = field(default_factory=dict)  # the current step's
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)  # the current step's own
+    bounds: dict[str, list[float | None]] = field(default_factory=dict)  # this step's phase -> [start, end]
+    steps_done: list[StepTasks] = field(default_factory=list)
+    step_seconds: list[tuple[str, float]] = field(default_factory=list)
+    step_began: float = 0.0
+    records_in: int = 0  # the first step's: the job's input
+    decode_errors: int = 0
+    records_out: int | None = None  # the output file's, once written
+    failures: int = 0  # the task that failed the run (no retries inline)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def set_phase(self, phase: str) -> None:
+        now = self.elapsed()
+        self.phase_s[self.phase] = self.phase_s.get(self.phase, 0.0) + now - self.phase_at
+        if self.phase in self.bounds:
+            self.bounds[self.phase][1] = now
+        self.phase, self.phase_at = phase, now
+        self.bounds[phase] = [now, None]
+
+    def begin_step(self, step: RunStep, map_total: int, counters: dict[tuple[str, str], int]) -> None:
+        if self.step is not None:
+            self.set_phase("map")
+        self.step, self.map_total, self.counters, self.stats = step, map_total, counters, {}
+        self.bounds = {"map": [self.phase_at, None]}
+        self.step_began = self.elapsed()
+
+    def count(self, **amounts: int) -> None:
+        for name, n in amounts.items():
+            self.stats[name] = self.stats.get(name, 0) + n
+
+    def end_step(self) -> None:
+        assert self.step is not None
+        self.counts.add(self.counters)
+        self.counters = {}
+        self.steps_done.append(self.step_tasks())
+        self.step_seconds.append((self.step.label(), round(self.elapsed() - self.step_began, 3)))
+
+    def step_tasks(self) -> StepTasks:
+        step = self.step
+        assert step is not None
+        return StepTasks.of(step.number, step.spec.name, self.stats, self.map_total, step.spec.reducers)
+
+    def snapshot(self, status: str = "running") -> JobSnapshot:
+        step = self.step or RunStep(1, 1, self.spec.program[0].steps[0])
+        ended = bool(self.steps_done) and self.steps_done[-1].number == step.number
+        totals = dict(self.phase_s)
+        if self.phase != "done":
+            totals[self.phase] = totals.get(self.phase, 0.0) + self.elapsed() - self.phase_at
+        counts = self.counts.fields()
+        counts["counters"] = _sorted({**self.counts.counters, **{
+            k: self.counts.counters.get(k, 0) + v for k, v in self.counters.items()}})
+        map_at, reduce_at = self.bounds.get("map", [None, None]), self.bounds.get("reduce", [None, None])
+        return JobSnapshot(
+            self.job_id, self.spec.name, self.phase, self.elapsed(), status=status,
+            map=PhaseProgress(self.stats.get("maps_done", 0), self.map_total, 0, self.stats.get("bytes_done", 0),
+                              self.input_bytes if step.first else 0, *map_at),
+            reduce=PhaseProgress(self.stats.get("reduces_done", 0), step.spec.reducers if self.step else 0,
+                                 0, 0, 0, *reduce_at),
+            records_in=self.records_in, decode_errors=self.decode_errors,
+            records_out=self.stats.get("records_out" if step.spec.reducers else "map_records_out", 0)
+            if self.records_out is None else self.records_out,
+            failures=self.failures, failed_attempts=self.failures,
+            phase_seconds=tuple((p, round(t, 3)) for p, t in totals.items()), **counts,
+            step=step.number, steps=step.planned, step_name=step.spec.name, iteration=step.iteration,
+            iterations=step.iterations, step_seconds=tuple(self.step_seconds) if step.planned > 1 else (),
+            step_tasks=tuple(self.steps_done) if ended or self.step is None else (*self.steps_done, self.step_tasks()),
+        )
 
 
 def _classes(step: StepSpec) -> JobClasses:
     try:
-        module = load_module(step.module.name, step.module.read_text(encoding="utf-8"))
+        module = load_module(display_path(step.module), step.module.read_text(encoding="utf-8"))
         return job_classes(module, step.mapper, step.reducer, step.combiner)
     except Exception as exc:
         raise SpecError(f"cannot load {step.module}: {type(exc).__name__}: {exc}") from None
@@ -123,7 +206,7 @@ class _Step:
     classes: JobClasses
     previous: dict[tuple[str, str], int]
     before: dict[tuple[str, str], int]
-    counts: _Counts
+    run: _Progress
     trace: InlineTrace
     counters: dict[tuple[str, str], int] = field(default_factory=dict)  # this step's
 
@@ -140,6 +223,7 @@ class _Step:
         try:
             done = run()
         except Exception as exc:
+            self.run.failures += 1
             self.trace.attempts.append(dataclasses.replace(
                 attempt, end=time.monotonic() - self.trace.t0, outcome="error",
                 error=bounded_message(exc), traceback=bounded_traceback(exc)))
@@ -161,22 +245,20 @@ class _Step:
 
     def _skipped(self, result: tasks.MapResult, ref: ChunkRef | None = None) -> None:
         """Count a map task's skipped records (and keep the first ones of the input's)."""
-        counts = self.counts
+        counts = self.run.counts
         counts.skipped += result.bad_records
         for index, error in result.bad_samples[:SAMPLES_KEPT - len(counts.samples)] if ref else ():
             counts.samples.append(BadRecord(display_path(ref.path), _line_of(ref, index), error))
 
     def _fail_if_too_many_skipped(self) -> None:
         """Past the spec's bad_records max, over every step so far, the job fails."""
-        counts = self.counts
+        counts = self.run.counts
         if self.spec.bad_records.exceeded(counts.skipped):
             raise JobFailed(exceeded_message(self.spec.bad_records, counts.skipped, tuple(counts.samples)))
 
-    def first_maps(self, plan: list[ChunkRef], progress: Callable[[int, int], None]) -> tuple[list[dict], int, int]:
-        """The first step's map tasks, one per input chunk: (blobs, records in, decode errors);
-        `progress(tasks done, bytes done)` after each."""
+    def first_maps(self, plan: list[ChunkRef], progress: Callable[[], None]) -> list[dict[int, bytes]]:
+        """The first step's map tasks, one per input chunk: their blobs; `progress()` after each."""
         blobs: list[dict[int, bytes]] = []
-        records_in, done_bytes, bad = 0, 0, 0
         for i, ref in enumerate(plan):
             name, tag = self.spec.input_of(ref.input)
 
@@ -188,17 +270,18 @@ class _Step:
             result = self._map(self._context(f"m:{i}", display_path(name), tag), read_chunk(ref), ref.fmt, where)
             self._skipped(result, ref)
             blobs.append(result.blobs)
-            records_in += result.records_in
-            bad += result.decode_errors
-            done_bytes += ref.size
-            progress(i + 1, done_bytes)
+            self.run.records_in += result.records_in
+            self.run.decode_errors += result.decode_errors
+            self.run.count(maps_done=1, bytes_done=ref.size, map_records_out=result.records_out)
+            progress()
             self._fail_if_too_many_skipped()
-        return blobs, records_in, bad
+        return blobs
 
     def map_pairs(self, i: int, pairs: Pairs) -> dict[int, bytes]:
         """A later step's map task i: the previous step's output i, as (key, value) pairs."""
-        flat = codec.pack(list(itertools.chain.from_iterable(pairs)))
-        result = self._map(self._context(f"m:{i}"), flat, PAIRS, lambda exc: f"output {i} of the step before")
+        data = tasks.pack_pairs(pairs)  # the blob a distributed run's map task i reads
+        result = self._map(self._context(f"m:{i}"), data, PAIRS, lambda exc: f"output {i} of the step before")
+        self.run.count(maps_done=1, bytes_done=len(data), map_records_out=result.records_out)
         self._skipped(result)
         self._fail_if_too_many_skipped()
         return result.blobs
@@ -214,8 +297,15 @@ class _Step:
             reducer = with_context(self.classes.reducer, self._context(f"r:{r}"))
             groups = tasks.merge_blobs(b[r] for b in blobs if r in b)
             run = functools.partial(tasks.run_reduce, reducer, groups, self.step.spec.sort_values)
-            outputs.append(self._task(f"r:{r}", lambda exc, r=r: f"partition {r}", run).pairs)
+            outputs.append(self._task(f"r:{r}", lambda exc, r=r: _partition_where(r, exc), run).pairs)
+            self.run.count(reduces_done=1, records_out=len(outputs[-1]))
         return outputs
+
+
+def _partition_where(r: int, exc: Exception) -> str:
+    """`partition 2, key 'bb'`: a reduce task's input, and the key it failed on."""
+    return f"partition {r}" + (f", key {tasks.key_excerpt(exc.mrctl_key)}" if hasattr(exc, "mrctl_key") else "")
+
 
 def _sorted(counters: dict[tuple[str, str], int]) -> tuple[tuple[str, str, int], ...]:
     return tuple(sorted((g, n, v) for (g, n), v in counters.items()))

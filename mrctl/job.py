@@ -23,10 +23,11 @@ import logging
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
+from types import GeneratorType, MappingProxyType
 from typing import Any, TypeVar
 
 from mrctl import codec
+from mrctl.errors import JobCodeError
 
 T = TypeVar("T")
 
@@ -203,7 +204,7 @@ def reduce_pairs(reducer: Reducer, key: Any, values: list[Any]) -> Iterator[tupl
     result = reducer.reduce(key, values)
     if isinstance(result, Iterator):
         for pair in result:
-            yield _as_pair(pair, reducer)
+            yield _as_pair(pair, reducer, "reduce")
     else:
         yield key, result
 
@@ -213,12 +214,75 @@ def teardown_pairs(task_object: Mapper | Reducer) -> Iterator[tuple[Any, Any]]:
     result = task_object.teardown()
     if result is not None:
         for pair in result:
-            yield _as_pair(pair, task_object)
+            yield _as_pair(pair, task_object, "teardown")
 
 
-def _as_pair(pair: Any, owner: object) -> tuple[Any, Any]:
+def _as_pair(pair: Any, owner: object, method: str) -> tuple[Any, Any]:
     if not isinstance(pair, tuple | list) or len(pair) != 2:
-        raise TypeError(
-            f"{type(owner).__name__} yielded {pair!r}; expected a (key, value) pair"
-        )
+        raise JobCodeError(_broken(owner, method, f"yielded {_described(pair)}"))
     return pair[0], pair[1]
+
+
+# What a map method may return without a look at each item: a generator (its body yields, the
+# usual case, checked where its pairs are grouped) and a dict's items (pairs by construction)
+_PAIR_STREAMS = (GeneratorType, type({}.items()))
+
+_EXPECTED = {"reduce": "must yield (key, value) pairs or return one value",
+             "teardown": "may yield (key, value) pairs only"}
+
+
+def returned_pairs(out: Any, mapper: Mapper, method: str = "map") -> Iterable[tuple[Any, Any]]:
+    """The pairs of one call of a map method, refused where they cannot be pairs.
+
+    `return word, 1` where `yield word, 1` was meant, a list of words, None: each fails the
+    task with a JobCodeError naming the method, its file and line, instead of a confusing
+    unpacking error in mrctl's code later, or (a two-character key) silently wrong pairs.
+    A returned list or tuple of pairs, or any other iterable of them, is fine.
+    """
+    if type(out) in _PAIR_STREAMS:
+        return out
+    if out is None or isinstance(out, str | bytes | dict) or not isinstance(out, Iterable):
+        raise JobCodeError(_broken(mapper, method, f"returned {_described(out)}"))
+    return _checked_pairs(out, mapper, method)
+
+
+def _checked_pairs(out: Iterable[Any], mapper: Mapper, method: str) -> Iterator[tuple[Any, Any]]:
+    for item in out:
+        if type(item) not in (tuple, list) or len(item) != 2:
+            raise JobCodeError(_broken(mapper, method, f"returned {_described(out)}, whose item "
+                                                       f"{_short(item)} is not a (key, value) pair"))
+        yield item
+
+
+def not_a_pair(mapper: Mapper, error: Exception) -> JobCodeError:
+    """The error for a map generator's item that did not unpack as (key, value)."""
+    method = "map_chunk" if type(mapper).map_chunk is not Mapper.map_chunk else "map"
+    return JobCodeError(_broken(mapper, method, f"yielded something else ({error})"))
+
+
+def code_place(owner: object, method: str) -> str:
+    """`WordMapper.map in /jobs/wc.py:12`: the class and method as defined, and its def's line."""
+    func = getattr(type(owner), method, None)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return f"{type(owner).__name__}.{method}"
+    name = func.__qualname__.rsplit(".<locals>.", 1)[-1]  # a class made inside a function
+    return f"{name} in {code.co_filename}:{code.co_firstlineno}"
+
+
+def _broken(owner: object, method: str, what: str) -> str:
+    expected = _EXPECTED.get(method, "must yield (key, value) pairs")
+    return f"{method}() {expected}; {code_place(owner, method)} {what}"
+
+
+def _described(value: Any) -> str:
+    """`a tuple ('word', 1)`, `None`: a value's type and its start, for an error message."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name} {_short(value)}"
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

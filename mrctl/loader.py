@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import linecache
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from mrctl.errors import SpecError, bounded_message
 from mrctl.job import IdentityMapper, Mapper, Reducer
 
 
@@ -64,6 +66,31 @@ def load_module(filename: str, source: str, run: str | None = None) -> ModuleTyp
         del sys.modules[name]
         raise
     return module
+
+
+def check_imports(modules: Iterable[Path]) -> None:
+    """Execute each job module, as a worker does before its first task (`mrctl validate`): one
+    that raises (a missing package, a typo at module level) is a SpecError `file:line: error`
+    naming the module's line where it happened, instead of every task failing at run time."""
+    for path in modules:
+        filename = str(path)
+        try:
+            load_module(filename, path.read_text(encoding="utf-8"))
+        except (Exception, SystemExit) as exc:
+            raise SpecError(f"{filename}:{_line_in(exc, filename)}: cannot import the job module: "
+                            f"{bounded_message(exc)}") from None
+
+
+def _line_in(exc: BaseException, filename: str) -> int | str:
+    """The last line of `filename` in the traceback of `exc` (its import statement, if the
+    error is in a module it imports)."""
+    line: int | str = "?"
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def job_classes(module: ModuleType, mapper: str | None, reducer: str | None, combiner: str | None) -> JobClasses:

@@ -30,7 +30,7 @@ from mrctl.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan
 from mrctl.errors import JobFailed
 from mrctl.master_view import MasterView, user_counters
 from mrctl.record import EVENTS_KEPT, AttemptBook
-from mrctl.snapshot import Event
+from mrctl.snapshot import Event, StepTasks
 from mrctl.spec import JobSpec
 from mrctl.spill import Spiller
 from mrctl.steps import Counters, RunStep, unroll
@@ -80,6 +80,7 @@ class Master(MasterView):
         self._stats: dict[str, int] = {}
         self._finished: list[dict[str, int]] = []  # the stats of each finished step
         self.step_seconds: list[tuple[str, float]] = []  # (label, seconds) of each finished step
+        self.steps_done: list[StepTasks] = []  # the tasks of each finished step
         self.killed = 0
         self.backups = 0  # backup attempts queued
         self._next_housekeeping = 0.0
@@ -162,6 +163,7 @@ class Master(MasterView):
         self.spiller.begin_step(self.job, run.reducers, self._limit)
         meta = {
             "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
+            "module_file": display_path(run.module),  # what errors and tracebacks name
             "reducer": run.reducer or "", "combiner": run.combiner or "", "reducers": run.reducers,
             "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
             "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
@@ -219,6 +221,7 @@ class Master(MasterView):
         if self.worker_output:
             self._drain_output()
         self._finished.append(self._stats)
+        self.steps_done.append(self.step_tasks())
         self.step_seconds.append((self.step.label(), round(self.elapsed() - self._step_started, 3)))
         step = next(self._order, None)
         if step is None:
@@ -226,6 +229,11 @@ class Master(MasterView):
         outputs = self.step.spec.reducers or self.map_total
         self._begin(step, (self.job, self.step, outputs))
         return True
+
+    def step_tasks(self) -> StepTasks:
+        """The current step's tasks, from its stats in Redis."""
+        step = self.step
+        return StepTasks.of(step.number, step.spec.name, self._stats, self.map_total, step.spec.reducers)
 
     def _last_counters(self, steps: int) -> Counters:
         """The job's own counters of the last `steps` finished steps, summed."""

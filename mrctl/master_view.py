@@ -7,7 +7,7 @@ from __future__ import annotations
 from mrctl import keys
 from mrctl.bad_records import SAMPLES_KEPT, BadRecord
 from mrctl.broker import MAX_LOST_ATTEMPTS
-from mrctl.snapshot import JobSnapshot, PhaseProgress, WorkerRow
+from mrctl.snapshot import JobSnapshot, PhaseProgress, StepTasks, WorkerRow
 
 
 class MasterView:
@@ -21,6 +21,8 @@ class MasterView:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
         elif "source" in t:
             where = f"\n  input: {t['source']}"
+        elif tid.startswith("r:"):  # the key it failed on is in its error
+            where = f"\n  input: partition {tid[2:]}"
         if self.step.planned > 1:
             tid = f"{tid} of {self.step.label()}"
         tb = t.get("traceback", "").rstrip()
@@ -82,7 +84,16 @@ class MasterView:
             iteration=step.iteration, iterations=step.iterations,
             step_seconds=tuple(self.step_seconds) if step.planned > 1 else (),
             spilled_bytes=self.spiller.store.spilled_bytes,
+            step_tasks=self._step_tasks(),
         )
+
+    def _step_tasks(self) -> tuple[StepTasks, ...]:
+        """Every finished step's tasks, then the current step's (unless it is finished: the
+        job is done)."""
+        done = self._finished
+        if done and done[-1] is self._stats:
+            return tuple(self.steps_done)
+        return (*self.steps_done, self.step_tasks())
 
     def _totals(self) -> dict[str, int]:
         """Every stats field summed over the finished steps and the current one."""

@@ -161,8 +161,9 @@ def summary_of(snap: JobSnapshot) -> dict[str, Any]:
     keep = ("retries", "refused", "failures", "records_in", "records_out", "decode_errors",
             "failed_attempts", "lost", "timeouts", "killed", "backups", "redis_peak_bytes",
             "bad_records", "spilled_bytes", "steps")
+    tasks = snap.tasks_total()  # over every step, as the summary shows them
     return {
         **{name: getattr(snap, name) for name in keep},
-        "map_tasks": snap.map.total, "maps_done": snap.map.done, "bytes_total": snap.map.bytes_total,
-        "reduce_tasks": snap.reduce.total, "reduces_done": snap.reduce.done,
+        "map_tasks": tasks.map_total, "maps_done": tasks.map_done, "bytes_total": snap.map.bytes_total,
+        "reduce_tasks": tasks.reduce_total, "reduces_done": tasks.reduce_done,
     }

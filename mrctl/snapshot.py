@@ -6,6 +6,7 @@ functions of a `JobSnapshot`; the master knows nothing about how it is shown.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mrctl.bad_records import BadRecord
@@ -26,6 +27,33 @@ class PhaseProgress:
     bytes_total: int = 0
     started_at: float | None = None
     finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StepTasks:
+    """One step's tasks as they ran, the same on every backend: built by `of` from the step's
+    stats fields (maps_done, bytes_done, reduces_done), which the workers' commits count in
+    Redis and the inline run counts itself."""
+
+    number: int  # 1-based over the run, every iteration counted
+    name: str
+    map_done: int = 0
+    map_total: int = 0
+    map_bytes: int = 0  # input bytes of its committed map tasks (a later step's: its input blobs)
+    reduce_done: int = 0
+    reduce_total: int = 0
+
+    @classmethod
+    def of(cls, number: int, name: str, stats: Mapping[str, int], map_total: int, reducers: int) -> StepTasks:
+        return cls(number, name, stats.get("maps_done", 0), map_total, stats.get("bytes_done", 0),
+                   stats.get("reduces_done", 0), reducers)
+
+    @classmethod
+    def summed(cls, steps: Iterable[StepTasks], number: int = 0, name: str = "") -> StepTasks:
+        """Several steps' tasks added up (a run's, or a repeated step's iterations)."""
+        fields = ("map_done", "map_total", "map_bytes", "reduce_done", "reduce_total")
+        steps = tuple(steps)
+        return cls(number, name, *(sum(getattr(t, f) for t in steps) for f in fields))
 
 
 @dataclass(frozen=True)
@@ -89,6 +117,15 @@ class JobSnapshot:
     iterations: int = 1
     step_seconds: tuple[tuple[str, float], ...] = ()  # (step label, seconds) of each finished step
     spilled_bytes: int = 0  # intermediate data the master moved from Redis to its disk
+    step_tasks: tuple[StepTasks, ...] = ()  # every step begun, in order, the running one last
+
+    def tasks_total(self) -> StepTasks:
+        """The run's tasks summed over its steps: the one source of every summary's task counts,
+        whatever the backend (a run that failed before its first step: its map/reduce progress)."""
+        if not self.step_tasks:
+            return StepTasks(self.step, self.step_name, self.map.done, self.map.total, self.map.bytes_done,
+                             self.reduce.done, self.reduce.total)
+        return StepTasks.summed(self.step_tasks)
 
     def step_label(self) -> str:
         """"step 3/11 (iterate, iteration 2/10)", or "" for a one-step job."""

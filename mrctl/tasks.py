@@ -13,14 +13,15 @@ import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any
 
 from mrctl import codec
 from mrctl.bad_records import SAMPLES_KEPT
-from mrctl.errors import bounded_message
+from mrctl.errors import JobCodeError, bounded_message
 from mrctl.formats import TEXT_CHUNK, ChunkFormat
 from mrctl.formats.records import ChunkRecords, decompress, folds_crlf
-from mrctl.job import Mapper, Reducer, reduce_pairs, split_lines, teardown_pairs
+from mrctl.job import Mapper, Reducer, not_a_pair, reduce_pairs, returned_pairs, split_lines, teardown_pairs
 
 _REPLACEMENT = "\ufffd".encode()
 
@@ -118,7 +119,7 @@ def run_map(
             pairs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
     if partitions == 0:
         return _map_only(mapper, pairs, counted, bad, skipped)
-    groups = _group(pairs)
+    groups = _group(pairs, mapper)
     records_in = counted[0]
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
@@ -144,9 +145,14 @@ def _map_only(mapper: Mapper, pairs: Iterable[tuple[Any, Any]], counted: list[in
               skipped: _Skipped | None) -> MapResult:
     """A map-only task's result: every pair as emitted (teardown's last), in one blob."""
     flat: list[Any] = []
-    for key, value in itertools.chain(pairs, teardown_pairs(mapper)):
-        _check_plain(key, [value], "the mapper")
-        flat += (key, value)
+    try:
+        for key, value in itertools.chain(pairs, teardown_pairs(mapper)):
+            _check_plain(key, [value], "the mapper")
+            flat += (key, value)
+    except (TypeError, ValueError) as exc:
+        if _raised_here(exc):
+            raise not_a_pair(mapper, exc) from None
+        raise
     blobs = {0: codec.pack_blob(flat)} if flat else {}
     extra = (skipped.count, tuple(skipped.samples)) if skipped is not None else ()
     return MapResult(blobs, counted[0], len(flat) // 2, bad, *extra)
@@ -157,17 +163,19 @@ def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) ->
     or, given `skipped`, the line is skipped and counted there. A `map_chunk` override sees the
     whole chunk, so its exceptions cannot be pinned to one record and always end the task."""
     if type(mapper).map_chunk is not Mapper.map_chunk:
-        yield from mapper.map_chunk(text)
+        yield from returned_pairs(mapper.map_chunk(text), mapper, "map_chunk")
         return
     if skipped is not None:
         map_line = mapper.map
-        yield from _skipping_bad(enumerate(split_lines(text)), lambda line, index: map_line(line), skipped)
+        yield from _skipping_bad(enumerate(split_lines(text)),
+                                 lambda line, index: returned_pairs(map_line(line), mapper), skipped)
         return
     index = 0
     try:
         map_line = mapper.map
         for index, line in enumerate(split_lines(text)):  # noqa: B007 - index is read in the handler
-            yield from map_line(line)
+            out = map_line(line)  # a generator, unless `return` was written for `yield`
+            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
@@ -180,13 +188,14 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
     (BadRecord does); given `skipped`, the record is skipped and counted there instead."""
     map_record, parse = mapper.map, records.parse
     if skipped is not None:
-        yield from _skipping_bad(_counting(records, counted), lambda raw, index: map_record(parse(raw, index)),
-                                 skipped)
+        yield from _skipping_bad(_counting(records, counted),
+                                 lambda raw, index: returned_pairs(map_record(parse(raw, index)), mapper), skipped)
         return
     index = 0
     try:
         for index, raw in _counting(records, counted):  # noqa: B007 - index is read in the handler
-            yield from map_record(parse(raw, index))
+            out = map_record(parse(raw, index))
+            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         if not hasattr(exc, "mrctl_line"):
             exc.mrctl_line = index  # type: ignore[attr-defined]
@@ -199,12 +208,13 @@ def _mapped_kv(mapper: Mapper, flat: list[Any], skipped: _Skipped | None = None)
     map_pair = mapper.map
     if skipped is not None:
         items = ((i // 2, (flat[i], flat[i + 1])) for i in range(0, len(flat), 2))
-        yield from _skipping_bad(items, lambda kv, index: map_pair(*kv), skipped)
+        yield from _skipping_bad(items, lambda kv, index: returned_pairs(map_pair(*kv), mapper), skipped)
         return
     index = 0
     try:
         for index in range(0, len(flat), 2):  # noqa: B007 - index is read in the handler
-            yield from map_pair(flat[index], flat[index + 1])
+            out = map_pair(flat[index], flat[index + 1])
+            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         exc.mrctl_line = index // 2  # type: ignore[attr-defined]
         raise
@@ -223,7 +233,7 @@ def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Callable[[Any, int]
     for index, record in items:
         try:
             pairs = list(map_one(record, index))
-        except (TaskInterrupted, MemoryError):
+        except (TaskInterrupted, MemoryError, JobCodeError):  # not the record's fault
             raise
         except Exception as exc:
             skipped.add(index, exc)
@@ -231,21 +241,34 @@ def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Callable[[Any, int]
         yield from pairs
 
 
-def _group(pairs: Iterable[tuple[Any, Any]]) -> dict[Any, list[Any]]:
+def _group(pairs: Iterable[tuple[Any, Any]], mapper: Mapper) -> dict[Any, list[Any]]:
     """Values by key identity (codec.group_key), in emission order. The hot loop of every map
-    task: kept inline, with str keys (their own identity) on the fast path."""
+    task: kept inline, with str keys (their own identity) on the fast path; an item of the
+    mapper's that is no pair fails at its unpacking, with a JobCodeError."""
     groups: dict[Any, list[Any]] = {}
     get = groups.get
     group_key = codec.group_key
-    for key, value in pairs:
-        if type(key) is not str:
-            key = group_key(key)
-        found = get(key)
-        if found is None:
-            groups[key] = [value]
-        else:
-            found.append(value)
+    try:
+        for key, value in pairs:
+            if type(key) is not str:
+                key = group_key(key)
+            found = get(key)
+            if found is None:
+                groups[key] = [value]
+            else:
+                found.append(value)
+    except (TypeError, ValueError) as exc:
+        if _raised_here(exc):
+            raise not_a_pair(mapper, exc) from None
+        raise
     return groups
+
+
+def _raised_here(exc: Exception) -> bool:
+    """Whether the frame that caught `exc` raised it itself (an item that did not unpack as
+    a pair), rather than the job's code under it (its traceback goes deeper)."""
+    tb = exc.__traceback__
+    return tb is not None and tb.tb_next is None
 
 
 def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
@@ -277,6 +300,12 @@ def _check_plain(key: Any, values: list[Any], who: str) -> None:
     if type(key) not in codec.PLAIN_SCALARS and (why := codec.plain_error(key)):
         raise TypeError(f"{who} emitted {why} in the key {_short(key)}: keys and values must be "
                         "plain data (str, int, float, bool, None, lists, dicts)")
+
+
+def key_excerpt(key: Any) -> str:
+    """A key for an error message: its repr, cut to the first 200 characters (a key may be
+    megabytes)."""
+    return _short(key)
 
 
 def _short(obj: Any, limit: int = 200) -> str:
@@ -327,7 +356,11 @@ def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool
         if sort_values:
             values.sort(key=codec.value_sort_key)
         records_in += len(values)
-        pairs.extend(reduce_pairs(reducer, keys[ident], values))
+        try:
+            pairs.extend(reduce_pairs(reducer, keys[ident], values))
+        except Exception as exc:
+            exc.mrctl_key = keys[ident]  # type: ignore[attr-defined]  # named in the failure
+            raise
     pairs.extend(teardown_pairs(reducer))
     for key, value in pairs:
         _check_plain(key, [value], "the reducer")

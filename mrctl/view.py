@@ -13,7 +13,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from mrctl.snapshot import JobSnapshot, PhaseProgress
+from mrctl.snapshot import JobSnapshot, PhaseProgress, StepTasks
 
 if TYPE_CHECKING:
     from mrctl.doctor import Diagnosis
@@ -86,6 +86,24 @@ def steps_text(snap: JobSnapshot) -> str:
     return ", ".join(f"{name}{f' x{len(t)}' if len(t) > 1 else ''} {sum(t):.2f}s" for name, t in took.items())
 
 
+def tasks_by_step(snap: JobSnapshot) -> list[tuple[str, StepTasks]]:
+    """A multi-step run's tasks per step name, in the order the steps first ran, with an
+    `x10` after the name of a step that ran ten times (a repeated group); [] for one step."""
+    if snap.steps <= 1 and len(snap.step_tasks) <= 1:
+        return []
+    runs: dict[str, list[StepTasks]] = {}
+    for tasks in snap.step_tasks:
+        runs.setdefault(tasks.name, []).append(tasks)
+    return [(f"{name} x{len(ran)}" if len(ran) > 1 else name, StepTasks.summed(ran, ran[0].number, name))
+            for name, ran in runs.items()]
+
+
+def tasks_text(t: StepTasks) -> str:
+    """`map tasks 3/3 (9.0 kB), reduce tasks 4/4`."""
+    return (f"map tasks {t.map_done}/{t.map_total} ({human_bytes(t.map_bytes)}), "
+            f"reduce tasks {t.reduce_done}/{t.reduce_total}")
+
+
 def progress_line(snap: JobSnapshot) -> str:
     busy = sum(w.state in ("mapping", "reducing") for w in snap.workers)
     phase = snap.reduce if snap.phase in ("reduce", "output") else snap.map
@@ -146,8 +164,11 @@ def summary_dict(snap: JobSnapshot) -> dict:
     return {
         "job_id": snap.job_id, "name": snap.name, "status": snap.status,
         "elapsed_seconds": round(snap.elapsed, 3), "phase_seconds": dict(snap.phase_seconds),
-        "map": {"done": snap.map.done, "total": snap.map.total, "bytes": snap.map.bytes_done},
-        "reduce": {"done": snap.reduce.done, "total": snap.reduce.total},
+        "map": {"done": (t := snap.tasks_total()).map_done, "total": t.map_total, "bytes": t.map_bytes},
+        "reduce": {"done": t.reduce_done, "total": t.reduce_total},
+        "step_tasks": [{"step": s.number, "name": s.name,
+                        "map": {"done": s.map_done, "total": s.map_total, "bytes": s.map_bytes},
+                        "reduce": {"done": s.reduce_done, "total": s.reduce_total}} for s in snap.step_tasks],
         "retries": snap.retries, "refused": snap.refused, "failures": snap.failures,
         "failed_attempts": snap.failed_attempts,
         "lost": snap.lost, "timeouts": snap.timeouts, "killed": snap.killed, "backups": snap.backups,
@@ -185,8 +206,8 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
     lines = [
         f"job {snap.name} ({snap.job_id}) {snap.status} in {snap.elapsed:.2f}s",
         f"  phases: {phases}" if phases else "  phases: -",
-        f"  map tasks {snap.map.done}/{snap.map.total} ({human_bytes(snap.map.bytes_done)}), "
-        f"reduce tasks {snap.reduce.done}/{snap.reduce.total}",
+        f"  {tasks_text(snap.tasks_total())}",
+        *(f"    {name}: {tasks_text(t)}" for name, t in tasks_by_step(snap)),
         f"  retries {snap.retries}, failed attempts {snap.failed_attempts} (timeouts {snap.timeouts}), "
         f"lost attempts {snap.lost}, refused late commits {snap.refused}, failed tasks {snap.failures}"
         + (f", workers killed by chaos {snap.killed}" if snap.killed else "")

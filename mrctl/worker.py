@@ -194,7 +194,9 @@ class Worker:
             meta, code = self.broker.load_job(job)
             if not meta:  # a step that ended (a backup that lost) and whose keys were dropped
                 raise TaskCancelled(f"job {job} has ended")
-            module = load_module(meta["module"], code[meta["module"]], meta.get("run") or job)
+            # named as the user's file (a path), so tracebacks and JobCodeErrors point there
+            module = load_module(meta.get("module_file") or meta["module"], code[meta["module"]],
+                                 meta.get("run") or job)
             classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
                                   meta.get("combiner") or None)
             self._loaded = (job, classes, meta)
@@ -418,6 +420,9 @@ def _describe_input(fields: dict[str, str]) -> str:
 
 
 def _describe_line(fields: dict[str, str], exc: BaseException) -> str:
+    """Where in its input a task's exception happened: the line, or the key being reduced."""
+    if hasattr(exc, "mrctl_key"):
+        return f" (reducing the key {tasks.key_excerpt(exc.mrctl_key)})"
     line = getattr(exc, "mrctl_line", None)
     if line is None or "first_line" not in fields:
         return ""

@@ -244,7 +244,8 @@ def test_a_reducer_yielding_a_non_pair_is_a_clear_error():
         def reduce(self, key, values):
             yield 5
 
-    with pytest.raises(TypeError, match=r"Bad yielded 5; expected a \(key, value\) pair"):
+    with pytest.raises(TypeError, match=r"reduce\(\) must yield \(key, value\) pairs or return one value; "
+                       r"Bad.reduce in .*test_tasks.py:\d+ yielded an int 5"):
         tasks.run_reduce(Bad(), {"k": [1]})
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from mrctl.bad_records import BadRecord
 from mrctl.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
-from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
+from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, StepTasks, WorkerRow
 from mrctl.view import render_live, summary_dict, summary_lines
 
 MID_MAP = JobSnapshot(
@@ -145,6 +145,28 @@ def test_a_multi_step_job_shows_its_step_everywhere():
     assert (data["step"], data["steps"], data["step_name"]) == (12, 12, "ranks")
     assert data["step_seconds"][1] == {"step": "step 2/12 (iterate, iteration 1/10)", "seconds": 0.25}
     assert "steps:" not in "\n".join(summary_lines(DONE))  # a one-step job: as before
+
+
+def test_summary_shows_each_steps_tasks_and_sums_a_repeated_one():
+    """A step's line per name, iterations summed; the task line is the total over the steps."""
+    graph = StepTasks(1, "graph", 2, 2, 5_500_000, 4, 4)
+    iterations = [StepTasks(n, "iterate", 4, 4, 2_000_000, 4, 4) for n in range(2, 12)]
+    ranks = StepTasks(12, "ranks", 4, 4, 2_000_000, 3, 4)  # failed in its reduce phase
+    snap = dataclasses.replace(DONE, step=12, steps=12, step_name="ranks", status="failed",
+                               step_tasks=(graph, *iterations, ranks))
+    lines = summary_lines(snap)
+    at = lines.index("  map tasks 46/46 (27.5 MB), reduce tasks 47/48")
+    assert lines[at + 1:at + 4] == ["    graph: map tasks 2/2 (5.5 MB), reduce tasks 4/4",
+                                    "    iterate x10: map tasks 40/40 (20.0 MB), reduce tasks 40/40",
+                                    "    ranks: map tasks 4/4 (2.0 MB), reduce tasks 3/4"]
+    data = summary_dict(snap)
+    assert data["map"] == {"done": 46, "total": 46, "bytes": 27_500_000}
+    assert data["reduce"] == {"done": 47, "total": 48}
+    assert data["step_tasks"][-1] == {"step": 12, "name": "ranks", "map": {"done": 4, "total": 4, "bytes": 2_000_000},
+                                      "reduce": {"done": 3, "total": 4}}
+    one = dataclasses.replace(DONE, step_tasks=(StepTasks(1, "job", 12, 12, 96_000_000, 4, 4),))
+    assert [line for line in summary_lines(one) if "map tasks" in line] == [
+        "  map tasks 12/12 (96.0 MB), reduce tasks 4/4"]  # a one-step job: one line, as before
 
 
 def test_status_shows_a_multi_step_jobs_step():
