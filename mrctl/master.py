@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import tasks
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import BadRecord, exceeded_message
 from mrctl.broker import Broker
@@ -339,7 +338,7 @@ class Master(MasterView):
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every reduce output pair, merged in key order; for a map-only job, every map
-        output pair in input order (one map task's blob in memory at a time)."""
+        output pair in input order (one map task's blob at a time, decoded a pair at a time)."""
         if self.step.spec.reducers == 0:
             return self._map_outputs()
         return self.spiller.output_pairs()  # streamed from disk: the master's memory stays flat
@@ -351,8 +350,7 @@ class Master(MasterView):
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
         for index in range(self.map_total):
-            if (blob := self.spiller.map_output(index)) is not None:
-                yield from tasks.unpack_pairs(blob)
+            yield from self.spiller.map_output_pairs(index)
 
     def take_attempts(self) -> None:
         """Move the attempt log's new entries out of Redis into the book."""

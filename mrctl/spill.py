@@ -19,6 +19,7 @@ share this filesystem), removed by close().
 from __future__ import annotations
 
 import heapq
+import io
 import logging
 import shutil
 import tempfile
@@ -26,14 +27,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgpack
-import zstandard
 
 from mrctl import codec
 from mrctl.broker import FULL_ADVICE, Broker, RedisFull
-from mrctl.codec import ZSTD_MAGIC
 
 log = logging.getLogger(__name__)
 
@@ -99,20 +98,15 @@ class SpillStore:
         del self._sizes[job, -1 - r]
         return blob
 
-    def output_pairs(self, job: str, r: int) -> Iterator[tuple[Any, Any]]:
+    def output_pairs(self, job: str, r: int, remove: bool = False) -> Iterator[tuple[Any, Any]]:
         """Reduce r's output pairs, read from its file one at a time (the blob is one msgpack
-        array [k1, v1, k2, v2, ...], maybe a zstd frame)."""
-        with self._path(f"{job}.out-{r}").open("rb") as raw:
-            stream: IO[bytes] = raw
-            if raw.read(4) == ZSTD_MAGIC:
-                raw.seek(0)
-                stream = zstandard.ZstdDecompressor().stream_reader(raw)
-            else:
-                raw.seek(0)
-            unpacker = msgpack.Unpacker(stream, raw=False, use_list=False, strict_map_key=False,
-                                        max_buffer_size=0)
-            for _ in range(unpacker.read_array_header() // 2):
-                yield unpacker.unpack(), unpacker.unpack()
+        array [k1, v1, k2, v2, ...], maybe a zstd frame); `remove`: the file goes once read."""
+        path = self._path(f"{job}.out-{r}")
+        with path.open("rb") as raw:
+            yield from codec.stream_pairs(raw)
+        if remove:
+            path.unlink()
+            del self._sizes[job, -1 - r]
 
     def close(self) -> None:
         if self._dir is not None:
@@ -304,11 +298,13 @@ class Spiller:
                     self._drained.add(index)
                 batch, batch_bytes = [], 0
 
-    def map_output(self, index: int) -> bytes | None:
-        """A map-only last step's output of map task `index`, from disk or Redis."""
+    def map_output_pairs(self, index: int) -> Iterator[tuple[Any, Any]]:
+        """A map-only last step's output pairs of map task `index`, from disk or Redis, one
+        pair at a time (the blob from Redis is held as it came, compressed, never decoded whole)."""
         if index in self._drained:
-            return self.store.take_output(self.job, index)
-        return self.broker.map_output(self.job, index)
+            return self.store.output_pairs(self.job, index, remove=True)
+        blob = self.broker.map_output(self.job, index)
+        return codec.stream_pairs(io.BytesIO(blob)) if blob is not None else iter(())
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """The last step's output pairs in key order, merged from disk a pair at a time."""
