@@ -31,7 +31,7 @@ from mrctl.master_view import MasterView, user_counters
 from mrctl.record import EVENTS_KEPT, AttemptBook
 from mrctl.snapshot import Event
 from mrctl.spec import JobSpec
-from mrctl.spill import Spiller
+from mrctl.spill import Spiller, SpillStore
 from mrctl.steps import Counters, RunStep, unroll
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class Master(MasterView):
         self._housekept = False
         self._last_tick = 0.0
         self.job = self.job_id  # the current step's job in Redis
-        self.spiller = Spiller(self.broker)  # what leaves Redis past its high-water mark
+        # what leaves Redis past its high-water mark
+        self.spiller = Spiller(self.broker, SpillStore(self.job_id, self._phase_share))
         self._source = ("", "")  # a later step's input: ("r" or "m", the step before's label)
         self._limit, self._input_cap = 0, 1 << 62  # Redis maxmemory, read by start()
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
@@ -110,6 +111,12 @@ class Master(MasterView):
         self.phase_times[phase] = [now, now]
         self.phase = phase
         log.debug("phase: %s", phase)
+
+    def _phase_share(self) -> float:
+        """The share of this phase's tasks committed (1.0 between phases)."""
+        total, done = {"map": (self.map_total, "maps_done"),
+                       "reduce": (self.step.spec.reducers, "reduces_done")}.get(self.phase, (0, ""))
+        return self._stats.get(done, 0) / total if total else 1.0
 
     def phase_seconds(self) -> tuple[tuple[str, float], ...]:
         """Seconds in each phase, summed over the steps so far (the current phase included)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mrctl import spill_dirs
 from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
@@ -145,6 +146,7 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
                         f"{' (a warm cluster)' if options.cluster else ''}")
     job_id = new_job_id()
     t0 = time.monotonic()
+    spill_dirs.remove_strays()  # of masters killed outright: their runs are over
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
     if spec.placement and spec.backend != "swarm":  # as docker compose up ignores deploy.placement
         log.warning("workers.placement (%s) is for the swarm backend: the %s backend runs every worker "
@@ -195,7 +197,7 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
         master.set_phase("output")
         state["last"] = master.snapshot(cluster.states)
         sink(state["last"])
-        write_output(spec.output_path, master.output_pairs(), spec.output_format)
+        write_output(spec.output_path, master.output_pairs(), spec.output_format, state["last"].records_out)
     finally:
         master.close()  # what was spilled to disk goes, whatever happened
         _take_last_attempts(master)  # while Redis is still there

@@ -13,7 +13,8 @@
   the same way during its map phase, each as the output of its index.
 
 Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
-share this filesystem), removed by close().
+share this filesystem), removed by close(); one its master did not live to remove is stray
+(mrctl.spill_dirs). A full disk there fails the run with exit 3 (mrctl.disk), never a traceback.
 """
 
 from __future__ import annotations
@@ -25,36 +26,60 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from mrctl import codec
+from mrctl import codec, spill_dirs
 from mrctl.broker import FULL_ADVICE, Broker, RedisFull
+from mrctl.disk import full_disk_is_infra, mb
 
 log = logging.getLogger(__name__)
 
 
-class SpillStore:
-    """Spilled partitions and outputs, by (job, partition)."""
+SPACE_FIX = ("Free some space there, or set TMPDIR to a directory on a larger disk (the master spills "
+             "there); a larger --redis-memory spills less")
 
-    def __init__(self) -> None:
+
+class SpillStore:
+    """Spilled partitions and outputs, by (job, partition), in run `run`'s spill directory;
+    `share_done()`: the share of the current phase's tasks committed, to project the space a
+    full disk lacked."""
+
+    def __init__(self, run: str = "", share_done: Callable[[], float] = lambda: 1.0) -> None:
+        self.run = run
+        self.share_done = share_done
         self._dir: Path | None = None
         self._sizes: dict[tuple[str, int], int] = {}  # spilled partition -> bytes in its file
         self.spilled_bytes = 0  # every byte written, partitions and outputs
 
     def _path(self, name: str) -> Path:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="mrctl-spill-"))
+            with self._writing("making the spill directory", 4096):
+                self._dir = spill_dirs.create(self.run or "run")
         return self._dir / name
+
+    def _writing(self, doing: str, size: int) -> AbstractContextManager[None]:
+        """Around a write of about `size` bytes: a full disk is an InfraError naming the place."""
+        return full_disk_is_infra(self._dir or Path(tempfile.gettempdir()), doing, lambda: self._needed(size),
+                                  SPACE_FIX)
+
+    def _needed(self, size: int) -> str:
+        spilled, share = self.spilled_bytes, self.share_done()
+        projected = (f", {share:.0%} of this phase's tasks done: about {mb(spilled / share)} in all at this pace"
+                     if 0 < share < 1 else "")
+        return f"this write needed {mb(size)}, after {mb(spilled)} spilled so far{projected}"
 
     # -- map partitions -------------------------------------------------------------------
 
     def add_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
         """Append committed blobs (map index -> blob) of partition r."""
-        with self._path(f"{job}.part-{r}").open("ab") as f:
+        path = self._path(f"{job}.part-{r}")
+        with self._writing(f"spilling map output of partition {r}", sum(map(len, blobs.values()))), \
+                path.open("ab") as f:
             for index, blob in blobs.items():
                 record = msgpack.packb([index, blob], use_bin_type=True)
                 f.write(record)
@@ -83,7 +108,9 @@ class SpillStore:
     def add_output(self, job: str, r: int, blob: bytes, spilled: bool = True) -> None:
         """Reduce r's output; `spilled`: moved out of a full Redis (counted), not just on its
         way to the output file at the end."""
-        self._path(f"{job}.out-{r}").write_bytes(blob)
+        path = self._path(f"{job}.out-{r}")
+        with self._writing(f"moving output {r} to disk{'' if spilled else ' for the merge'}", len(blob)):
+            path.write_bytes(blob)
         self._sizes[job, -1 - r] = len(blob)  # outputs are negative partitions: -1 - r
         self.spilled_bytes += len(blob) if spilled else 0
 
