@@ -312,7 +312,8 @@ def down(
 ) -> None:
     """Remove what a cluster left: a Docker cluster's containers and network (after --keep, or
     a master that was killed); a local cluster's processes and temp dir when its master died;
-    with --cluster, a warm cluster (without options, warm clusters are left running).
+    the spill directories of masters that died (any backend); with --cluster, a warm cluster
+    (without options, warm clusters are left running).
     Local leftovers are cleaned even when Docker is not reachable.
 
     Example: mrctl down --all

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mrctl import credentials, dockerswarm
+from mrctl import credentials, dockerswarm, spill_dirs
 from mrctl.backends import local_registry
 from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
@@ -34,6 +34,7 @@ from mrctl.dockerhost import (
 )
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import WorkerRow
+from mrctl.spill_dirs import Stray
 from mrctl.steps import step_label
 
 HISTORY_SHOWN = 10  # of a warm cluster's recent jobs, in `mrctl status` (--json: all kept)
@@ -202,18 +203,21 @@ class DownResult:
     local: list[Cleanup]  # leftovers of local clusters whose master died
     docker_unreachable: str | None = None  # why Docker clusters were not looked at
     warm_kept: tuple[str, ...] = ()  # warm clusters left running (only --cluster or --all remove one)
+    spill: tuple[Stray, ...] = ()  # spill directories of masters that died
 
 
 def down(job: str | None, everything: bool, cluster: str | None = None,
          docker_host: str | None = None) -> DownResult:
     """Remove one cluster, or every one with `everything`: Docker clusters (containers and
     network, by label) and the leftovers of local clusters whose master died (processes still
-    running, temp dir, record). `job` is a cluster id, job id or job name; without it, the
+    running, temp dir, record), and every stray spill directory (mrctl.spill_dirs) whichever is
+    chosen. `job` is a cluster id, job id or job name; without it, the
     only cluster there is, warm clusters aside; `cluster` names a warm cluster. Without a
     Docker engine, local leftovers are still cleaned and the result says why Docker clusters
     were not looked at. `docker_host`: the engine (None: DOCKER_HOST, else the local one)."""
     if cluster is not None:
         return _down_warm(cluster, job, everything, docker_host)
+    spill = tuple(spill_dirs.remove_strays())  # whichever cluster is chosen: their runs are over
     local = local_registry.leftovers()
     try:
         host: DockerHost | None = DockerHost(base_url=docker_host)
@@ -230,7 +234,7 @@ def down(job: str | None, everything: bool, cluster: str | None = None,
     finally:
         if host is not None:
             host.close()
-    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept)
+    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept, spill)
 
 
 def left_warm(docker: dict[str, list[ContainerInfo]], job: str | None, everything: bool) -> tuple[str, ...]:
@@ -286,6 +290,7 @@ def format_down(result: DownResult) -> str:
             continue
         deleted = f", deleted {c.deleted}" if c.deleted else ""
         out.append(f"removed local cluster {c.record.cluster} (job {c.record.job}): {what}{deleted}")
+    out += [f"removed {spill_dirs.describe(stray)}" for stray in result.spill]
     if not out:
         out.append("nothing to remove")
     out += [f"warm cluster {name} left running (mrctl down --cluster {name})" for name in result.warm_kept]

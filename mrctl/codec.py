@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import math
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 import msgpack
 import zstandard
@@ -60,6 +61,21 @@ def expand(blob: bytes) -> bytes:
     if not hasattr(_zstd, "decompressor"):
         _zstd.decompressor = zstandard.ZstdDecompressor()
     return _zstd.decompressor.decompress(blob)
+
+
+def stream_pairs(raw: IO[bytes]) -> Iterator[tuple[Any, Any]]:
+    """The (key, value) pairs of a pack_blob() of a flat list [k1, v1, k2, v2, ...], read from
+    a seekable stream one pair at a time (zstd's stream reader, msgpack's streaming Unpacker):
+    however large the blob, only a pair and the readers' buffers are held decoded, not the
+    whole list (which takes some ten times the blob's bytes as Python objects)."""
+    stream: IO[bytes] = raw
+    magic = raw.read(4)
+    raw.seek(0)
+    if magic == ZSTD_MAGIC:
+        stream = zstandard.ZstdDecompressor().stream_reader(raw)
+    unpacker = msgpack.Unpacker(stream, raw=False, use_list=False, strict_map_key=False, max_buffer_size=0)
+    for _ in range(unpacker.read_array_header() // 2):
+        yield unpacker.unpack(), unpacker.unpack()
 
 
 def encode_key(key: Any) -> bytes:

@@ -11,10 +11,11 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mrctl import debian, images
+from mrctl import debian, images, spill_dirs
 from mrctl.dirs import cache_dir
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
@@ -50,7 +51,7 @@ def diagnose() -> Diagnosis:
         checks.append(Check("Docker engine", FAIL, str(exc).split(". ")[0],
                             "start Docker (systemctl start docker), or let this user use it "
                             "(docker group), or run with --backend local"))
-        checks += [_mirror(needed=True), _redis_server(), _disk("cache", cache_dir())]
+        checks += [_mirror(needed=True), _redis_server(), _disk("cache", cache_dir()), _spill()]
         return Diagnosis(tuple(checks))
     with host:
         checks += _engine(host)
@@ -64,6 +65,7 @@ def diagnose() -> Diagnosis:
         checks.append(_redis_server())
         checks.append(_disk("Docker data", Path(host.data_root())))
         checks.append(_disk("cache", cache_dir()))
+    checks.append(_spill())
     return Diagnosis(tuple(checks))
 
 
@@ -129,6 +131,19 @@ def _redis_server() -> Check:
                      f"remove {cache_dir() / 'redis-server'}; it is fetched again")
     return Check("redis-server (local backend)", NOTE, "not installed: fetched from the Debian mirror "
                  "into the cache on the first --backend local run")
+
+
+def _spill() -> Check:
+    """Spill directories left by masters that were killed outright (read-only: listed here,
+    removed by `mrctl down` or the next run)."""
+    where = tempfile.gettempdir()
+    strays = spill_dirs.strays()
+    if not strays:
+        return Check("spill directories", OK, f"none stray in {where}")
+    size = sum(s.size for s in strays)
+    shown = "; ".join(spill_dirs.describe(s) for s in strays[:3]) + ("; ..." if len(strays) > 3 else "")
+    return Check("spill directories", WARN, f"{len(strays)} stray in {where}, {size / 1e6:.1f} MB, of masters "
+                 f"that died: {shown}", "mrctl down removes them (so does the next run)")
 
 
 def _disk(what: str, path: Path) -> Check:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import keys, tasks
+from mrctl import keys
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import BadRecord, exceeded_message
 from mrctl.broker import Broker
@@ -32,7 +32,7 @@ from mrctl.master_view import MasterView, user_counters
 from mrctl.record import EVENTS_KEPT, AttemptBook
 from mrctl.snapshot import Event, StepTasks
 from mrctl.spec import JobSpec
-from mrctl.spill import Spiller
+from mrctl.spill import Spiller, SpillStore
 from mrctl.steps import Counters, RunStep, unroll
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,8 @@ class Master(MasterView):
         self._housekept = False
         self._last_tick = 0.0
         self.job = self.job_id  # the current step's job in Redis
-        self.spiller = Spiller(self.broker)  # what leaves Redis past its high-water mark
+        # what leaves Redis past its high-water mark
+        self.spiller = Spiller(self.broker, SpillStore(self.job_id, self._phase_share))
         self._source = ("", "")  # a later step's input: ("r" or "m", the step before's label)
         self._limit, self._input_cap = 0, 1 << 62  # Redis maxmemory, read by start()
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
@@ -117,6 +118,12 @@ class Master(MasterView):
         self.phase_times[phase] = [now, now]
         self.phase = phase
         log.debug("phase: %s", phase)
+
+    def _phase_share(self) -> float:
+        """The share of this phase's tasks committed (1.0 between phases)."""
+        total, done = {"map": (self.map_total, "maps_done"),
+                       "reduce": (self.step.spec.reducers, "reduces_done")}.get(self.phase, (0, ""))
+        return self._stats.get(done, 0) / total if total else 1.0
 
     def phase_seconds(self) -> tuple[tuple[str, float], ...]:
         """Seconds in each phase, summed over the steps so far (the current phase included)."""
@@ -355,7 +362,7 @@ class Master(MasterView):
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """Every reduce output pair, merged in key order; for a map-only job, every map
-        output pair in input order (one map task's blob in memory at a time)."""
+        output pair in input order (one map task's blob at a time, decoded a pair at a time)."""
         if self.step.spec.reducers == 0:
             return self._map_outputs()
         return self.spiller.output_pairs()  # streamed from disk: the master's memory stays flat
@@ -367,8 +374,7 @@ class Master(MasterView):
 
     def _map_outputs(self) -> Iterator[tuple[Any, Any]]:
         for index in range(self.map_total):
-            if (blob := self.spiller.map_output(index)) is not None:
-                yield from tasks.unpack_pairs(blob)
+            yield from self.spiller.map_output_pairs(index)
 
     def take_attempts(self) -> None:
         """Move the attempt log's new entries out of Redis into the book."""

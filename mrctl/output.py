@@ -18,10 +18,12 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from mrctl.disk import full_disk_is_infra, mb
 from mrctl.errors import JobFailed, SpecError
 
 
@@ -135,21 +137,45 @@ def read_output(path: str | Path, fmt: str | None = None) -> Iterator[tuple[Any,
             raise SpecError(f"{path}: unknown output format {fmt!r}; expected json, jsonl, tsv, csv or lines")
 
 
-def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:
-    """Write `pairs` (already sorted) to `path` atomically; returns the number of pairs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
+def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str, expected_pairs: int = 0) -> int:
+    """Write `pairs` (already sorted) to `path` atomically; returns the number of pairs. A full
+    disk is an InfraError naming the directory and about how much the output needs (from the
+    share of `expected_pairs` written when it filled); nothing of the output is left behind."""
+    written = {"pairs": 0, "chars": 0}
 
     def counted() -> Iterable[tuple[Any, Any]]:
-        nonlocal count
         for pair in pairs:
-            count += 1
+            written["pairs"] += 1
             yield pair
 
+    def sized(lines: Iterable[str]) -> Iterable[str]:
+        for line in lines:
+            written["chars"] += len(line)
+            yield line
+
+    def needed() -> str:  # the text written so far, scaled up to every pair
+        done, share = written["chars"], written["pairs"] / expected_pairs if expected_pairs else 0
+        if not 0 < share < 1:
+            return f"the output needs more than the {mb(done)} written when it filled"
+        return f"the output needs about {mb(done / share)} ({mb(done)} written when it filled)"
+
+    def full() -> AbstractContextManager[None]:
+        return full_disk_is_infra(path.parent, f"writing the output {path.name}", needed,
+                                  "Free some space there, or write the output to another disk (--output)")
+
+    _write_atomically(path, sized(_lines(counted(), fmt)), full)
+    return written["pairs"]
+
+
+def _write_atomically(path: Path, lines: Iterable[str], full: Callable[[], AbstractContextManager[None]]) -> None:
+    """A temp file beside `path`, renamed into place once whole; removed on any failure (after
+    `full()`, the full disk's guard, has seen it: while the disk is as full as the write left it)."""
+    with full():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.writelines(_lines(counted(), fmt))
+        with full(), os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an output is an ordinary file
@@ -157,7 +183,6 @@ def write_output(path: Path, pairs: Iterable[tuple[Any, Any]], fmt: str) -> int:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return count
 
 
 def _umask() -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mrctl import spill_dirs
 from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
@@ -146,6 +147,7 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
                         f"{' (a warm cluster)' if options.cluster else ''}")
     job_id = new_job_id()
     t0 = time.monotonic()
+    spill_dirs.remove_strays()  # of masters killed outright: their runs are over
     state["last"] = JobSnapshot(job_id, spec.name, "starting", 0.0)
     repeated = named_twice(spec.inputs, spec.input_names or tuple(map(str, spec.inputs)))
     if repeated:  # read twice, as the peers do, but never without a word
@@ -199,7 +201,7 @@ def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t
         master.set_phase("output")
         state["last"] = master.snapshot(cluster.states)
         sink(state["last"])
-        write_output(spec.output_path, master.output_pairs(), spec.output_format)
+        write_output(spec.output_path, master.output_pairs(), spec.output_format, state["last"].records_out)
     finally:
         master.close()  # what was spilled to disk goes, whatever happened
         _take_last_attempts(master)  # while Redis is still there

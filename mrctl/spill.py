@@ -13,49 +13,73 @@
   the same way during its map phase, each as the output of its index.
 
 Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
-share this filesystem), removed by close().
+share this filesystem), removed by close(); one its master did not live to remove is stray
+(mrctl.spill_dirs). A full disk there fails the run with exit 3 (mrctl.disk), never a traceback.
 """
 
 from __future__ import annotations
 
 import heapq
+import io
 import logging
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgpack
-import zstandard
 
-from mrctl import codec
+from mrctl import codec, spill_dirs
 from mrctl.broker import FULL_ADVICE, Broker, RedisFull
-from mrctl.codec import ZSTD_MAGIC
+from mrctl.disk import full_disk_is_infra, mb
 
 log = logging.getLogger(__name__)
 
 
-class SpillStore:
-    """Spilled partitions and outputs, by (job, partition)."""
+SPACE_FIX = ("Free some space there, or set TMPDIR to a directory on a larger disk (the master spills "
+             "there); a larger --redis-memory spills less")
 
-    def __init__(self) -> None:
+
+class SpillStore:
+    """Spilled partitions and outputs, by (job, partition), in run `run`'s spill directory;
+    `share_done()`: the share of the current phase's tasks committed, to project the space a
+    full disk lacked."""
+
+    def __init__(self, run: str = "", share_done: Callable[[], float] = lambda: 1.0) -> None:
+        self.run = run
+        self.share_done = share_done
         self._dir: Path | None = None
         self._sizes: dict[tuple[str, int], int] = {}  # spilled partition -> bytes in its file
         self.spilled_bytes = 0  # every byte written, partitions and outputs
 
     def _path(self, name: str) -> Path:
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="mrctl-spill-"))
+            with self._writing("making the spill directory", 4096):
+                self._dir = spill_dirs.create(self.run or "run")
         return self._dir / name
+
+    def _writing(self, doing: str, size: int) -> AbstractContextManager[None]:
+        """Around a write of about `size` bytes: a full disk is an InfraError naming the place."""
+        return full_disk_is_infra(self._dir or Path(tempfile.gettempdir()), doing, lambda: self._needed(size),
+                                  SPACE_FIX)
+
+    def _needed(self, size: int) -> str:
+        spilled, share = self.spilled_bytes, self.share_done()
+        projected = (f", {share:.0%} of this phase's tasks done: about {mb(spilled / share)} in all at this pace"
+                     if 0 < share < 1 else "")
+        return f"this write needed {mb(size)}, after {mb(spilled)} spilled so far{projected}"
 
     # -- map partitions -------------------------------------------------------------------
 
     def add_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
         """Append committed blobs (map index -> blob) of partition r."""
-        with self._path(f"{job}.part-{r}").open("ab") as f:
+        path = self._path(f"{job}.part-{r}")
+        with self._writing(f"spilling map output of partition {r}", sum(map(len, blobs.values()))), \
+                path.open("ab") as f:
             for index, blob in blobs.items():
                 record = msgpack.packb([index, blob], use_bin_type=True)
                 f.write(record)
@@ -84,7 +108,9 @@ class SpillStore:
     def add_output(self, job: str, r: int, blob: bytes, spilled: bool = True) -> None:
         """Reduce r's output; `spilled`: moved out of a full Redis (counted), not just on its
         way to the output file at the end."""
-        self._path(f"{job}.out-{r}").write_bytes(blob)
+        path = self._path(f"{job}.out-{r}")
+        with self._writing(f"moving output {r} to disk{'' if spilled else ' for the merge'}", len(blob)):
+            path.write_bytes(blob)
         self._sizes[job, -1 - r] = len(blob)  # outputs are negative partitions: -1 - r
         self.spilled_bytes += len(blob) if spilled else 0
 
@@ -99,20 +125,15 @@ class SpillStore:
         del self._sizes[job, -1 - r]
         return blob
 
-    def output_pairs(self, job: str, r: int) -> Iterator[tuple[Any, Any]]:
+    def output_pairs(self, job: str, r: int, remove: bool = False) -> Iterator[tuple[Any, Any]]:
         """Reduce r's output pairs, read from its file one at a time (the blob is one msgpack
-        array [k1, v1, k2, v2, ...], maybe a zstd frame)."""
-        with self._path(f"{job}.out-{r}").open("rb") as raw:
-            stream: IO[bytes] = raw
-            if raw.read(4) == ZSTD_MAGIC:
-                raw.seek(0)
-                stream = zstandard.ZstdDecompressor().stream_reader(raw)
-            else:
-                raw.seek(0)
-            unpacker = msgpack.Unpacker(stream, raw=False, use_list=False, strict_map_key=False,
-                                        max_buffer_size=0)
-            for _ in range(unpacker.read_array_header() // 2):
-                yield unpacker.unpack(), unpacker.unpack()
+        array [k1, v1, k2, v2, ...], maybe a zstd frame); `remove`: the file goes once read."""
+        path = self._path(f"{job}.out-{r}")
+        with path.open("rb") as raw:
+            yield from codec.stream_pairs(raw)
+        if remove:
+            path.unlink()
+            del self._sizes[job, -1 - r]
 
     def close(self) -> None:
         if self._dir is not None:
@@ -305,11 +326,13 @@ class Spiller:
                     self._drained.add(index)
                 batch, batch_bytes = [], 0
 
-    def map_output(self, index: int) -> bytes | None:
-        """A map-only last step's output of map task `index`, from disk or Redis."""
+    def map_output_pairs(self, index: int) -> Iterator[tuple[Any, Any]]:
+        """A map-only last step's output pairs of map task `index`, from disk or Redis, one
+        pair at a time (the blob from Redis is held as it came, compressed, never decoded whole)."""
         if index in self._drained:
-            return self.store.take_output(self.job, index)
-        return self.broker.map_output(self.job, index)
+            return self.store.output_pairs(self.job, index, remove=True)
+        blob = self.broker.map_output(self.job, index)
+        return codec.stream_pairs(io.BytesIO(blob)) if blob is not None else iter(())
 
     def output_pairs(self) -> Iterator[tuple[Any, Any]]:
         """The last step's output pairs in key order, merged from disk a pair at a time."""

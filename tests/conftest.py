@@ -240,13 +240,13 @@ def root_logging_restored():
 def no_leftovers():
     """Every test must leave no worker process, stray redis-server or temp file behind."""
     tmp = Path(tempfile.gettempdir())
-    before = set(tmp.glob("mrctl-local-*"))
+    before = set(tmp.glob("mrctl-local-*")) | set(tmp.glob("mrctl-spill-*"))
     yield
     deadline = time.monotonic() + 5
     while (strays := _stray_processes()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not strays, f"processes left running: {strays}"
-    left = set(tmp.glob("mrctl-local-*")) - before
+    left = (set(tmp.glob("mrctl-local-*")) | set(tmp.glob("mrctl-spill-*"))) - before
     assert not left, f"temp dirs left behind: {left}"
 
 

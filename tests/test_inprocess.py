@@ -54,6 +54,7 @@ def test_master_and_burst_workers_count_words_like_a_plain_loop(tmp_path, redis_
             t.join(10)
         assert exits == [0, 0] and not any(t.is_alive() for t in threads)
     finally:
+        master.close()  # its spill directory, as the runner does
         for w in workers:
             w.stop()
         for t in threads:

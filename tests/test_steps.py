@@ -162,6 +162,7 @@ def test_intermediate_data_stays_in_redis_and_finished_steps_leave_no_keys(tmp_p
         for t in threads:
             t.join(10)
     finally:
+        master.close()  # its spill directory, as the runner does
         for w in workers:
             w.stop()
         for t in threads:
