@@ -492,6 +492,8 @@ def test_combiner_and_reducer_pre_filters_that_match_nothing_in_a_task(tmp_path)
     def total(self, letter, counts):
         yield letter, sum(counts)''')
     data = _lines_without_u_first(tmp_path)  # "x" words are rare: most map tasks have none
+    with data.open("a", encoding="utf-8") as f:  # a few, whatever the corpus (a book may have none)
+        f.write("Xenophon and the xylophone\nno such word here\nan x-ray of Xerxes\n")
     got, expected = _both(tmp_path, script, [str(data)], "--chunk-size", "4KiB", "--reducers", "5",
                           "--max-attempts", "1", runner="local")
     assert got == expected and got, got  # only "x" gets past the filters
