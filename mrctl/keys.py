@@ -59,10 +59,11 @@ def queue(job: str) -> str:
     return f"{job_prefix(job)}queue"
 
 
-# mrctl:<job>:task:<tid> -> hash: kind, index, state (pending|running|done|failed), attempt
+# mrctl:<job>:task:<tid> -> hash: kind, index, state (pending|running|failed), attempt
 #   (incremented at each claim), live (number of live attempts), live:<attempt> -> worker for
-#   each live attempt, worker, claimed_ms, committed, failures, error, traceback,
-#   and for maps the input position: file, start, end, first_line
+#   each live attempt, worker, claimed_ms, failures, error, traceback,
+#   and for maps the input position: file, start, end, first_line. Deleted by its commit (the
+#   winning attempt goes to `done`), but for cancelled:<attempt> fields of backups it beat
 def task_prefix(job: str) -> str:
     return f"{job_prefix(job)}task:"
 
@@ -187,9 +188,9 @@ def claimed(job: str, worker: str) -> str:
 REPLY_TTL_MS = 60_000
 
 
-# mrctl:<job>:done:<kind> -> string, a BITFIELD of u16 at #<index>: the attempt that committed
-#   task <kind>:<index> ("m" or "r"), 0 while none has. A committed task's hash is deleted by
-#   COMMIT: this is all that stays of it, 2 bytes a task
+# mrctl:<job>:done:<kind> -> string, 4 bytes (big-endian) at 4 * <index>: the attempt that
+#   committed task <kind>:<index> ("m" or "r"), 0 while none has. A committed task's hash is
+#   deleted by COMMIT: this is all that stays of it, 4 bytes a task
 def done(job: str, kind: str) -> str:
     return f"{job_prefix(job)}done:{kind}"
 

@@ -17,11 +17,20 @@ local function wake(key)
 end
 """
 
-# The attempt that committed a task (keys.done: a u16 per task index), 0 while none has.
-# BITFIELD_RO: a read, so that a script whose first command it is is never refused for memory.
+# The attempt that committed a task (keys.done: 4 bytes, big-endian, per task index), 0 while
+# none has. GETRANGE and SETRANGE, which every Redis has (BITFIELD_RO came with 6.x); a read
+# first, so that a script whose first command it is is never refused for memory.
 _DONE = """
 local function committed_attempt(done_key, tid)
-  return redis.call('BITFIELD_RO', done_key, 'GET', 'u16', '#' .. string.sub(tid, 3))[1]
+  local at = 4 * tonumber(string.sub(tid, 3))
+  local b = redis.call('GETRANGE', done_key, at, at + 3)
+  if #b < 4 then return 0 end
+  return ((string.byte(b, 1) * 256 + string.byte(b, 2)) * 256 + string.byte(b, 3)) * 256 + string.byte(b, 4)
+end
+local function set_committed(done_key, tid, attempt)
+  local a = tonumber(attempt)
+  redis.call('SETRANGE', done_key, 4 * tonumber(string.sub(tid, 3)),
+    string.char(math.floor(a / 16777216) % 256, math.floor(a / 65536) % 256, math.floor(a / 256) % 256, a % 256))
 end
 """
 
@@ -214,7 +223,8 @@ local function count_add(hash, field, amount)
   local _, mc = split_int(current)
   local _, ma = split_int(amount)
   if #mc <= 17 and #ma <= 17 then  -- the sum stays far inside 64 bits
-    redis.call('HINCRBY', hash, field, amount)
+    local sign = split_int(amount)
+    redis.call('HINCRBY', hash, field, sign .. ma)  -- canonical: HINCRBY refuses '007' and '-0'
   else
     redis.call('HSET', hash, field, big_add(current, amount))
   end
@@ -223,14 +233,15 @@ end
 
 # KEYS: task, leases, deadlines, stats, events, consumed (input key to delete), reply (of
 #       this request), progress (the master's wake-up list), attempt log, done (of the task's
-#       kind), late (the run's, keys.late)
+#       kind), late (the run's, keys.late), the request's reply key under the run (for a
+#       late refusal: nothing of a dropped step is written back)
 # ARGV: tid, attempt, worker, reply_ttl_ms, n_counters, (counter, increment) * n, then
 #       (key, field, value)* triples to write; an empty field means SET key value, else HSET.
 # Returns 1 (committed) or 0 (refused). Idempotent: a request retried after its reply was
 # lost gets the first answer, without a second refusal counted (a success is known by `done`,
 # a refusal by the request's reply key). A committed task leaves only its attempt in `done`
 # (its hash is deleted; it keeps its cancelled:<attempt> fields when backups ran), so that a
-# finished task costs 2 bytes of Redis. A task whose step already ended (its keys dropped, no
+# finished task costs 4 bytes of Redis. A task whose step already ended (its keys dropped, no
 # `done`) is a zombie of an older step: refused and counted in the run's `late`, nothing of
 # that step written back.
 # All or nothing: every check that could stop the script (its counters' amounts and the
@@ -244,7 +255,9 @@ local won = committed_attempt(KEYS[10], ARGV[1])
 if won == tonumber(ARGV[2]) then return 1 end  -- this very commit, sent again
 local st = redis.call('HMGET', KEYS[1], 'state', 'live:' .. ARGV[2], 'live')
 if not st[1] and won == 0 then
+  if redis.call('EXISTS', KEYS[12]) == 1 then return 0 end  -- sent again: counted once
   redis.call('HINCRBY', KEYS[11], 'refused', 1)
+  redis.call('SET', KEYS[12], '0', 'PX', ARGV[4])
   return 0
 end
 if st[1] ~= 'running' or not st[2] then
@@ -286,7 +299,7 @@ end
 log_end(KEYS[9], ARGV[1], ARGV[2], 'committed', ARGV[3])
 redis.call('DEL', KEYS[1])
 if #cancelled > 0 then redis.call('HSET', KEYS[1], unpack(cancelled)) end
-redis.call('BITFIELD', KEYS[10], 'SET', 'u16', '#' .. string.sub(ARGV[1], 3), ARGV[2])
+set_committed(KEYS[10], ARGV[1], ARGV[2])
 redis.call('DEL', KEYS[6])
 wake(KEYS[8])
 return 1

@@ -196,3 +196,16 @@ def test_pagerank_with_a_fixed_point_past_64_bits_is_exact(tmp_path, backend, re
     dangling = sum(not t for t in references._graph(ROOT / "jobspecs" / "data" / "debian-deps.tsv").values())
     assert result.counters["pagerank"]["dangling_nodes"] == dangling
     assert result.counters["pagerank"]["dangling"] > 2**64
+
+
+def test_amounts_with_leading_zeros_or_a_negative_zero_add_as_their_value(broker):
+    """From a review: the check accepted '007' and '-0', which HINCRBY refuses: the script
+    would have stopped after other counters were written. They add as 7 and 0."""
+    _publish(broker)
+    claim = broker.claim_task(JOB, "w1", 10, 60)
+    script, script_keys, args = broker._commit_call(JOB, claim.tid, claim.attempt, "w1", keys.chunk(JOB, "m:0"),
+                                                    {"maps_done": 1, keys.counter_field("g", "a"): 1,
+                                                     keys.counter_field("g", "b"): 1}, [], "req2")
+    args[8], args[10] = "007", "-0"
+    assert broker._scripts([(script, script_keys, args)]) == [1]
+    assert _user_total(broker, "g", "a") == 7 and _user_total(broker, "g", "b") == 0

@@ -160,7 +160,7 @@ class Attempts(BrokerBase):
         return (self._commit,
                 [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
                  consumed, keys.reply(job, request), keys.progress(job), keys.attempt_log(job),
-                 keys.done(job, tid[0]), keys.late(keys.run_of(job))],
+                 keys.done(job, tid[0]), keys.late(keys.run_of(job)), keys.reply(keys.run_of(job), request)],
                 args)
 
     def fail_attempt(

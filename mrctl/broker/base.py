@@ -23,7 +23,7 @@ from mrctl.errors import InfraError
 MAX_LOST_ATTEMPTS = 16
 
 
-# What can still fill Redis: a finished task keeps 2 bytes and at most a few thousand tasks wait
+# What can still fill Redis: a finished task keeps 4 bytes and at most a few thousand tasks wait
 # at once (mrctl.master.TASKS_AHEAD), so tiny chunks are never the cause and never the cure.
 FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past 30% of it, and "
                "finished tasks keep almost nothing, so this is what the job needs in Redis at once: one "

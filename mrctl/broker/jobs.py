@@ -129,8 +129,10 @@ class Jobs(BrokerBase):
         with translated_errors("reading task states"):
             pipe = self.r.pipeline(transaction=False)
             for tid in tids:
-                pipe.execute_command("BITFIELD_RO", keys.done(job, tid[0]), "GET", "u16", f"#{tid[2:]}")
-            return {tid: int(got[0]) for tid, got in zip(tids, pipe.execute(), strict=True)}
+                at = 4 * int(tid[2:])
+                pipe.getrange(keys.done(job, tid[0]), at, at + 3)
+            return {tid: int.from_bytes(got, "big") if len(got) == 4 else 0
+                    for tid, got in zip(tids, pipe.execute(), strict=True)}
 
     def late_refused(self, run: str) -> int:
         """Commits refused because their step had already ended (keys.late)."""
