@@ -166,11 +166,11 @@ def open_running_job(browser, ui: Ui, name: str) -> str:
     return page_wait(browser, RUN_TIMEOUT_S).until(follow)
 
 
-def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
+def press(browser, button: str | tuple[str, str], confirm: bool = False, refused: bool = False) -> str:
     """Click the action button `button` (an id or a Selenium locator) once it is enabled,
     accepting its confirmation, and wait for the server's answer on the page; an error answer
-    fails the test with what it said. "" when the page was reloaded first, the run having ended
-    (a cancel's teardown can be that quick)."""
+    fails the test with what it said (an ok one, when `refused`). "" when the page was reloaded
+    first, the run having ended (a cancel's teardown can be that quick)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -194,6 +194,9 @@ def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
         "if (arguments[0] && !document.getElementById('live')) return ['ended', ''];"  # reloaded: finished
         "const e = document.getElementById('action-result'); return e.textContent && [e.className, e.textContent];",
         live))
+    if refused:
+        assert answer[0] == "note error", f"the page's {button} was not refused: {answer}"
+        return answer[1]
     assert answer[0] in ("note ok", "ended"), f"the page's {button} was refused: {answer[1]}"
     return answer[1]
 
@@ -250,6 +253,9 @@ def test_watch_and_cancel_a_local_run(tmp_path, browser, ui, artifacts):
         record = wait_for(lambda: next((r for r in local_registry.running() if r.job_id == job_id), None),
                           RUN_TIMEOUT_S, "the run's local record")
         kill_a_worker(browser)
+        browser.delete_all_cookies()  # as after a restart of mrctl ui: the page's token is gone
+        assert press(browser, "kill", refused=True).startswith("403 Forbidden: this page needs its token")
+        browser.get(ui.opening(f"/jobs/{job_id}"))
         watch_progress_then_cancel(browser, artifacts, "ui-running-local.png")
         assert_cancelled(proc, log, job_id, browser)
         browser.save_screenshot(str(artifacts / "ui-cancelled-local.png"))
