@@ -14,7 +14,10 @@ def ui(
     """Serve the web page on 127.0.0.1: recorded runs, running jobs and clusters, a running
     job live (cancel it, kill a worker), a finished job's summary, counters and timeline.
 
-    Example: mrctl ui --port 8470   (then open http://127.0.0.1:8470/)
+    Nothing is served without the session's token: open the URL it prints
+    (http://127.0.0.1:8470/?token=...); the browser keeps the token in a cookie.
+
+    Example: mrctl ui --port 8470
     """
     import logging
     import sys

@@ -8,6 +8,7 @@ and a finished page, and a timeline, are written to $MRCTL_TEST_ARTIFACTS (defau
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -15,8 +16,10 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -61,14 +64,37 @@ def browser():
     driver.quit()
 
 
+@dataclass(frozen=True)
+class Ui:
+    """A page's server: its address (no token) and the session token its printed URL carries."""
+
+    url: str
+    token: str
+
+    def opening(self, path: str = "/") -> str:
+        """The URL a user opens: `path` with the token, as the server prints it."""
+        return f"{self.url}{path}?{urllib.parse.urlencode({'token': self.token})}"
+
+
+def printed_ui(url: str) -> tuple[Ui, str]:
+    """The Ui of a printed URL (http://127.0.0.1:PORT/PATH?token=T), and its PATH."""
+    parts = urllib.parse.urlsplit(url)
+    assert (parts.scheme, parts.hostname) == ("http", "127.0.0.1"), url
+    token = urllib.parse.parse_qs(parts.query)["token"]
+    assert len(token) == 1 and len(token[0]) >= 32, url
+    return Ui(f"http://{parts.netloc}", token[0]), parts.path
+
+
 @pytest.fixture
-def ui_url():
-    """`mrctl ui` on a free port, as a user starts it in another terminal."""
+def ui():
+    """`mrctl ui` on a free port, as a user starts it in another terminal: the URL it prints."""
     proc = subprocess.Popen([sys.executable, "-m", "mrctl", "ui", "--port", "0"], cwd=ROOT, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         line = read_until(proc, "serving http", timeout=60)[-1]
-        yield re.search(r"http://[\d.:]+", line).group(0)
+        found, path = printed_ui(re.search(r"serving (http://\S+)", line).group(1))
+        assert path == "/", line
+        yield found
     finally:
         proc.terminate()
         proc.wait(20)
@@ -120,11 +146,13 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def open_running_job(browser, url: str, name: str) -> str:
-    """From the index's running jobs, follow the link of the job named `name`; its id."""
+def open_running_job(browser, ui: Ui, name: str) -> str:
+    """From the index's running jobs (opened from the printed URL), follow the link of the job
+    named `name`; its id."""
     from selenium.webdriver.common.by import By
 
-    browser.get(url + "/")
+    browser.get(ui.opening("/"))
+    assert browser.current_url == ui.url + "/", "the token was not taken out of the address"
 
     def follow(driver) -> str | None:
         found = driver.find_elements(By.XPATH, f"//table[@id='running']//tr[td[2]='{name}']//a")
@@ -138,11 +166,11 @@ def open_running_job(browser, url: str, name: str) -> str:
     return page_wait(browser, RUN_TIMEOUT_S).until(follow)
 
 
-def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
+def press(browser, button: str | tuple[str, str], confirm: bool = False, refused: bool = False) -> str:
     """Click the action button `button` (an id or a Selenium locator) once it is enabled,
     accepting its confirmation, and wait for the server's answer on the page; an error answer
-    fails the test with what it said. "" when the page was reloaded first, the run having ended
-    (a cancel's teardown can be that quick)."""
+    fails the test with what it said (an ok one, when `refused`). "" when the page was reloaded
+    first, the run having ended (a cancel's teardown can be that quick)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -166,6 +194,9 @@ def press(browser, button: str | tuple[str, str], confirm: bool = False) -> str:
         "if (arguments[0] && !document.getElementById('live')) return ['ended', ''];"  # reloaded: finished
         "const e = document.getElementById('action-result'); return e.textContent && [e.className, e.textContent];",
         live))
+    if refused:
+        assert answer[0] == "note error", f"the page's {button} was not refused: {answer}"
+        return answer[1]
     assert answer[0] in ("note ok", "ended"), f"the page's {button} was refused: {answer[1]}"
     return answer[1]
 
@@ -214,14 +245,17 @@ def assert_cancelled(proc: subprocess.Popen, log: Path, job_id: str, browser) ->
     assert not (log.parent / "out.json").exists(), "a cancelled run writes no output"
 
 
-def test_watch_and_cancel_a_local_run(tmp_path, browser, ui_url, artifacts):
+def test_watch_and_cancel_a_local_run(tmp_path, browser, ui, artifacts):
     name = unique_name("paced")
     proc, log = start_run(write_paced_spec(tmp_path, name, "local"))
     try:
-        job_id = open_running_job(browser, ui_url, name)
+        job_id = open_running_job(browser, ui, name)
         record = wait_for(lambda: next((r for r in local_registry.running() if r.job_id == job_id), None),
                           RUN_TIMEOUT_S, "the run's local record")
         kill_a_worker(browser)
+        browser.delete_all_cookies()  # as after a restart of mrctl ui: the page's token is gone
+        assert press(browser, "kill", refused=True).startswith("403 Forbidden: this page needs its token")
+        browser.get(ui.opening(f"/jobs/{job_id}"))
         watch_progress_then_cancel(browser, artifacts, "ui-running-local.png")
         assert_cancelled(proc, log, job_id, browser)
         browser.save_screenshot(str(artifacts / "ui-cancelled-local.png"))
@@ -244,8 +278,10 @@ def test_watch_and_cancel_a_docker_run_from_run_ui(tmp_path, browser, docker_hos
     try:
         url = wait_for(lambda: re.search(r"the run's web page: (http://\S+)", log.read_text()),
                        RUN_TIMEOUT_S, "the page's URL in the run's output").group(1)
-        job_id = url.rsplit("/", 1)[1]
+        page, path = printed_ui(url)
+        job_id = path.rsplit("/", 1)[1]
         browser.get(url)
+        assert browser.current_url == page.url + path, "the token was not taken out of the address"
         # the page is announced at the run's first snapshot, before its cluster has started
         wait_for(lambda: docker_host.containers({"mrctl.job-id": job_id}), RUN_TIMEOUT_S, "the run's containers")
         watch_progress_then_cancel(browser, artifacts, "ui-running-docker.png")
@@ -276,7 +312,7 @@ def _post(url: str, headers: dict[str, str]) -> tuple[int, dict]:
         return exc.code, json.loads(body) if body.startswith(b"{") else {"body": body.decode()}
 
 
-def test_actions_need_the_token_and_the_page_origin(tmp_path, ui_url):
+def test_actions_need_the_token_and_the_page_origin(tmp_path, ui):
     name = unique_name("paced")
     proc, log = start_run(write_paced_spec(tmp_path, name, "local"))
     try:
@@ -285,24 +321,26 @@ def test_actions_need_the_token_and_the_page_origin(tmp_path, ui_url):
         broker = Broker(record.redis_url, retries=0)
         try:
             wait_for(lambda: live_snapshot(broker, record.job_id), RUN_TIMEOUT_S, "the run's live snapshot")
-            with urllib.request.urlopen(ui_url + "/", timeout=30) as response:
-                token = re.search(r'name="mrctl-token" content="([^"]+)"', response.read().decode()).group(1)
-            cancel = f"{ui_url}/jobs/{record.job_id}/cancel"
-            kill = f"{ui_url}/jobs/{record.job_id}/kill"
+            token, cookie = ui.token, f"mrctl-token-{urllib.parse.urlsplit(ui.url).port}"
+            wrong = token[:-1] + ("x" if token[-1] != "x" else "y")
+            cancel = f"{ui.url}/jobs/{record.job_id}/cancel"
+            kill = f"{ui.url}/jobs/{record.job_id}/kill"
             refused = [
                 _post(cancel, {}),
-                _post(cancel, {"X-Mrctl-Token": token[:-1] + ("x" if token[-1] != "x" else "y")}),
+                _post(cancel, {"X-Mrctl-Token": wrong}),
+                _post(cancel, {"Cookie": f"{cookie}={wrong}", "Origin": ui.url}),
+                _post(f"{cancel}?token={token}", {"Origin": ui.url}),  # the URL's token opens pages (GET) only
                 _post(cancel, {"X-Mrctl-Token": token, "Origin": "http://evil.example"}),
-                _post(kill, {"X-Mrctl-Token": token, "Origin": "http://localhost.evil.example:80"}),
-                _post(f"{ui_url}/clusters/{record.cluster}/remove", {"Origin": ui_url}),
+                _post(kill, {"Cookie": f"{cookie}={token}", "Origin": "http://localhost.evil.example:80"}),
+                _post(f"{ui.url}/clusters/{record.cluster}/remove", {"Origin": ui.url}),
             ]
-            assert [code for code, _ in refused] == [403] * 5, refused
+            assert [code for code, _ in refused] == [403] * 7, refused
             rebound = _post(cancel, {"X-Mrctl-Token": token, "Host": "evil.example"})  # DNS rebinding
             assert rebound[0] == 400, rebound
             assert broker.r.llen(keys.control(record.job_id)) == 0, "a refused request queued a command"
             assert proc.poll() is None and json.loads(broker.live(record.job_id))["status"] == "running"
             assert "cancelled" not in log.read_text()
-            accepted = _post(cancel, {"X-Mrctl-Token": token, "Origin": ui_url})
+            accepted = _post(cancel, {"X-Mrctl-Token": token, "Origin": ui.url})
             assert accepted[0] == 200, accepted
         finally:
             broker.close()
@@ -313,7 +351,125 @@ def test_actions_need_the_token_and_the_page_origin(tmp_path, ui_url):
             proc.wait(60)
 
 
-def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, ui_url, artifacts):
+NOBODY = 65534
+
+
+def as_nobody(method: str, url: str, *headers: str) -> tuple[int, str]:
+    """curl as uid/gid 65534 (another local user): the status and the body (what came in 10 s,
+    for a stream that goes on)."""
+    assert os.geteuid() == 0, "this test plays another user with setpriv: run the suite as root (.ci/run does)"
+    args = [arg for header in headers for arg in ("-H", header)]
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "curl", "-sS",
+                           "--max-time", "10", "-X", method, *args, "-w", "\n%{http_code}", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode in (0, 28), done.stderr  # 28: --max-time ended an open stream
+    body, _, code = done.stdout.rpartition("\n")
+    return int(code), body
+
+
+def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, list[str]], str]:
+    """A GET that does not follow redirects: status, headers (lower-case names, every value)
+    and body."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""), headers=headers)
+        response = conn.getresponse()
+        found: dict[str, list[str]] = {}
+        for k, v in response.getheaders():
+            found.setdefault(k.lower(), []).append(v)
+        return response.status, found, response.read().decode()
+    finally:
+        conn.close()
+
+
+def first_snapshot(url: str, cookie: str) -> dict:
+    """The first `snapshot` event of a live feed read with `cookie` alone."""
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=RUN_TIMEOUT_S)
+    try:
+        conn.request("GET", parts.path, headers={"Cookie": cookie})
+        response = conn.getresponse()
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/event-stream")
+        event = None
+        while line := response.fp.readline().decode():
+            if line.startswith("event: "):
+                event = line[len("event: "):].strip()
+            elif line.startswith("data: ") and event == "snapshot":
+                return json.loads(line[len("data: "):])
+        raise AssertionError("the feed ended without a snapshot")
+    finally:
+        conn.close()
+
+
+def test_another_user_gets_403_and_no_data_without_the_token(tmp_path, ui):
+    """Another local user (uid 65534) reaches 127.0.0.1 too: every route answers 403 with
+    nothing of the runs; the printed URL's token, exchanged for an HttpOnly, SameSite=Strict
+    cookie, opens the page and its feed."""
+    done_dir, running_dir = tmp_path / "done", tmp_path / "running"
+    done_dir.mkdir(), running_dir.mkdir()
+    done_name, running_name = unique_name("finished"), unique_name("paced")
+    done_spec = write_paced_spec(done_dir, done_name, "local", lines=200)
+    done = subprocess.run([sys.executable, "-m", "mrctl", "run", str(done_spec), "--json"], cwd=done_dir,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+    done_id = json.loads(done.stdout)["job_id"]
+    proc, log = start_run(write_paced_spec(running_dir, running_name, "local"))
+    try:
+        record = wait_for(lambda: next((r for r in local_registry.running() if r.job == running_name), None),
+                          RUN_TIMEOUT_S, "the run's local record")
+        broker = Broker(record.redis_url, retries=0)
+        try:
+            wait_for(lambda: live_snapshot(broker, record.job_id), RUN_TIMEOUT_S, "the run's live snapshot")
+            secrets_of_the_runs = [done_name, running_name, str(tmp_path), done_id, record.job_id, ui.token]
+            run_id = record.job_id
+            wrong = ui.token[:-1] + ("x" if ui.token[-1] != "x" else "y")
+            answers = {
+                "index": as_nobody("GET", ui.url + "/"),
+                "finished page": as_nobody("GET", f"{ui.url}/jobs/{done_id}"),
+                "running page": as_nobody("GET", f"{ui.url}/jobs/{run_id}"),
+                "feed": as_nobody("GET", f"{ui.url}/jobs/{run_id}/events"),
+                "timeline": as_nobody("GET", f"{ui.url}/jobs/{done_id}/timeline.svg"),
+                "script": as_nobody("GET", f"{ui.url}/static/mrctl.js"),
+                "no such page": as_nobody("GET", f"{ui.url}/nothing"),
+                "a wrong token": as_nobody("GET", f"{ui.url}/?token={wrong}"),
+                "cancel": as_nobody("POST", f"{ui.url}/jobs/{run_id}/cancel", f"Origin: {ui.url}"),
+                "kill": as_nobody("POST", f"{ui.url}/jobs/{run_id}/kill", f"Origin: {ui.url}"),
+                "remove": as_nobody("POST", f"{ui.url}/clusters/{record.cluster}/remove", f"Origin: {ui.url}"),
+            }
+            assert {what: code for what, (code, _) in answers.items()} == {what: 403 for what in answers}
+            for what, (_, body) in answers.items():
+                leaked = [s for s in secrets_of_the_runs if s in body]
+                assert not leaked, f"{what}: the 403 body shows {leaked}: {body!r}"
+            assert broker.r.llen(keys.control(run_id)) == 0, "a refused request queued a command"
+            assert proc.poll() is None and json.loads(broker.live(run_id))["status"] == "running"
+
+            # the printed URL: a cookie for the token, and the same address without it
+            code, headers, _ = get(ui.opening(f"/jobs/{done_id}"), {})
+            assert code == 303 and headers["location"] == [f"/jobs/{done_id}"], (code, headers)
+            [set_cookie] = headers["set-cookie"]
+            attributes = [a.strip().lower() for a in set_cookie.split(";")]
+            name, value = set_cookie.split(";")[0].split("=", 1)
+            assert value == ui.token and "httponly" in attributes and "samesite=strict" in attributes, set_cookie
+            cookie = f"{name}={value}"
+            code, _, index = get(ui.url + "/", {"Cookie": cookie})
+            assert code == 200 and running_name in index and done_name in index
+            code, _, page = get(f"{ui.url}/jobs/{done_id}", {"Cookie": cookie})
+            assert code == 200 and str(done_spec) in page and str(done_dir / "out.json") in page
+            assert first_snapshot(f"{ui.url}/jobs/{run_id}/events", cookie)["name"] == running_name
+            code, _, script = get(f"{ui.url}/static/mrctl.js", {"Cookie": cookie})
+            assert code == 200 and "EventSource" in script
+            assert _post(f"{ui.url}/jobs/{run_id}/cancel", {"Cookie": cookie, "Origin": ui.url})[0] == 200
+        finally:
+            broker.close()
+        assert proc.wait(RUN_TIMEOUT_S) == 130, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)
+
+
+def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, ui, artifacts):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -323,7 +479,8 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     assert done.returncode == 0, done.stderr
     job_id = json.loads(done.stdout)["job_id"]
-    browser.get(f"{ui_url}/jobs/{job_id}")
+    browser.get(ui.opening(f"/jobs/{job_id}"))
+    assert browser.current_url == f"{ui.url}/jobs/{job_id}", "the token was not taken out of the address"
     assert browser.find_element(By.ID, "status").text == "succeeded (exit 0)"
     summary = browser.find_element(By.ID, "summary").text
     assert "map tasks" in summary and "local, 2 workers" in summary
@@ -333,20 +490,21 @@ def test_a_finished_job_shows_summary_counters_and_timeline(tmp_path, browser, u
     WebDriverWait(browser, 60, poll_frequency=0.2).until(
         lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image))
     browser.save_screenshot(str(artifacts / "ui-finished.png"))
-    token = browser.find_element(By.CSS_SELECTOR, 'meta[name="mrctl-token"]').get_attribute("content")
-    code, said = _post(f"{ui_url}/jobs/{job_id}/kill", {"X-Mrctl-Token": token, "Origin": ui_url})
+    assert ui.token not in browser.page_source, "the page shows its token"
+    code, said = _post(f"{ui.url}/jobs/{job_id}/kill", {"X-Mrctl-Token": ui.token, "Origin": ui.url})
     assert (code, said) == (409, {"error": f"run {job_id} has ended: succeeded (exit 0)"})
-    with urllib.request.urlopen(f"{ui_url}/jobs/{job_id}/timeline.svg", timeout=60) as response:
+    svg = urllib.request.Request(f"{ui.url}/jobs/{job_id}/timeline.svg", headers={"X-Mrctl-Token": ui.token})
+    with urllib.request.urlopen(svg, timeout=60) as response:
         assert response.headers["Content-Type"].startswith("image/svg+xml")
         (artifacts / "ui-timeline.svg").write_bytes(response.read())
     # and the index lists it from the history
-    browser.get(ui_url + "/")
+    browser.get(ui.url + "/")  # the cookie alone, from here on
     assert job_id in browser.find_element(By.ID, "history").text
 
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("clean_docker")
-def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_url, artifacts):
+def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui, artifacts):
     """A cluster left by --keep is listed with a remove button, which does what mrctl down does."""
     from selenium.webdriver.common.by import By
 
@@ -360,12 +518,11 @@ def test_remove_a_kept_cluster_from_the_page(tmp_path, browser, docker_host, ui_
     kept = docker_host.containers({"mrctl.job-id": job_id})
     assert kept, "--keep left no container"
     cluster = kept[0].labels["mrctl.cluster"]
-    browser.get(ui_url + "/")
+    browser.get(ui.opening("/"))
     row = texts(browser, "#clusters tbody tr")
     assert any(line.startswith(f"{cluster}kept") for line in row), row
     # the kept cluster still carries the job's id, but its job is over (its Redis says so)
-    token = browser.find_element(By.CSS_SELECTOR, 'meta[name="mrctl-token"]').get_attribute("content")
-    code, said = _post(f"{ui_url}/jobs/{job_id}/cancel", {"X-Mrctl-Token": token, "Origin": ui_url})
+    code, said = _post(f"{ui.url}/jobs/{job_id}/cancel", {"X-Mrctl-Token": ui.token, "Origin": ui.url})
     assert (code, said) == (409, {"error": f"no run {job_id} is going on"})
     answer = press(browser, (By.XPATH, f"//button[@data-url='/clusters/{cluster}/remove']"), confirm=True)
     browser.save_screenshot(str(artifacts / "ui-removed-cluster.png"))

@@ -4,6 +4,7 @@
     feed     a running job's live snapshots as server-sent events
     actions  cancel, kill a worker, remove a cluster
     pages    HTML as pure functions of plain data (one template, one small script)
-    app      the routes, and the session token that guards the actions
+    gate     the session token every request needs (in the printed URL, then a cookie)
+    app      the routes
     server   uvicorn on 127.0.0.1 only: in the foreground, or in a thread of `mrctl run --ui`
 """

@@ -1,11 +1,11 @@
 """The web page's routes (Starlette): the run list, a job's page (live or finished), its live
 feed (server-sent events), its timeline picture, and the actions.
 
-Actions are POSTs that carry the session's token (random per server, set in each page, compared
-in constant time) from the page's own origin: a page of another site can neither read the token
-nor send a request the server accepts, so no cross-site request can cancel a job. Only loopback
-Host names are served (a DNS-rebinding page would send its own), and the server listens on
-127.0.0.1 only (mrctl.web.server).
+Every route needs the session's token (mrctl.web.gate: printed in the URL, then an HttpOnly,
+SameSite=Strict cookie). Actions are POSTs, and a POST from another origin is refused as well:
+a page of another site can neither send the cookie nor pass the Origin check, so no cross-site
+request can cancel a job. Only loopback Host names are served (a DNS-rebinding page would send
+its own), and the server listens on 127.0.0.1 only (mrctl.web.server).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from mrctl.history import History, HistoryError, HistoryLookupError, RunRow
 from mrctl.record import RunRecord
 from mrctl.web import actions, pages
 from mrctl.web.feed import LiveFeed
+from mrctl.web.gate import TokenGate
 from mrctl.web.locate import discover
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
@@ -41,6 +42,7 @@ _DRAWING = threading.Lock()  # matplotlib's pyplot state is not thread-safe
 def create_app(token: str | None = None, stopping: threading.Event | None = None) -> Starlette:
     """The app, with its session token (random unless given) and the event that ends its
     live feeds when the server stops."""
+    token = token or secrets.token_urlsafe(32)
     app = Starlette(
         routes=[
             Route("/", index),
@@ -52,9 +54,11 @@ def create_app(token: str | None = None, stopping: threading.Event | None = None
             Mount("/static", StaticFiles(directory=str(resources.files("mrctl.web").joinpath("static"))),
                   name="static"),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES)],
+        # the Host check first: a rebinding page's request is refused before its token is looked at
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=LOOPBACK_NAMES),
+                    Middleware(TokenGate, token=token)],
     )
-    app.state.token = token or secrets.token_urlsafe(32)
+    app.state.token = token
     app.state.stopping = stopping or threading.Event()
     return app
 
@@ -122,12 +126,9 @@ async def _act(action, *args: str) -> JSONResponse:
 
 
 def _refuse(request: Request) -> JSONResponse | None:
-    """403 unless the request carries the session's token and comes from this page's origin
-    (a browser sends Origin with every POST; a foreign one is refused, a missing one allowed
-    for scripts that hold the token)."""
-    sent = request.headers.get("x-mrctl-token", "")
-    if not secrets.compare_digest(sent.encode(), request.app.state.token.encode()):
-        return JSONResponse({"error": "missing or wrong session token: reload the page"}, status_code=403)
+    """403 unless the request comes from this page's origin (its token was checked by the
+    gate; a browser sends Origin with every POST: a foreign one is refused, a missing one
+    allowed for scripts that hold the token)."""
     origin = request.headers.get("origin")
     if origin is not None and origin != f"http://{request.headers.get('host', '')}":
         return JSONResponse({"error": f"requests from {origin} are refused"}, status_code=403)
@@ -135,7 +136,7 @@ def _refuse(request: Request) -> JSONResponse | None:
 
 
 def _page(request: Request, title: str, body: str, job_id: str = "") -> HTMLResponse:
-    return HTMLResponse(pages.page(title, body, request.app.state.token, job_id),
+    return HTMLResponse(pages.page(title, body, job_id),
                         headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
                                  "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
                                                             "img-src 'self'; frame-ancestors 'none'"})

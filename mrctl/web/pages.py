@@ -18,10 +18,10 @@ FAILURES_SHOWN = 50
 EVENTS_SHOWN = 200
 
 
-def page(title: str, body: str, token: str, job_id: str = "") -> str:
-    """A whole page: `body` is HTML already escaped; the token goes into a meta tag for the
-    script's POSTs (a page of another origin cannot read it)."""
-    return _TEMPLATE.substitute(title=escape(title), body=body, token=escape(token), job_id=escape(job_id))
+def page(title: str, body: str, job_id: str = "") -> str:
+    """A whole page: `body` is HTML already escaped. The session's token is not in it: the
+    browser's HttpOnly cookie carries it (mrctl.web.gate)."""
+    return _TEMPLATE.substitute(title=escape(title), body=body, job_id=escape(job_id))
 
 
 def index(found: Found, rows: list[RunRow], history_note: str | None) -> str:

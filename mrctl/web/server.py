@@ -1,6 +1,7 @@
-"""Serving the page with uvicorn, on a loopback address only: the page can cancel jobs, and its
-token is in the page, so it must never be reachable from another machine (an SSH tunnel is the
-way to look from elsewhere).
+"""Serving the page with uvicorn, on a loopback address only: the page can cancel jobs, so it
+must never be reachable from another machine (an SSH tunnel is the way to look from elsewhere).
+Other users of this machine can reach 127.0.0.1: the URL printed carries the session's token,
+and nothing is served without it (mrctl.web.gate).
 
 `mrctl ui` serves in the foreground until Ctrl-C. `mrctl run --ui` serves from a thread of the
 run's own process (UiServer), stopped when the run ends: a thread shares the process's fate, so
@@ -11,6 +12,7 @@ the run through Redis like any other).
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
 import sys
 import threading
@@ -22,6 +24,7 @@ import uvicorn
 from mrctl.errors import InfraError, SpecError
 from mrctl.snapshot import JobSnapshot
 from mrctl.web.app import create_app
+from mrctl.web.gate import url_with_token
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +61,22 @@ def url_of(sock: socket.socket, path: str = "/") -> str:
     return f"http://{host}:{port}{path}"
 
 
-def _server(app_stopping: threading.Event) -> uvicorn.Server:
+def _server(token: str, app_stopping: threading.Event) -> uvicorn.Server:
     # log_config=None: mrctl's CLI owns logging; the access log would flood a run's output.
-    config = uvicorn.Config(create_app(stopping=app_stopping), log_config=None, access_log=False,
+    config = uvicorn.Config(create_app(token, app_stopping), log_config=None, access_log=False,
                             log_level="warning", timeout_graceful_shutdown=2, lifespan="off")
     return uvicorn.Server(config)
 
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, announce=None) -> None:
-    """Serve in the foreground until Ctrl-C or SIGTERM (uvicorn's own handling)."""
+    """Serve in the foreground until Ctrl-C or SIGTERM (uvicorn's own handling); `announce`
+    gets the URL to open, with the session's token."""
     sock = bind(host, port)
     stopping = threading.Event()
-    server = _server(stopping)
+    token = secrets.token_urlsafe(32)
+    server = _server(token, stopping)
     if announce is not None:
-        announce(url_of(sock))
+        announce(url_with_token(url_of(sock), token))
     try:
         server.run(sockets=[sock])
     finally:
@@ -85,12 +90,17 @@ class UiServer:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.sock = bind(host, port)
         self.stopping = threading.Event()
-        self.server = _server(self.stopping)
+        self.token = secrets.token_urlsafe(32)
+        self.server = _server(self.token, self.stopping)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="mrctl-ui", daemon=True)
 
     def url(self, path: str = "/") -> str:
         return url_of(self.sock, path)
+
+    def url_with_token(self, path: str = "/") -> str:
+        """The URL to open: the browser exchanges its token for the session's cookie."""
+        return url_with_token(self.url(path), self.token)
 
     def __enter__(self) -> UiServer:
         self.thread.start()
@@ -130,7 +140,7 @@ class RunPage:
         def announce_then(snap: JobSnapshot) -> None:
             if not self.announced:
                 self.announced = True
-                url = self.server.url(f"/jobs/{snap.job_id}")
+                url = self.server.url_with_token(f"/jobs/{snap.job_id}")
                 log.info("the run's web page: %s", url)
                 if self.open_browser:
                     threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()

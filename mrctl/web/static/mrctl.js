@@ -2,7 +2,6 @@
 // No build step, no framework: the DOM ids are those of mrctl/web/pages.py.
 "use strict";
 
-const token = document.querySelector('meta[name="mrctl-token"]').content;
 const jobId = document.body.dataset.job;
 const $ = (id) => document.getElementById(id);
 
@@ -82,7 +81,12 @@ function watch() {
     else setText("status", `${end.status} (exit ${end.exit_code}); the page's server stopped with the run ` +
       "(mrctl ui shows its record)");
   });
-  feed.onerror = () => { if (!document.body.dataset.ended) setText("feed-state", "feed interrupted, retrying…"); };
+  feed.onerror = () => {
+    if (document.body.dataset.ended) return;
+    // refused (403: no cookie, a restarted server) closes the feed for good; else it retries
+    setText("feed-state", feed.readyState === EventSource.CLOSED
+      ? "feed refused: open the URL that mrctl ui printed (with its token)" : "feed interrupted, retrying…");
+  };
   feed.onopen = () => setText("feed-state", "");
 }
 
@@ -98,7 +102,12 @@ async function act(button) {
   button.disabled = true;
   button.dataset.busy = "yes";
   try {
-    const response = await fetch(button.dataset.url, { method: "POST", headers: { "X-Mrctl-Token": token } });
+    // the session's cookie goes with it (same origin); the page never sees the token itself
+    const response = await fetch(button.dataset.url, { method: "POST" });
+    if (response.status === 403 && !response.headers.get("content-type").startsWith("application/json")) {
+      answered(await response.text(), false);  // no cookie (a restarted server): its text says what to open
+      return;
+    }
     const answer = await response.json();
     answered(answer.message || answer.error, response.ok);
   } catch (err) {
