@@ -306,21 +306,25 @@ def down(
     job: JobOpt = None,
     cluster: Annotated[str | None, typer.Option(help="Remove the warm cluster NAME (mrctl up).")] = None,
     all_: Annotated[bool, typer.Option(
-        "--all", help="Remove every mrctl cluster: Docker ones (warm ones too), and local ones whose "
-                      "master died.")] = False,
+        "--all", help="Remove every mrctl cluster whose master is gone or that --keep left: Docker "
+                      "ones and local ones (warm ones only with --cluster).")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Remove the chosen clusters even if their master still runs (its job then "
+                        "fails), or runs on another host, where it cannot be checked.")] = False,
     docker_host: opt.DockerHostOpt = None,
 ) -> None:
-    """Remove what a cluster left: a Docker cluster's containers and network (after --keep, or
-    a master that was killed); a local cluster's processes and temp dir when its master died;
-    the spill directories of masters that died (any backend); with --cluster, a warm cluster
-    (without options, warm clusters are left running).
-    Local leftovers are cleaned even when Docker is not reachable.
+    """Remove what a cluster left once its master is gone: a Docker cluster's containers and
+    network (after --keep, or a master that was killed); a local cluster's processes and temp
+    dir when its master died; the spill directories of masters that died (any backend); with
+    --cluster, a warm cluster (without it, warm clusters are left running).
+    A cluster whose master still runs (or runs on another host) is left, one line each,
+    unless --force. Local leftovers are cleaned even when Docker is not reachable.
 
     Example: mrctl down --all
     """
     from mrctl import clusters
 
-    typer.echo(clusters.format_down(clusters.down(job, all_, cluster, docker_host)), err=True)
+    typer.echo(clusters.format_down(clusters.down(job, all_, cluster, docker_host, force=force)), err=True)
 
 
 @app.command()

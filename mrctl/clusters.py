@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mrctl import credentials, dockerswarm, spill_dirs
 from mrctl.backends import local_registry
-from mrctl.backends.docker import REDIS_PORT, redis_url, remove_cluster, short_name
+from mrctl.backends.docker import REDIS_PORT, extra_labels, redis_url, remove_cluster, short_name
 from mrctl.backends.local_registry import Cleanup, LocalRecord
+from mrctl.backends.master_id import ELSEWHERE, GONE, KEPT_ROLE, Master, kept_volume
 from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
@@ -71,14 +73,16 @@ class ClusterStatus:
     history: tuple[RunRecord, ...] = ()  # a warm cluster's recent jobs, newest first
 
 
-def clusters(host: DockerHost) -> dict[str, list[ContainerInfo]]:
-    """Cluster id -> its containers (networks without containers count as clusters too)."""
+def clusters(host: DockerHost, scope: dict[str, str] | None = None) -> dict[str, list[ContainerInfo]]:
+    """Cluster id -> its containers (networks without containers count as clusters too);
+    with `scope`, only the clusters whose objects carry those labels too."""
     found: dict[str, list[ContainerInfo]] = {}
-    for c in host.containers({LABEL_CLUSTER: ""}):
+    only = {**(scope or {}), LABEL_CLUSTER: ""}
+    for c in host.containers(only):
         found.setdefault(c.labels[LABEL_CLUSTER], []).append(c)
-    for _, labels in host.networks({LABEL_CLUSTER: ""}):
+    for _, labels in host.networks(only):
         found.setdefault(labels[LABEL_CLUSTER], [])
-    for _, labels in dockerswarm.services(host, {LABEL_CLUSTER: ""}):  # a swarm cluster's
+    for _, labels in dockerswarm.services(host, only):  # a swarm cluster's
         found.setdefault(labels[LABEL_CLUSTER], [])
     return found
 
@@ -196,29 +200,45 @@ def logs(host: DockerHost, name: str, job: str | None, tail: int | str = "all",
 
 
 @dataclass(frozen=True)
+class Left:
+    """A cluster whose master may still run: `down` leaves it, or with --force removes it."""
+
+    cluster: str
+    job: str
+    master: str  # "pid 4242", or "pid 4242 on host other"
+    unchecked: bool = False  # its master is on another host, so counts as running
+
+
+@dataclass(frozen=True)
 class DownResult:
-    """What `mrctl down` removed."""
+    """What `mrctl down` removed, and what it left."""
 
     docker: list[tuple[str, int]]  # (cluster, containers removed)
     local: list[Cleanup]  # leftovers of local clusters whose master died
     docker_unreachable: str | None = None  # why Docker clusters were not looked at
-    warm_kept: tuple[str, ...] = ()  # warm clusters left running (only --cluster or --all remove one)
+    warm_kept: tuple[str, ...] = ()  # warm clusters left running (only --cluster or --job removes one)
     spill: tuple[Stray, ...] = ()  # spill directories of masters that died
+    left: tuple[Left, ...] = ()  # clusters whose master still runs, left alone
+    forced: tuple[Left, ...] = ()  # clusters whose master still runs, removed by --force
 
 
 def down(job: str | None, everything: bool, cluster: str | None = None,
-         docker_host: str | None = None) -> DownResult:
-    """Remove one cluster, or every one with `everything`: Docker clusters (containers and
-    network, by label) and the leftovers of local clusters whose master died (processes still
-    running, temp dir, record), and every stray spill directory (mrctl.spill_dirs) whichever is
-    chosen. `job` is a cluster id, job id or job name; without it, the
-    only cluster there is, warm clusters aside; `cluster` names a warm cluster. Without a
-    Docker engine, local leftovers are still cleaned and the result says why Docker clusters
-    were not looked at. `docker_host`: the engine (None: DOCKER_HOST, else the local one)."""
+         docker_host: str | None = None, force: bool = False) -> DownResult:
+    """Remove one cluster, or every one with `everything`, among those whose master is gone
+    (dead, its pid reused, or another boot) or was left on purpose (--keep): Docker clusters
+    (containers and network, by label) and local clusters (processes still running, temp dir,
+    record); and every stray spill directory (mrctl.spill_dirs) whichever is chosen. A cluster
+    whose master still runs, or runs on another host (it cannot be checked from here), is left
+    and listed, unless `force`. `job` is a cluster id, job id or job name; without it, the only
+    removable cluster there is; warm clusters are removed only when named (`cluster`, or
+    `job`). With MRCTL_LABELS set, only the Docker clusters carrying those labels are looked
+    at. Without a Docker engine, local leftovers are still cleaned and the result says why
+    Docker clusters were not looked at. `docker_host`: the engine (None: DOCKER_HOST, else
+    the local one)."""
     if cluster is not None:
         return _down_warm(cluster, job, everything, docker_host)
     spill = tuple(spill_dirs.remove_strays())  # whichever cluster is chosen: their runs are over
-    local = local_registry.leftovers()
+    local = local_registry.records()
     try:
         host: DockerHost | None = DockerHost(base_url=docker_host)
         unreachable = None
@@ -227,20 +247,53 @@ def down(job: str | None, everything: bool, cluster: str | None = None,
             raise
         host, unreachable = None, str(exc)
     try:
-        every = clusters(host) if host else {}
+        every = clusters(host, extra_labels(os.environ.get("MRCTL_LABELS", ""))) if host else {}
         kept = left_warm(every, job, everything)
-        docker_ids, chosen = _choose({c: cs for c, cs in every.items() if c not in kept}, local, job, everything)
+        docker = {c: cs for c, cs in every.items() if c not in kept}
+        if job is not None:
+            docker, local = _docker_matches(docker, job), _local_matches(local, job)
+            if not docker and not local:
+                raise SpecError(f"no mrctl cluster matches --job {job}")
+        live = _live(host, docker, local) if host else _live_local(local)
+        alive = {x.cluster for x in live}
+        docker_ids, chosen = _choose({c: cs for c, cs in docker.items() if force or c not in alive},
+                                     [r for r in local if force or r.cluster not in alive], None, everything)
         removed = [(cid, remove_cluster(host, cid)) for cid in docker_ids] if host else []
     finally:
         if host is not None:
             host.close()
-    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept, spill)
+    forced = tuple(x for x in live if force and x.cluster in {*docker_ids, *(r.cluster for r in chosen)})
+    return DownResult(removed, [local_registry.clean(r) for r in chosen], unreachable, kept, spill,
+                      () if force else tuple(live), forced)
+
+
+def _live(host: DockerHost, docker: dict[str, list[ContainerInfo]], local: list[LocalRecord]) -> list[Left]:
+    """The clusters among these whose master may still run: a Docker cluster's as its labels
+    name it (not one left by --keep), a local one's as its record does."""
+    kept = set(host.volumes({LABEL_ROLE: KEPT_ROLE}))
+    found = []
+    for cid, containers in sorted(docker.items()):
+        master = None if is_warm(containers) else _master(host, cid, containers)  # warm: named, so meant
+        if master is None or kept_volume(cid) in kept or (state := master.state()) == GONE:
+            continue
+        found.append(Left(cid, _job_name(containers), master.where(), state == ELSEWHERE))
+    return found + _live_local(local)
+
+
+def _live_local(local: list[LocalRecord]) -> list[Left]:
+    return [Left(r.cluster, r.job, f"pid {r.master.pid}") for r in local if r.master_running()]
+
+
+def _master(host: DockerHost, cid: str, containers: list[ContainerInfo]) -> Master | None:
+    """The master a cluster's labels name (its network's, when it has no container yet)."""
+    labelled = [c.labels for c in containers] or [labels for _, labels in host.networks({LABEL_CLUSTER: cid})]
+    return next((m for labels in labelled if (m := Master.from_labels(labels))), None)
 
 
 def left_warm(docker: dict[str, list[ContainerInfo]], job: str | None, everything: bool) -> tuple[str, ...]:
-    """The warm clusters a plain `mrctl down` leaves running: only --cluster, --job or --all
+    """The warm clusters `mrctl down` leaves running, --all too: only --cluster or --job
     names one for removal."""
-    if job is not None or everything:
+    if job is not None:
         return ()
     return tuple(sorted(cid for cid, cs in docker.items() if is_warm(cs)))
 
@@ -279,8 +332,11 @@ def _choose(docker: dict[str, list[ContainerInfo]], local: list[LocalRecord], jo
 
 
 def format_down(result: DownResult) -> str:
-    """Plain text for `mrctl down`: a pure function of what was removed."""
-    out = [f"removed cluster {cid}: {count} containers and its network" for cid, count in result.docker]
+    """Plain text for `mrctl down`: a pure function of what was removed and left."""
+    out = [f"warning: removing cluster {x.cluster} (job {x.job}) although its master ({x.master}) "
+           f"{'may still run: it is on another host' if x.unchecked else 'is still running'} (--force)"
+           for x in result.forced]
+    out += [f"removed cluster {cid}: {count} containers and its network" for cid, count in result.docker]
     for c in result.local:
         what = (f"killed {len(c.killed)} leftover process{'es' if len(c.killed) != 1 else ''} "
                 f"({', '.join(c.killed)})" if c.killed else "no leftover process")
@@ -293,11 +349,19 @@ def format_down(result: DownResult) -> str:
     out += [f"removed {spill_dirs.describe(stray)}" for stray in result.spill]
     if not out:
         out.append("nothing to remove")
+    out += [_left_line(x) for x in result.left]
     out += [f"warm cluster {name} left running (mrctl down --cluster {name})" for name in result.warm_kept]
     if result.docker_unreachable:
         out.append(f"the Docker engine was not reachable, so Docker clusters were not looked at: "
                    f"{result.docker_unreachable}")
     return "\n".join(out)
+
+
+def _left_line(x: Left) -> str:
+    why = ("cannot be checked from this host, so it counts as still running" if x.unchecked
+           else "still running")
+    return (f"left cluster {x.cluster} (job {x.job}): master {x.master} {why} "
+            f"(mrctl down --force --job {x.cluster} removes it)")
 
 
 def format_status(statuses: list[ClusterStatus]) -> str:

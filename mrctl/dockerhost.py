@@ -36,6 +36,12 @@ LABEL_JOB = "mrctl.job"
 LABEL_JOB_ID = "mrctl.job-id"  # the run a (non-warm) cluster was made for
 LABEL_BACKEND = "mrctl.backend"  # swarm on a swarm cluster's objects (none on a Docker one's)
 LABEL_CREATED = "mrctl.created"
+# The master a cluster serves (mrctl.backends.master_id): `mrctl down` leaves a cluster whose
+# master still runs. The kernel's boot id tells a reboot from another host of the same name.
+LABEL_MASTER_HOST = "mrctl.master.host"
+LABEL_MASTER_BOOT = "mrctl.master.boot-id"
+LABEL_MASTER_PID = "mrctl.master.pid"
+LABEL_MASTER_STARTED = "mrctl.master.started"  # clock ticks after boot: a reused pid never matches
 
 
 @dataclass(frozen=True)
@@ -386,6 +392,10 @@ class DockerHost:
         filters = label_filters(labels)
         with _translated("listing volumes"):
             return [v.name for v in self.client.volumes.list(filters=filters)]
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        with _translated(f"creating volume {name}"):
+            self.client.volumes.create(name=name, labels=labels)
 
     def remove_volume(self, name: str) -> None:
         with removing(f"volume {name}"):

@@ -105,7 +105,7 @@ def _stray(path: Path) -> Stray | None:
         if owner is None:  # none yet, or unreadable: stray once old enough to not be in the making
             return None if time.time() - path.stat().st_mtime < UNOWNED_GRACE_S else Stray(path, "", None, _size(path))
         run, master, boot = owner
-        if boot == local_registry.boot_id() and master.is_running():
+        if local_registry.running_here(master, boot):
             return None
         return Stray(path, run, master.pid, _size(path))
     except OSError:

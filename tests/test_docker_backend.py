@@ -100,6 +100,8 @@ def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     from mrctl import credentials
 
     assert credentials.redis_password(cid)  # --keep keeps the state file until `mrctl down`
+    # its master exited normally leaving it on purpose: marked so, for `down` on any host
+    assert docker_host.volumes({"mrctl.cluster": cid, "mrctl.role": "kept"}) == [f"mrctl-{cid}-kept"]
     down = _mrctl("down", "--job", cid)
     assert cid in down.stderr
     assert cid not in _mrctl("status").stdout

@@ -115,8 +115,9 @@ def test_a_plain_down_leaves_warm_clusters_running_and_says_so():
         return ContainerInfo(f"x{cid}", f"mrctl-{cid}-redis", "running", labels, None, False, {})
 
     docker = {"dev": [redis("dev", True)], "k1": [redis("k1", False)]}
-    assert left_warm(docker, None, everything=False) == ("dev",)
-    assert left_warm(docker, "dev", everything=False) == left_warm(docker, None, everything=True) == ()
+    # --all too: a warm cluster goes only when named (issue 24)
+    assert left_warm(docker, None, everything=False) == left_warm(docker, None, everything=True) == ("dev",)
+    assert left_warm(docker, "dev", everything=False) == ()
     text = format_down(DownResult([("k1", 3)], [], warm_kept=("dev",)))
     assert text.splitlines() == ["removed cluster k1: 3 containers and its network",
                                  "warm cluster dev left running (mrctl down --cluster dev)"]

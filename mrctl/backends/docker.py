@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from mrctl import credentials, subnets
 from mrctl.backends import WorkerExit, passed_environment
+from mrctl.backends.master_id import KEPT_ROLE, Master, kept_volume
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
 from mrctl.dockerhost import (
@@ -142,10 +143,23 @@ class EngineCluster:
         self.host: DockerHost | None = None
         self.images: ClusterImages | None = None
         self.extra_labels = extra_labels(os.environ.get("MRCTL_LABELS", ""))
+        self.master = Master.this()  # this process: `mrctl down` leaves the cluster while it runs
 
     def labels(self, role: str) -> dict[str, str]:
+        master = self.master.labels() if self.master else {}
         return {**self.extra_labels, LABEL_CLUSTER: self.id, LABEL_ROLE: role, LABEL_JOB: self.spec.name,
-                LABEL_JOB_ID: self.job_id, **self.BACKEND_LABELS, LABEL_CREATED: str(int(time.time()))}
+                LABEL_JOB_ID: self.job_id, **self.BACKEND_LABELS, LABEL_CREATED: str(int(time.time())),
+                **master}
+
+    def mark_kept(self) -> None:
+        """Record that the cluster is left on purpose (--keep) as its master exits normally, so
+        that `mrctl down` removes it even where that master cannot be checked (another host)."""
+        assert self.host
+        try:
+            self.host.create_volume(kept_volume(self.id), self.labels(KEPT_ROLE))
+        except InfraError as exc:
+            log.warning("could not mark cluster %s as kept (%s): mrctl down --force --job %s removes it",
+                        self.id, exc, self.id)
 
 
 class DockerCluster(EngineCluster):
@@ -341,6 +355,7 @@ class DockerCluster(EngineCluster):
         if self.keep and exc_type is None:
             log.info("cluster %s kept running (--keep): mrctl status, mrctl down --job %s",
                      self.id, self.id)
+            self.mark_kept()
             self.host.close()
             return
         self.teardown()

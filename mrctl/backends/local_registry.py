@@ -55,6 +55,13 @@ def boot_id() -> str:
     return _BOOT_ID.read_text().strip()
 
 
+def running_here(process: Process, boot: str) -> bool:
+    """Whether `process`, recorded during boot `boot`, still runs on this host: the one helper
+    for "is this master alive" (local records, spill dirs' owners, Docker clusters' masters).
+    Another boot means it is gone; a pid reused since has another start time."""
+    return boot == boot_id() and process.is_running()
+
+
 def _start_time(pid: int) -> int | None:
     """When `pid` started (clock ticks after boot); None if it is gone or a zombie."""
     try:
@@ -127,7 +134,7 @@ class LocalRecord:
         return replace(self, children=tuple(children))
 
     def master_running(self) -> bool:
-        return self.boot_id == boot_id() and self.master.is_running()
+        return running_here(self.master, self.boot_id)
 
 
 def save(record: LocalRecord) -> None:

@@ -329,6 +329,7 @@ class SwarmCluster(EngineCluster):
     def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.keep and exc_type is None:
             log.info("cluster %s kept running (--keep): mrctl status, mrctl down --job %s", self.id, self.id)
+            self.mark_kept()
             assert self.host
             self.host.close()
             return
