@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mrctl import mrjob_script
+from mrctl import job_files, mrjob_script
 from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.formats import InputFormat
@@ -347,6 +347,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         program = mrjob.program(settings["reducers"])
     else:
         program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
+        # the modules beside them that they import travel too: readable, parsable, bounded
+        job_files.bundle(dict.fromkeys(s.module for g in program for s in g.steps))
     for group in program:  # a repeat count that names a param: that param must be a count
         if isinstance(group.repeat, str):
             try:
