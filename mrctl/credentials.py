@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mrctl.dirs import state_dir
+from mrctl.dirs import private_state_dir, state_dir
 from mrctl.errors import InfraError
 
 
@@ -32,7 +32,8 @@ def save(cluster: str, job_id: str, password: str) -> Path:
     """Atomically write a cluster's record, readable by this user only (0600 in a 0700 dir)."""
     path = cluster_file(cluster)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_state_dir()
+        path.parent.mkdir(mode=0o700, exist_ok=True)
         os.chmod(path.parent, 0o700)  # mkdir's mode is masked by the umask, and may predate us
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{cluster}-")  # mkstemp: 0600
         try:

@@ -3,8 +3,13 @@ XDG_* value is ignored, as the rules say)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import stat
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -22,3 +27,43 @@ def state_dir() -> Path:
 def _xdg(variable: str, default: str) -> Path:
     base = os.environ.get(variable, "")
     return Path(base) if os.path.isabs(base) else Path.home() / default
+
+
+# What mrctl keeps in the state directory is this user's alone: the run history (params, spec
+# texts, tracebacks), cluster passwords, records of local clusters.
+PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
+
+
+def private_state_dir() -> Path:
+    """The state directory, created 0700 (or tightened to it: see make_private)."""
+    return make_private(state_dir(), PRIVATE_DIR)
+
+
+def make_private(path: Path, mode: int) -> Path:
+    """Create `path` (a directory for PRIVATE_DIR, else an empty file) with `mode`, or take
+    away the group and other bits of one that exists, logging a warning that names it and its
+    old mode (so a loose mode is reported once: the next look finds it tight). Missing parents
+    are created as the umask says, except a directory's own."""
+    if mode == PRIVATE_DIR:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            path.mkdir(mode)  # the umask can only take bits away from 0700
+    else:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, mode))
+    old = stat.S_IMODE(path.stat().st_mode)
+    if old & 0o077:
+        os.chmod(path, old & ~0o077)
+        log.warning("%s was %s, readable by other users: made it %s (mrctl keeps it private)",
+                    path, oct(old)[2:].zfill(4), oct(old & ~0o077)[2:].zfill(4))
+    return path
+
+
+def loose_modes(paths: list[Path]) -> list[tuple[Path, int]]:
+    """(path, mode) of each path that exists with group or other permission bits."""
+    found = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            mode = stat.S_IMODE(path.lstat().st_mode)
+            if mode & 0o077 and not path.is_symlink():
+                found.append((path, mode))
+    return found

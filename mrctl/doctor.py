@@ -7,6 +7,8 @@ nothing is pulled, built, fetched or started.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -16,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrctl import debian, images, spill_dirs
-from mrctl.dirs import cache_dir
+from mrctl.dirs import cache_dir, loose_modes, state_dir
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "fail"
 MIN_FREE_BYTES = 2 << 30  # the images take ~0.4 GB; leave room for inputs and outputs
+PRIVATE_SCAN = 1000  # entries of the state directory looked at, at most
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def diagnose() -> Diagnosis:
         checks.append(Check("Docker engine", FAIL, str(exc).split(". ")[0],
                             "start Docker (systemctl start docker), or let this user use it "
                             "(docker group), or run with --backend local"))
-        checks += [_mirror(needed=True), _redis_server(), _disk("cache", cache_dir()), _spill()]
+        checks += [_mirror(needed=True), _redis_server(), _disk("cache", cache_dir()), _spill(), _private()]
         return Diagnosis(tuple(checks))
     with host:
         checks += _engine(host)
@@ -66,6 +69,7 @@ def diagnose() -> Diagnosis:
         checks.append(_disk("Docker data", Path(host.data_root())))
         checks.append(_disk("cache", cache_dir()))
     checks.append(_spill())
+    checks.append(_private())
     return Diagnosis(tuple(checks))
 
 
@@ -144,6 +148,24 @@ def _spill() -> Check:
     shown = "; ".join(spill_dirs.describe(s) for s in strays[:3]) + ("; ..." if len(strays) > 3 else "")
     return Check("spill directories", WARN, f"{len(strays)} stray in {where}, {size / 1e6:.1f} MB, of masters "
                  f"that died: {shown}", "mrctl down removes them (so does the next run)")
+
+
+def _private() -> Check:
+    """The state directory (run history, cluster passwords, local cluster records) and the
+    history file must be this user's alone: any group or other permission bit is reported."""
+    from mrctl.history import SIDE_FILES, default_path
+
+    state, history = state_dir(), default_path()
+    paths = [state]
+    with contextlib.suppress(OSError):
+        paths += itertools.islice(state.rglob("*"), PRIVATE_SCAN)
+    paths += [p for p in (history, *(history.with_name(history.name + s) for s in SIDE_FILES)) if p not in paths]
+    loose = loose_modes(paths)
+    if not loose:
+        return Check("private files", OK, f"{state} and the run history {history}: this user's only")
+    shown = ", ".join(f"{path} is {mode:04o}" for path, mode in loose[:5]) + (", ..." if len(loose) > 5 else "")
+    return Check("private files", WARN, f"{len(loose)} readable by other users: {shown}",
+                 "chmod go= " + " ".join(str(p) for p, _ in loose[:5]) + " (a run tightens the history itself)")
 
 
 def _disk(what: str, path: Path) -> Check:

@@ -2,7 +2,7 @@
 
 A thread would need the GIL, and one C call in user code (`sum(range(7 * 10**8))`) can hold
 the GIL for longer than a lease: the worker would be declared dead while it works. The keeper
-is a child process (`python -m mrctl.heartbeat`, so nothing of the worker's own main module is
+is a child process (`python -P -m mrctl.heartbeat`, so nothing of the worker's own main module is
 re-run) with its own Redis connection. It:
 
 - publishes the worker's heartbeat and renews the leases of the tasks it holds (the one it
@@ -215,7 +215,7 @@ class HeartbeatProcess:
         mine, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mrctl.heartbeat", str(theirs.fileno())],
+                [sys.executable, "-P", "-m", "mrctl.heartbeat", str(theirs.fileno())],  # -P: no cwd on sys.path
                 pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         finally:
             theirs.close()

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import zstandard
 
-from mrctl.dirs import state_dir
+from mrctl.dirs import PRIVATE_DIR, PRIVATE_FILE, make_private, state_dir
 from mrctl.errors import MrctlError
 from mrctl.record import RunRecord
 
 KEEP_RUNS = 500
 KEEP_BYTES = 256 << 20  # compressed records
 BUSY_TIMEOUT_S = 10.0
+SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -78,10 +79,24 @@ class History:
 
     def __enter__(self) -> History:
         with self._translated("opening"):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._make_private()
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._prepare(self._db)
         return self
+
+    def _make_private(self) -> None:
+        """The history holds every run's params, spec text and tracebacks: its directory is
+        0700 and its files 0600, made so (with a warning) if they were looser. SQLite gives its
+        -wal and -shm files the database's mode. A directory named by MRCTL_HISTORY is only
+        made private if mrctl creates it (it may be a shared one, such as /tmp)."""
+        try:
+            if self.path.parent == state_dir() or not self.path.parent.is_dir():
+                make_private(self.path.parent, PRIVATE_DIR)
+            for path in (self.path, *(self.path.with_name(self.path.name + s) for s in SIDE_FILES)):
+                if path == self.path or path.exists():
+                    make_private(path, PRIVATE_FILE)
+        except OSError as exc:
+            raise HistoryError(f"cannot make the run history {self.path} private to this user: {exc}") from None
 
     @staticmethod
     def _prepare(db: sqlite3.Connection) -> None:

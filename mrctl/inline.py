@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mrctl import codec, tasks
+from mrctl import codec, job_files, tasks
 from mrctl.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
 from mrctl.chunks import ChunkRef, display_path, plan_chunks, read_chunk
 from mrctl.errors import JobFailed, MrctlError, SpecError, bounded_message, bounded_traceback
@@ -191,7 +191,8 @@ class _Progress:
 
 def _classes(step: StepSpec) -> JobClasses:
     try:
-        module = load_module(display_path(step.module), step.module.read_text(encoding="utf-8"))
+        files = job_files.bundle([step.module])  # its siblings, as a worker gets them
+        module = load_module(display_path(step.module), files[step.module.name], siblings=files)
         return job_classes(module, step.mapper, step.reducer, step.combiner)
     except Exception as exc:
         raise SpecError(f"cannot load {step.module}: {type(exc).__name__}: {exc}") from None

@@ -49,7 +49,8 @@ def meta(job: str) -> str:
     return f"{job_prefix(job)}meta"
 
 
-# mrctl:<job>:code -> hash: job module file name -> source text (the job's code travels as source)
+# mrctl:<job>:code -> hash: file name -> source text, of the job modules and the sibling modules
+#   they import (mrctl.job_files): the job's code travels as source
 def code(job: str) -> str:
     return f"{job_prefix(job)}code"
 

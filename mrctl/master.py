@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl import keys
+from mrctl import job_files, keys
 from mrctl.backends import WorkerExit
 from mrctl.bad_records import BadRecord, exceeded_message
 from mrctl.broker import Broker
@@ -211,9 +211,9 @@ class Master(MasterView):
 
     @functools.cached_property
     def _code(self) -> dict[str, str]:
-        """Every job module of the program, by file name, read once for all its steps."""
-        modules = {s.module.name: s.module for g in self.spec.program for s in g.steps}
-        return {name: path.read_text(encoding="utf-8") for name, path in modules.items()}
+        """Every job module of the program and the modules beside them that they import
+        (mrctl.job_files), by file name, read once for all its steps."""
+        return job_files.bundle(dict.fromkeys(s.module for g in self.spec.program for s in g.steps))
 
     def _enter_map(self) -> None:
         self._step_started = self.elapsed()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from mrctl.history import History, HistoryError
 from mrctl.record import Attempt, RunRecord, summary_of
+from mrctl.redaction import redact
 from mrctl.snapshot import Event, JobSnapshot
 from mrctl.spec import JobSpec
 
@@ -34,7 +35,7 @@ def build(spec: JobSpec, snap: JobSnapshot, started_at: float, trace: Trace | No
         "input_files": len(spec.inputs), "redis_memory": redis_memory,
         "steps": [s.name for g in spec.program for s in g.steps],
     }
-    return RunRecord(
+    run = RunRecord(
         job_id=snap.job_id, name=spec.name, status=snap.status,
         exit_code=EXIT_CODES.get(snap.status, 1) if exit_code is None else exit_code,
         started_at=started_at, elapsed=round(snap.elapsed, 3), backend=spec.backend, workers=spec.workers,
@@ -44,6 +45,7 @@ def build(spec: JobSpec, snap: JobSnapshot, started_at: float, trace: Trace | No
         step_seconds=snap.step_seconds, barriers=trace.barriers, counters=snap.counters, events=trace.events,
         attempts=trace.attempts, attempts_dropped=trace.dropped,
     )
+    return run if spec.keep_secrets else redact(run, [s.params for g in spec.program for s in g.steps])
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@
     bad_records: {policy: skip, max: 10}  # skip records whose map raises (default: fail)
     sort_values: false           # true: each key's values reach the reducer sorted (secondary sort)
     backend: docker              # docker | swarm | local | inline
+    history: {keep_secrets: false}  # true: secret-looking params kept as given in the run history
 
 Paths in the spec are relative to the spec file; paths given as flags are relative to the
 current directory. Precedence: defaults < spec file < environment (MRCTL_BACKEND,
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mrctl import mrjob_script
+from mrctl import job_files, mrjob_script
 from mrctl.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.errors import SpecError
 from mrctl.formats import InputFormat
@@ -54,10 +55,11 @@ BACKENDS = ("docker", "swarm", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params", "bad_records", "sort_values", "steps", "module")
+            "params", "bad_records", "sort_values", "steps", "module", "history")
 JOB_KEYS = ("module", "mapper", "reducer", "combiner")
 WORKER_KEYS = ("count", "cpus", "memory", "pids", "placement")
 OUTPUT_KEYS = ("path", "format")
+HISTORY_KEYS = ("keep_secrets",)
 @dataclass(frozen=True)
 class WorkerLimits:
     """Container limits for each worker (docker backend only); None means no limit."""
@@ -100,6 +102,8 @@ class JobSpec:
     bad_records: BadRecordPolicy = BadRecordPolicy()  # records whose map raises: fail or skip
     sort_values: bool = False  # each key's values reach the reducer sorted, not in input order
     steps: tuple[StepGroup, ...] = ()  # a `steps:` spec; empty for a `job:` spec (see program)
+    # the run history keeps secret-looking params as given, not as "***" (mrctl.redaction)
+    keep_secrets: bool = False
 
     @property
     def program(self) -> tuple[StepGroup, ...]:
@@ -264,6 +268,14 @@ def _output_section(doc: SpecDoc, value: Any, name: str, default: str = "json") 
     return (doc.path.parent / string_value(doc, "output.path", path)).resolve(), fmt
 
 
+def _history_section(doc: SpecDoc, value: Any) -> bool:
+    """`history: {keep_secrets: true}`: whether the run history keeps secret params."""
+    if not isinstance(value, dict):
+        raise doc.error("history", "expected a mapping such as {keep_secrets: true}")
+    doc.check_keys(value, HISTORY_KEYS, "history.")
+    return bool_value(doc, "history.keep_secrets", value.get("keep_secrets", False))
+
+
 def _format_of(path: str | None) -> str | None:
     suffix = Path(path).suffix.lstrip(".") if path else ""
     return suffix if suffix in OUTPUT_FORMATS else None
@@ -296,6 +308,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "sort_values": bool_value(doc, "sort_values", data.get("sort_values", False)),
         "backend": choice_value(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
+        "keep_secrets": _history_section(doc, data["history"]) if "history" in data else False,
     }
     raw = doc.require(data, "input") if not over.inputs else data.get("input")
     entries = raw if isinstance(raw, list) else [raw]
@@ -334,6 +347,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         program = mrjob.program(settings["reducers"])
     else:
         program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
+        # the modules beside them that they import travel too: readable, parsable, bounded
+        job_files.bundle(dict.fromkeys(s.module for g in program for s in g.steps))
     for group in program:  # a repeat count that names a param: that param must be a count
         if isinstance(group.repeat, str):
             try:

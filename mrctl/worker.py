@@ -196,7 +196,7 @@ class Worker:
                 raise TaskCancelled(f"job {job} has ended")
             # named as the user's file (a path), so tracebacks and JobCodeErrors point there
             module = load_module(meta.get("module_file") or meta["module"], code[meta["module"]],
-                                 meta.get("run") or job)
+                                 meta.get("run") or job, siblings=code)
             classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
                                   meta.get("combiner") or None)
             self._loaded = (job, classes, meta)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import linecache
 import sys
+import sysconfig
 import textwrap
 import traceback
+from pathlib import Path
 
 import pytest
 
@@ -42,7 +44,7 @@ def _forget_loaded_jobs():
     modules, lines = set(sys.modules), set(linecache.cache)
     yield
     for name in set(sys.modules) - modules:
-        if name.startswith("mrctl_job_"):
+        if name.startswith("mrctl_job_") or hasattr(sys.modules[name], "__mrctl_sibling__"):
             del sys.modules[name]
     for name in set(linecache.cache) - lines:
         entry = linecache.cache[name]
@@ -85,6 +87,27 @@ def test_a_workers_next_run_gets_freshly_executed_modules(tmp_path):
     second = load_module("job.py", source, run="run-2")
     assert second is not first and second.STATE == [] and marker.read_text() == "xx"
     assert first.__name__ not in sys.modules and second.__name__ in sys.modules
+
+
+def test_sibling_modules_are_imported_by_name_fresh_for_each_run(tmp_path):
+    """A module beside the job (shipped as source) is `import`able by its name; a worker's next
+    run executes it afresh, and a run whose job has no such sibling cannot import it."""
+    job = "import counter_helper\nTOTAL = counter_helper.bump()\n"
+    helper = "CALLS = []\n\ndef bump():\n    CALLS.append(1)\n    return len(CALLS)\n"
+    siblings = {"job.py": job, "counter_helper.py": helper}
+    first = load_module("jobs/job.py", job, run="run-1", siblings=siblings)
+    assert first.TOTAL == 1 and first.counter_helper.__file__ == "jobs/counter_helper.py"
+    second = load_module("jobs/job.py", job, run="run-2", siblings=siblings)
+    assert second.TOTAL == 1 and second.counter_helper is not first.counter_helper
+    with pytest.raises(ModuleNotFoundError, match="counter_helper"):
+        load_module("jobs/job.py", job, run="run-3", siblings={"job.py": job})
+
+
+def test_a_sibling_never_replaces_a_module_of_the_standard_library(monkeypatch):
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)  # imported afresh below
+    job = "import colorsys\nWHICH = colorsys.__file__\n"
+    module = load_module("job.py", job, siblings={"job.py": job, "colorsys.py": "raise ImportError('shadowed')\n"})
+    assert module.WHICH == str(Path(sysconfig.get_paths()["stdlib"]) / "colorsys.py")
 
 
 def test_a_traceback_shows_the_job_file_line_and_source_text():

@@ -136,7 +136,9 @@ class LocalCluster:
         env = {**os.environ, "MRCTL_REDIS_URL": self.redis_url, "MRCTL_WORKER_NAME": name,
                "MRCTL_PARENT_PID": str(os.getpid()), "PYTHONUNBUFFERED": "1",
                "TMPDIR": str(self.dir)}  # what job code puts in temp files goes with the cluster
-        self.workers[name] = self._spawn(name, [sys.executable, "-m", "mrctl", "worker"],
+        # -P: not the caller's directory first on sys.path (a csv.py there would replace the
+        # standard library's in every worker); the job's own siblings travel with its code
+        self.workers[name] = self._spawn(name, [sys.executable, "-P", "-m", "mrctl", "worker"],
                                          f"{name}.log", subprocess.DEVNULL, env)
         self.states[name] = "starting"
         return name

@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from mrctl.dirs import state_dir
+from mrctl.dirs import private_state_dir, state_dir
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class LocalRecord:
 def save(record: LocalRecord) -> None:
     """Write (or rewrite) a cluster's record: 0600, atomically."""
     folder = records_dir()
-    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_state_dir()
     folder.mkdir(mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{record.cluster}-", suffix=".tmp", dir=folder)  # 0600
     try:
