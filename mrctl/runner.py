@@ -167,9 +167,11 @@ def _run_job(spec: JobSpec, options: RunOptions, on_snapshot: SnapshotSink | Non
             return run_inline(spec, job_id, keep, state["inline"])
         except MrctlError as exc:
             raise _with_snapshot(exc, state, t0) from None
-    sink(state["last"])
     try:
         with SignalGuard():
+            # shown once the guard is in place: a signal sent on seeing the first phase (as a
+            # user or a test may) is an interrupted run, recorded, never an uncaught one
+            sink(state["last"])
             with open_cluster(spec, options, job_id) as cluster:
                 if options.cluster is not None:  # feed as many workers as the warm cluster has
                     spec = dataclasses.replace(spec, workers=cluster.spec.workers)
