@@ -10,21 +10,22 @@ with `.snapshot`, the job as it ended; a failed run leaves no output file.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mrctl.errors import SpecError
+from mrctl.errors import MrctlError, SpecError
 from mrctl.output import read_output
-from mrctl.runner import RunOptions, run_job
-from mrctl.sizes import parse_redis_memory
+from mrctl.run_options import BY_NAME, ResolvedRun, resolve
+from mrctl.runner import run_job
 from mrctl.snapshot import JobSnapshot
-from mrctl.spec import JobSpec, Overrides, load_spec
+from mrctl.spec import JobSpec
 from mrctl.view import counters_dict
 
-_RUN_OPTIONS = {"keep", "redis_memory", "offline", "worker_output", "cluster"}
+if TYPE_CHECKING:
+    from mrctl.reporters import Reporter
 
 
 @dataclass(frozen=True)
@@ -44,47 +45,71 @@ class RunResult:
         return read_output(self.output_path, self.output_format)
 
 
-def run(spec: str | Path | JobSpec, **overrides: Any) -> RunResult:
+def run(spec: str | Path | JobSpec, **options: Any) -> RunResult:
     """Run a job spec (a path, or a JobSpec) to completion, as `mrctl run` does.
 
-    `overrides` are the command line's flags by their Python names: inputs (a path or a list),
-    output, workers, reducers, chunk_size, backend, task_timeout, max_attempts,
-    max_worker_restarts, speculative, encoding_errors, params (a dict, over the spec's), keep,
-    redis_memory, offline, worker_output, cluster (the name of a warm cluster, see `mrctl up`:
-    the job runs there, with no start and no teardown).
+    `options` are `mrctl run`'s flags by their names (`--chunk-size 64KiB` is chunk_size="64KiB"),
+    checked as the command line checks them, with the same messages (a SpecError); see
+    mrctl.run_options for the list. Also: `inputs=` for `input=` (a path or a list) and `params=`
+    (a dict) beside `param=` ("NAME=VALUE" strings). Nothing is shown unless plain=, json= or
+    quiet= asks for the command's view; ui= serves the run's page (its URL is logged).
     """
-    options = RunOptions(**{k: overrides.pop(k) for k in list(overrides) if k in _RUN_OPTIONS})
-    if options.cluster is not None:
-        from mrctl.backends.warm import check_run
-
-        check_run(options.cluster, options.keep, overrides.get("backend"), overrides.get("workers"))
-    if options.redis_memory != RunOptions().redis_memory:
-        options = dataclasses.replace(options, redis_memory=parse_redis_memory(options.redis_memory))
-    job = _with_overrides(spec, overrides)
-    final = run_job(job, options)
-    return RunResult(final.status, job.output_path, job.output_format, final)
-
-
-def _with_overrides(spec: str | Path | JobSpec, overrides: dict[str, Any]) -> JobSpec:
-    fields = {f.name for f in dataclasses.fields(Overrides)}
-    unknown = sorted(set(overrides) - fields)
+    given = dict(options)
+    for alias, name in _ALIASES.items():
+        if alias in given:
+            value = given.pop(alias)
+            given[name] = [*(value.items() if isinstance(value, dict) else _listed(value)), *_listed(given.get(name))]
+    unknown = sorted(set(given) - set(BY_NAME))
     if unknown:
         raise SpecError(f"mrctl.run: unknown setting {unknown[0]!r}; expected one of "
-                        f"{', '.join(sorted(fields | _RUN_OPTIONS))}")
-    if isinstance(overrides.get("inputs"), str | Path):
-        overrides["inputs"] = (overrides["inputs"],)
-    overrides["inputs"] = tuple(str(p) for p in overrides.get("inputs", ()))
-    overrides["params"] = tuple((overrides.get("params") or {}).items())
-    if isinstance(spec, JobSpec):
-        return _replace(spec, overrides)
-    return load_spec(spec, Overrides(**overrides))
+                        f"{', '.join(sorted({*BY_NAME, *_ALIASES}))}")
+    resolved = resolve(spec, given)
+    final = run_shown(resolved, _reporter(resolved.view.mode))
+    return RunResult(final.status, resolved.job.output_path, resolved.job.output_format, final)
 
 
-def _replace(spec: JobSpec, overrides: dict[str, Any]) -> JobSpec:
-    """Overrides on an already loaded JobSpec: plain settings only (paths stay the spec's)."""
-    changes = {k: v for k, v in overrides.items() if v not in (None, ()) and k not in ("inputs", "output")}
-    if "params" in changes:
-        changes["params"] = {**spec.params, **dict(changes["params"])}
-    if overrides.get("inputs") or overrides.get("output"):
-        raise SpecError("mrctl.run: give inputs/output with a spec path, or set them on the JobSpec")
-    return dataclasses.replace(spec, **changes)
+_ALIASES = {"inputs": "input", "params": "param"}  # Python's plurals: a list, a dict
+
+
+def _listed(value: Any) -> list[Any]:
+    return [] if value is None else [value] if isinstance(value, str | Path) else list(value)
+
+
+def _reporter(mode: str | None) -> Reporter | None:
+    if mode is None:
+        return None
+    import os
+    import sys
+
+    from mrctl.reporters import choose_reporter
+
+    return choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
+
+
+def run_shown(run: ResolvedRun, reporter: Reporter | None = None) -> JobSnapshot:
+    """Run a resolved run (mrctl.run_options) to completion with its view: the reporter sees every
+    snapshot and the end, however it ends; the run's page serves while it runs (ui); its
+    timeline is drawn when it ends (timeline)."""
+    from mrctl.timeline import drawer
+
+    if reporter is not None:
+        reporter.start()
+    try:
+        with contextlib.ExitStack() as stack:
+            sink = reporter.update if reporter is not None else None
+            if run.view.ui:
+                from mrctl.web.server import RunPage
+
+                sink = stack.enter_context(RunPage()).watch(sink or (lambda snap: None))
+            final = run_job(run.job, run.options, on_snapshot=sink, on_record=drawer(run.view.timeline))
+    except MrctlError as exc:
+        if reporter is not None and (snapshot := getattr(exc, "snapshot", None)) is not None:
+            reporter.finish(snapshot)
+        raise
+    else:
+        if reporter is not None:
+            reporter.finish(final)
+    finally:
+        if reporter is not None:
+            reporter.close()
+    return final

@@ -65,42 +65,8 @@ SpecArg = Annotated[Path, typer.Argument(help="The job spec (YAML), e.g. jobspec
 
 @app.command()
 @_errors
-def run(
-    spec: SpecArg,
-    workers: opt.Workers = None,
-    input: Annotated[list[str] | None, typer.Option(
-        "--input", "-i", help="Input file, directory or glob (repeatable); replaces the spec's.")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", help="Output path; .json/.jsonl/.tsv/.csv picks the format.")] = None,
-    backend: opt.Backend = None,
-    docker_host: opt.DockerHostOpt = None,
-    registry: opt.Registry = None,
-    encrypted_overlay: opt.EncryptedOverlay = False,
-    reducers: opt.Reducers = None,
-    chunk_size: opt.ChunkSize = None,
-    task_timeout: opt.TaskTimeout = None,
-    max_attempts: opt.MaxAttempts = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", "-p", help="A job parameter NAME=VALUE (repeatable; the value read as YAML), "
-                              "self.params[NAME] in job code; over the spec's params.")] = None,
-    worker_output: opt.WorkerOutput = False,
-    max_worker_restarts: Annotated[int | None, typer.Option(
-        help="Workers that may die before doing any work within a minute (a crash loop) before the job "
-             "fails; workers dying on a task are always replaced.")] = None,
-    speculative: opt.Speculative = None,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="Fail on undecodable input bytes, naming file and line (default: replace, count).")] = False,
-    keep: opt.Keep = False,
-    offline: opt.Offline = None,
-    redis_memory: opt.RedisMemory = "1gb",
-    chaos: opt.Chaos = None,
-    cluster: opt.Cluster = None,
-    timeline: opt.Timeline = None,
-    ui: opt.Ui = False,
-    plain: opt.Plain = False,
-    json_: opt.Json = False,
-    quiet: opt.Quiet = False,
-) -> None:
+@opt.with_run_options("run")
+def run(spec: SpecArg, **flags: Any) -> None:
     """Run a MapReduce job.
 
     Example: mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
@@ -113,51 +79,21 @@ def run(
     error, 3 infrastructure error (Docker or Redis unavailable, image build failed),
     130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
     """
-    from mrctl.params import parse_param
+    from mrctl.run_options import resolve
     from mrctl.signals import SignalGuard
-    from mrctl.spec import Overrides, load_spec
 
-    overrides = Overrides(
-        inputs=tuple(input or ()), output=output, workers=workers, reducers=reducers,
-        chunk_size=chunk_size, backend=backend, task_timeout=task_timeout,
-        max_attempts=max_attempts, max_worker_restarts=max_worker_restarts, speculative=speculative,
-        encoding_errors="strict" if strict else None, params=tuple(parse_param(p) for p in param or ()),
-    )
-    options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
-                              worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline, registry=registry,
-                              encrypted_overlay=encrypted_overlay)
     with SignalGuard():  # SIGTERM before the job starts still exits 143, not by the signal
-        _run(load_spec(spec, overrides), options, opt.view_mode(json_, quiet, plain), timeline, ui)
+        _run(resolve(spec, flags))
 
 
-def _run(job: Any, options: Any, mode: str | None, timeline: str | None = None, ui: bool = False,
-         out: Any = None) -> None:
-    import contextlib
-
+def _run(run: Any, out: Any = None) -> None:
+    """A resolved run (mrctl.run_options) shown as its view asks, on this terminal."""
+    from mrctl.api import run_shown
     from mrctl.reporters import ReporterLogHandler, choose_reporter
-    from mrctl.runner import run_job
-    from mrctl.timeline import drawer
 
-    reporter = choose_reporter(mode, out or sys.stdout, sys.stderr, os.environ)
+    reporter = choose_reporter(run.view.mode, out or sys.stdout, sys.stderr, os.environ)
     _setup_logging(logging.INFO, ReporterLogHandler(reporter))
-    reporter.start()
-    try:
-        with contextlib.ExitStack() as stack:
-            sink = reporter.update
-            if ui:
-                from mrctl.web.server import RunPage
-
-                sink = stack.enter_context(RunPage()).watch(sink)
-            final = run_job(job, options, on_snapshot=sink, on_record=drawer(timeline))
-    except MrctlError as exc:
-        if (snapshot := getattr(exc, "snapshot", None)) is not None:
-            reporter.finish(snapshot)
-        raise
-    else:
-        reporter.finish(final)
-    finally:
-        reporter.close()
+    run_shown(run, reporter)
 
 
 @app.command()

@@ -9,7 +9,6 @@ lines go to stdout, as mrjob's runners print them, and everything else to stderr
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -52,32 +51,13 @@ def write_spec(script: Path, inputs: list[str], args: list[str], output: Path) -
     return path
 
 
+@opt.with_run_options("mrjob")
 def mrjob(
     script: Annotated[Path, typer.Argument(help="An mrjob script (a Python file defining an MRJob subclass).")],
     inputs: Annotated[list[str] | None, typer.Argument(help="Input files, directories or globs.")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the output lines here (default: print them on stdout, as mrjob does).")] = None,
-    workers: opt.Workers = None,
-    backend: opt.Backend = None,
-    docker_host: opt.DockerHostOpt = None,
-    registry: opt.Registry = None,
-    encrypted_overlay: opt.EncryptedOverlay = False,
-    reducers: opt.Reducers = None,
-    chunk_size: opt.ChunkSize = None,
-    task_timeout: opt.TaskTimeout = None,
-    max_attempts: opt.MaxAttempts = None,
-    worker_output: opt.WorkerOutput = False,
-    speculative: opt.Speculative = None,
-    keep: opt.Keep = False,
-    offline: opt.Offline = None,
-    redis_memory: opt.RedisMemory = "1gb",
-    chaos: opt.Chaos = None,
-    cluster: opt.Cluster = None,
-    timeline: opt.Timeline = None,
-    ui: opt.Ui = False,
-    plain: opt.Plain = False,
-    json_: opt.Json = False,
-    quiet: opt.Quiet = False,
+    **flags: Any,
 ) -> None:
     """Run an mrjob script's job unchanged on mrctl's cluster; the script's own options go
     after --.
@@ -90,40 +70,31 @@ def mrjob(
     INPUT...`. Needs mrjob: pip install 'mrctl[mrjob]'. Exit codes as for mrctl run.
     """
     from mrctl.cli import _run
+    from mrctl.run_options import resolve
     from mrctl.signals import SignalGuard
-    from mrctl.spec import Overrides, load_spec
-
-    options = opt.run_options(keep=keep, redis_memory=redis_memory, offline=offline, chaos=chaos,
-                              worker_output=worker_output, cluster=cluster, docker_host=docker_host,
-                              backend=backend, workers=workers, timeline=timeline, registry=registry,
-                              encrypted_overlay=encrypted_overlay)
-    overrides = Overrides(workers=workers, reducers=reducers, chunk_size=chunk_size, backend=backend,
-                          task_timeout=task_timeout, max_attempts=max_attempts, speculative=speculative)
-    mode = opt.view_mode(json_, quiet, plain)
 
     def load(spec: Path) -> Any:
         # the inputs as typed, relative to here: job code sees their names as mrjob's runners
         # show them (`mapreduce.map.input.file` is file://data/x.txt for data/x.txt), while the
         # spec keeps absolute paths, so that `mrctl run` finds them from anywhere
-        given = dataclasses.replace(overrides, inputs=tuple(inputs or ()))
         try:
-            return load_spec(spec, given)
+            return resolve(spec, {**flags, "input": list(inputs or ())})
         except SpecError as exc:  # the spec is ours, not the user's: name the command instead
             said = re.sub(rf"^({re.escape(str(spec))}:\d+: (job\.mrjob: )?|--input: )", "mrctl mrjob: ", str(exc))
             raise SpecError(said.replace(f" (relative to {spec.parent})", "")) from None
 
     if output is not None:
         spec = write_spec(script, inputs or [], list(_script_args), output)
-        job = load(spec)
+        run = load(spec)
         typer.echo(f"mrctl: the job's spec (mrctl run it again): {spec}", err=True)
         with SignalGuard():
-            _run(job, options, mode, timeline, ui)
+            _run(run)
         return
     scratch = Path(tempfile.mkdtemp(prefix="mrctl-mrjob-"))
     try:
         spec = write_spec(script, inputs or [], list(_script_args), scratch / "output.txt")
         with SignalGuard():
-            _run(load(spec), options, mode, timeline, ui, out=sys.stderr)
+            _run(load(spec), out=sys.stderr)
         with (scratch / "output.txt").open("rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer)
         sys.stdout.flush()

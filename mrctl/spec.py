@@ -149,14 +149,16 @@ CAPS = {
 }
 
 
-def _check_caps(doc: SpecDoc, settings: dict[str, Any], over: Overrides, environ: Mapping[str, str]) -> None:
+def _check_caps(doc: SpecDoc | None, settings: dict[str, Any], over: Overrides, environ: Mapping[str, str]) -> None:
     for key, (cap, why) in CAPS.items():
         if settings[key] > cap:
             flag = f"--{key.replace('_', '-')}"
             where = (flag if getattr(over, key) is not None else
                      "MRCTL_WORKERS" if key == "workers" and "MRCTL_WORKERS" in environ else None)
             message = f"{settings[key]} is more than {cap} ({why})"
-            raise SpecError(f"{where}: {message}") if where else doc.error(key, message)
+            if where or doc is None:  # no doc: a JobSpec built in Python, under flags (override)
+                raise SpecError(f"{where or key}: {message}")
+            raise doc.error(key, message)
 
 def _classes_in(doc: SpecDoc, module: Path, key: str) -> dict[str, ClassInfo]:
     try:
@@ -367,6 +369,16 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
                    input_names=tuple(f.name for f in files), input_tags=tuple(f.tag for f in files),
                    input_formats=tuple(f.format for f in files),
                    steps=program if "steps" in data or mrjob else (), **settings)
+
+
+def override(spec: JobSpec, over: Overrides) -> JobSpec:
+    """An already loaded spec under flags, checked as load_spec checks them (inputs and output
+    stay the spec's: give those with a spec path)."""
+    settings = {key: getattr(spec, key) for key in (*CAPS, "chunk_size", "backend", "encoding_errors",
+                                                     "speculative")}
+    _apply_flags(settings, over)
+    _check_caps(None, settings, over, {})
+    return replace(spec, **settings, params=merge_params(spec.params, over.params))
 
 
 def _apply_environment(settings: dict[str, Any], environ: Mapping[str, str]) -> None:
