@@ -1,0 +1,137 @@
+"""Each run's tasks in a fresh process: a worker that serves run after run (a warm cluster's
+workers do) forks a child per run from its main process, which stays clean.
+
+The main process imports mrctl, msgpack and redis, owns the heartbeat keeper, and never runs
+the job's code: it waits for a run to be current, forks, and waits for the child. The child
+(fork after the imports: a few milliseconds, nothing to import again) claims and runs that
+run's tasks, and exits when another run, or none, becomes current. So job B never sees job A's
+environment, builtins, working directory, random state, module globals or threads; only files
+(/tmp) outlast a run, as they would on a cold cluster's container.
+
+A run, not a step: the steps of one run share its child, as they share its job module
+(mrctl.loader) and, on a cold cluster, its workers. A run is one user's job; its steps hand
+each other data anyway, and a 12-step PageRank need not pay twelve forks.
+
+The keeper (mrctl.heartbeat) stays the main process's child, so it survives the runs; it
+signals the process that runs tasks (BeatState.pid, which the child reports first). If the
+keeper dies while a run's child works, the main process (waiting on both) kills the child and
+ends, as a worker without leases must. A child that dies of a signal (the keeper's SIGKILL of a
+task that ignored its timeout, user code killing itself) ends the worker with the same signal,
+so that its supervisor replaces it exactly as before; the child dies with the main process
+(PR_SET_PDEATHSIG) and SIGTERM to the main process takes the child along.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from typing import TYPE_CHECKING, NoReturn
+
+from mrctl.backends import lifeline
+from mrctl.broker import Broker
+from mrctl.errors import InfraError
+from mrctl.heartbeat import KeeperLost
+
+if TYPE_CHECKING:
+    from mrctl.worker import Worker
+
+log = logging.getLogger(__name__)
+
+EXIT_INFRA = 3  # Redis gone for good or the keeper lost: the worker ends (cli's exit code)
+
+
+def run_of(broker: Broker, job: str) -> str:
+    """The run a job belongs to: its own id, or the run's for a step (the meta's `run`)."""
+    return broker.meta(job).get("run") or job
+
+
+def serve(worker: Worker) -> int:
+    """The main process's loop: wait for a run other than the last one, run it in a child,
+    repeat. Returns the worker's exit code; never runs the job's code."""
+    child = 0
+
+    def on_term(signum: int, frame: object) -> None:
+        if child:
+            os.kill(child, signal.SIGKILL)  # the child's leases expire; its tasks run elsewhere
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    served, down_since, parent = None, None, os.getpid()
+    while not worker._stop.is_set():
+        worker.beats.check()  # type: ignore[union-attr]
+        try:
+            run = _next_run(worker, served)
+            down_since = None
+        except InfraError as exc:
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > worker.options.redis_patience_s:
+                log.error("giving up: %s", exc)
+                return EXIT_INFRA
+            log.warning("%s; retrying", exc)
+            time.sleep(1.0)
+            continue
+        if run is None:
+            continue
+        child = os.fork()
+        if child == 0:
+            _child(worker, run, parent)
+        code = _wait(worker, child)
+        child, served = 0, run
+        if code < 0:
+            log.error("the process of run %s died of signal %d: ending this worker likewise", run, -code)
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        if code != 0 or worker.options.burst or worker.options.max_tasks:
+            return code
+    return 0
+
+
+def _next_run(worker: Worker, served: str | None) -> str | None:
+    """The current run if it is not the one just served; else wait for a wake token (a job
+    published) and return None."""
+    job = worker.broker.current_job()
+    if job is not None and (run := run_of(worker.broker, job)) != served:
+        return run
+    worker.broker.wait_for_task(worker.options.poll_s)
+    return None
+
+
+def _wait(worker: Worker, child: int) -> int:
+    """Wait for the run's child; its exit code (negative: the signal that killed it). If the
+    keeper dies first, kill the child (its leases no longer renew) and raise KeeperLost."""
+    keeper = worker.beats.process  # type: ignore[union-attr]
+    while True:
+        pid, status = os.waitpid(-1, 0)  # the keeper and the child are this process's only children
+        if pid == child:
+            return os.waitstatus_to_exitcode(status)
+        if keeper is not None and pid == keeper.pid:
+            keeper.returncode = os.waitstatus_to_exitcode(status)
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+            raise KeeperLost(f"the heartbeat process exited (code {keeper.returncode})")
+
+
+def _child(worker: Worker, run: str, parent: int) -> NoReturn:
+    """The run's process: serve `run` until another run (or none) is current, then exit."""
+    code = 1
+    try:
+        lifeline.die_with_parent(parent)
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        worker.serve_only(run)
+        code = worker._loop()
+        worker._report(pid=None, job=None, tid=None, attempt=0, held=[], user_code=False)
+    except KeeperLost as exc:
+        log.error("%s: ending run %s's process", exc, run)
+        code = EXIT_INFRA
+    except BaseException:  # the job's code may raise SystemExit or worse: say so, and end
+        log.exception("the process of run %s failed", run)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
