@@ -1,11 +1,13 @@
 """Each run's tasks in a fresh process: a worker that serves run after run (a warm cluster's
-workers do) forks a child per run from its main process, which stays clean.
+workers do) runs each in a child forked from its main process, which stays clean.
 
 The main process imports mrctl, msgpack and redis, owns the heartbeat keeper, and never runs
-the job's code: it waits for a run to be current, forks, and waits for the child. The child
-(fork after the imports: a few milliseconds, nothing to import again) claims and runs that
-run's tasks, and exits when another run, or none, becomes current. So job B never sees job A's
-environment, builtins, working directory, random state, module globals or threads; only files
+the job's code nor talks to Redis once its keeper beats: it forks a child and waits for it,
+again and again. The child (forked after the imports: nothing to import again) waits for a
+run, claims and runs that run's tasks, and exits when another run, or none, becomes current;
+the next child is forked at once, while the worker is idle, so a job's start pays no fork and
+no connection to Redis. So job B never sees job A's environment, builtins, working directory,
+random state (random reseeds itself in a forked child), module globals or threads; only files
 (/tmp) outlast a run, as they would on a cold cluster's container.
 
 A run, not a step: the steps of one run share its child, as they share its job module
@@ -27,12 +29,9 @@ import logging
 import os
 import signal
 import sys
-import time
 from typing import TYPE_CHECKING, NoReturn
 
 from mrctl.backends import lifeline
-from mrctl.broker import Broker
-from mrctl.errors import InfraError
 from mrctl.heartbeat import KeeperLost
 
 if TYPE_CHECKING:
@@ -43,14 +42,9 @@ log = logging.getLogger(__name__)
 EXIT_INFRA = 3  # Redis gone for good or the keeper lost: the worker ends (cli's exit code)
 
 
-def run_of(broker: Broker, job: str) -> str:
-    """The run a job belongs to: its own id, or the run's for a step (the meta's `run`)."""
-    return broker.meta(job).get("run") or job
-
-
 def serve(worker: Worker) -> int:
-    """The main process's loop: wait for a run other than the last one, run it in a child,
-    repeat. Returns the worker's exit code; never runs the job's code."""
+    """The main process's loop: fork a child that serves the next run, wait for it, repeat.
+    Returns the worker's exit code; never runs the job's code, nor talks to Redis."""
     child = 0
 
     def on_term(signum: int, frame: object) -> None:
@@ -59,44 +53,22 @@ def serve(worker: Worker) -> int:
         os._exit(0)
 
     signal.signal(signal.SIGTERM, on_term)
-    served, down_since, parent = None, None, os.getpid()
+    worker.broker.close()  # no connection for the children to inherit: each opens its own
+    parent = os.getpid()
     while not worker._stop.is_set():
         worker.beats.check()  # type: ignore[union-attr]
-        try:
-            run = _next_run(worker, served)
-            down_since = None
-        except InfraError as exc:
-            down_since = down_since or time.monotonic()
-            if time.monotonic() - down_since > worker.options.redis_patience_s:
-                log.error("giving up: %s", exc)
-                return EXIT_INFRA
-            log.warning("%s; retrying", exc)
-            time.sleep(1.0)
-            continue
-        if run is None:
-            continue
         child = os.fork()
         if child == 0:
-            _child(worker, run, parent)
+            _child(worker, parent)
         code = _wait(worker, child)
-        child, served = 0, run
+        child = 0
         if code < 0:
-            log.error("the process of run %s died of signal %d: ending this worker likewise", run, -code)
+            log.error("a run's process died of signal %d: ending this worker likewise", -code)
             signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)
         if code != 0 or worker.options.burst or worker.options.max_tasks:
             return code
     return 0
-
-
-def _next_run(worker: Worker, served: str | None) -> str | None:
-    """The current run if it is not the one just served; else wait for a wake token (a job
-    published) and return None."""
-    job = worker.broker.current_job()
-    if job is not None and (run := run_of(worker.broker, job)) != served:
-        return run
-    worker.broker.wait_for_task(worker.options.poll_s)
-    return None
 
 
 def _wait(worker: Worker, child: int) -> int:
@@ -114,20 +86,22 @@ def _wait(worker: Worker, child: int) -> int:
             raise KeeperLost(f"the heartbeat process exited (code {keeper.returncode})")
 
 
-def _child(worker: Worker, run: str, parent: int) -> NoReturn:
-    """The run's process: serve `run` until another run (or none) is current, then exit."""
+def _child(worker: Worker, parent: int) -> NoReturn:
+    """A run's process: wait for a run, serve it (all its steps), exit when another run, or
+    none, is current. Forked ahead, while the worker is idle, so that a job's start costs no
+    fork, no connection to Redis and no import."""
     code = 1
     try:
         lifeline.die_with_parent(parent)
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        worker.serve_only(run)
+        worker.serve_one_run()
         code = worker._loop()
         worker._report(pid=None, job=None, tid=None, attempt=0, held=[], user_code=False)
     except KeeperLost as exc:
-        log.error("%s: ending run %s's process", exc, run)
+        log.error("%s: ending the run's process", exc)
         code = EXIT_INFRA
     except BaseException:  # the job's code may raise SystemExit or worse: say so, and end
-        log.exception("the process of run %s failed", run)
+        log.exception("a run's process failed")
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:
