@@ -25,6 +25,7 @@ so that its supervisor replaces it exactly as before; the child dies with the ma
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -54,6 +55,7 @@ def serve(worker: Worker) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     worker.broker.close()  # no connection for the children to inherit: each opens its own
+    gc.freeze()  # the imports' objects: a child's collections need not touch (copy) their pages
     parent = os.getpid()
     while not worker._stop.is_set():
         worker.beats.check()  # type: ignore[union-attr]
