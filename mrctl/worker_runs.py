@@ -66,7 +66,8 @@ def serve(worker: Worker) -> int:
         child = 0
         if code < 0:
             log.error("a run's process died of signal %d: ending this worker likewise", -code)
-            signal.signal(-code, signal.SIG_DFL)
+            if -code not in (signal.SIGKILL, signal.SIGSTOP):  # those two have no handler to reset
+                signal.signal(-code, signal.SIG_DFL)
             os.kill(os.getpid(), -code)
         if code != 0 or worker.options.burst or worker.options.max_tasks:
             return code

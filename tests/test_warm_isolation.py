@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, corpus_files, word_counts
-from jobs import WORDCOUNT
+from jobs import REDIS_URL, WORDCOUNT
 
 import mrctl
 from mrctl import clusters
@@ -64,11 +64,11 @@ class ListReducer(SumReducer):
 '''
 
 
-def _spec(folder: Path, name: str, mapper: str) -> Path:
-    (folder / "leaky.py").write_text(LEAKY)
+def _spec(folder: Path, name: str, mapper: str, source: str = LEAKY, extra: str = "") -> Path:
+    (folder / f"{name}.py").write_text(source)
     spec = folder / f"{name}.yaml"
-    spec.write_text(f"name: {name}\njob: {{module: leaky.py, mapper: {mapper}, reducer: ListReducer}}\n"
-                    "chunk_size: 4MiB\nreducers: 2\n")
+    spec.write_text(f"name: {name}\njob: {{module: {name}.py, mapper: {mapper}, reducer: ListReducer}}\n"
+                    f"chunk_size: 4MiB\nreducers: 2\n{extra}")
     return spec
 
 
@@ -100,3 +100,53 @@ def test_job_b_sees_none_of_job_as_process_state(tmp_path, one_worker):
     clean = {"~env": [None], "~builtin": [None], "~module global": [None], "~cwd": ["/"],
              "~random seeded by A": [False], "~threads": [[]]}
     assert dict(b.pairs()) == {**counts, **clean}
+
+
+# The first attempt of the job's map task hangs (counted in the cluster's Redis, since the
+# workers are containers); `{hang}` is how it hangs.
+HUNG_ONCE = LEAKY + REDIS_URL + """
+import redis
+
+
+def stubborn():  # ignores its interruption (TaskTimeout): only a kill ends it
+    while True:
+        try:
+            time.sleep(3600)
+        except BaseException:
+            pass
+
+
+class HungOnceMapper(WordMapper):
+    def setup(self):
+        if redis.Redis.from_url(redis_url()).incr("test:hung") == 1:
+            {hang}
+"""
+INTERRUPTIBLE = "time.sleep(3600)"
+STUBBORN = "stubborn()"
+
+
+def _workers(docker_host, name: str) -> set[str]:
+    return {c.id for c in docker_host.containers({"mrctl.cluster": name, "mrctl.role": "worker"})}
+
+
+@pytest.mark.parametrize("hang", [INTERRUPTIBLE, STUBBORN], ids=["interruptible", "stubborn"])
+def test_a_hung_task_is_interrupted_in_the_runs_process_then_the_next_job_runs(tmp_path, one_worker,
+                                                                              docker_host, hang):
+    """The keeper signals the run's process, not the worker's main one: a task that gives way
+    to its timeout is retried by the same worker (no replacement); one that ignores it is
+    killed with its process, the worker replaced, and the next job runs as usual."""
+    data = tmp_path / "input.txt"
+    data.write_text("alpha beta\n" * 50 + "beta gamma\n" * 20, encoding="utf-8")
+    counts = dict(word_counts([data]))
+    before = _workers(docker_host, one_worker)
+    hung = mrctl.run(_spec(tmp_path, "hung", "HungOnceMapper", HUNG_ONCE.format(hang=hang), "task_timeout: 2\n"),
+                     cluster=one_worker, inputs=[str(data)], output=str(tmp_path / "hung.jsonl"))
+    assert dict(hung.pairs()) == counts
+    assert hung.snapshot.retries >= 1
+    assert any("timeout" in e.message for e in hung.snapshot.events), hung.snapshot.events
+    after = _workers(docker_host, one_worker)
+    assert (after == before) if hang == INTERRUPTIBLE else (after - before)
+
+    b = mrctl.run(_spec(tmp_path, "job-b", "ObservingMapper"), cluster=one_worker, inputs=[str(data)],
+                  output=str(tmp_path / "b.jsonl"))
+    assert dict(b.pairs())["~env"] == [None] and {k: v for k, v in b.pairs() if k[0] != "~"} == counts
