@@ -155,7 +155,9 @@ def worker(
     if not redis_url:
         raise SpecError("mrctl worker needs the Redis URL: --redis-url-file or --redis-url "
                         "(MRCTL_REDIS_URL_FILE, MRCTL_REDIS_URL)")
-    options = WorkerOptions(burst=burst, parent_pid=parent_pid)
+    # Each run in a fresh process forked from this one (mrctl.worker_runs): a warm cluster's
+    # next job must not see the last one's environment, globals or threads.
+    options = WorkerOptions(burst=burst, parent_pid=parent_pid, process_per_run=True)
     w = Worker(Broker(redis_url), name=name, options=options) if name else Worker(
         Broker(redis_url), options=options)
     raise typer.Exit(w.run())

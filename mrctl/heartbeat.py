@@ -55,6 +55,7 @@ class BeatState:
     lease_s: float = 10.0
     task_timeout: float = 300.0
     held: list[str] = field(default_factory=list)  # "<tid>@<attempt>": the rest of its batch
+    pid: int | None = None  # the process that runs the tasks (a run's child), if not the worker
 
     def info(self) -> dict[str, Any]:
         busy = self.tid is not None
@@ -105,7 +106,7 @@ class HeartbeatKeeper:
         elif now - self.interrupted_at > TIMEOUT_GRACE_S and self.options.signal_worker:
             log.error("task %s ignored its interruption: killing the worker so that a fresh one "
                       "replaces it", s.tid)
-            os.kill(self.options.worker_pid, signal.SIGKILL)
+            _signal(s.pid or self.options.worker_pid, signal.SIGKILL)
             return "kill"
         return None
 
@@ -115,8 +116,16 @@ class HeartbeatKeeper:
         if self.conn is not None:
             self.conn.send_bytes(json.dumps([reason, s.job, s.tid, s.attempt]).encode())
         if self.options.signal_worker:
-            os.kill(self.options.worker_pid, signal.SIGUSR1)
+            _signal(s.pid or self.options.worker_pid, signal.SIGUSR1)
         return reason
+
+
+def _signal(pid: int, signum: int) -> None:
+    """Signal the process that runs the tasks; one that has just ended needs nothing."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 # -- the keeper process -------------------------------------------------------------------------
@@ -210,8 +219,10 @@ class HeartbeatProcess:
     process: subprocess.Popen | None = None
     conn: Connection | None = None
     state: BeatState = field(default_factory=BeatState)
+    owner: int = 0  # the pid that started the keeper: only it can poll it (a run's child cannot)
 
     def __enter__(self) -> HeartbeatProcess:
+        self.owner = os.getpid()
         mine, theirs = socket.socketpair()
         try:
             self.process = subprocess.Popen(
@@ -233,7 +244,9 @@ class HeartbeatProcess:
         raise KeeperLost(f"the heartbeat process sent no beat within {timeout_s:g}s")
 
     def check(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
+        """Raise KeeperLost if the keeper has exited. In a run's child, a no-op: the keeper is
+        the main process's child, and the main process kills the run's child if it dies."""
+        if self.process is not None and os.getpid() == self.owner and self.process.poll() is not None:
             raise KeeperLost(f"the heartbeat process exited (code {self.process.returncode})")
 
     def report(self, **changes: Any) -> None:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mrctl import batching, tasks
+from mrctl import batching, keys, tasks, worker_runs
 from mrctl.broker import Broker, Claim, ClaimRequest, MapCommit
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.formats import ChunkFormat
@@ -57,6 +57,7 @@ class WorkerOptions:
     redis_patience_s: float = 30.0  # exit when Redis is unreachable for this long
     interrupt_main: bool = True  # deliver TaskTimeout via a signal (main thread only)
     parent_pid: int | None = None  # local backend: end when this master process is gone
+    process_per_run: bool = False  # each run's tasks in a fresh child process (mrctl.worker_runs)
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Worker:
         self._announced: tuple[str, str, int] | None = None  # (job, tid, attempt) the keeper knows
         self._reannounce = False  # a task of the batch was interrupted: tell the keeper afresh
         self._settings: tuple[str, dict[str, str]] | None = None  # that job's meta, read once
+        self._one_run = False  # this process serves one run, then ends (mrctl.worker_runs)
+        self._run: str | None = None  # that run, once seen
 
     # -- driver ---------------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ class Worker:
             with HeartbeatProcess(keeper) as self.beats:
                 self.beats.wait_ready()  # no claim before leases can be renewed
                 log.info("worker %s ready", self.name)
-                return self._loop()
+                return worker_runs.serve(self) if self.options.process_per_run else self._loop()
         except KeeperLost as exc:
             log.error("%s: exiting, so that a fresh worker replaces this one", exc)
             return 3
@@ -138,6 +141,23 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
 
+    def serve_one_run(self) -> None:
+        """Serve one run alone (this process is a run's, mrctl.worker_runs): the first job seen
+        makes the run; the loop ends when another run, or none, is current. The keeper
+        signals this process from now on."""
+        self._one_run = True
+        self._report(pid=os.getpid())
+
+    def _run_ends(self, current: str | None) -> bool:
+        """In a run's process, whether `current` ends the run it serves (the first job it sees
+        starts one); steps of the run go on in it."""
+        if not self._one_run:
+            return False
+        if self._run is None:
+            self._run = None if current is None else keys.run_of(current)
+            return False
+        return current is None or keys.run_of(current) != self._run
+
     def tick(self) -> bool | None:
         """One step: claim and run a task, or a batch of tiny map tasks. True if a task ran (or
         the job changed: look again at once), False if there was none, None if a burst worker
@@ -157,6 +177,8 @@ class Worker:
                 return True
         current = self.broker.current_job()
         if current != job:
+            if self._run_ends(current):
+                return None  # this run's process is done: the main process forks one for the next
             self._job = current
             return current is not None
         if job is None:

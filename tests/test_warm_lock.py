@@ -37,8 +37,11 @@ def test_a_killed_runs_lock_expires_by_itself(broker):
 def test_releasing_stops_the_workers_serving_the_run_only(broker):
     broker.acquire_cluster("h")
     broker.r.set(keys.current_job(), "R.s3")  # the run's last step
+    broker.r.delete(keys.wake())
     broker.release_cluster("h", "R")
     assert broker.current_job() is None
+    # idle workers wake at once: a run's process ends now, not when the next job is published
+    assert broker.r.llen(keys.wake()) == keys.WAKE_MAX
     broker.acquire_cluster("h2")
     broker.r.set(keys.current_job(), "Other")
     broker.release_cluster("h2", "R")  # a run whose lock had expired: not its job to clear

@@ -12,6 +12,7 @@ from mrctl.broker.base import (
     BrokerBase,
     translated_errors,
 )
+from mrctl.broker.jobs import Jobs
 
 
 class WarmClusters(BrokerBase):
@@ -34,9 +35,14 @@ class WarmClusters(BrokerBase):
             return bool(self._renew_lock(keys=[keys.cluster_lock()], args=[holder, ttl_ms]))
 
     def release_cluster(self, holder: str, run: str) -> bool:
-        """Release the lock iff `holder` holds it; the workers stop serving `run`."""
+        """Release the lock iff `holder` holds it; the workers stop serving `run`, woken at
+        once: each ends the run's process now, while the cluster is idle, and forks the next
+        (mrctl.worker_runs), instead of when the next job is published."""
         with translated_errors("releasing the cluster's lock"):
-            return bool(self._release_lock(keys=[keys.cluster_lock(), keys.current_job()], args=[holder, run]))
+            pipe = self.r.pipeline(transaction=False)
+            self._release_lock(keys=[keys.cluster_lock(), keys.current_job()], args=[holder, run], client=pipe)
+            Jobs._wake_all(pipe)
+            return bool(pipe.execute()[0])
 
     def cluster_holder(self) -> str | None:
         """The lock's value (the running job), or None when the cluster is idle."""

@@ -2,6 +2,7 @@
 
     python -m tests.perf.warm_bench                # 5 runs of each way, interleaved
     python -m tests.perf.warm_bench --repeat 9 --size 1000000
+    python -m tests.perf.warm_bench --only 'warm, mrctl.run' --repeat 15   # the warm per-job cost
 
 Ways: `mrctl.run` in this process (the job end to end: attach or start, map, reduce, output,
 unlock or teardown; imports already done by an untimed first run of each) and `mrctl run` as a
@@ -80,6 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--size", type=int, default=1_000_000, help="input bytes")
+    parser.add_argument("--only", default="", help="run only the ways whose name contains this "
+                        "(e.g. 'warm, mrctl.run': the warm per-job cost alone)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="mrctl-warm-bench-") as tmp:
         data = make_input(Path(tmp), args.size)
@@ -87,7 +90,7 @@ def main() -> None:
         expected, out = reference(data), Path(tmp) / "out.json"
         cluster = warm.up(workers=2)
         try:
-            runs = ways(data, out, cluster)
+            runs = {name: way for name, way in ways(data, out, cluster).items() if args.only in name}
             for way in runs.values():  # imports, first loads: not what is measured
                 way()
             times: dict[str, list[float]] = {name: [] for name in runs}
