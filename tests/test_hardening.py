@@ -410,7 +410,9 @@ def _keeper_pid():
             cmd = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        if ppid == os.getpid() and b"mrctl.heartbeat" in cmd:
+        # the keeper is a child of the worker's main process, which forks the run's process
+        # this code runs in (mrctl.worker_runs): its sibling
+        if ppid in (os.getpid(), os.getppid()) and b"mrctl.heartbeat" in cmd:
             return int(entry.name)
 
 
