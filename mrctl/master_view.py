@@ -70,7 +70,10 @@ class MasterView:
             lost=total.get("lost", 0), timeouts=total.get("timeouts", 0), killed=self.killed,
             backups=self.backups,
             redis_peak_bytes=self.broker.memory().peak,
-            retries=total.get("retries", 0), refused=total.get("refused", 0),
+            # zombies of steps already ended were refused too (a step's own stats went with it):
+            # read here, at the views' pace, not at every tick's _totals
+            retries=total.get("retries", 0),
+            refused=total.get("refused", 0) + (self.broker.late_refused(self.job_id) if self._finished else 0),
             failures=total.get("failures", 0), failed_attempts=total.get("failed_attempts", 0),
             records_in=first.get("records_in", 0),
             # the job's output: the last step's reducers', or its mappers' when it is map-only
@@ -99,8 +102,7 @@ class MasterView:
         """Every stats field summed over the finished steps and the current one."""
         done = self._finished  # the last step stays current once the job is done: count it once
         steps = done if done and done[-1] is self._stats else [*done, self._stats]
-        # zombies of steps already ended, refused too (a step's own stats went with it)
-        total: dict[str, int] = {"refused": self.broker.late_refused(self.job_id)} if len(steps) > 1 else {}
+        total: dict[str, int] = {}
         for stats in steps:
             for name, value in stats.items():
                 total[name] = total.get(name, 0) + value

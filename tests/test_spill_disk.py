@@ -27,29 +27,12 @@ from pathlib import Path
 import pytest
 from conftest import corpus_files
 from procs import children_of
+from test_spill import SHUFFLE  # the whole input through the shuffle
 
 from mrctl import spill_dirs
 from mrctl.history import History
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
-
-SHUFFLE = '''
-from mrctl import Mapper, Reducer
-
-
-class FirstWord(Mapper):
-    """Every line, keyed by its first word: the whole input crosses the shuffle."""
-
-    def map(self, line):
-        words = line.split()
-        if words:
-            yield words[0].lower(), line
-
-
-class SortedLines(Reducer):
-    def reduce(self, word, lines):
-        return sorted(lines)
-'''
 
 
 @pytest.fixture
