@@ -4,9 +4,11 @@ XDG_* value is ignored, as the rules say)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -16,6 +18,21 @@ def cache_dir() -> Path:
     """Downloads that can be fetched again (.debs, a redis-server): $XDG_CACHE_HOME/mrctl,
     else ~/.cache/mrctl."""
     return _xdg("XDG_CACHE_HOME", ".cache") / "mrctl"
+
+
+@contextlib.contextmanager
+def cache_lock(name: str, on_wait: Callable[[str], None] = log.info) -> Iterator[None]:
+    """Hold the cache's lock `name` (an flock, released when the holder dies): one process
+    fetches or builds a thing at a time, and the others, waiting, then find it made."""
+    path = cache_dir() / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait(f"waiting for another mrctl process that is making the {name} ...")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
 
 
 def state_dir() -> Path:

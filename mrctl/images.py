@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mrctl import debian, dockerswarm, rootfs
+from mrctl.dirs import cache_lock
 from mrctl.dockerhost import DockerHost
 from mrctl.errors import InfraError
 
@@ -59,7 +60,13 @@ class ClusterImages:
 
 def ensure_images(host: DockerHost, on_progress: Progress = log.info,
                   offline: bool | None = None) -> ClusterImages:
-    """Make sure both images exist, pulling or building what is missing; fast when they do."""
+    """Make sure both images exist, pulling or building what is missing; fast when they do.
+    Processes of this host build one at a time: the others wait, then find the images."""
+    with cache_lock("images", on_progress):
+        return _ensure_images(host, on_progress, offline)
+
+
+def _ensure_images(host: DockerHost, on_progress: Progress, offline: bool | None) -> ClusterImages:
     if offline is None and os.environ.get("MRCTL_OFFLINE") == "1":
         offline = True
     if offline is None:
