@@ -32,17 +32,24 @@ ROOT = Path(__file__).resolve().parent.parent
 # them, corpus_files() builds a stand-in (see below).
 CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
 SESSION_LABEL = "mrctl.test-session"
-SESSION = uuid.uuid4().hex[:10]
-DOCKER_FIXTURES = {"docker_host", "clean_docker"}
+SESSION = uuid.uuid4().hex[:10]  # this process's: each pytest-xdist worker has one of its own
+# The whole run's: the controller's id, inherited by its xdist workers, so that the end of the
+# run can ask the engine about every worker's containers.
+RUN_LABEL = "mrctl.test-run"
+RUN = os.environ.setdefault("MRCTL_TEST_RUN", SESSION)
+LABELS = f"{SESSION_LABEL}={SESSION},{RUN_LABEL}={RUN}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Inherited by every cluster and process the tests start (see the module docstring).
-    os.environ["MRCTL_LABELS"] = f"{SESSION_LABEL}={SESSION}"
+    os.environ["MRCTL_LABELS"] = LABELS
     config._mrctl_started = time.time()  # type: ignore[attr-defined]
     # A temp dir of the session's own, so that the leftover check sees only the session's
-    # temp files, never those of a job running beside the tests.
-    private = Path(tempfile.mkdtemp(prefix=f"mrctl-test-{SESSION}-"))
+    # temp files, never those of a job running beside the tests. Always beside the first
+    # session's (xdist workers', a nested pytest's), not inside it: a local cluster's socket
+    # path must stay under 108 bytes.
+    base = os.environ.setdefault("MRCTL_TEST_TMP_BASE", tempfile.gettempdir())
+    private = Path(tempfile.mkdtemp(prefix=f"mrctl-test-{SESSION}-", dir=base))
     os.environ["TMPDIR"] = tempfile.tempdir = str(private)
     config._mrctl_tmp = private  # type: ignore[attr-defined]
     # Runs record themselves in the history: the session's own, never the user's
@@ -55,12 +62,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(private, ignore_errors=True)
 
 
+# What a test needs, said by its markers (pyproject.toml registers them; the README lists them):
+# a test that uses one of these fixtures without the marker fails collection, so that
+# `-m "not docker"` (or swarm, browser, ssh) never starts what it deselects.
+NEEDS = {
+    "docker": {"docker_host", "clean_docker"},
+    "swarm": {"swarm", "clean_swarm"},
+    "browser": {"browser"},
+    "ssh": {"ssh_engine"},
+}
+# Markers that make a test slow by what they start (an engine's containers, a swarm, a
+# browser, an sshd): such a test is `slow` too, and `pytest -m "not slow"` is the edit loop.
+STARTS_SLOWLY = ("docker", "swarm", "browser", "ssh")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test that uses Docker must say so, or `-m "not docker"` would still start containers."""
-    unmarked = [i.nodeid for i in items
-                if DOCKER_FIXTURES & set(getattr(i, "fixturenames", ())) and not i.get_closest_marker("docker")]
+    unmarked = [f"{i.nodeid} (needs the {marker} marker)" for i in items for marker, fixtures in NEEDS.items()
+                if fixtures & set(getattr(i, "fixturenames", ())) and not i.get_closest_marker(marker)]
     if unmarked:
-        raise pytest.UsageError(f"tests use Docker without the docker marker: {unmarked}")
+        raise pytest.UsageError("tests use fixtures without their markers: " + ", ".join(unmarked))
+    for item in items:
+        if any(item.get_closest_marker(m) for m in STARTS_SLOWLY):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("swarm"):
+            # One engine has one swarm, which the session-scoped fixture makes and leaves: under
+            # pytest-xdist (--dist loadgroup), every swarm test runs in the same process.
+            item.add_marker(pytest.mark.xdist_group("swarm"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -73,7 +100,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     try:
         with DockerHost(timeout=10) as host:
-            made = host.containers_created({SESSION_LABEL: SESSION}, session.config._mrctl_started)
+            made = host.containers_created({RUN_LABEL: RUN}, session.config._mrctl_started)
     except InfraError:
         return  # no engine: nothing can have been started on it
     if made:
@@ -201,7 +228,7 @@ def _ours(pid: str) -> bool:
         environ = Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
         return False
-    return f"MRCTL_LABELS={SESSION_LABEL}={SESSION}".encode() in environ.split(b"\0")
+    return f"MRCTL_LABELS={LABELS}".encode() in environ.split(b"\0")
 
 
 def _stray_processes() -> list[str]:
@@ -265,10 +292,18 @@ def docker_host():
     host.close()
 
 
+def require_marker(request: pytest.FixtureRequest, marker: str) -> None:
+    """Fail a test that reached a fixture of `marker` without the marker (through
+    request.getfixturevalue, which collection does not see)."""
+    if not request.node.get_closest_marker(marker):
+        pytest.fail(f"{request.node.nodeid} uses {request.fixturename} without the {marker} marker")
+
+
 @pytest.fixture
-def clean_docker(docker_host):
+def clean_docker(request, docker_host):
     """After the test: no container or network of this session may remain (others' are not
     looked at, let alone removed)."""
+    require_marker(request, "docker")
     yield
     mine = {SESSION_LABEL: SESSION}
     containers = docker_host.containers(mine)

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
+from conftest import LABELS, ROOT, corpus_files, sequential_wordcount
 from jobs import GATED, WORDCOUNT
 from procs import children_of
 from procs import run_mrctl as _mrctl
@@ -146,7 +146,7 @@ def test_down_force_removes_a_running_local_cluster_with_a_warning(tmp_path, sta
 def own_labels(monkeypatch, state_home) -> str:
     """MRCTL_LABELS naming this test alone (and the session, for the leftover checks)."""
     mine = f"mrctl.test-down={uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("MRCTL_LABELS", f"{SESSION_LABEL}={SESSION},{mine}")
+    monkeypatch.setenv("MRCTL_LABELS", f"{LABELS},{mine}")
     return mine
 
 

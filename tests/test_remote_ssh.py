@@ -23,6 +23,7 @@ def ssh_engine(tmp_path_factory):
     server.close()
 
 
+@pytest.mark.ssh
 @pytest.mark.docker
 def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, docker_host, clean_docker):
     """`mrctl run --docker-host ssh://...` starts the cluster through sshd and gives the exact

@@ -21,7 +21,7 @@ import time
 from unittest import mock
 
 import pytest
-from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, sequential_wordcount
+from conftest import ROOT, SESSION, SESSION_LABEL, corpus_files, require_marker, sequential_wordcount
 from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec, write_crash_spec
 from procs import run_mrctl as _mrctl
 from served import free_port
@@ -52,11 +52,12 @@ def swarm(docker_host):
 
 
 @pytest.fixture
-def clean_swarm(swarm, clean_docker):
+def clean_swarm(request, swarm, clean_docker):
     """After the test: no service or secret of this session (checked before clean_docker's
     container and network check, since services own containers)."""
     from mrctl import dockerswarm
 
+    require_marker(request, "swarm")
     yield swarm
     services = dockerswarm.services(swarm, MINE)
     found_secrets = dockerswarm.secrets(swarm, MINE)
@@ -72,6 +73,7 @@ def expected():
     return sequential_wordcount(corpus_files())
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_wordcount_on_swarm_equals_sequential_count(tmp_path, expected, clean_swarm):
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="swarm", workers=4,
@@ -124,6 +126,7 @@ class ReleaseWhenReplaced:
                 broker.close()
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_an_encrypted_overlay_on_request(tmp_path, clean_swarm):
     """--encrypted-overlay: the cluster's overlay is made with `encrypted` (IPsec between nodes;
@@ -147,6 +150,7 @@ def test_an_encrypted_overlay_on_request(tmp_path, clean_swarm):
     assert not (tmp_path / "never.json").exists()
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_killed_worker_tasks_are_rescheduled_and_output_is_exact(tmp_path, expected, clean_swarm):
     """Chaos kills busy workers' task containers; Swarm starts new tasks in their slots, the
@@ -168,6 +172,7 @@ def test_killed_worker_tasks_are_rescheduled_and_output_is_exact(tmp_path, expec
     assert all(re.fullmatch(r"worker-\d\.[0-9a-f]{5}", name) for name in rows), rows
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_failed_start_on_swarm_leaves_nothing_and_shows_redis_logs(tmp_path, clean_swarm):
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files()[:1], backend="swarm", workers=2)
@@ -178,6 +183,7 @@ def test_failed_start_on_swarm_leaves_nothing_and_shows_redis_logs(tmp_path, cle
     # clean_swarm and clean_docker check that services, secrets, networks and containers are gone
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
     from mrctl import credentials, dockerswarm
@@ -209,6 +215,7 @@ def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
     assert not credentials.cluster_file(cid).exists()
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swarm, signum, code):
@@ -272,6 +279,7 @@ def _placed_spec(tmp_path, constraints: str, most: int):
     return load_spec(path, environ={})
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_workers_are_placed_as_the_spec_says(tmp_path, expected, swarm, clean_swarm):
     """workers.placement reaches the worker service's task template as Swarm's Placement
@@ -299,6 +307,7 @@ def test_workers_are_placed_as_the_spec_says(tmp_path, expected, swarm, clean_sw
 @pytest.mark.parametrize("constraints, most", [("node.labels.mrctl-test-zone==nowhere", 2),
                                                ("node.role==manager", 1)],
                          ids=["no-node-matches", "two-workers-one-a-node"])
+@pytest.mark.swarm
 def test_unplaceable_workers_fail_at_once_naming_the_placement(tmp_path, swarm, clean_swarm, constraints, most):
     spec = _placed_spec(tmp_path, constraints, most)
     started = time.monotonic()
@@ -327,6 +336,7 @@ def test_placement_is_ignored_with_a_warning_off_swarm(tmp_path, caplog):
 SEEDS = [int(s) for s in os.environ.get("MRCTL_CRASH_SEEDS", "1,2").split(",")]
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 @pytest.mark.parametrize("seed", SEEDS)
 def test_crash_test_on_swarm_output_is_exact(tmp_path, seed, clean_swarm):
@@ -408,7 +418,7 @@ def engine_over_tcp():
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("backend", ["docker", "swarm"])
+@pytest.mark.parametrize("backend", ["docker", pytest.param("swarm", marks=pytest.mark.swarm)])
 def test_remote_engine_publishes_redis_on_its_address(tmp_path, expected, engine_over_tcp, backend, request):
     """With the engine at tcp://<this machine's address>, Redis (or the forwarder) is published on
     that address and only there, so the master, which finished the job, connected there."""
@@ -531,6 +541,7 @@ def registry(tmp_path_factory, docker_host):
         untag(docker_host, server.address)
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, clean_swarm):
     """--registry: the images are pushed into the registry, and the services' tasks run them
@@ -560,6 +571,7 @@ def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, cle
     assert images["redis"] and all(pinned(redis).fullmatch(i) for i in images["redis"]), images
 
 
+@pytest.mark.swarm
 @pytest.mark.docker
 def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tmp_path, registry, swarm):
     from mrctl.images import image_state
