@@ -10,7 +10,9 @@ read with python-debian.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import lzma
 import os
@@ -166,6 +168,9 @@ class Archive:
         entry = next((e for e in release.get("SHA256", []) if e["name"] == wanted), None)
         if entry is None:
             raise InfraError(f"{self.source.mirror} {self.source.suite} has no {wanted}")
+        parsed = self.cache.parent / "index" / f"{entry['sha256']}.json"
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            return {row[0]: _from_row(row) for row in json.loads(parsed.read_text(encoding="utf-8"))}
         data = self._fetch(f"dists/{self.source.suite}/{wanted}")
         _check_sha256(data, entry["sha256"], wanted)
         text = lzma.decompress(data).decode("utf-8", errors="replace")
@@ -174,6 +179,7 @@ class Archive:
                                                      fields=INDEX_FIELDS):
             pkg = _package(para)
             found.setdefault(pkg.name, pkg)
+        _write_parsed(parsed, found)
         return found
 
     def _verified_release(self) -> str:
@@ -278,6 +284,26 @@ def _package(para: deb822.Packages) -> Package:
         filename=para.get("Filename", ""), size=int(para.get("Size", 0) or 0),
         sha256=para.get("SHA256", ""),
     )
+
+
+# The parsed index, kept beside the downloads under the index's own checksum (which the signed
+# Release names): reading 63,000 paragraphs with python-debian takes ~10 s of CPU, its JSON
+# ~0.5 s, and every later fetch (an image, redis-server, the tests' browser) needs it.
+
+def _from_row(row: list) -> Package:
+    name, version, essential, depends, provides, filename, size, sha256 = row
+    return Package(name, version, essential, tuple(tuple(c) for c in depends), tuple(provides),
+                   filename, size, sha256)
+
+
+def _write_parsed(path: Path, packages: dict[str, Package]) -> None:
+    rows = [[p.name, p.version, p.essential, p.depends, p.provides, p.filename, p.size, p.sha256]
+            for p in packages.values()]
+    with contextlib.suppress(OSError):  # a cache: the index is parsed again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".part{os.getpid()}")
+        tmp.write_text(json.dumps(rows), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def _check_sha256(data: bytes, expected: str, what: str) -> None:

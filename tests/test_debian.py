@@ -81,3 +81,17 @@ def test_a_root_filesystem_from_real_packages_is_merged_owned_by_root_and_has_a_
     assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
     assert passwd == master and passwd.startswith(b"root:")
     assert members["tmp"].mode == 0o1777
+
+
+@pytest.mark.slow
+def test_the_parsed_index_is_kept_under_its_checksum_and_read_back_the_same(tmp_path, archive):
+    """A second Archive reads the index it parsed before (under the checksum the signed Release
+    names) instead of parsing the Packages file again, and gets the same packages."""
+    first = debian.Archive(archive.source, on_progress=lambda message: None, cache=tmp_path)
+    parsed = first.packages()
+    (kept,) = (tmp_path / "index").glob("*.json")
+    assert len(kept.stem) == 64 and parsed == archive.packages()
+    again = debian.Archive(archive.source, on_progress=lambda message: None, cache=tmp_path)
+    assert again.packages() == parsed
+    kept.write_text("not json")  # a damaged cache is parsed again, not trusted
+    assert debian.Archive(archive.source, on_progress=lambda message: None, cache=tmp_path).packages() == parsed
