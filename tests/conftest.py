@@ -57,6 +57,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["MRCTL_HISTORY"] = str(private / "history.sqlite")
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`pytest -n auto`: two processes per core, at most 8. Most of a test's time is spent
+    waiting on containers, subprocesses and Redis; past two per core, the engine and the
+    machine's cores are the bottleneck and timings only stretch."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     private = getattr(config, "_mrctl_tmp", None)
     if private is not None:
