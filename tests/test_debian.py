@@ -81,3 +81,12 @@ def test_a_root_filesystem_from_real_packages_is_merged_owned_by_root_and_has_a_
     assert {(m.uid, m.gid) for m in members.values()} == {(0, 0)}
     assert passwd == master and passwd.startswith(b"root:")
     assert members["tmp"].mode == 0o1777
+
+
+def test_unpacked_absolute_symlinks_point_into_the_unpacked_root(archive, tmp_path):
+    # fontconfig-config links /etc/fonts/conf.d/*.conf to /usr/share/fontconfig/conf.avail/
+    rootfs.unpack(archive.download([archive.packages()["fontconfig-config"]]), tmp_path)
+    link = tmp_path / "etc" / "fonts" / "conf.d" / "45-latin.conf"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == tmp_path / "usr" / "share" / "fontconfig" / "conf.avail" / "45-latin.conf"
+    assert link.read_text().startswith("<?xml")
