@@ -43,6 +43,7 @@ class Program:
     marker: str  # a path that every complete copy has, e.g. "usr/bin/redis-server"
     no_mirror: str  # what a user whose host has no Debian mirror should do instead
     files: Mapping[str, str] = field(default_factory=dict)  # written into the copy (path -> text)
+    leave_out: tuple[str, ...] = ()  # dependencies the program never loads where mrctl runs it
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def _fetch(program: Program, on_progress: debian.Progress) -> Copy:
     archive = debian.Archive(source, on_progress)
     # The program's own packages are fetched even if the host has some of them (chromium without
     # its driver), so that a copy is whole and of one version; their dependencies only if it lacks them.
-    skip = (debian.installed_packages() - set(program.packages)) | set(HOST_ONLY)
+    skip = (debian.installed_packages() - set(program.packages)) | set(HOST_ONLY) | set(program.leave_out)
     debs = archive.download(archive.closure(program.packages, skip=skip))
     version = archive.packages()[program.packages[0]].version
     target = folder(program) / f"{source.suite}-{version.replace(':', '_')}"

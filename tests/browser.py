@@ -20,14 +20,16 @@ from mrctl import fetched
 
 log = logging.getLogger(__name__)
 
-# fontconfig reads it from the copy's root; prefix="relative" resolves against that folder, so the
-# copy stays valid wherever the cache is. DejaVu answers every family (the generic names first),
-# as Debian's own 49-sansserif.conf makes sans-serif the fallback.
+# fontconfig reads it from the copy's root: the fonts folder relative to it (prefix="relative"),
+# so the copy stays valid wherever the cache is; its cache where the user's fontconfig keeps one
+# (~/.cache/fontconfig; a relative cachedir would be relative to the working directory). DejaVu
+# answers every family (the generic names first), as Debian's 49-sansserif.conf makes sans-serif
+# the fallback.
 FONTS_CONF = """<?xml version="1.0"?>
 <!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">
 <fontconfig>
   <dir prefix="relative">usr/share/fonts</dir>
-  <cachedir prefix="relative">var/cache/fontconfig</cachedir>
+  <cachedir prefix="xdg">fontconfig</cachedir>
   <alias><family>sans-serif</family><prefer><family>DejaVu Sans</family></prefer></alias>
   <alias><family>serif</family><prefer><family>DejaVu Serif</family></prefer></alias>
   <alias><family>monospace</family><prefer><family>DejaVu Sans Mono</family></prefer></alias>
