@@ -1,7 +1,7 @@
 """The headless browser the web page's tests drive (tests/test_ui.py): `chromium` and
 `chromedriver` from PATH when both are installed, else Debian's chromium, chromium-driver and a
 font unpacked into mrctl's cache from the host's mirror on first use, the way the local backend
-gets its redis-server (mrctl.fetched: no apt, no root; ~120 MB the first time).
+gets its redis-server (mrctl.fetched: no apt, no root; 120 to 190 MB the first time).
 
 A fetched copy is run without Debian's /usr/bin/chromium, a shell wrapper that reads
 /etc/chromium.d for flags a desktop wants: its real binary is /usr/lib/chromium/chromium, which
@@ -43,7 +43,10 @@ CHROMIUM = fetched.Program(
               "on PATH, and this host has no Debian mirror in its apt configuration to fetch them "
               "from (into ~/.cache/mrctl, without root). Install Chromium and its driver (on Debian: "
               "apt-get install chromium chromium-driver, as root), or deselect them: -m 'not browser'",
-    files={"fonts.conf": FONTS_CONF})
+    files={"fonts.conf": FONTS_CONF},
+    # Mesa's GPU drivers and the LLVM they need: 450 of a bare machine's 1.1 GB unpacked, loaded
+    # only for a GPU; headless Chromium draws with the SwiftShader in /usr/lib/chromium.
+    leave_out=("libgl1-mesa-dri",))
 DRIVER = "usr/bin/chromedriver"
 # Headless, and as root (this machine's CI user) Chromium's sandbox cannot start.
 ARGUMENTS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400")
