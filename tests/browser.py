@@ -11,9 +11,12 @@ points at a config in the copy), whatever fonts the host has or lacks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mrctl import fetched
@@ -61,8 +64,14 @@ class Browser:
     origin: str  # "PATH" or the cache folder of a fetched copy
     env: dict[str, str] = field(default_factory=dict)  # for a fetched copy: its libraries and fonts
 
-    def start(self):
-        """A new headless session (a selenium Chrome driver); the caller quits it."""
+    @contextlib.contextmanager
+    def session(self) -> Iterator:
+        """A new headless session (a selenium Chrome driver), quit on leaving.
+
+        Its temporary files go to a short folder of its own, removed afterwards: Chromium puts
+        its singleton socket in TMPDIR, and a socket's path has at most 107 bytes (the tests'
+        private TMPDIR, nested once more in each pytest-xdist worker, made it 111 and Chromium
+        exit at start)."""
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
@@ -70,9 +79,14 @@ class Browser:
         options.binary_location = self.chromium
         for argument in ARGUMENTS:
             options.add_argument(argument)
-        # chromedriver starts chromium, which inherits this environment from it
-        service = Service(self.chromedriver, env={**os.environ, **self.env})
-        return webdriver.Chrome(service=service, options=options)
+        with tempfile.TemporaryDirectory(prefix="mrctl-chromium-", dir="/tmp", ignore_cleanup_errors=True) as tmp:
+            # chromedriver starts chromium, which inherits this environment from it
+            service = Service(self.chromedriver, env={**os.environ, **self.env, "TMPDIR": tmp})
+            driver = webdriver.Chrome(service=service, options=options)
+            try:
+                yield driver
+            finally:
+                driver.quit()
 
 
 def obtain_browser() -> Browser:

@@ -59,9 +59,8 @@ def chromium() -> Browser:
 
 @pytest.fixture
 def browser(chromium: Browser):
-    driver = chromium.start()
-    yield driver
-    driver.quit()
+    with chromium.session() as driver:
+        yield driver
 
 
 @dataclass(frozen=True)
