@@ -3,9 +3,9 @@ or root: read the apt configuration, fetch and verify the suite's index, resolve
 closure, download the `.deb`s (checksummed, cached). mrctl.rootfs unpacks them.
 
 Two things are built on it: the offline base image (a root filesystem tar for `docker import`,
-see mrctl.images) and the local backend's redis-server when the host has none
-(mrctl.backends.redis_server). The Debian formats (deb822 paragraphs, relation fields) are
-read with python-debian.
+see mrctl.images) and programs the host lacks, unpacked into mrctl's cache (mrctl.fetched: the
+local backend's redis-server, the tests' browser). The Debian formats (deb822 paragraphs,
+relation fields) are read with python-debian.
 """
 
 from __future__ import annotations

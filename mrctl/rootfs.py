@@ -10,6 +10,7 @@ a merged `/usr`, `/tmp`); nothing else is needed to run python3 and redis-server
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tarfile
 import time
@@ -113,7 +114,8 @@ def _add_dir(tar: tarfile.TarFile, name: str, seen: set[str]) -> None:
 
 
 def unpack(debs: list[Path], dest: Path) -> None:
-    """Unpack the data of `debs` into `dest` (as the current user: no owners, no devices)."""
+    """Unpack the data of `debs` into `dest` (as the current user: no owners, no devices), as
+    a root of its own: an absolute symlink points into `dest`, not at the host's file."""
     for deb in debs:
         for info, fileobj in members(deb):
             target = dest / info.name
@@ -122,7 +124,7 @@ def unpack(debs: list[Path], dest: Path) -> None:
             elif info.issym():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.unlink(missing_ok=True)
-                target.symlink_to(info.linkname)
+                target.symlink_to(_within(dest, target, info.linkname))
             elif info.islnk():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.unlink(missing_ok=True)
@@ -133,3 +135,11 @@ def unpack(debs: list[Path], dest: Path) -> None:
                 with target.open("wb") as f:
                     shutil.copyfileobj(fileobj, f)
                 target.chmod(info.mode & 0o755)
+
+
+def _within(dest: Path, link: Path, target: str) -> str:
+    """A symlink's target for `link` under `dest`: an absolute one (e.g. fontconfig's
+    /etc/fonts/conf.d/*.conf -> /usr/share/fontconfig/...) made relative to `dest` as the root."""
+    if not target.startswith("/"):
+        return target
+    return os.path.relpath(dest / merged_path(target), link.parent)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from mrctl import debian, rootfs
-from mrctl.backends.redis_server import HOST_ONLY
+from mrctl.fetched import HOST_ONLY
 
 
 def free_port() -> int:

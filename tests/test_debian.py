@@ -95,3 +95,12 @@ def test_the_parsed_index_is_kept_under_its_checksum_and_read_back_the_same(tmp_
     assert again.packages() == parsed
     kept.write_text("not json")  # a damaged cache is parsed again, not trusted
     assert debian.Archive(archive.source, on_progress=lambda message: None, cache=tmp_path).packages() == parsed
+
+
+def test_unpacked_absolute_symlinks_point_into_the_unpacked_root(archive, tmp_path):
+    # fontconfig-config links /etc/fonts/conf.d/*.conf to /usr/share/fontconfig/conf.avail/
+    rootfs.unpack(archive.download([archive.packages()["fontconfig-config"]]), tmp_path)
+    link = tmp_path / "etc" / "fonts" / "conf.d" / "45-latin.conf"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert link.resolve() == tmp_path / "usr" / "share" / "fontconfig" / "conf.avail" / "45-latin.conf"
+    assert link.read_text().startswith("<?xml")

@@ -1,5 +1,6 @@
 """The web page (mrctl ui, mrctl run --ui) in a real browser: headless Chromium driven by
-Selenium (Debian's chromium and chromium-driver, installed by .ci/run), against real runs.
+Selenium (from PATH, else fetched from the host's Debian mirror: tests/browser.py), against
+real runs.
 
 Every wait has a deadline (WebDriverWait, Popen.wait), none is a sleep. Screenshots of a running
 and a finished page, and a timeline, are written to $MRCTL_TEST_ARTIFACTS (default
@@ -9,6 +10,7 @@ and a finished page, and a timeline, are written to $MRCTL_TEST_ARTIFACTS (defau
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import re
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from browser import Browser, obtain_browser
 from conftest import ROOT
 from jobs import write_paced_spec
 from procs import read_until
@@ -34,8 +37,7 @@ from mrctl.errors import InfraError
 from mrctl.history import History
 from mrctl.web import actions
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
+pytestmark = pytest.mark.browser
 RUN_TIMEOUT_S = 180  # a run of two loaded cores, a Docker cluster's start and teardown included
 
 
@@ -46,22 +48,19 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+@pytest.fixture(scope="session")
+def chromium() -> Browser:
+    """Chromium and its driver, from PATH or fetched into mrctl's cache (tests/browser.py)."""
+    try:
+        return obtain_browser()
+    except InfraError as exc:  # a failure, not a skip: the browser tests are part of the suite
+        pytest.fail(str(exc))
 
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).exists()]
-    if missing:  # a failure, not a skip: the browser tests are part of the suite
-        pytest.fail(f"the browser tests need Debian's chromium and chromium-driver ({', '.join(missing)} is "
-                    "missing): apt-get install chromium chromium-driver (as root), as .ci/run does")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1400"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+
+@pytest.fixture
+def browser(chromium: Browser):
+    with chromium.session() as driver:
+        yield driver
 
 
 @dataclass(frozen=True)
@@ -243,6 +242,23 @@ def assert_cancelled(proc: subprocess.Popen, log: Path, job_id: str, browser) ->
     assert (run.job_id, run.status, run.exit_code) == (job_id, "cancelled", 130)
     assert any(e.message == "cancelled from the web page" for e in run.events)
     assert not (log.parent / "out.json").exists(), "a cancelled run writes no output"
+
+
+def test_the_browser_draws_text_with_a_font(browser):
+    """The screenshots show text: each glyph comes from a font the browser found (a fetched
+    copy has only its own, through the fontconfig file in it; with none, it draws nothing)."""
+    from PIL import Image
+
+    word = "mrctl"
+    browser.get("data:text/html,<body style='margin:0;background:white'>"
+                f"<p id=word style='font:40px sans-serif;color:black'>{word}</p></body>")
+    root = browser.execute_cdp_cmd("DOM.getDocument", {})["root"]["nodeId"]
+    node = browser.execute_cdp_cmd("DOM.querySelector", {"nodeId": root, "selector": "#word"})["nodeId"]
+    browser.execute_cdp_cmd("CSS.enable", {})
+    fonts = browser.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    assert sum(font["glyphCount"] for font in fonts) == len(word), fonts
+    grey = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L")
+    assert sum(grey.histogram()[:128]) > 100, "the screenshot has no text in it"
 
 
 def test_watch_and_cancel_a_local_run(tmp_path, browser, ui, artifacts):
