@@ -20,17 +20,21 @@ def cache_dir() -> Path:
     return _xdg("XDG_CACHE_HOME", ".cache") / "mrctl"
 
 
+def cache_lock_path(name: str) -> Path:
+    return cache_dir() / f".{name}.lock"
+
+
 @contextlib.contextmanager
 def cache_lock(name: str, on_wait: Callable[[str], None] = log.info) -> Iterator[None]:
     """Hold the cache's lock `name` (an flock, released when the holder dies): one process
     fetches or builds a thing at a time, and the others, waiting, then find it made."""
-    path = cache_dir() / f".{name}.lock"
+    path = cache_lock_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            on_wait(f"waiting for another mrctl process that is making the {name} ...")
+            on_wait(f"another mrctl process is fetching or building {name}: waiting ...")
             fcntl.flock(f, fcntl.LOCK_EX)
         yield
 

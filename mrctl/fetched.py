@@ -4,7 +4,7 @@ host lacks beside it, without apt, dpkg or root, and run with LD_LIBRARY_PATH.
 
     # <cache>/<name>/<suite>-<version>/   a complete copy (<version>: the first package's)
     # <cache>/<name>/.unpacking-*/        a fetch under way, renamed into place when complete
-    # <cache>/<name>/.lock                flock'd by the one process fetching <name>
+    # <cache>/.<name>.lock                flock'd by the one process fetching <name> (dirs.cache_lock)
 
 A copy is unpacked into a temporary directory and renamed into place, so a half-finished fetch
 is never mistaken for a usable one. Processes that ask at once (pytest-xdist's workers on a bare
@@ -13,18 +13,16 @@ machine) take turns on the lock: one fetches, the others wait and then find its 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrctl import debian, rootfs
-from mrctl.dirs import cache_dir
+from mrctl.dirs import cache_dir, cache_lock
 from mrctl.errors import InfraError
 
 log = logging.getLogger(__name__)
@@ -82,27 +80,11 @@ def obtain(program: Program, on_progress: debian.Progress = log.info) -> Copy:
     found = find(program)
     if found is not None:
         return found
-    with _fetch_lock(program, on_progress):
+    with cache_lock(program.name, on_progress):
         found = find(program)  # fetched by the process this one waited for
         if found is not None:
             return found
         return _fetch(program, on_progress)
-
-
-@contextlib.contextmanager
-def _fetch_lock(program: Program, on_progress: debian.Progress) -> Iterator[None]:
-    """Hold `program`'s fetch lock (released by the kernel if the holder dies)."""
-    folder(program).mkdir(parents=True, exist_ok=True)
-    with open(folder(program) / ".lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_progress(f"another process is fetching {program.name} into {folder(program)}: waiting ...")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _fetch(program: Program, on_progress: debian.Progress) -> Copy:

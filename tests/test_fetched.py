@@ -13,6 +13,7 @@ from procs import read_until
 
 from mrctl import fetched
 from mrctl.backends.redis_server import PROGRAM
+from mrctl.dirs import cache_lock_path
 
 # A process asking for redis-server's copy, as the local backend and the tests' redis do.
 OBTAIN = """
@@ -31,13 +32,15 @@ def test_processes_asking_at_once_get_one_copy_fetched_once(tmp_path, monkeypatc
     stray.write_text("")
     assert fetched.find(PROGRAM) is None, "a half-unpacked copy was taken for a complete one"
 
-    with open(folder / ".lock", "a") as lock:  # this test fetches first: both others must wait
+    lock_path = cache_lock_path(PROGRAM.name)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:  # this test fetches first: both others must wait
         fcntl.flock(lock, fcntl.LOCK_EX)
         procs = [subprocess.Popen([sys.executable, "-c", OBTAIN], cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
         try:
             for proc in procs:
-                read_until(proc, "another process is fetching redis-server", timeout=60)
+                read_until(proc, "another mrctl process is fetching or building redis-server", timeout=60)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
         outputs = [proc.communicate(timeout=300) for proc in procs]
@@ -46,7 +49,7 @@ def test_processes_asking_at_once_get_one_copy_fetched_once(tmp_path, monkeypatc
     roots = {out.strip() for out, _ in outputs}
     assert len(roots) == 1, roots
     assert sum("is not installed: fetching it from" in err for _, err in outputs) == 1, outputs
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", os.path.basename(roots.pop())]
+    assert [p.name for p in folder.iterdir()] == [os.path.basename(roots.pop())]
     copy = fetched.find(PROGRAM)
     version = subprocess.run([copy.path(PROGRAM.marker), "--version"], env={**os.environ, **copy.env},
                              capture_output=True, text=True, timeout=10)
