@@ -96,6 +96,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", ["path", "JobSpec"])
 @pytest.mark.parametrize("bad", BAD, ids=lambda bad: ",".join(f"{k}={v}" for k, v in bad.items()))
 def test_a_bad_value_gives_the_clis_message(bad, form, spec):
@@ -116,6 +117,7 @@ def _count(paths) -> dict[str, int]:
     return dict(counts)
 
 
+@pytest.mark.slow
 def test_a_size_string_and_the_view_keywords_work(tmp_path, capsys, spec):
     book = min((p for p in corpus_files() if p.stat().st_size > 3 * 65536), key=lambda p: p.stat().st_size)
     size = book.stat().st_size

@@ -370,6 +370,7 @@ class SlowMapper(WordMapper):
 """
 
 
+@pytest.mark.slow
 def test_a_slow_task_in_a_batch_releases_the_rest_which_others_run_each_once(tmp_path):
     """Tiny tasks and a few slow ones (half a second each, where tasks of their batch follow
     them): a batch meeting a slow task stops after it, commits what it ran and releases its
@@ -417,6 +418,7 @@ class HangOnceMapper(WordMapper):
 """
 
 
+@pytest.mark.slow
 def test_a_task_hanging_in_a_batch_leaves_its_finished_tasks_committed_and_uncharged(tmp_path):
     """One worker, tiny tasks in batches, one task that hangs until task_timeout: the tasks of
     its batch that had finished are committed while it hangs, and those not started released

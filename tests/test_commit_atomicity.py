@@ -150,6 +150,7 @@ class BigReducer(Reducer):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_counters_past_64_bits_in_a_two_step_job_are_exact(tmp_path, backend, request):
     if backend == "docker":

@@ -97,6 +97,7 @@ def _run(spec: Path, *flags: str) -> subprocess.CompletedProcess:
 BACKENDS = ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_counters_and_a_skipped_bad_record_on_every_backend(tmp_path, backend, request):
     if backend == "docker":
@@ -117,6 +118,7 @@ def test_counters_and_a_skipped_bad_record_on_every_backend(tmp_path, backend, r
     assert summary["failed_attempts"] == 0 and summary["failures"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local"])
 def test_plain_summary_shows_counters_and_the_skipped_record(tmp_path, backend):
     _inputs(tmp_path)
@@ -127,6 +129,7 @@ def test_plain_summary_shows_counters_and_the_skipped_record(tmp_path, backend):
     assert f"    {tmp_path / 'a.txt'}, line 1: ValueError: invalid literal for int()" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local"])
 def test_more_bad_records_than_max_fail_the_job(tmp_path, backend):
     _inputs(tmp_path)
@@ -143,6 +146,7 @@ def test_more_bad_records_than_max_fail_the_job(tmp_path, backend):
     assert proc.returncode == 1 and "invalid literal for int()" in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_counters_are_exactly_once_when_attempts_die_or_fail(tmp_path):
     """m:0's first attempt kills its worker and m:1's first raises, both after counting: the
     counters equal the independent count, so neither attempt's counts were added."""

@@ -59,6 +59,7 @@ def archive():
     return debian.Archive(debian.apt_source(), on_progress=lambda message: None)
 
 
+@pytest.mark.slow
 def test_closure_follows_depends_and_respects_skip(archive):
     names = {p.name for p in archive.closure(["redis-server"])}
     assert {"redis-server", "redis-tools", "libc6"} <= names

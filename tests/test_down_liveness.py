@@ -102,6 +102,7 @@ def local_down(*args: str) -> subprocess.CompletedProcess:
     return _mrctl("down", *args, env={**os.environ, "DOCKER_HOST": NO_DOCKER}, timeout=120)
 
 
+@pytest.mark.slow
 def test_a_running_local_job_survives_down_all_and_down_and_finishes_exact(tmp_path, state_home):
     master, cid, gate, out = start_local_job(tmp_path)
     try:
@@ -121,6 +122,7 @@ def test_a_running_local_job_survives_down_all_and_down_and_finishes_exact(tmp_p
             master.kill()
 
 
+@pytest.mark.slow
 def test_down_force_removes_a_running_local_cluster_with_a_warning(tmp_path, state_home):
     master, cid, gate, _ = start_local_job(tmp_path)
     try:

@@ -62,6 +62,7 @@ def _close(got: dict[str, float], expected: dict[str, float]) -> float:
     return max(abs(got[k] - expected[k]) / expected[k] for k in expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_pagerank_matches_a_plain_power_iteration(backend, tmp_path, request):
     got, result = _run("pagerank", backend, tmp_path, request)
@@ -73,6 +74,7 @@ def test_pagerank_matches_a_plain_power_iteration(backend, tmp_path, request):
     assert result.counters["pagerank"]["nodes"] == len(got)
 
 
+@pytest.mark.slow
 def test_pagerank_params_and_early_stop(tmp_path):
     """--param damping/iterations/tolerance reach every step; `until` stops the loop once no
     rank moves more than the tolerance, as the plain loop does."""

@@ -28,6 +28,7 @@ from mrctl.spec import Overrides, WorkerLimits, load_spec
 
 # -- bad data (local backend: the same worker code as in containers) --------------------------
 
+@pytest.mark.slow
 def test_empty_files_no_trailing_newline_and_a_line_longer_than_a_chunk(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "no-newline.txt").write_text("last line without newline\nreally last")
@@ -64,6 +65,7 @@ def test_strict_encoding_fails_naming_file_and_line(tmp_path):
     assert f"{data}, line 3" in str(info.value) and "not UTF-8" in str(info.value)
 
 
+@pytest.mark.slow
 def test_connection_blip_leaves_no_worker_idle(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -82,6 +84,7 @@ def test_connection_blip_leaves_no_worker_idle(tmp_path):
     assert final.map.done == final.map.total
 
 
+@pytest.mark.slow
 def test_redis_full_fails_the_job_clearly(tmp_path):
     big = tmp_path / "big.txt"  # one file of at least two 2 MiB chunks, whatever the corpus's files
     text = b"".join(p.read_bytes() for p in corpus_files())
@@ -111,6 +114,7 @@ def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
         b.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_speculative_backup_overtakes_a_straggler(tmp_path, backend, request):
     if backend == "docker":

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 from procs import read_until
 
@@ -24,6 +25,7 @@ print(fetched.obtain(PROGRAM, lambda message: print(message, file=sys.stderr, fl
 """
 
 
+@pytest.mark.slow
 def test_processes_asking_at_once_get_one_copy_fetched_once(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache: nothing fetched yet
     folder = fetched.folder(PROGRAM)

@@ -362,6 +362,7 @@ def test_records_of_all_chunks_are_the_records_of_the_whole_file(tmp_path):
         assert got == expected, chunk_size
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local"])
 def test_a_bad_jsonl_record_is_skipped_under_the_skip_policy(tmp_path, backend):
     """Parsing errors of formatted records follow the bad-record policy too (items 2 and 5)."""

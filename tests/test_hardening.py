@@ -88,6 +88,7 @@ def _wordcount_spec(tmp_path, extra: str = "") -> str:
     return str(tmp_path / "wc.yaml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,needle", [
     (["-i", "victim.txt", "-o", "victim.txt"], "is also an input file"),
     (["-i", "indir", "-o", "indir/out.json"], "is inside the input directory"),
@@ -111,6 +112,7 @@ def test_unusable_settings_are_refused_before_any_work_and_input_is_untouched(tm
     assert sorted(p.name for p in (tmp_path / "indir").iterdir()) == ["a.txt"]
 
 
+@pytest.mark.slow
 def test_spec_values_out_of_bounds_name_file_and_line(tmp_path):
     for extra, needle in [("task_timeout: .nan\n", "wc.yaml:5: task_timeout: expected a finite number"),
                           ("reducers: 1000000000\n", "wc.yaml:5: reducers: 1000000000 is more than 10000")]:
@@ -118,6 +120,7 @@ def test_spec_values_out_of_bounds_name_file_and_line(tmp_path):
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_a_hidden_output_inside_an_input_directory_is_allowed_and_not_read_back(tmp_path):
     spec = _wordcount_spec(tmp_path)
     for _ in range(2):
@@ -154,6 +157,7 @@ def _gil_iterations(seconds: float) -> int:
     return int(10**7 * seconds / (time.perf_counter() - started))
 
 
+@pytest.mark.slow
 def test_a_mapper_holding_the_gil_longer_than_the_lease_is_not_declared_dead(tmp_path):
     from mrctl.runner import RunOptions
 
@@ -290,6 +294,7 @@ class SumReducer(Reducer):
 '''
 
 
+@pytest.mark.slow
 def test_workers_killed_under_a_task_do_not_use_up_max_attempts(tmp_path):
     from mrctl.view import summary_dict, summary_lines
 
@@ -353,6 +358,7 @@ def test_one_bad_value_in_a_big_chunk_gives_a_short_precise_error(tmp_path, back
 
 # -- 11.7: input files that change under a run, or whose names are not UTF-8 ------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["vanish", "shrink"])
 def test_an_input_file_that_changes_mid_run_fails_the_job_clearly(tmp_path, change):
     from jobs import SLOW
@@ -439,6 +445,7 @@ class SumReducer(Reducer):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fork", [False, True], ids=["keeper-killed", "worker-killed-child-holds-pipe"])
 def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tmp_path, fork):
     """The keeper killed under a task: the worker must not charge the task (it did: a

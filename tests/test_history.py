@@ -14,6 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 from jobs import write_paced_spec
 
@@ -34,6 +35,7 @@ def small_run(tmp: Path, name: str) -> Path:
     return write_paced_spec(folder, name, "local", lines=200, mapper="WordMapper")
 
 
+@pytest.mark.slow
 def test_two_runs_ending_at_once_are_both_recorded(tmp_path):
     history = tmp_path / "history.sqlite"
     specs = [small_run(tmp_path, f"twin-{i}") for i in (1, 2)]
@@ -63,6 +65,7 @@ OPENER = "import sys\nfrom pathlib import Path\nfrom mrctl.history import Histor
          "with History(Path(sys.argv[1])) as h:\n    h.runs(1)\n"
 
 
+@pytest.mark.slow
 def test_processes_making_a_new_history_at_once_all_open_it(tmp_path):
     """Three processes open a history file that does not exist yet at the same moment, 25 times
     over: SQLite may refuse one at once ("database is locked", no busy wait) while another
@@ -87,6 +90,7 @@ def test_writers_in_two_processes_lose_nothing(tmp_path):
     assert ids == {f"{who}-{i}" for who in ("a", "b") for i in range(60)}
 
 
+@pytest.mark.slow
 def test_a_damaged_history_warns_and_the_run_succeeds(tmp_path):
     history = tmp_path / "history.sqlite"
     history.write_bytes(b"this is no SQLite database\x00\xff" * 200)
@@ -101,6 +105,7 @@ def test_a_damaged_history_warns_and_the_run_succeeds(tmp_path):
     assert "Traceback" not in listed.stderr
 
 
+@pytest.mark.slow
 def test_a_locked_history_warns_and_the_run_succeeds(tmp_path):
     history = tmp_path / "history.sqlite"
     with History(history):

@@ -82,6 +82,7 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_another_uid_cannot_read_the_history_a_run_leaves(home, tmp_path):
     spec, data = _spec(tmp_path / "job", WORDCOUNT)
     run = _mrctl(home, "run", spec, "--quiet")
@@ -99,6 +100,7 @@ def test_another_uid_cannot_read_the_history_a_run_leaves(home, tmp_path):
     assert (_mode(state), _mode(db)) == (0o700, 0o600)
 
 
+@pytest.mark.slow
 def test_loose_modes_are_tightened_with_one_warning_naming_them(home, tmp_path):
     state, db = home / "state" / "mrctl", home / "state" / "mrctl" / "history.sqlite"
     state.mkdir(parents=True)
@@ -130,6 +132,7 @@ def _history_bytes(db: Path) -> bytes:
     return raw + b"".join(blobs)
 
 
+@pytest.mark.slow
 def test_secret_params_never_reach_the_history_file(home, tmp_path):
     password, token = f"hunter2-{secrets.token_hex(8)}", f"tok-{secrets.token_hex(8)}"
     source = SECRET_JOB.format(password=password, token=token)
@@ -158,6 +161,7 @@ def test_secret_params_never_reach_the_history_file(home, tmp_path):
         assert text and password not in text and token not in text
 
 
+@pytest.mark.slow
 def test_keep_secrets_keeps_them_as_given(home, tmp_path):
     password = f"kept-{secrets.token_hex(8)}"
     spec, _ = _spec(tmp_path / "kept", WORDCOUNT, extra=f"params: {{db_password: {password}}}\n"
@@ -179,6 +183,7 @@ def test_the_history_key_is_validated_like_every_other(tmp_path, history, messag
     assert str(caught.value).endswith(message)
 
 
+@pytest.mark.slow
 def test_doctor_reports_loose_modes(home):
     state = home / "state" / "mrctl"
     state.mkdir(parents=True)

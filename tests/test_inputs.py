@@ -104,6 +104,7 @@ def test_each_naming_is_an_input_read_through_its_symlinks(tmp_path):
     assert spec.inputs == tuple((tmp_path / n).resolve() for n in spec.input_names)  # targets, read through
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_file_named_twice_is_read_once_per_name_on(tmp_path, backend, request):
     """The output counts each naming's lines under its own name; the bad line is skipped once
@@ -196,6 +197,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local"])
 @pytest.mark.parametrize("script", ["words", "raw"])
 def test_mrctl_mrjob_reads_inputs_as_mrjobs_inline_runner(tmp_path, backend, script):

@@ -63,6 +63,7 @@ def _expected(tmp_path, files: dict, scale: int) -> dict:
     return dict(sorted(out.items()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_task_context_and_params_on_every_backend(tmp_path, backend, request):
     if backend == "docker":
@@ -76,6 +77,7 @@ def test_task_context_and_params_on_every_backend(tmp_path, backend, request):
     assert got == json.loads(json.dumps(_expected(tmp_path, files, 3)))
 
 
+@pytest.mark.slow
 def test_validate_shows_params_and_input_mappings_are_checked(tmp_path):
     spec, _ = _job(tmp_path, "inline")
     proc = subprocess.run([sys.executable, "-m", "mrctl", "validate", spec], cwd=ROOT, capture_output=True,

@@ -68,6 +68,7 @@ def _run(spec: Path, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cwd", ["the spec's folder", "another folder"])
 def test_a_csv_py_in_the_callers_directory_and_beside_the_spec_breaks_no_local_worker(tmp_path, cwd):
     spec, data = _job(tmp_path / "job", "local")
@@ -80,6 +81,7 @@ def test_a_csv_py_in_the_callers_directory_and_beside_the_spec_breaks_no_local_w
     assert (spec.parent / "out.json").read_text() == sequential_wordcount([data])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_helper_beside_the_job_module_is_imported_on_every_backend(tmp_path, backend, request):
     if backend == "docker":
@@ -91,6 +93,7 @@ def test_a_helper_beside_the_job_module_is_imported_on_every_backend(tmp_path, b
     assert (spec.parent / "out.json").read_text() == sequential_wordcount([data])
 
 
+@pytest.mark.slow
 def test_a_module_in_the_callers_directory_is_not_importable_by_a_local_job(tmp_path):
     """Only the job's own directory travels: a module that happens to be in the directory the
     user runs mrctl from is not the job's (it would not reach an inline or docker run either)."""

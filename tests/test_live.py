@@ -41,6 +41,7 @@ def test_the_live_snapshot_is_replaced_and_expires(broker):
     assert 0 < broker.r.pttl(keys.live(RUN)) <= keys.LIVE_TTL_MS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "example.org"])
 def test_mrctl_ui_serves_on_loopback_only(host):
     done = subprocess.run([sys.executable, "-m", "mrctl", "ui", "--host", host, "--port", "0"], cwd=ROOT,

@@ -20,6 +20,7 @@ def expected() -> str:
     return sequential_wordcount(corpus_files())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers,chunk_size,reducers", [
     (1, 1 << 20, 1), (2, 64 << 10, 3), (4, 256 << 10, 4), (4, 32 << 10, 7),
 ])
@@ -34,12 +35,14 @@ def test_wordcount_equals_sequential_count(tmp_path, expected, workers, chunk_si
     assert not list(tmp_path.glob(".out.json.*")), "temp output file left behind"
 
 
+@pytest.mark.slow
 def test_inline_backend_gives_the_same_bytes(tmp_path, expected):
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="inline", chunk_size=100_000)
     run_job(spec)
     assert spec.output_path.read_text(encoding="utf-8") == expected
 
 
+@pytest.mark.slow
 def test_no_combiner_and_other_formats(tmp_path, expected):
     import json
 
@@ -68,6 +71,7 @@ def _worker_pid(name: str) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_workers_killed_mid_map_and_mid_reduce(tmp_path, expected):
     spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", reducer="SlowReducer",
                      workers=3, chunk_size=256 << 10, reducers=6)
@@ -112,6 +116,7 @@ def test_mapper_that_raises_fails_after_max_attempts(tmp_path):
     assert info.value.snapshot.status == "failed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hang", [HANG_SLEEP, HANG_STUBBORN], ids=["interruptible", "stubborn"])
 def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
     markers = tmp_path / "markers"
@@ -128,6 +133,7 @@ def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
     assert any("timeout" in e.message for e in final.events), final.events
 
 
+@pytest.mark.slow
 def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
     from mrctl.chaos import ChaosPlan, parse_chaos
     from mrctl.runner import RunOptions

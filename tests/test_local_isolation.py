@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pytest
 import redis
 from conftest import corpus_files, sequential_wordcount
 from jobs import WORDCOUNT, make_spec
@@ -53,6 +54,7 @@ def _worker_url(children: dict[int, str]) -> str:
     return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"MRCTL_REDIS_URL="))
 
 
+@pytest.mark.slow
 def test_local_redis_listens_on_no_tcp_port_only_on_a_private_unix_socket(tmp_path):
     seen: dict[str, object] = {}
 

@@ -103,6 +103,7 @@ def dead_process() -> Process:
     return gone
 
 
+@pytest.mark.slow
 def test_sigkilled_master_takes_redis_and_workers_with_it_and_down_cleans_its_temp_dir(
         tmp_path, state_home):
     master = mrctl("run", slow_local_spec(tmp_path), "--plain")
@@ -218,6 +219,7 @@ def test_lifeline_never_starts_a_command_whose_parent_is_already_gone(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_down_picks_a_local_leftover_by_job_and_asks_when_several(tmp_path, state_home):
     boot = local_registry.boot_id()
     dirs = {}

@@ -35,6 +35,7 @@ def _expected(books, minimum: int) -> str:
     return "\n".join(rows) + "\n"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,chunk", [("inline", "1MiB"), ("local", "16KiB"), ("local", "1MiB"),
                                            pytest.param("docker", "64KiB", marks=pytest.mark.docker)])
 def test_a_map_only_job_writes_the_mapper_output_in_input_order(tmp_path, backend, chunk, request):
@@ -54,6 +55,7 @@ def test_a_map_only_job_writes_the_mapper_output_in_input_order(tmp_path, backen
     assert f"records out {expected.count(chr(10))}" in proc.stderr  # the summary counts the output
 
 
+@pytest.mark.slow
 def test_a_reducer_is_required_unless_the_job_is_map_only(tmp_path):
     (tmp_path / "job.py").write_text(JOB)
     (tmp_path / "in.txt").write_text("x\n")

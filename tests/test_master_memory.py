@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import corpus_files
 from perf.master_memory import master_peak_mb, write_job
 
@@ -19,6 +20,7 @@ def _expected(text: str) -> str:
                    for line in text.splitlines() for word in line.split())
 
 
+@pytest.mark.slow
 def test_a_map_only_output_goes_to_its_file_without_growing_the_master(tmp_path):
     books = b"".join(p.read_bytes() for p in corpus_files()) * 2  # ~6.6 MB: two 4 MiB map tasks
     (tmp_path / "data").mkdir()

@@ -84,6 +84,7 @@ SHELL_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_example_on_local_backend_equals_mrjob_inline(tmp_path, script):
     inputs, args = CASES[script]
@@ -117,6 +118,7 @@ def _wet_file(tmp_path: Path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_phone_to_url_reads_a_wet_file_with_mapper_raw(tmp_path):
     """mr_phone_to_url: mapper_raw over a WET file (read with warcio), two steps, bytes regexes."""
     files = [_wet_file(tmp_path)]
@@ -126,6 +128,7 @@ def test_phone_to_url_reads_a_wet_file_with_mapper_raw(tmp_path):
     assert len(expected) == 17 + 5 and output_lines(tmp_path) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(SHELL_CASES))
 def test_shell_steps_run_as_subprocesses_and_equal_mrjob_local(tmp_path, script):
     inputs, args = SHELL_CASES[script]
@@ -149,6 +152,7 @@ def test_example_in_containers_equals_mrjob_inline(tmp_path, script, docker_host
     assert output_lines(tmp_path) == expected
 
 
+@pytest.mark.slow
 def test_word_freq_count_prints_to_stdout_on_small_chunks(tmp_path):
     """Without -o the lines go to stdout, as mrjob prints them; 64 KiB chunks make ~50 map tasks
     per run and four reducers, so values cross many tasks before they are summed."""
@@ -161,6 +165,7 @@ def test_word_freq_count_prints_to_stdout_on_small_chunks(tmp_path):
     assert b"succeeded" in done.stderr  # the summary went to stderr, not into the output
 
 
+@pytest.mark.slow
 def test_spec_names_an_mrjob_script_with_args(tmp_path):
     spec = tmp_path / "sampler.yaml"
     spec.write_text(json.dumps({
@@ -198,6 +203,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_counters_become_mrctl_counters_once_per_task_and_statuses_events(tmp_path):
     script = tmp_path / "mr_counting.py"
     script.write_text(COUNTING)
@@ -219,6 +225,7 @@ def test_counters_become_mrctl_counters_once_per_task_and_statuses_events(tmp_pa
     assert out.read_text() == f'"true"\t{len(lines)}\n'  # mrjob's jobconf says a map task is a map task
 
 
+@pytest.mark.slow
 def test_a_raising_mapper_fails_after_max_attempts_with_the_scripts_traceback(tmp_path):
     done = mrctl_mrjob(tmp_path, "mr_boom.py", [str(DPKG_LOG)], [], "--backend", "local", "-w", "2",
                        "--max-attempts", "2")
@@ -229,6 +236,7 @@ def test_a_raising_mapper_fails_after_max_attempts_with_the_scripts_traceback(tm
     assert not (tmp_path / "out.txt").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("script", "args", "says"), [
     ("mr_jar_step_example.py", [], "step 1 is a JAR step (JarStep)"),
     ("mr_spark_wordcount.py", [], "step 1 is a Spark step"),
@@ -247,6 +255,7 @@ def test_what_mrctl_does_not_run_is_refused_by_name(tmp_path, script, args, says
     assert not (tmp_path / "out.txt").exists()
 
 
+@pytest.mark.slow
 def test_a_missing_script_and_missing_inputs_are_usage_errors(tmp_path):
     done = mrctl_mrjob(tmp_path, tmp_path / "nope.py", [str(DPKG_LOG)])
     assert done.returncode == 2 and "no such mrjob script" in done.stderr
@@ -300,6 +309,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.slow
 def test_dirs_file_options_and_passthru_options_reach_every_task(tmp_path):
     """DIRS and add_file_arg files are shipped into each task's directory, add_passthru_arg and
     load_args work: against mrjob's inline runner, and against a plain count."""
@@ -331,6 +341,7 @@ def test_dirs_file_options_and_passthru_options_reach_every_task(tmp_path):
     assert {tuple(json.loads(line)) for line in got} == set(plain.items())
 
 
+@pytest.mark.slow
 def test_chaos_kills_a_worker_and_the_output_stays_mrjobs(tmp_path):
     files = _books()
     done = mrctl_mrjob(tmp_path, "mr_word_freq_count.py", files, [], "--backend", "local", "-w", "3",
@@ -359,6 +370,7 @@ def _both(tmp_path: Path, script: Path, inputs: list[str], *flags: str, runner: 
     return output_lines(tmp_path), sorted(ref.stdout.splitlines())
 
 
+@pytest.mark.slow
 def test_reducers_group_by_the_decoded_key_as_mrjob_does(tmp_path):
     """Under a value-only internal protocol every line is its own Hadoop key, yet every one
     decodes to the key None: mrjob's reducer sees one run of Nones per task."""
@@ -377,6 +389,7 @@ def test_reducers_group_by_the_decoded_key_as_mrjob_does(tmp_path):
     assert got == [f"null\t[{len(lines)}, {sum(len(line) for line in lines)}]".encode()]
 
 
+@pytest.mark.slow
 def test_a_map_only_first_step_hands_on_its_values_in_input_order(tmp_path):
     script = _script(tmp_path, "mr_order", '''class MROrder(MRJob):
     def steps(self):
@@ -394,6 +407,7 @@ def test_a_map_only_first_step_hands_on_its_values_in_input_order(tmp_path):
     assert got == expected == [b'"k"\t["c", "b", "a", "d", "z", "y"]']
 
 
+@pytest.mark.slow
 def test_a_later_steps_mapper_init_and_final_run_when_it_gets_no_pairs(tmp_path):
     script = _script(tmp_path, "mr_none_seen", '''class MRNoneSeen(MRJob):
     def steps(self):
@@ -419,6 +433,7 @@ def test_a_later_steps_mapper_init_and_final_run_when_it_gets_no_pairs(tmp_path)
     assert got == expected == [b'"count"\t0']
 
 
+@pytest.mark.slow
 def test_files_are_there_when_the_job_is_made(tmp_path):
     """A job may read FILES in __init__: every task makes its job in its directory."""
     (tmp_path / "stop.txt").write_text("the\nand\nof\n")
@@ -444,6 +459,7 @@ def test_files_are_there_when_the_job_is_made(tmp_path):
     assert got == expected and not [line for line in got if line.startswith(b'"the"\t')]
 
 
+@pytest.mark.slow
 def test_a_pre_filters_output_is_split_at_newlines_only(tmp_path):
     script = _script(tmp_path, "mr_filtered", '''class MRFiltered(MRJob):
     def steps(self):
@@ -471,6 +487,7 @@ def _lines_without_u_first(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_pre_filters_exit_status_is_ignored_as_in_mrjobs_pipe(tmp_path):
     """mrjob runs a pre-filter as `sh -ex -c 'FILTER | python SCRIPT --mapper'`: the pipe's
     status is the mapper's, so `grep -i u` on a task with no "u" (status 1) is no failure."""
@@ -486,6 +503,7 @@ def test_a_pre_filters_exit_status_is_ignored_as_in_mrjobs_pipe(tmp_path):
     assert {json.loads(k): int(v) for k, v in (line.split(b"\t") for line in expected)} == plain
 
 
+@pytest.mark.slow
 def test_combiner_and_reducer_pre_filters_that_match_nothing_in_a_task(tmp_path):
     """A combiner pre-filter that drops every line of some map tasks, and a reducer pre-filter
     that drops every line of some reduce tasks: both exit 1 there, and mrjob goes on."""
@@ -521,6 +539,7 @@ def _ascii_words(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
 def test_a_combiner_gets_its_task_sorted_as_mrjob_sorts_it(tmp_path, workers, chunk):
     """mrjob sorts a map task's output before its combiner (sim.py: `sort_input` then
@@ -546,6 +565,7 @@ def test_a_combiner_gets_its_task_sorted_as_mrjob_sorts_it(tmp_path, workers, ch
     assert got == expected == [f'"{letter}"\t"{word}"'.encode() for letter, word in sorted(smallest.items())]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("workers", "chunk"), [("2", "4KiB"), ("3", "32KiB")])
 def test_an_mrjob_combiner_sees_every_key_in_key_order(tmp_path, workers, chunk):
     """mrjob calls a combiner once for every key of a map task, a key with one value too, in key
@@ -582,6 +602,7 @@ def test_an_mrjob_combiner_sees_every_key_in_key_order(tmp_path, workers, chunk)
     assert got == expected == sorted([*plain, b'"keys in order"\ttrue'])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("workers", "reducers"), [("1", "1"), ("3", "5")])
 def test_text_classifier_equals_mrjob_inline_whatever_the_workers_and_reducers(tmp_path, workers, reducers):
     """Four steps whose reducers build dicts and float sums in the order their values come: the

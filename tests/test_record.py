@@ -74,6 +74,7 @@ def test_a_reaped_zombie_runs_until_its_refused_commit(broker):
     assert first.end > found["m:0", 2].start  # it ran on past its reaping
 
 
+@pytest.mark.slow
 def test_a_run_with_a_timeout_is_recorded_with_every_attempt(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -102,6 +103,7 @@ def test_a_run_with_a_timeout_is_recorded_with_every_attempt(tmp_path):
     assert json.loads(spec.output_path.read_text()) == dict(sorted(word_counts([data]).items()))
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_recorded_with_each_traceback_and_shown(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -32,6 +32,7 @@ class PathReducer(Reducer):
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_sorted_values_arrive_in_order_on_every_backend(tmp_path, backend, request):
     if backend == "docker":

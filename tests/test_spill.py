@@ -64,6 +64,7 @@ def _expected(inputs) -> dict[str, list[str]]:
     return {word: sorted(lines) for word, lines in found.items()}
 
 
+@pytest.mark.slow
 def test_a_shuffle_four_times_larger_than_redis_completes_exactly_within_it(tmp_path):
     """~83 MB of text shuffled whole (each line keyed by its first word) through a 16 MiB
     Redis: map output spills, partitions come back a window at a time, outputs drain to disk."""
@@ -104,6 +105,7 @@ class Length(Reducer):
 '''
 
 
+@pytest.mark.slow
 def test_a_steps_outputs_larger_than_redis_reach_the_next_step_through_the_masters_disk(tmp_path):
     """Two steps through a 16 MiB Redis, the first one's outputs (every line, grouped: ~40 MB
     of random, incompressible text) more than twice Redis: they drain to disk during its reduce
@@ -154,6 +156,7 @@ steps:
 """
 
 
+@pytest.mark.slow
 def test_a_map_only_steps_outputs_larger_than_redis_reach_the_next_step_through_the_masters_disk(tmp_path):
     """A map-only first step whose outputs (every line, keyed: ~40 MB) are more than twice a
     16 MiB Redis: they drain to disk during its map phase and come back as the next step's
@@ -175,6 +178,7 @@ def test_a_map_only_steps_outputs_larger_than_redis_reach_the_next_step_through_
     assert final.spilled_bytes > 2 * (16 << 20)
 
 
+@pytest.mark.slow
 def test_a_map_only_jobs_output_larger_than_redis_is_written_from_the_masters_disk(tmp_path):
     """A map-only job (reducers: 0) whose output is more than twice a 16 MiB Redis: its map
     outputs drain to disk during the map phase and are written from there, in input order."""
@@ -292,6 +296,7 @@ class Keep(Reducer):
 '''
 
 
+@pytest.mark.slow
 def test_a_commit_redis_refuses_for_memory_fails_the_job_at_once(tmp_path):
     """One map task's output is larger than all of a 16 MiB Redis: its commit is refused
     ("OOM command not allowed"), and again when the task is tried again. The master sees the

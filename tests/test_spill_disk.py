@@ -100,6 +100,7 @@ def _last_run(tmp_path: Path):
         return history.get()
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_spilling_is_exit_3_naming_the_place_recorded_and_cleaned(tmp_path, small_disk):
     """~26 MB shuffled through a 16 MiB Redis: the master spills, into a 4 MB TMPDIR."""
     spec = _job(tmp_path, copies=8)
@@ -120,6 +121,7 @@ def test_a_full_disk_while_spilling_is_exit_3_naming_the_place_recorded_and_clea
     assert "no space left on the disk of" in record.error and "spilled so far" in record.error
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_the_output_is_exit_3_with_its_size_and_no_partial_output(
         tmp_path, short_dir, small_disk):
     spec = _job(tmp_path, copies=2)
@@ -145,6 +147,7 @@ def _spill_dirs(tmpdir: Path) -> list[Path]:
     return sorted(tmpdir.glob(f"{spill_dirs.PREFIX}*"))
 
 
+@pytest.mark.slow
 def test_a_sigkilled_masters_spill_dir_is_reported_by_doctor_and_removed_by_down(tmp_path, short_dir):
     spec = _job(tmp_path, copies=8)
     tmpdir = short_dir

@@ -97,6 +97,7 @@ def _check(lines: list[str], data: dict) -> None:
                            "bytes": steps[0]["map"]["bytes"] + steps[1]["map"]["bytes"]}
 
 
+@pytest.mark.slow
 def test_inline_and_local_show_the_same_steps(tmp_path):
     """Before: local showed the last step's tasks (map 3/3, reduce 2/2), inline the first
     step's maps with the last step's reducers (map 15/15, reduce 2/2), and no step's own."""

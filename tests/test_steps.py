@@ -264,6 +264,7 @@ steps:
     assert "straggle" in label and seconds < 25, final.step_seconds  # the backup won; the straggler sleeps 30 s
 
 
+@pytest.mark.slow
 def test_chaos_kills_workers_across_steps_and_the_output_is_exact(tmp_path):
     inputs = _texts(tmp_path, files=4)
     body = """
@@ -339,6 +340,7 @@ def _partition(key: int, partitions: int = 3) -> int:
     return zlib.crc32(msgpack.packb(key)) % partitions
 
 
+@pytest.mark.slow
 def test_bad_records_of_later_steps_count_toward_one_max_on_every_backend(tmp_path):
     from jobs import ORDERED
 

@@ -76,6 +76,7 @@ def _expected(apt: Path, dpkg: Path) -> str:
     return "".join(json.dumps({"key": list(k), "value": v}) + "\n" for k, v in sorted(counts.items()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,reducers", [
     ("inline", 1), ("local", 3), pytest.param("docker", 2, marks=pytest.mark.docker)])
 def test_apt_and_dpkg_logs_counted_per_action_on_every_backend(tmp_path, backend, reducers, request):

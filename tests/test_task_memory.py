@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 
+import pytest
 from conftest import corpus_files
 
 from mrctl import keys
@@ -79,6 +80,7 @@ def test_the_step_job_id_is_pinned():
     assert keys.claimed("J", "w-1") == "mrctl:J:claimed:w-1"
 
 
+@pytest.mark.slow
 def test_a_hundred_thousand_one_line_tasks_run_through_a_16_mib_redis(tmp_path):
     """The issue's case: 30,000 one-line tasks filled a 16 MiB Redis; 100,000 now run, exact."""
     words = [w for path in corpus_files()[:2] for w in path.read_text(encoding="utf-8").split()]

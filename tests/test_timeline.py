@@ -70,6 +70,7 @@ def expected_rows(run: RunRecord) -> list[str]:
     return sorted(seen, key=lambda w: (seen[w], int(w.split("-")[1])))
 
 
+@pytest.mark.slow
 def test_layout_of_a_run_with_chaos_kills(chaos_run):
     run = chaos_run
     kills = [(e.at, e.message.rsplit(" ", 1)[1]) for e in run.events if e.kind == "chaos"]

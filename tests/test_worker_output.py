@@ -42,6 +42,7 @@ def _run(tmp_path, backend: str, *flags: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_prints_and_logs_of_job_code_reach_the_terminal(tmp_path, backend, request):
     if backend == "docker":
