@@ -26,7 +26,7 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-from mrctl.errors import InfraError
+from mrctl.errors import InfraError, Interrupted
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,13 @@ class DockerHost:
                                           use_ssh_client=ssh)
             self.client.ping()
         except docker.errors.DockerException as exc:
+            # docker-py wraps whatever its version probe raised, a signal's Interrupted too: a
+            # Ctrl-C or SIGTERM while connecting is an interrupted run (130/143), not a lost engine
+            cause: BaseException | None = exc
+            while cause is not None and not isinstance(cause, Interrupted):
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                raise cause from None
             where = f" at {self.base_url}" if self.base_url else ""
             raise InfraError(
                 f"cannot reach the Docker engine{where}: "

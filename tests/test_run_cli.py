@@ -70,6 +70,24 @@ def test_signal_stops_the_run_cleanly(tmp_path, docker_host, sig, code, moment):
     # clean_docker: every container and network of the run is gone
 
 
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_engine_is_asked_for_its_version_is_an_interrupted_run(tmp_path, sig, code):
+    """docker-py wraps whatever its version probe raises: a signal there once ended the run as a
+    lost engine (exit 3). An engine that accepts and never answers holds the run in the probe."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as stalled:
+        proc = start(slow_spec(tmp_path), "--plain", "--docker-host", f"tcp://127.0.0.1:{stalled.getsockname()[1]}")
+        stalled.settimeout(60)
+        conn, _ = stalled.accept()  # the run is now waiting for the engine's answer
+        with conn:
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "cannot reach the Docker engine" not in err and "interrupted" in err, err
+    assert not (tmp_path / "out.json").exists()
+
+
 def test_second_ctrl_c_still_tears_everything_down(tmp_path, docker_host):
     proc = start(slow_spec(tmp_path), "--plain")
     read_until(proc, "phase: map")
