@@ -104,6 +104,7 @@ def _fetch(program: Program, on_progress: debian.Progress) -> Copy:
     debs = archive.download(archive.closure(program.packages, skip=skip))
     version = archive.packages()[program.packages[0]].version
     target = folder(program) / f"{source.suite}-{version.replace(':', '_')}"
+    folder(program).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder(program)))
     try:
         rootfs.unpack(debs, staging)

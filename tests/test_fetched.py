@@ -27,13 +27,9 @@ print(fetched.obtain(PROGRAM, lambda message: print(message, file=sys.stderr, fl
 
 @pytest.mark.slow
 def test_processes_asking_at_once_get_one_copy_fetched_once(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache: nothing fetched yet
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # an empty cache: nothing fetched yet, no folder
     folder = fetched.folder(PROGRAM)
-    stray = folder / ".unpacking-killed" / PROGRAM.marker  # a fetch killed half-way
-    stray.parent.mkdir(parents=True)
-    stray.write_text("")
-    assert fetched.find(PROGRAM) is None, "a half-unpacked copy was taken for a complete one"
-
+    assert not folder.exists()
     lock_path = cache_lock_path(PROGRAM.name)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:  # this test fetches first: both others must wait
@@ -56,3 +52,11 @@ def test_processes_asking_at_once_get_one_copy_fetched_once(tmp_path, monkeypatc
     version = subprocess.run([copy.path(PROGRAM.marker), "--version"], env={**os.environ, **copy.env},
                              capture_output=True, text=True, timeout=10)
     assert version.stdout.startswith("Redis server v="), version.stderr
+
+
+def test_a_half_unpacked_copy_is_not_taken_for_a_complete_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stray = fetched.folder(PROGRAM) / ".unpacking-killed" / PROGRAM.marker  # a fetch killed half-way
+    stray.parent.mkdir(parents=True)
+    stray.write_text("")
+    assert fetched.find(PROGRAM) is None
