@@ -98,8 +98,52 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("swarm"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist, the controller makes the run's swarm before any worker starts, and
+    leaves it after the last has ended (pytest_sessionfinish): an engine that leaves a swarm
+    breaks name resolution on the bridge networks made while it was in one, so the swarm tests'
+    own fixture must not leave it while other processes' clusters run."""
+    config = session.config
+    if not _xdist_controller(config) or not _may_run_swarm_tests(config):
+        return
+    from mrctl import dockerswarm
+    from mrctl.dockerhost import DockerHost
+    from mrctl.errors import InfraError
+
+    try:
+        with DockerHost(timeout=30) as host:
+            if dockerswarm.swarm_state(host).node_state == "inactive":
+                dockerswarm.swarm_init(host, "127.0.0.1")
+                config._mrctl_swarm_made = True  # type: ignore[attr-defined]
+    except InfraError:
+        return  # no engine: the swarm tests fail and say so
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
+def _may_run_swarm_tests(config: pytest.Config) -> bool:
+    """Whether the selection can hold a swarm test: its markers pass -m, and the paths given
+    include tests/test_swarm.py (or a folder)."""
+    from _pytest.mark.expression import Expression
+
+    markexpr = config.option.markexpr
+    swarm_marks = {"swarm", "docker", "slow"}
+    if markexpr and not Expression.compile(markexpr).evaluate(lambda name: name in swarm_marks):
+        return False
+    return any("test_swarm" in arg or Path(arg.split("::")[0]).is_dir() for arg in config.args)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Under `-m "not docker"`, check with the engine that no container of ours was created."""
+    """Leave the swarm the controller made; under `-m "not docker"`, check with the engine that
+    no container of ours was created."""
+    if getattr(session.config, "_mrctl_swarm_made", False):
+        from mrctl import dockerswarm
+        from mrctl.dockerhost import DockerHost
+
+        with DockerHost(timeout=30) as host:
+            dockerswarm.swarm_leave(host)
     markexpr = session.config.option.markexpr or ""
     if "not docker" not in markexpr.replace("  ", " "):
         return

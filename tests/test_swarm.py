@@ -35,7 +35,8 @@ MINE = {SESSION_LABEL: SESSION}
 
 @pytest.fixture(scope="session")
 def swarm(docker_host):
-    """A swarm manager for the session: the engine's own swarm if it has one, else a
+    """A swarm manager for the session: the engine's own swarm if it has one (under pytest-xdist,
+    the one the controller made for the run: see conftest.pytest_sessionstart), else a
     single-node swarm made here (`docker swarm init --advertise-addr 127.0.0.1`) and left at
     the end; a swarm that was there before is never left."""
     from mrctl import dockerswarm
