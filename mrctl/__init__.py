@@ -5,8 +5,8 @@ reads an output file back; `mrctl.testing.run_inline` runs job classes on a few 
 """
 
 from mrctl.errors import InfraError, Interrupted, JobFailed, MrctlError, SpecError
+from mrctl.io.output import read_output
 from mrctl.job import Mapper, Reducer
-from mrctl.output import read_output
 
 __version__ = "0.1.0"
 __all__ = ["Mapper", "Reducer", "MrctlError", "JobFailed", "SpecError", "InfraError", "Interrupted",

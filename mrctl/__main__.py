@@ -1,3 +1,3 @@
-from mrctl.cli import main
+from mrctl.cli.main import main
 
 main()

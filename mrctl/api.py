@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mrctl.errors import MrctlError, SpecError
-from mrctl.output import read_output
-from mrctl.run_options import BY_NAME, ResolvedRun, resolve
-from mrctl.runner import run_job
-from mrctl.snapshot import JobSnapshot
-from mrctl.spec import JobSpec
-from mrctl.view import counters_dict
+from mrctl.io.output import read_output
+from mrctl.master.driver import run_job
+from mrctl.master.options import BY_NAME, ResolvedRun, resolve
+from mrctl.observe.snapshot import JobSnapshot
+from mrctl.observe.views import counters_dict
+from mrctl.spec.jobspec import JobSpec
 
 if TYPE_CHECKING:
-    from mrctl.reporters import Reporter
+    from mrctl.observe.reporters import Reporter
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def run(spec: str | Path | JobSpec, **options: Any) -> RunResult:
 
     `options` are `mrctl run`'s flags by their names (`--chunk-size 64KiB` is chunk_size="64KiB"),
     checked as the command line checks them, with the same messages (a SpecError); see
-    mrctl.run_options for the list. Also: `inputs=` for `input=` (a path or a list) and `params=`
+    mrctl.master.options for the list. Also: `inputs=` for `input=` (a path or a list) and `params=`
     (a dict) beside `param=` ("NAME=VALUE" strings). Nothing is shown unless plain=, json= or
     quiet= asks for the command's view; ui= serves the run's page (its URL is logged).
     """
@@ -81,16 +81,16 @@ def _reporter(mode: str | None) -> Reporter | None:
     import os
     import sys
 
-    from mrctl.reporters import choose_reporter
+    from mrctl.observe.reporters import choose_reporter
 
     return choose_reporter(mode, sys.stdout, sys.stderr, os.environ)
 
 
 def run_shown(run: ResolvedRun, reporter: Reporter | None = None) -> JobSnapshot:
-    """Run a resolved run (mrctl.run_options) to completion with its view: the reporter sees every
+    """Run a resolved run (mrctl.master.options) to completion with its view: the reporter sees every
     snapshot and the end, however it ends; the run's page serves while it runs (ui); its
     timeline is drawn when it ends (timeline)."""
-    from mrctl.timeline import drawer
+    from mrctl.observe.timeline import drawer
 
     if reporter is not None:
         reporter.start()

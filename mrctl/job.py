@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from types import GeneratorType, MappingProxyType
 from typing import Any, TypeVar
 
-from mrctl import codec
 from mrctl.errors import JobCodeError
+from mrctl.io import codec
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mrctl import tasks
 from mrctl.job import Mapper, Reducer, TaskContext, with_context
+from mrctl.worker import tasks
 
 
 def run_inline(mapper: type[Mapper], reducer: type[Reducer], records: Iterable[str],

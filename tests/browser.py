@@ -1,7 +1,7 @@
 """The headless browser the web page's tests drive (tests/test_ui.py): `chromium` and
 `chromedriver` from PATH when both are installed, else Debian's chromium, chromium-driver and a
 font unpacked into mrctl's cache from the host's mirror on first use, the way the local backend
-gets its redis-server (mrctl.fetched: no apt, no root; 120 to 190 MB the first time).
+gets its redis-server (mrctl.images.fetched: no apt, no root; 120 to 190 MB the first time).
 
 A fetched copy is run without Debian's /usr/bin/chromium, a shell wrapper that reads
 /etc/chromium.d for flags a desktop wants: its real binary is /usr/lib/chromium/chromium, which
@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from mrctl import fetched
+from mrctl.images import fetched
 
 log = logging.getLogger(__name__)
 

@@ -106,8 +106,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     if not _xdist_controller(config) or not _may_run_swarm_tests(config):
         return
-    from mrctl import dockerswarm
-    from mrctl.dockerhost import DockerHost
+    from mrctl.dockerapi import swarm as dockerswarm
+    from mrctl.dockerapi.host import DockerHost
     from mrctl.errors import InfraError
 
     try:
@@ -139,15 +139,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Leave the swarm the controller made; under `-m "not docker"`, check with the engine that
     no container of ours was created."""
     if getattr(session.config, "_mrctl_swarm_made", False):
-        from mrctl import dockerswarm
-        from mrctl.dockerhost import DockerHost
+        from mrctl.dockerapi import swarm as dockerswarm
+        from mrctl.dockerapi.host import DockerHost
 
         with DockerHost(timeout=30) as host:
             dockerswarm.swarm_leave(host)
     markexpr = session.config.option.markexpr or ""
     if "not docker" not in markexpr.replace("  ", " "):
         return
-    from mrctl.dockerhost import DockerHost
+    from mrctl.dockerapi.host import DockerHost
     from mrctl.errors import InfraError
 
     try:
@@ -305,7 +305,7 @@ def _stray_processes() -> list[str]:
             continue
         if stat.split(") ", 1)[-1].split()[0] == "Z":
             continue  # a zombie already dead, waiting to be reaped
-        mrctl_process = "-m mrctl worker" in cmd or "redis-server" in cmd or "-m mrctl.heartbeat" in cmd
+        mrctl_process = "-m mrctl worker" in cmd or "redis-server" in cmd or "-m mrctl.worker.heartbeat" in cmd
         if mrctl_process and _ours(entry.name):  # a worker, its heartbeat process, a Redis
             found.append(f"{entry.name}: {cmd.strip()}")
     return found
@@ -338,9 +338,9 @@ def no_leftovers():
 
 @pytest.fixture(scope="session")
 def docker_host():
-    from mrctl.dockerhost import DockerHost
+    from mrctl.dockerapi.host import DockerHost
     from mrctl.errors import InfraError
-    from mrctl.images import ensure_images
+    from mrctl.images.build import ensure_images
 
     try:
         host = DockerHost()

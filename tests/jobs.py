@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mrctl.spec import JobSpec, WorkerLimits
+from mrctl.spec.jobspec import JobSpec, WorkerLimits
 
 WORDCOUNT = '''
 import re

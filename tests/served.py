@@ -8,8 +8,8 @@ import socket
 import subprocess
 from pathlib import Path
 
-from mrctl import debian, rootfs
-from mrctl.fetched import HOST_ONLY
+from mrctl.images import debian, rootfs
+from mrctl.images.fetched import HOST_ONLY
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ from conftest import ROOT, corpus_files
 from jobs import RAISES, WORDCOUNT, make_spec
 
 import mrctl
-from mrctl.loader import job_classes, load_module
 from mrctl.testing import run_inline
+from mrctl.worker.loader import job_classes, load_module
 
 WORD = re.compile(r"[^\W\d_]+")
 

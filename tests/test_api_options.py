@@ -18,9 +18,9 @@ from conftest import ROOT, corpus_files
 from jobs import WORDCOUNT
 
 import mrctl
-from mrctl.cli import app
-from mrctl.run_options import resolve
-from mrctl.spec import load_spec
+from mrctl.cli.main import app
+from mrctl.master.options import resolve
+from mrctl.spec.jobspec import load_spec
 
 WORD = re.compile(r"[^\W\d_]+")
 

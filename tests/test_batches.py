@@ -1,4 +1,4 @@
-"""Batches of tiny map tasks (mrctl.batching): one claim takes several queued map tasks, each its
+"""Batches of tiny map tasks (mrctl.worker.batching): one claim takes several queued map tasks, each its
 own attempt, lease, deadline and attempt-log entry, so fencing stays per task."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import pytest
 from conftest import sequential_wordcount
 from jobs import WORDCOUNT, make_spec
 
-from mrctl import batching, keys
 from mrctl.backends import WorkerExit
-from mrctl.broker import ClaimRequest, MapCommit
+from mrctl.broker import ClaimRequest, MapCommit, keys
 from mrctl.errors import InfraError
-from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
-from mrctl.master import Master
-from mrctl.runner import run_job
-from mrctl.worker import Worker, WorkerOptions
+from mrctl.master.driver import run_job
+from mrctl.master.loop import Master
+from mrctl.worker import batching
+from mrctl.worker.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
+from mrctl.worker.loop import Worker, WorkerOptions
 
 JOB = "J"
 
@@ -163,7 +163,7 @@ class BatchPosition(logging.Handler):
             BatchPosition.in_batch = False
 
 
-logging.getLogger("mrctl.worker").addHandler(BatchPosition())
+logging.getLogger("mrctl.worker.loop").addHandler(BatchPosition())
 """
 
 

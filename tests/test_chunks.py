@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mrctl.chunks import ChunkRef, plan_chunks, read_chunk
+from mrctl.io.chunks import ChunkRef, plan_chunks, read_chunk
 
 
 def _reference_plan(data: bytes, chunk_size: int) -> list[tuple[int, int]]:

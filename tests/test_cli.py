@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 from typer.testing import CliRunner
 
-from mrctl.cli import app
+from mrctl.cli.main import app
 
 COMMANDS = ["run", "validate", "up", "status", "logs", "down", "images", "doctor", "worker", "history", "show",
             "timeline", "ui"]

@@ -11,7 +11,7 @@ import struct
 
 import pytest
 
-from mrctl import codec
+from mrctl.io import codec
 
 
 @pytest.mark.parametrize("value,encoded", [

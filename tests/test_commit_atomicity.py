@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from mrctl import keys
-from mrctl.broker import RedisFull
+from mrctl.broker import RedisFull, keys
 from mrctl.errors import InfraError
 
 JOB = "j1"

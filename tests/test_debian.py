@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mrctl import debian, rootfs
 from mrctl.errors import InfraError
+from mrctl.images import debian, rootfs
 
 
 def _etc(tmp_path: Path, sources: str | None = None, one_line: str | None = None) -> Path:

@@ -18,7 +18,7 @@ from jobs import GATED, SLOW, WORDCOUNT, make_spec
 from procs import run_mrctl as _mrctl
 
 from mrctl.errors import InfraError
-from mrctl.runner import RunOptions, run_job
+from mrctl.master.driver import RunOptions, run_job
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 
@@ -97,7 +97,7 @@ def test_keep_then_status_logs_and_down(tmp_path, expected, docker_host):
     missing = _mrctl("logs", "worker-9", "--job", cid, check=False)
     assert missing.returncode == 2 and "worker-1" in missing.stderr and "redis" in missing.stderr
 
-    from mrctl import credentials
+    from mrctl.backends import credentials
 
     assert credentials.redis_password(cid)  # --keep keeps the state file until `mrctl down`
     # its master exited normally leaving it on purpose: marked so, for `down` on any host
@@ -114,8 +114,8 @@ def test_a_users_job_survives_a_test_run(tmp_path, docker_host):
     """A job started outside this test session (no session label) keeps running while a whole
     nested pytest session runs Docker and local tests and cleans up after them."""
     from mrctl.backends.docker import REDIS_PORT
+    from mrctl.backends.fleet import redis_url
     from mrctl.broker import Broker
-    from mrctl.clusters import redis_url
 
     (tmp_path / "job.py").write_text(GATED)
     name = f"users-job-{uuid.uuid4().hex[:6]}"
@@ -158,7 +158,7 @@ def test_a_users_job_survives_a_test_run(tmp_path, docker_host):
 SNEAKY = '''
 from conftest import corpus_files
 from jobs import WORDCOUNT, make_spec
-from mrctl.runner import run_job
+from mrctl.master.driver import run_job
 
 
 def test_runs_a_docker_job_without_the_marker(tmp_path):
@@ -185,7 +185,7 @@ def test_listing_clusters_while_one_tears_down_skips_vanished_containers(docker_
 
     from conftest import SESSION, SESSION_LABEL
 
-    from mrctl.images import image_state
+    from mrctl.images.build import image_state
 
     cluster = f"race{uuid.uuid4().hex[:6]}"
     labels = {"mrctl.cluster": cluster, "mrctl.role": "worker", SESSION_LABEL: SESSION}

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import REDIS_URL, SLOW, make_spec
 
-from mrctl import credentials
+from mrctl.backends import credentials
 from mrctl.backends.docker import (
     REDIS_PIDS_LIMIT,
     WORKER_MEMORY_FLOOR,
@@ -34,8 +34,8 @@ from mrctl.backends.docker import (
 )
 from mrctl.backends.redis_config import container_memory_limit, memory_bytes, redis_conf
 from mrctl.errors import SpecError
-from mrctl.runner import RunOptions, run_job
-from mrctl.spec import WorkerLimits
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.spec.jobspec import WorkerLimits
 
 
 @pytest.fixture(autouse=True)
@@ -101,7 +101,7 @@ def test_worker_limits_default_and_the_spec_overrides(tmp_path):
 def test_worker_needs_a_readable_url_file_or_a_url(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from mrctl.cli import app
+    from mrctl.cli.main import app
 
     monkeypatch.delenv("MRCTL_REDIS_URL", raising=False)
     monkeypatch.delenv("MRCTL_REDIS_URL_FILE", raising=False)
@@ -291,8 +291,8 @@ def test_workers_reach_redis_only_and_everything_is_limited(tmp_path, docker_hos
 
 
 def _inspect_cluster(host, cid: str) -> dict:
+    from mrctl.backends.fleet import redis_url
     from mrctl.broker import Broker
-    from mrctl.clusters import redis_url
 
     api = host.client.api
     containers = {c.name: api.inspect_container(c.id) for c in host.containers({"mrctl.cluster": cid})}
@@ -314,7 +314,7 @@ def _inspect_cluster(host, cid: str) -> dict:
 # -- the workers' subnet -------------------------------------------------------------------------
 
 def test_subnet_candidates_skip_every_overlap_and_wrap_round():
-    from mrctl import subnets
+    from mrctl.backends import subnets
 
     pool = ipaddress.ip_network("10.9.0.0/22")  # four /24s
     avoid = [ipaddress.ip_network("10.9.1.128/25"), ipaddress.ip_network("172.17.0.0/16")]
@@ -325,7 +325,7 @@ def test_subnet_candidates_skip_every_overlap_and_wrap_round():
 
 
 def test_local_networks_hold_the_hosts_own_addresses():
-    from mrctl import subnets
+    from mrctl.backends import subnets
 
     found = subnets.local_networks()
     for address in [*_host_addresses(), "127.0.0.1"]:
@@ -337,7 +337,7 @@ def test_local_networks_hold_the_hosts_own_addresses():
 def test_a_taken_subnet_is_told_apart_from_other_network_errors(docker_host):
     from conftest import SESSION, SESSION_LABEL
 
-    from mrctl.dockerhost import SubnetTaken
+    from mrctl.dockerapi.host import SubnetTaken
     from mrctl.errors import InfraError
 
     labels = {SESSION_LABEL: SESSION}

@@ -11,8 +11,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-from mrctl import debian
 from mrctl.errors import InfraError
+from mrctl.images import debian
 
 
 def _doctor(*args: str, **env: str) -> subprocess.CompletedProcess:

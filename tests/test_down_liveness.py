@@ -177,8 +177,8 @@ def running_containers(docker_host, cid: str) -> list[str]:
 
 def release(docker_host, cid: str) -> None:
     from mrctl.backends.docker import REDIS_PORT
+    from mrctl.backends.fleet import redis_url
     from mrctl.broker import Broker
-    from mrctl.clusters import redis_url
 
     [redis] = [c for c in docker_host.containers({"mrctl.cluster": cid, "mrctl.role": "redis"})
                if REDIS_PORT in c.host_ports]

@@ -23,8 +23,8 @@ from jobs import (
 )
 
 from mrctl.errors import InfraError, JobFailed
-from mrctl.runner import RunOptions, run_job
-from mrctl.spec import Overrides, WorkerLimits, load_spec
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.spec.jobspec import Overrides, WorkerLimits, load_spec
 
 # -- bad data (local backend: the same worker code as in containers) --------------------------
 
@@ -103,8 +103,8 @@ def test_redis_full_fails_the_job_clearly(tmp_path):
 
 
 def _executions(docker_host, cluster_filter: dict) -> dict[str, int]:
+    from mrctl.backends.fleet import redis_url
     from mrctl.broker import Broker
-    from mrctl.clusters import redis_url
 
     (redis,) = docker_host.containers({**cluster_filter, "mrctl.role": "redis"})
     b = Broker(redis_url(redis))

@@ -1,4 +1,4 @@
-"""Programs unpacked from the host's Debian mirror into mrctl's cache (mrctl.fetched), as
+"""Programs unpacked from the host's Debian mirror into mrctl's cache (mrctl.images.fetched), as
 pytest-xdist's workers ask for them on a bare machine: several processes at once, one fetch."""
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import pytest
 from conftest import ROOT
 from procs import read_until
 
-from mrctl import fetched
 from mrctl.backends.redis_server import PROGRAM
-from mrctl.dirs import cache_lock_path
+from mrctl.host.dirs import cache_lock_path
+from mrctl.images import fetched
 
 # A process asking for redis-server's copy, as the local backend and the tests' redis do.
 OBTAIN = """
 import sys
-from mrctl import fetched
+from mrctl.images import fetched
 from mrctl.backends.redis_server import PROGRAM
 print(fetched.obtain(PROGRAM, lambda message: print(message, file=sys.stderr, flush=True)).root)
 """

@@ -20,11 +20,11 @@ import pytest
 from conftest import sequential_wordcount
 from jobs import WORDCOUNT, make_spec
 
-from mrctl.chunks import plan_chunks, read_chunk
 from mrctl.errors import JobFailed, SpecError
-from mrctl.formats import InputFormat
-from mrctl.runner import run_job
-from mrctl.spec import Overrides, load_spec
+from mrctl.io.chunks import plan_chunks, read_chunk
+from mrctl.io.formats import InputFormat
+from mrctl.master.driver import run_job
+from mrctl.spec.jobspec import Overrides, load_spec
 
 JSONL, CSV, WHOLE = InputFormat("jsonl"), InputFormat("csv"), InputFormat("whole_file")
 
@@ -158,8 +158,8 @@ def test_csv_group_by_with_quoted_newlines_at_a_tiny_chunk_size(tmp_path):
 
 def test_csv_chunks_never_split_a_record(tmp_path):
     """At every chunk size, the rows of all chunks are csv.DictReader's rows of the whole file."""
-    from mrctl import tasks
     from mrctl.job import Mapper
+    from mrctl.worker import tasks
 
     class Rows(Mapper):
         def map(self, row):
@@ -341,8 +341,8 @@ def test_csv_and_records_on_docker(tmp_path, clean_docker):
 def test_records_of_all_chunks_are_the_records_of_the_whole_file(tmp_path):
     """Runs of newlines longer than the delimiter, stray carriage returns and a text that
     neither starts nor ends with a delimiter: at every chunk size, the same records."""
-    from mrctl import tasks
     from mrctl.job import Mapper
+    from mrctl.worker import tasks
 
     class Records(Mapper):
         def map(self, record):

@@ -11,7 +11,7 @@ import pytest
 from jobs import make_spec
 
 from mrctl.errors import JobFailed
-from mrctl.runner import run_job
+from mrctl.master.driver import run_job
 
 MIXED = '''
 from mrctl import Mapper, Reducer
@@ -159,7 +159,7 @@ def _gil_iterations(seconds: float) -> int:
 
 @pytest.mark.slow
 def test_a_mapper_holding_the_gil_longer_than_the_lease_is_not_declared_dead(tmp_path):
-    from mrctl.runner import RunOptions
+    from mrctl.master.driver import RunOptions
 
     path = tmp_path / "in.txt"
     path.write_text("a\nhog\nb\n")
@@ -174,7 +174,7 @@ def test_a_mapper_holding_the_gil_longer_than_the_lease_is_not_declared_dead(tmp
 
 
 def test_task_timeout_still_ends_a_mapper_that_holds_the_gil(tmp_path):
-    from mrctl.runner import RunOptions
+    from mrctl.master.driver import RunOptions
 
     path = tmp_path / "in.txt"
     path.write_text("hog\n")
@@ -190,7 +190,7 @@ def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
     """The keeper's state machine on a real Redis, with its clock in the test's hands."""
     import multiprocessing
 
-    from mrctl.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
+    from mrctl.worker.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
 
     job = "j1"
     broker.publish_job(job, {"state": "running", "reducers": 1}, {"m.py": ""})
@@ -217,8 +217,7 @@ def lossy(broker, redis_url):
 
     from redis_proxy import ReplyDroppingProxy
 
-    from mrctl import lua
-    from mrctl.broker import Broker
+    from mrctl.broker import Broker, lua
 
     url = urlparse(redis_url)
     proxy = ReplyDroppingProxy(url.hostname, url.port)
@@ -240,7 +239,7 @@ def _two_map_tasks(broker):
 
 
 def test_a_claim_whose_reply_is_lost_claims_the_same_task_once(broker, lossy):
-    from mrctl import keys
+    from mrctl.broker import keys
 
     via, proxy, shas = lossy
     _two_map_tasks(broker)
@@ -296,7 +295,7 @@ class SumReducer(Reducer):
 
 @pytest.mark.slow
 def test_workers_killed_under_a_task_do_not_use_up_max_attempts(tmp_path):
-    from mrctl.view import summary_dict, summary_lines
+    from mrctl.observe.views import summary_dict, summary_lines
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -364,7 +363,7 @@ def test_an_input_file_that_changes_mid_run_fails_the_job_clearly(tmp_path, chan
     from jobs import SLOW
 
     from mrctl.errors import SpecError
-    from mrctl.runner import RunOptions
+    from mrctl.master.driver import RunOptions
 
     first, second = tmp_path / "first.txt", tmp_path / "second.txt"
     first.write_text("alpha beta\n" * 4000)  # ~44 kB: 11 map tasks of 4 kB before second.txt
@@ -417,8 +416,8 @@ def _keeper_pid():
         except (OSError, ValueError, IndexError):
             continue
         # the keeper is a child of the worker's main process, which forks the run's process
-        # this code runs in (mrctl.worker_runs): its sibling
-        if ppid in (os.getpid(), os.getppid()) and b"mrctl.heartbeat" in cmd:
+        # this code runs in (mrctl.worker.runs): its sibling
+        if ppid in (os.getpid(), os.getppid()) and b"mrctl.worker.heartbeat" in cmd:
             return int(entry.name)
 
 
@@ -452,7 +451,7 @@ def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tm
     BrokenPipeError counted against max_attempts) but exit so that a fresh worker replaces it.
     The worker killed while a forked child holds its pipe: the keeper must still end (it beat
     on, renewing the dead attempt's lease). The autouse fixture checks no keeper is left."""
-    from mrctl.runner import RunOptions
+    from mrctl.master.driver import RunOptions
 
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -469,7 +468,7 @@ def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tm
 
 
 def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
-    from mrctl import keys
+    from mrctl.broker import keys
 
     _two_map_tasks(broker)
     claim_keys = [keys.queue("J"), keys.leases("J"), keys.deadlines("J"), keys.meta("J"), keys.claimed("J", "w1"),
@@ -515,7 +514,7 @@ def test_workers_dying_before_any_work_are_a_crash_loop_that_fails_fast(tmp_path
 def test_queueing_a_task_whose_reply_is_lost_queues_it_once(broker, lossy):
     """Master side (found by the review): a retried add_map_task queued the task twice, so two
     attempts of it ran at once. Now the second call finds the task and changes nothing."""
-    from mrctl import keys
+    from mrctl.broker import keys
 
     via, proxy, shas = lossy
     broker.publish_job("J", {"state": "running", "reducers": 2}, {"m.py": ""})

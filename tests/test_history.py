@@ -1,4 +1,4 @@
-"""The run history (mrctl.history) under trouble: writers from several processes at once, a
+"""The run history (mrctl.observe.history) under trouble: writers from several processes at once, a
 damaged file and a locked one. A run never fails for its history: it warns, naming the file;
 `mrctl history` cannot do without it and exits 3, naming the file.
 
@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT
 from jobs import write_paced_spec
 
-from mrctl.history import BUSY_TIMEOUT_S, History
+from mrctl.observe.history import BUSY_TIMEOUT_S, History
 
 TIMEOUT_S = 180
 
@@ -51,8 +51,8 @@ def test_two_runs_ending_at_once_are_both_recorded(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from mrctl.history import History
-    from mrctl.record import RunRecord
+    from mrctl.observe.history import History
+    from mrctl.observe.record import RunRecord
 
     who, count = sys.argv[1], int(sys.argv[2])
     with History() as h:
@@ -61,7 +61,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
-OPENER = "import sys\nfrom pathlib import Path\nfrom mrctl.history import History\n" \
+OPENER = "import sys\nfrom pathlib import Path\nfrom mrctl.observe.history import History\n" \
          "with History(Path(sys.argv[1])) as h:\n    h.runs(1)\n"
 
 

@@ -26,8 +26,8 @@ from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import WORDCOUNT
 
 from mrctl.errors import SpecError
-from mrctl.history import History
-from mrctl.spec import load_spec
+from mrctl.observe.history import History
+from mrctl.spec.jobspec import load_spec
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 SECRET_JOB = WORDCOUNT + '''

@@ -13,9 +13,9 @@ from conftest import sequential_wordcount
 from jobs import WORDCOUNT, make_spec
 
 from mrctl.broker import Broker
-from mrctl.master import Master
-from mrctl.output import write_output
-from mrctl.worker import Worker, WorkerOptions
+from mrctl.io.output import write_output
+from mrctl.master.loop import Master
+from mrctl.worker.loop import Worker, WorkerOptions
 
 TEXT = (
     "It was the best of times, it was the worst of times,\r\n"

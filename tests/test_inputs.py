@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from mrctl.errors import SpecError
-from mrctl.spec import Overrides, load_spec
+from mrctl.spec.jobspec import Overrides, load_spec
 
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
 # what a user types: a file, the same file spelt with ./, a symlink to it, a directory holding the

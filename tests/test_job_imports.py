@@ -1,6 +1,6 @@
 """What a job can import is the same on every backend, and never comes from the caller's current
 directory (issue 24, point 5): the standard import path of the worker's Python, then the modules
-beside the job module that it imports (mrctl.job_files), which travel with its code.
+beside the job module that it imports (mrctl.spec.job_files), which travel with its code.
 
 The runs go through the `mrctl` command (the console script, as a user runs it: its own
 sys.path has no current directory either), from a directory that is not the job's.

@@ -10,7 +10,7 @@ import sys
 import pytest
 from conftest import ROOT
 
-from mrctl import keys
+from mrctl.broker import keys
 
 RUN = "20261129-120000-ab12"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mrctl import Mapper, Reducer
-from mrctl.loader import job_classes, load_module
+from mrctl.worker.loader import job_classes, load_module
 
 JOB = textwrap.dedent('''
     from mrctl import Mapper, Reducer

@@ -12,7 +12,7 @@ from conftest import corpus_files, sequential_wordcount
 from jobs import HANG_SLEEP, HANG_STUBBORN, HANGS, RAISES, SLOW, WORDCOUNT, make_spec
 
 from mrctl.errors import JobFailed
-from mrctl.runner import run_job
+from mrctl.master.driver import run_job
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +135,8 @@ def test_hanging_mapper_is_retried_after_task_timeout(tmp_path, hang):
 
 @pytest.mark.slow
 def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
-    from mrctl.chaos import ChaosPlan, parse_chaos
-    from mrctl.runner import RunOptions
+    from mrctl.master.chaos import ChaosPlan, parse_chaos
+    from mrctl.master.driver import RunOptions
 
     assert parse_chaos("kill=2,every=0.5,seed=7") == ChaosPlan(2, 0.5, 7)
     spec = make_spec(tmp_path, SLOW, corpus_files(), mapper="SlowMapper", reducer="SlowReducer",
@@ -151,8 +151,8 @@ def test_chaos_mode_kills_workers_and_output_stays_exact(tmp_path, expected):
 def test_chaos_that_a_short_job_outruns_says_so(tmp_path):
     """--chaos kill=2 on the 2.7 kB sample: the job is over before the first kill is due, and
     the run says how many kills it made and what would let chaos act, in its events too."""
-    from mrctl.chaos import ChaosPlan
-    from mrctl.runner import RunOptions
+    from mrctl.master.chaos import ChaosPlan
+    from mrctl.master.driver import RunOptions
 
     books = corpus_files()[:1]
     spec = make_spec(tmp_path, WORDCOUNT, books, workers=2)
@@ -165,8 +165,8 @@ def test_chaos_that_a_short_job_outruns_says_so(tmp_path):
 
 
 def test_bad_chaos_option_is_a_usage_error():
-    from mrctl.chaos import parse_chaos
     from mrctl.errors import SpecError
+    from mrctl.master.chaos import parse_chaos
 
     with pytest.raises(SpecError) as info:
         parse_chaos("kill=lots")

@@ -20,7 +20,7 @@ from conftest import corpus_files, sequential_wordcount
 from jobs import WORDCOUNT, make_spec
 from procs import children_of
 
-from mrctl.runner import run_job
+from mrctl.master.driver import run_job
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 

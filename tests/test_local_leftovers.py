@@ -26,13 +26,14 @@ from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW, WORDCOUNT, make_spec
 from procs import children_of, read_until
 
-from mrctl.backends import lifeline, local_registry
+from mrctl.backends import local_registry
+from mrctl.backends.fleet import _choose
 from mrctl.backends.local import LocalCluster
 from mrctl.backends.local_registry import LocalRecord, Process
-from mrctl.clusters import _choose
-from mrctl.dockerhost import LABEL_CLUSTER, LABEL_JOB, ContainerInfo
+from mrctl.dockerapi.host import LABEL_CLUSTER, LABEL_JOB, ContainerInfo
 from mrctl.errors import SpecError
-from mrctl.runner import run_job
+from mrctl.host import lifeline
+from mrctl.master.driver import run_job
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
 

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from mrctl.errors import SpecError
-from mrctl.output import write_output
+from mrctl.io.output import write_output
 
 PAIRS = [("a", 1), ("café", [1, 2]), ("z", {"n": None})]
 

@@ -10,8 +10,8 @@ import time
 import pytest
 from conftest import ROOT, corpus_files
 
-from mrctl.runner import run_job
-from mrctl.spec import JobSpec
+from mrctl.master.driver import run_job
+from mrctl.spec.jobspec import JobSpec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mrctl import keys
+from mrctl.broker import keys
 
 JOB = "j1"
 

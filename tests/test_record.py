@@ -13,9 +13,9 @@ from conftest import word_counts
 from jobs import HANG_SLEEP, HANGS, RAISES, WORDCOUNT, make_spec
 
 from mrctl.errors import JobFailed
-from mrctl.history import History
-from mrctl.record import AttemptBook
-from mrctl.runner import run_job
+from mrctl.master.driver import run_job
+from mrctl.observe.history import History
+from mrctl.observe.record import AttemptBook
 
 JOB = "rec"
 
@@ -142,9 +142,9 @@ def test_an_inline_run_is_recorded_too(tmp_path):
 
 
 def test_the_history_keeps_the_newest_runs_and_finds_them_by_id_prefix_or_name(tmp_path, monkeypatch):
-    from mrctl import history
     from mrctl.errors import MrctlError
-    from mrctl.record import RunRecord
+    from mrctl.observe import history
+    from mrctl.observe.record import RunRecord
 
     monkeypatch.setattr(history, "KEEP_RUNS", 3)
     runs = [RunRecord(f"20261129-0800{i:02d}-ab{i:02d}", "even" if i % 2 == 0 else "odd", "succeeded", 0,
@@ -162,8 +162,8 @@ def test_the_history_keeps_the_newest_runs_and_finds_them_by_id_prefix_or_name(t
 
 
 def test_show_counts_released_attempts_and_lists_lost_ones():
-    from mrctl.record import Attempt, RunRecord
-    from mrctl.run_view import format_run
+    from mrctl.observe.record import Attempt, RunRecord
+    from mrctl.observe.run_view import format_run
 
     attempts = [Attempt(f"m:{i}", 1, "worker-1", 0.1 * i, 0.1 * i + 0.05, "committed") for i in range(4)]
     attempts += [Attempt("m:4", 1, "worker-1", 0.5, 0.6, "released"),

@@ -47,7 +47,7 @@ def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, do
 
 
 def test_an_ssh_docker_host_without_paramiko_says_what_to_install(monkeypatch):
-    from mrctl.dockerhost import DockerHost
+    from mrctl.dockerapi.host import DockerHost
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "paramiko" else real(name, *a))

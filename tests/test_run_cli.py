@@ -19,7 +19,7 @@ from conftest import ROOT, corpus_files, sequential_wordcount
 from jobs import SLOW
 from procs import read_until
 
-from mrctl.history import History
+from mrctl.observe.history import History
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 ANSI = "\x1b["

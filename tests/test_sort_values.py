@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import pytest
 
-from mrctl import codec
+from mrctl.io import codec
 
 JOB = '''
 from mrctl import Mapper, Reducer

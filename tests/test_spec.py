@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from mrctl.bad_records import BadRecordPolicy
 from mrctl.errors import SpecError
-from mrctl.placement import Placement
-from mrctl.spec import Overrides, WorkerLimits, load_spec
+from mrctl.spec.bad_records import BadRecordPolicy
+from mrctl.spec.jobspec import Overrides, WorkerLimits, load_spec
+from mrctl.spec.placement import Placement
 
 MODULE = """
 from mrctl import Mapper, Reducer
@@ -192,7 +192,7 @@ def test_cli_validate_and_bad_spec_exit_codes(project):
 def test_the_example_spec_scales_and_its_sample_is_instructive(tmp_path):
     """The spec users copy: its sample makes a map task per file, and 100 MB of input makes
     tens of map tasks, not hundreds of thousands (counted independently: bytes / chunk size)."""
-    from mrctl.chunks import plan_chunks
+    from mrctl.io.chunks import plan_chunks
 
     spec = load_spec(ROOT / "jobspecs" / "wordcount.yaml")
     sample = sorted(p for p in (ROOT / "jobspecs" / "data").glob("*.txt") if p.is_file())

@@ -12,9 +12,9 @@ import pytest
 from conftest import corpus_files
 
 from mrctl.errors import InfraError
-from mrctl.runner import RunOptions, run_job
-from mrctl.spec import JobSpec
-from mrctl.spill import SpillStore
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.master.spill import SpillStore
+from mrctl.spec.jobspec import JobSpec
 
 SHUFFLE = '''
 from mrctl import Mapper, Reducer
@@ -111,7 +111,7 @@ def test_a_steps_outputs_larger_than_redis_reach_the_next_step_through_the_maste
     of random, incompressible text) more than twice Redis: they drain to disk during its reduce
     phase and come back as the next step's map tasks a window at a time. Before, they stayed in
     Redis, which filled up, lost attempts for a minute and failed."""
-    from mrctl.spec import load_spec
+    from mrctl.spec.jobspec import load_spec
 
     _random_lines(tmp_path / "data")
     (tmp_path / "job.py").write_text(GROUP_THEN_SIZE)
@@ -161,7 +161,7 @@ def test_a_map_only_steps_outputs_larger_than_redis_reach_the_next_step_through_
     """A map-only first step whose outputs (every line, keyed: ~40 MB) are more than twice a
     16 MiB Redis: they drain to disk during its map phase and come back as the next step's
     map tasks a window at a time. Before, they stayed in Redis, which filled up: exit 3."""
-    from mrctl.spec import load_spec
+    from mrctl.spec.jobspec import load_spec
 
     _random_lines(tmp_path / "data")
     (tmp_path / "job.py").write_text(GROUP_THEN_SIZE)
@@ -182,7 +182,7 @@ def test_a_map_only_steps_outputs_larger_than_redis_reach_the_next_step_through_
 def test_a_map_only_jobs_output_larger_than_redis_is_written_from_the_masters_disk(tmp_path):
     """A map-only job (reducers: 0) whose output is more than twice a 16 MiB Redis: its map
     outputs drain to disk during the map phase and are written from there, in input order."""
-    from mrctl.spec import load_spec
+    from mrctl.spec.jobspec import load_spec
 
     _random_lines(tmp_path / "data")
     (tmp_path / "job.py").write_text(SHUFFLE)
@@ -215,7 +215,7 @@ def test_a_take_sent_again_after_a_lost_reply_returns_the_same_data_and_loses_no
     reply was lost, redis-py sent it again) it answers the same blobs, and a commit that landed
     meanwhile waits in a fresh hash for the next take. (Before, a MULTI of HGETALL and DEL sent
     again answered nothing, and the blobs were gone.)"""
-    from mrctl import keys, lua
+    from mrctl.broker import keys, lua
 
     script = broker.r.register_script(lua.TAKE_HASH)
 
@@ -237,7 +237,7 @@ def test_taking_some_map_outputs_sent_again_returns_the_same_and_leaves_the_rest
     """A map-only step's outputs are taken by index (those small enough to come back): sent
     again, the take answers the same blobs; fields not asked for, and a commit that landed
     meanwhile, stay for the next take."""
-    from mrctl import keys, lua
+    from mrctl.broker import keys, lua
 
     script = broker.r.register_script(lua.TAKE_FIELDS)
     source, first = keys.part("J", 0), keys.taken("J", "t1")
@@ -257,8 +257,8 @@ def test_before_the_last_step_an_output_too_big_to_come_back_stays_in_redis(brok
     """Draining before the last step leaves in Redis any committed output the next step could
     not take back from disk at once (over a fifth of Redis): it moves into that step's map task
     inside Redis instead. The last step drains every committed output. (A real Redis.)"""
-    from mrctl import keys
-    from mrctl.spill import RESTORE_BUDGET, Spiller
+    from mrctl.broker import keys
+    from mrctl.master.spill import RESTORE_BUDGET, Spiller
 
     limit = 16 << 20
     small, big = b"s" * 1000, b"b" * int(RESTORE_BUDGET * limit + 1)
@@ -324,7 +324,7 @@ def test_a_commit_redis_refuses_for_memory_fails_the_job_at_once(tmp_path):
 
 
 def test_spill_store_streams_outputs_back_a_pair_at_a_time(tmp_path):
-    from mrctl import codec
+    from mrctl.io import codec
 
     store = SpillStore()
     try:
@@ -360,7 +360,7 @@ class ScriptedRedis:
 
 
 def test_a_moment_of_refused_writes_is_relieved_and_refusals_that_go_on_fail_the_job():
-    from mrctl import spill
+    from mrctl.master import spill
 
     redis, now = ScriptedRedis(), [0.0]
     spiller = spill.Spiller(redis, clock=lambda: now[0])  # type: ignore[arg-type]

@@ -29,8 +29,8 @@ from conftest import corpus_files
 from procs import children_of
 from test_spill import SHUFFLE  # the whole input through the shuffle
 
-from mrctl import spill_dirs
-from mrctl.history import History
+from mrctl.backends import spill_dirs
+from mrctl.observe.history import History
 
 NO_DOCKER = "unix:///nonexistent/docker.sock"
 
@@ -201,7 +201,7 @@ def _start_time(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[19])
 
 
-MAKE_SPILL_DIR = "import sys; from mrctl import spill_dirs; print(spill_dirs.create(sys.argv[1]))"
+MAKE_SPILL_DIR = "import sys; from mrctl.backends import spill_dirs; print(spill_dirs.create(sys.argv[1]))"
 
 
 def test_the_next_run_removes_spill_dirs_of_dead_masters_and_never_a_live_ones(tmp_path, short_dir):

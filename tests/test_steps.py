@@ -15,16 +15,15 @@ import pytest
 from conftest import ROOT, corpus_files, word_counts, words_by_count
 from jobs import write_steps_spec
 
-from mrctl import keys
-from mrctl.broker import Broker
-from mrctl.chaos import ChaosPlan
+from mrctl.broker import Broker, keys
 from mrctl.errors import SpecError
-from mrctl.master import Master
-from mrctl.output import write_output
-from mrctl.runner import RunOptions, run_job
-from mrctl.spec import Overrides, load_spec
-from mrctl.steps import StepGroup, StepSpec, Until, unroll
-from mrctl.worker import Worker, WorkerOptions
+from mrctl.io.output import write_output
+from mrctl.master.chaos import ChaosPlan
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.master.loop import Master
+from mrctl.spec.jobspec import Overrides, load_spec
+from mrctl.spec.steps import StepGroup, StepSpec, Until, unroll
+from mrctl.worker.loop import Worker, WorkerOptions
 
 TWO_STEPS = """
 steps:
@@ -386,7 +385,7 @@ def test_a_steps_reducers_zero_is_map_only_and_capped(tmp_path):
 def test_a_zombie_of_a_dropped_step_writes_nothing_and_is_told_to_stop(broker):
     """After a step's keys are dropped, a late commit is refused without recreating any key of
     that step, and the heartbeat of its attempt answers "cancelled" (the worker stops it)."""
-    from mrctl.worker import TaskCancelled
+    from mrctl.worker.loop import TaskCancelled
 
     broker.publish_job("run.s1", {"state": "running", "module": "job.py", "mapper": "M"}, {"job.py": ""})
     broker.add_map_task("run.s1", "m:0", {"kind": "map", "index": 0}, b"chunk")

@@ -26,9 +26,9 @@ from jobs import REDIS_URL, SLOW, WORDCOUNT, make_spec, write_crash_spec
 from procs import run_mrctl as _mrctl
 from served import free_port
 
-from mrctl.chaos import ChaosPlan
 from mrctl.errors import InfraError
-from mrctl.runner import RunOptions, run_job
+from mrctl.master.chaos import ChaosPlan
+from mrctl.master.driver import RunOptions, run_job
 
 MINE = {SESSION_LABEL: SESSION}
 
@@ -39,7 +39,7 @@ def swarm(docker_host):
     the one the controller made for the run: see conftest.pytest_sessionstart), else a
     single-node swarm made here (`docker swarm init --advertise-addr 127.0.0.1`) and left at
     the end; a swarm that was there before is never left."""
-    from mrctl import dockerswarm
+    from mrctl.dockerapi import swarm as dockerswarm
 
     state = dockerswarm.swarm_state(docker_host)
     made = state.node_state == "inactive"
@@ -56,7 +56,7 @@ def swarm(docker_host):
 def clean_swarm(request, swarm, clean_docker):
     """After the test: no service or secret of this session (checked before clean_docker's
     container and network check, since services own containers)."""
-    from mrctl import dockerswarm
+    from mrctl.dockerapi import swarm as dockerswarm
 
     require_marker(request, "swarm")
     yield swarm
@@ -111,8 +111,8 @@ class ReleaseWhenReplaced:
         self.docker_host, self.released = docker_host, False
 
     def __call__(self, snap) -> None:
+        from mrctl.backends.fleet import published_redis, redis_url
         from mrctl.broker import Broker
-        from mrctl.clusters import published_redis, redis_url
 
         states = [row.state for row in snap.workers]
         if self.released or states.count("replaced") < 2 or len(states) < 5:
@@ -187,7 +187,8 @@ def test_failed_start_on_swarm_leaves_nothing_and_shows_redis_logs(tmp_path, cle
 @pytest.mark.swarm
 @pytest.mark.docker
 def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
-    from mrctl import credentials, dockerswarm
+    from mrctl.backends import credentials
+    from mrctl.dockerapi import swarm as dockerswarm
 
     out = tmp_path / "wc.json"
     book = corpus_files()[0]
@@ -220,7 +221,7 @@ def test_keep_then_status_logs_and_down_on_swarm(tmp_path, swarm, clean_swarm):
 @pytest.mark.docker
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_during_the_map_phase_leaves_nothing(tmp_path, swarm, clean_swarm, signum, code):
-    from mrctl import dockerswarm
+    from mrctl.dockerapi import swarm as dockerswarm
 
     (tmp_path / "job.py").write_text(SLOW)
     (tmp_path / "job.yaml").write_text(
@@ -271,7 +272,7 @@ workers:
 
 
 def _placed_spec(tmp_path, constraints: str, most: int):
-    from mrctl.spec import load_spec
+    from mrctl.spec.jobspec import load_spec
 
     (tmp_path / "job.py").write_text(WORDCOUNT)
     path = tmp_path / "placed.yaml"
@@ -285,7 +286,7 @@ def _placed_spec(tmp_path, constraints: str, most: int):
 def test_workers_are_placed_as_the_spec_says(tmp_path, expected, swarm, clean_swarm):
     """workers.placement reaches the worker service's task template as Swarm's Placement
     (read back from the engine during the run), and a placement this node satisfies runs."""
-    from mrctl import dockerswarm
+    from mrctl.dockerapi import swarm as dockerswarm
 
     spec = _placed_spec(tmp_path, "node.role==manager, node.platform.os != windows", 2)
     seen: list[dict] = []
@@ -326,7 +327,7 @@ def test_unplaceable_workers_fail_at_once_naming_the_placement(tmp_path, swarm, 
 def test_placement_is_ignored_with_a_warning_off_swarm(tmp_path, caplog):
     spec = _placed_spec(tmp_path, "node.role==manager", 1)
     inline = dataclasses.replace(spec, backend="inline")
-    with caplog.at_level(logging.WARNING, logger="mrctl.runner"):
+    with caplog.at_level(logging.WARNING, logger="mrctl.master.driver"):
         final = run_job(inline)
     assert final.status == "succeeded"
     assert inline.output_path.read_text(encoding="utf-8") == sequential_wordcount(list(inline.inputs))
@@ -467,7 +468,7 @@ def test_a_warm_cluster_on_a_remote_engine(tmp_path, docker_host, engine_over_tc
 
 
 def test_engine_address_of_urls():
-    from mrctl.dockerhost import engine_address
+    from mrctl.dockerapi.host import engine_address
 
     assert engine_address(None) == "127.0.0.1"
     assert engine_address("unix:///var/run/docker.sock") == "127.0.0.1"
@@ -482,8 +483,8 @@ def test_engine_address_of_urls():
     ({"LocalNodeState": "active", "ControlAvailable": False}, "is a swarm worker, not a manager"),
 ])
 def test_swarm_backend_without_a_manager_says_how_to_make_one(swarm_info, says):
-    from mrctl import dockerswarm
-    from mrctl.dockerhost import DockerHost
+    from mrctl.dockerapi import swarm as dockerswarm
+    from mrctl.dockerapi.host import DockerHost
 
     host = mock.create_autospec(DockerHost, instance=True)
     host.client = mock.Mock()
@@ -499,8 +500,8 @@ def test_images_reach_another_engine_without_a_registry(tmp_path, docker_host, e
     """`docker save` from one engine, `docker load` into another (here the same engine reached
     over TCP, with the image's tag removed in between), streamed; an engine that has the
     image already is skipped."""
-    from mrctl import dockerswarm
-    from mrctl.images import ensure_images, image_state, push_to_engines
+    from mrctl.dockerapi import swarm as dockerswarm
+    from mrctl.images.build import ensure_images, image_state, push_to_engines
 
     base = image_state(docker_host).base
     copy = f"mrctl-test-{SESSION}:copy"
@@ -512,7 +513,7 @@ def test_images_reach_another_engine_without_a_registry(tmp_path, docker_host, e
                 f.write(chunk)
         docker_host.client.images.remove(copy)
         assert docker_host.image_id(copy) is None
-        from mrctl.dockerhost import DockerHost
+        from mrctl.dockerapi.host import DockerHost
 
         with DockerHost(base_url=engine_over_tcp.url) as remote, saved.open("rb") as f:
             dockerswarm.load_image(remote, iter(lambda: f.read(1 << 20), b""))
@@ -547,7 +548,7 @@ def registry(tmp_path_factory, docker_host):
 def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, clean_swarm):
     """--registry: the images are pushed into the registry, and the services' tasks run them
     as named there, pinned to the digest pushed (as every node would pull them)."""
-    from mrctl.images import ensure_images, image_state
+    from mrctl.images.build import ensure_images, image_state
 
     spec = make_spec(tmp_path, WORDCOUNT, corpus_files(), backend="swarm", workers=2, chunk_size=512 << 10)
     images: dict[str, set[str]] = {"worker": set(), "redis": set()}
@@ -575,7 +576,7 @@ def test_wordcount_on_swarm_through_a_registry(tmp_path, expected, registry, cle
 @pytest.mark.swarm
 @pytest.mark.docker
 def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tmp_path, registry, swarm):
-    from mrctl.images import image_state
+    from mrctl.images.build import image_state
 
     pushed = _mrctl("images", "--registry", registry.address)
     worker = image_state(swarm).worker_current
@@ -609,7 +610,7 @@ def test_images_command_pushes_into_a_registry_and_bad_registries_are_refused(tm
     ("host:99999", False), ("host:5000/Upper", False), ("host:5000/", False), ("", False)])
 def test_a_registry_is_named_as_docker_reads_one(name, fine):
     from mrctl.errors import SpecError
-    from mrctl.registries import check_registry
+    from mrctl.images.registries import check_registry
 
     if fine:
         assert check_registry(name) == name

@@ -18,8 +18,7 @@ import sys
 import pytest
 from conftest import corpus_files
 
-from mrctl import keys
-from mrctl.broker import ClaimRequest, MapCommit
+from mrctl.broker import ClaimRequest, MapCommit, keys
 
 JOB = "j1"
 LONG_PATH = "/home/someone/a/rather/long/path/to/the/inputs/of/this/job/" + "x" * 200 + ".txt"

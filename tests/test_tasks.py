@@ -15,8 +15,10 @@ import msgpack
 import pytest
 from conftest import sequential_wordcount
 
-from mrctl import Mapper, Reducer, codec, tasks
-from mrctl.chunks import plan_chunks, read_chunk
+from mrctl import Mapper, Reducer
+from mrctl.io import codec
+from mrctl.io.chunks import plan_chunks, read_chunk
+from mrctl.worker import tasks
 
 WORD = re.compile(r"[^\W\d_]+")
 
@@ -304,7 +306,7 @@ def test_the_result_does_not_depend_on_chunking_for_equal_keys_of_different_type
 
 
 def test_skip_bad_drops_every_pair_of_a_record_whose_map_raises_and_counts_it():
-    from mrctl.tasks import TaskInterrupted
+    from mrctl.worker.tasks import TaskInterrupted
 
     class Half(Mapper):
         def map(self, line):

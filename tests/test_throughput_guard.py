@@ -9,8 +9,8 @@ import time
 from conftest import ROOT, corpus_files, sequential_wordcount
 
 from mrctl.broker import Broker
-from mrctl.runner import run_job
-from mrctl.spec import JobSpec
+from mrctl.master.driver import run_job
+from mrctl.spec.jobspec import JobSpec
 
 
 def test_a_tiny_task_costs_a_few_redis_round_trips(tmp_path, redis_url):

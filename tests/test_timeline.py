@@ -23,13 +23,14 @@ from conftest import ROOT, corpus_files
 from jobs import RAISES, SLOW, make_spec
 from typer.testing import CliRunner
 
-from mrctl.chaos import parse_chaos
-from mrctl.cli import app
-from mrctl.history import History
-from mrctl.record import Attempt, RunRecord
-from mrctl.runner import RunOptions, run_job
-from mrctl.snapshot import Event
-from mrctl.timeline import Layout, draw, layout
+from mrctl.cli.main import app
+from mrctl.master.chaos import parse_chaos
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.observe.history import History
+from mrctl.observe.record import Attempt, RunRecord
+from mrctl.observe.snapshot import Event
+from mrctl.observe.timeline import draw
+from mrctl.observe.timeline_layout import Layout, layout
 
 SVG = "{http://www.w3.org/2000/svg}"
 FAILED = {"error", "timeout", "oom"}  # what the picture calls "failed"
@@ -169,7 +170,7 @@ def test_layout_rules_on_a_hand_made_record():
 def test_ten_thousand_tiny_tasks_draw_as_a_few_collections(artifacts):
     """Not one artist per bar: the picture of 10k attempts is a handful of collections (so it
     draws in seconds; the time is printed, not asserted, on a loaded machine)."""
-    from mrctl.timeline_plot import plot
+    from mrctl.observe.timeline_plot import plot
 
     rnd = random.Random(3)
     ends = dict.fromkeys((f"worker-{i}" for i in range(1, 9)), 0.0)
@@ -199,7 +200,7 @@ def test_unknown_suffix_is_a_usage_error(tmp_path):
 
 def test_a_picture_that_cannot_be_written_is_an_error_but_not_a_runs_failure(tmp_path, caplog):
     from mrctl.errors import SpecError
-    from mrctl.timeline import drawer
+    from mrctl.observe.timeline import drawer
 
     target = tmp_path / "no-such-dir" / "t.png"
     with pytest.raises(SpecError) as info:
@@ -314,7 +315,7 @@ def test_the_worker_image_leaves_the_drawing_library_and_the_web_stack_out():
     import importlib.metadata
     import tomllib
 
-    from mrctl.images import worker_requirements
+    from mrctl.images.build import worker_requirements
 
     host_only = ("matplotlib", "starlette", "uvicorn")
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

@@ -30,11 +30,10 @@ from conftest import ROOT
 from jobs import write_paced_spec
 from procs import read_until
 
-from mrctl import keys
 from mrctl.backends import local_registry
-from mrctl.broker import Broker
+from mrctl.broker import Broker, keys
 from mrctl.errors import InfraError
-from mrctl.history import History
+from mrctl.observe.history import History
 from mrctl.web import actions
 
 pytestmark = pytest.mark.browser

@@ -8,10 +8,10 @@ import json
 
 from rich.console import Console
 
-from mrctl.bad_records import BadRecord
-from mrctl.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
-from mrctl.snapshot import Event, JobSnapshot, PhaseProgress, StepTasks, WorkerRow
-from mrctl.view import render_live, summary_dict, summary_lines
+from mrctl.observe.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
+from mrctl.observe.snapshot import Event, JobSnapshot, PhaseProgress, StepTasks, WorkerRow
+from mrctl.observe.views import render_live, summary_dict, summary_lines
+from mrctl.spec.bad_records import BadRecord
 
 MID_MAP = JobSnapshot(
     job_id="20261124-1", name="wordcount", phase="map", elapsed=12.0,
@@ -102,7 +102,7 @@ def test_choose_reporter_by_terminal_ci_and_flags():
 
 
 def test_byte_counts_are_shown_in_readable_units():
-    from mrctl.view import human_bytes
+    from mrctl.observe.views import human_bytes
 
     assert [human_bytes(n) for n in (0, 812, 3_400, 96_000_000, 2_500_000_000)] == [
         "0 B", "812 B", "3.4 kB", "96.0 MB", "2.5 GB"]
@@ -170,7 +170,7 @@ def test_summary_shows_each_steps_tasks_and_sums_a_repeated_one():
 
 
 def test_status_shows_a_multi_step_jobs_step():
-    from mrctl.clusters import ClusterStatus, format_status
+    from mrctl.backends.fleet import ClusterStatus, format_status
 
     status = ClusterStatus("c1", "pagerank", "20261129-1", "map", "running", 1, 4, 0, 4, 3.0, (), (),
                            step="step 3/12 (iterate, iteration 2/10)")

@@ -21,14 +21,14 @@ from jobs import GATED, SLOW, WORDCOUNT, make_spec
 from procs import run_mrctl as _mrctl
 
 import mrctl
-from mrctl import clusters, credentials
-from mrctl.backends import warm
+from mrctl.backends import credentials, warm
+from mrctl.backends import fleet as clusters
 from mrctl.backends.docker import short_name
 from mrctl.broker import Broker
-from mrctl.chaos import ChaosPlan
 from mrctl.errors import JobFailed, SpecError
-from mrctl.runner import RunOptions, run_job
-from mrctl.spec import Overrides, load_spec
+from mrctl.master.chaos import ChaosPlan
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.spec.jobspec import Overrides, load_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]
 

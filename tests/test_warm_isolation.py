@@ -15,7 +15,7 @@ from conftest import ROOT, corpus_files, word_counts
 from jobs import REDIS_URL, WORDCOUNT
 
 import mrctl
-from mrctl import clusters
+from mrctl.backends import fleet as clusters
 from mrctl.backends import warm
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("clean_docker")]

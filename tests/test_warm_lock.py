@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from mrctl import keys
-from mrctl.broker import Broker
+from mrctl.broker import Broker, keys
 
 
 def test_warm_cluster_keys_are_pinned():
@@ -80,8 +79,8 @@ def test_forget_workers_drops_their_rows(broker):
 
 
 def test_status_of_a_warm_cluster_idle_and_busy():
-    from mrctl.clusters import ClusterStatus, RunRecord, format_status
-    from mrctl.snapshot import WorkerRow
+    from mrctl.backends.fleet import ClusterStatus, RunRecord, format_status
+    from mrctl.observe.snapshot import WorkerRow
 
     finished = time.mktime((2026, 11, 29, 6, 1, 2, 0, 0, -1))
     history = (RunRecord("20261129-060100-ab12", "wordcount", "succeeded", 0.42, finished),)
@@ -109,9 +108,9 @@ def test_a_broker_that_never_locks_registers_no_lock_script(redis_url):
 
 
 def test_a_plain_down_leaves_warm_clusters_running_and_says_so():
+    from mrctl.backends.fleet import DownResult, format_down, left_warm
     from mrctl.backends.warm import WARM_LABEL
-    from mrctl.clusters import DownResult, format_down, left_warm
-    from mrctl.dockerhost import LABEL_CLUSTER, ContainerInfo
+    from mrctl.dockerapi.host import LABEL_CLUSTER, ContainerInfo
 
     def redis(cid: str, warm: bool) -> ContainerInfo:
         labels = {LABEL_CLUSTER: cid, **({WARM_LABEL: cid} if warm else {})}

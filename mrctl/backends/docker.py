@@ -2,7 +2,7 @@
 
 `DockerCluster` is the owner of all of them: a context manager whose __enter__ undoes a
 half-finished start and whose __exit__ removes every container and network (unless `keep`),
-found by the cluster's label, and the cluster's state file (mrctl.credentials).
+found by the cluster's label, and the cluster's state file (mrctl.backends.credentials).
 
 Containment: workers run job code, so they sit on an `internal` network only, with no route
 out of it — not to the internet, and, as the bridge has no address of the host
@@ -29,12 +29,11 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from mrctl import credentials, subnets
-from mrctl.backends import WorkerExit, passed_environment
+from mrctl.backends import WorkerExit, credentials, passed_environment, subnets
 from mrctl.backends.master_id import KEPT_ROLE, Master, kept_volume
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import (
+from mrctl.dockerapi.host import (
     LABEL_CLUSTER,
     LABEL_CREATED,
     LABEL_JOB,
@@ -46,9 +45,9 @@ from mrctl.dockerhost import (
     SubnetTaken,
 )
 from mrctl.errors import InfraError, SpecError
-from mrctl.images import ClusterImages, ensure_images
-from mrctl.placement import Placement
-from mrctl.spec import JobSpec, WorkerLimits
+from mrctl.images.build import ClusterImages, ensure_images
+from mrctl.spec.jobspec import JobSpec, WorkerLimits
+from mrctl.spec.placement import Placement
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +200,7 @@ class DockerCluster(EngineCluster):
 
     def _create_internal_network(self) -> None:
         """The workers' network. inhibit_ipv4: the host gets no address on the bridge, and the
-        subnet holds none of the host's addresses (see `mrctl.subnets`), so a worker cannot
+        subnet holds none of the host's addresses (see `mrctl.backends.subnets`), so a worker cannot
         reach the host's services (an internal network alone only stops forwarding)."""
         assert self.host
         avoid = [ipaddress.ip_network(s) for s in self.host.network_subnets()]
@@ -395,7 +394,7 @@ def remove_cluster(host: DockerHost, cluster: str) -> int:
 def remove_swarm_objects(host: DockerHost, cluster: str) -> int:
     """Remove a swarm cluster's services and secrets (nothing on an engine outside a swarm),
     and wait for the services' task containers to stop; returns how many services."""
-    from mrctl import dockerswarm
+    from mrctl.dockerapi import swarm as dockerswarm
 
     services = dockerswarm.services(host, {LABEL_CLUSTER: cluster})
     for name, _ in services:

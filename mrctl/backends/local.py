@@ -10,7 +10,7 @@ chosen and the moment redis-server bound it, and that process would then receive
 code and decide its output. Only this user (and root) can reach the socket; readiness also
 checks that the server answering is the redis-server started here.
 
-Every child dies with the master, however the master ends (mrctl.backends.lifeline), and the
+Every child dies with the master, however the master ends (mrctl.host.lifeline), and the
 cluster is recorded in the user's state directory while it runs (mrctl.backends.local_registry)
 so that `mrctl down` can delete what a killed master left on disk.
 """
@@ -30,11 +30,12 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from mrctl.backends import WorkerExit, lifeline, local_registry
+from mrctl.backends import WorkerExit, local_registry
 from mrctl.backends.local_registry import LocalRecord, Process
 from mrctl.backends.redis_server import obtain_redis_server
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
+from mrctl.host import lifeline
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ Layout, one file per cluster, written atomically (temp file + os.replace):
 
 The Redis URL (with the cluster's password, hence the 0600 file) lets `mrctl ui` in another
 terminal show the run live and send it commands, as `mrctl status` reads a Docker cluster's
-password from mrctl.credentials.
+password from mrctl.backends.credentials.
 
 A process is named by its pid *and* its start time (clock ticks after boot, field 22 of
 /proc/<pid>/stat) within one boot: a pid the kernel has since handed to another process
@@ -33,7 +33,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from mrctl.dirs import private_state_dir, state_dir
+from mrctl.host.dirs import private_state_dir, state_dir
 
 log = logging.getLogger(__name__)
 

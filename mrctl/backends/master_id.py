@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from mrctl.backends import local_registry
 from mrctl.backends.local_registry import Process
-from mrctl.dockerhost import (
+from mrctl.dockerapi.host import (
     LABEL_MASTER_BOOT,
     LABEL_MASTER_HOST,
     LABEL_MASTER_PID,

@@ -1,5 +1,5 @@
 """Where the local backend's redis-server comes from: the host's PATH, else a copy that mrctl
-unpacked from the host's Debian mirror into its cache (mrctl.fetched: no apt, no root), with the
+unpacked from the host's Debian mirror into its cache (mrctl.images.fetched: no apt, no root), with the
 shared libraries the host lacks beside it.
 """
 
@@ -11,8 +11,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from mrctl import debian, fetched
 from mrctl.errors import InfraError
+from mrctl.images import debian, fetched
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,7 @@ import re
 import time
 from collections.abc import Iterator
 
-from mrctl import credentials, dockerswarm
-from mrctl.backends import WorkerExit, passed_environment
+from mrctl.backends import WorkerExit, credentials, passed_environment
 from mrctl.backends.docker import (
     REDIS_PIDS_LIMIT,
     REDIS_PORT,
@@ -49,12 +48,13 @@ from mrctl.backends.docker import (
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
-from mrctl.dockerswarm import SecretFile, TaskInfo
+from mrctl.dockerapi import swarm as dockerswarm
+from mrctl.dockerapi.host import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerapi.swarm import SecretFile, TaskInfo
 from mrctl.errors import InfraError
-from mrctl.images import ensure_images
-from mrctl.registries import push_to_registry
-from mrctl.spec import JobSpec
+from mrctl.images.build import ensure_images
+from mrctl.images.registries import push_to_registry
+from mrctl.spec.jobspec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class SwarmCluster(EngineCluster):
         return {"limits": resources, "pids": limits.pids or WORKER_PIDS_LIMIT}
 
     def _placement(self) -> dict:
-        """The spec's workers.placement (mrctl.placement) as docker-py's service options."""
+        """The spec's workers.placement (mrctl.spec.placement) as docker-py's service options."""
         placement, options = self.spec.placement, {}
         if placement.constraints:
             options["constraints"] = list(placement.constraints)
@@ -187,7 +187,7 @@ class SwarmCluster(EngineCluster):
         assert self.host and self.images
         address = self.host.publish_address()
         info = self.host.run_container(
-            forward_name(self.id), self.images.worker, entrypoint=["python3", "-m", "mrctl.forward"],
+            forward_name(self.id), self.images.worker, entrypoint=["python3", "-m", "mrctl.backends.forward"],
             command=[service_name(self.id, "redis"), "6379"], labels=self.labels("forward"),
             network=publish_network_name(self.id), networks=[network_name(self.id)],
             ports={REDIS_PORT: (address, None)}, user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"],

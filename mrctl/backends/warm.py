@@ -25,11 +25,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from mrctl import credentials, keys
-from mrctl.backends import WorkerExit
+from mrctl.backends import WorkerExit, credentials
 from mrctl.backends.docker import ClusterShape, DockerCluster, redis_url, short_name
-from mrctl.broker import Broker
-from mrctl.dockerhost import (
+from mrctl.broker import Broker, keys
+from mrctl.dockerapi.host import (
     LABEL_CLUSTER,
     LABEL_CREATED,
     LABEL_JOB,
@@ -39,7 +38,7 @@ from mrctl.dockerhost import (
     DockerHost,
 )
 from mrctl.errors import Cancelled, InfraError, Interrupted, SpecError
-from mrctl.images import ClusterImages
+from mrctl.images.build import ClusterImages
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The workers' side of the task protocol: claims, heartbeats, commits and failures,
-each one Lua script (mrctl.lua) so that every state change is atomic and fenced."""
+each one Lua script (mrctl.broker.lua) so that every state change is atomic and fenced."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mrctl import keys
+from mrctl.broker import keys
 from mrctl.broker.base import (
     MAX_LOST_ATTEMPTS,
     BrokerBase,

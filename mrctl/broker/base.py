@@ -14,7 +14,7 @@ import redis.exceptions
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from mrctl import keys, lua
+from mrctl.broker import keys, lua
 from mrctl.errors import InfraError
 
 # Attempts of one task that may be lost (their worker died or went silent) before the job
@@ -24,7 +24,7 @@ MAX_LOST_ATTEMPTS = 16
 
 
 # What can still fill Redis: a finished task keeps 4 bytes and at most a few thousand tasks wait
-# at once (mrctl.master.TASKS_AHEAD), so tiny chunks are never the cause and never the cure.
+# at once (mrctl.master.loop.TASKS_AHEAD), so tiny chunks are never the cause and never the cure.
 FULL_ADVICE = ("Committed intermediate data already moves to the master's disk past 30% of it, and "
                "finished tasks keep almost nothing, so this is what the job needs in Redis at once: one "
                "reduce task's partition (more reducers make each smaller), or the map tasks in flight "
@@ -83,7 +83,7 @@ def _hash_of(flat: list[bytes]) -> dict[bytes, bytes]:
 
 
 def _attempt_member(member: bytes) -> tuple[str, int]:
-    """(tid, attempt) of a lease or deadline member "<tid>@<attempt>" (see mrctl.lua)."""
+    """(tid, attempt) of a lease or deadline member "<tid>@<attempt>" (see mrctl.broker.lua)."""
     tid, _, attempt = member.decode().rpartition("@")
     return tid, int(attempt)
 

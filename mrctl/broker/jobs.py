@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mrctl import keys
+from mrctl.broker import keys
 from mrctl.broker.base import (
     MAX_LOST_ATTEMPTS,
     BrokerBase,

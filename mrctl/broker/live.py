@@ -3,7 +3,7 @@ commands (cancel, kill a worker) sent to it. Both are keys of the run (keys.live
 
 from __future__ import annotations
 
-from mrctl import keys
+from mrctl.broker import keys
 from mrctl.broker.base import BrokerBase, translated_errors
 
 

@@ -1,11 +1,11 @@
-"""Spilling (mrctl.spill): committed data taken out of Redis and put back, atomically."""
+"""Spilling (mrctl.master.spill): committed data taken out of Redis and put back, atomically."""
 
 from __future__ import annotations
 
 import secrets
 from typing import Any, NamedTuple
 
-from mrctl import keys
+from mrctl.broker import keys
 from mrctl.broker.base import (
     BrokerBase,
     InfraError,
@@ -16,7 +16,7 @@ from mrctl.broker.base import (
 class Shuffle(BrokerBase):
     """Partitions and outputs leaving and re-entering Redis; its memory use."""
 
-    # -- spilling (mrctl.spill): committed data leaves Redis and comes back -----------------
+    # -- spilling (mrctl.master.spill): committed data leaves Redis and comes back -----------------
 
     def take_partition(self, job: str, r: int) -> dict[int, bytes]:
         """Atomically take every committed blob of partition r out of Redis (map index ->

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from mrctl import keys, lua
+from mrctl.broker import keys, lua
 from mrctl.broker.base import (
     BrokerBase,
     translated_errors,
@@ -37,7 +37,7 @@ class WarmClusters(BrokerBase):
     def release_cluster(self, holder: str, run: str) -> bool:
         """Release the lock iff `holder` holds it; the workers stop serving `run`, woken at
         once: each ends the run's process now, while the cluster is idle, and forks the next
-        (mrctl.worker_runs), instead of when the next job is published."""
+        (mrctl.worker.runs), instead of when the next job is published."""
         with translated_errors("releasing the cluster's lock"):
             pipe = self.r.pipeline(transaction=False)
             self._release_lock(keys=[keys.cluster_lock(), keys.current_job()], args=[holder, run], client=pipe)

@@ -1,10 +1,10 @@
 """What the page's buttons do: each goes through the channel the CLI would use. Cancel and
 kill are commands in the run's control list (Redis, taken by its master at its next tick);
-removing a kept or warm Docker cluster is `mrctl down` (mrctl.clusters)."""
+removing a kept or warm Docker cluster is `mrctl down` (mrctl.backends.fleet)."""
 
 from __future__ import annotations
 
-from mrctl import clusters
+from mrctl.backends import fleet as clusters
 from mrctl.broker import Broker
 from mrctl.errors import MrctlError
 from mrctl.web.locate import RUNNING_STATES, find, find_cluster, recorded

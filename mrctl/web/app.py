@@ -27,8 +27,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from mrctl.errors import MrctlError
-from mrctl.history import History, HistoryError, HistoryLookupError, RunRow
-from mrctl.record import RunRecord
+from mrctl.observe.history import History, HistoryError, HistoryLookupError, RunRow
+from mrctl.observe.record import RunRecord
 from mrctl.web import actions, pages
 from mrctl.web.feed import LiveFeed
 from mrctl.web.gate import TokenGate
@@ -162,15 +162,15 @@ def _record(job_id: str) -> RunRecord | None:
 
 def _timeline_available() -> bool:
     try:
-        from mrctl import timeline  # noqa: F401 - drawn by another part of issue 15
+        from mrctl.observe import timeline  # noqa: F401 - drawn by another part of issue 15
     except ImportError:
         return False
     return True
 
 
 def draw_svg(run: RunRecord) -> bytes:
-    """The run's timeline (mrctl.timeline.draw, the picture `mrctl timeline` writes) as SVG."""
-    from mrctl import timeline
+    """The run's timeline (mrctl.observe.timeline.draw, the picture `mrctl timeline` writes) as SVG."""
+    from mrctl.observe import timeline
 
     with _DRAWING, tempfile.TemporaryDirectory(prefix="mrctl-timeline-") as folder:
         return timeline.draw(run, Path(folder) / "timeline.svg").read_bytes()

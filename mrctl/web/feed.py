@@ -1,5 +1,5 @@
 """The live feed of one job, as server-sent events: its master publishes a snapshot to the
-run's live key (mrctl.live) at the snapshot pace; the feed reads the key and pushes each new
+run's live key (mrctl.master.live) at the snapshot pace; the feed reads the key and pushes each new
 one to the browser, and tells it when the run has ended (its record is in the history).
 
 Events: `snapshot` (the JobSnapshot as JSON), `waiting` ({message}: no run found yet, or it

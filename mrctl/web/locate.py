@@ -1,7 +1,7 @@
 """Where runs are going on now, and how to reach their Redis: the way `mrctl status` and
 `mrctl down` find clusters. Local clusters from their records in the state directory
 (mrctl.backends.local_registry, which keep the Redis URL), Docker clusters (warm ones too)
-from their labels, each Redis reached with the password its starter saved (mrctl.credentials).
+from their labels, each Redis reached with the password its starter saved (mrctl.backends.credentials).
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from mrctl import clusters
+from mrctl.backends import fleet as clusters
 from mrctl.backends import local_registry
 from mrctl.backends.docker import redis_url
 from mrctl.broker import Broker
-from mrctl.dockerhost import LABEL_BACKEND, LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, DockerHost
+from mrctl.dockerapi.host import LABEL_BACKEND, LABEL_CLUSTER, LABEL_JOB, LABEL_JOB_ID, DockerHost
 from mrctl.errors import InfraError, MrctlError
-from mrctl.history import History
+from mrctl.observe.history import History
 
 RUNNING_STATES = ("starting", "running")  # a cluster's job state (meta) while its run goes on
 

@@ -9,8 +9,8 @@ from html import escape
 from importlib import resources
 from string import Template
 
-from mrctl.history import RunRow
-from mrctl.record import Attempt, RunRecord
+from mrctl.observe.history import RunRow
+from mrctl.observe.record import Attempt, RunRecord
 from mrctl.web.locate import Found
 
 _TEMPLATE = Template(resources.files("mrctl.web").joinpath("templates/page.html").read_text(encoding="utf-8"))
@@ -99,7 +99,7 @@ def live_job(job_id: str) -> str:
 
 
 def finished_job(run: RunRecord, timeline: bool) -> str:
-    """A finished run: summary, counters, failures, timeline (when mrctl.timeline is there),
+    """A finished run: summary, counters, failures, timeline (when mrctl.observe.timeline is there),
     events."""
     parts = [
         '<p><a href="/">all runs</a></p>',
@@ -140,7 +140,7 @@ def _counters(run: RunRecord) -> str:
 def _timeline(run: RunRecord, available: bool) -> str:
     if not available:
         return ('<h2>Timeline</h2><p id="timeline" class="note gap">The timeline picture is not available: '
-                "mrctl.timeline is not installed in this version.</p>")
+                "mrctl.observe.timeline is not installed in this version.</p>")
     return (f'<h2>Timeline</h2><figure id="timeline"><img src="/jobs/{escape(run.job_id)}/timeline.svg" '
             f'alt="one row per worker, one bar per task attempt"></figure>')
 

@@ -22,7 +22,7 @@ import webbrowser
 import uvicorn
 
 from mrctl.errors import InfraError, SpecError
-from mrctl.snapshot import JobSnapshot
+from mrctl.observe.snapshot import JobSnapshot
 from mrctl.web.app import create_app
 from mrctl.web.gate import url_with_token
 

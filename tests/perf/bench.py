@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mrctl.runner import run_job
-from mrctl.spec import JobSpec
+from mrctl.master.driver import run_job
+from mrctl.spec.jobspec import JobSpec
 from tests.perf import baselines
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -28,7 +28,7 @@ PEAK_WRAPPER = """import atexit, resource, sys
 out = sys.argv[1]
 atexit.register(lambda: open(out, "w").write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))
 sys.argv = ["mrctl", *sys.argv[2:]]
-from mrctl.cli import main
+from mrctl.cli.main import main
 main()
 """
 

@@ -9,7 +9,7 @@ import io
 import pstats
 import sys
 
-from mrctl import tasks
+from mrctl.worker import tasks
 from tests.perf.bench import CORPUS, ROOT
 
 sys.path.insert(0, str(ROOT / "jobspecs"))

@@ -13,8 +13,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from mrctl.runner import run_job
-from mrctl.spec import JobSpec
+from mrctl.master.driver import run_job
+from mrctl.spec.jobspec import JobSpec
 from tests.perf.baselines import optimised_single
 from tests.perf.bench import CORPUS, JOB, ROOT, expected_json
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import mrctl
-from mrctl import clusters
+from mrctl.backends import fleet as clusters
 from mrctl.backends import warm
 
 ROOT = Path(__file__).resolve().parents[2]

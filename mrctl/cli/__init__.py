@@ -1,0 +1,1 @@
+"""The `mrctl` command: each subcommand parses its flags, calls one library function and prints."""

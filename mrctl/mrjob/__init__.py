@@ -1,0 +1,1 @@
+"""mrjob scripts run unchanged: the bridge inside a task, and the probe that asks a script."""

@@ -1,0 +1,1 @@
+"""Watching and remembering runs: snapshots, views, reporters, the history and the timeline."""

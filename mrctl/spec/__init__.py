@@ -1,0 +1,1 @@
+"""The job spec: YAML validated into frozen dataclasses, with errors that say file, line and key."""
