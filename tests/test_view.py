@@ -11,7 +11,7 @@ from rich.console import Console
 from mrctl.observe.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
 from mrctl.observe.snapshot import Event, JobSnapshot, PhaseProgress, StepTasks, WorkerRow
 from mrctl.observe.views import render_live, summary_dict, summary_lines
-from mrctl.spec.bad_records import BadRecord
+from mrctl.spec.bad_records import SkippedRecord
 
 MID_MAP = JobSnapshot(
     job_id="20261124-1", name="wordcount", phase="map", elapsed=12.0,
@@ -111,7 +111,8 @@ def test_byte_counts_are_shown_in_readable_units():
 def test_counters_and_skipped_records_in_live_view_summary_and_json():
     snap = dataclasses.replace(
         DONE, counters=(("lines", "a", 40), ("lines", "b", 60), ("words", "long", 3)), bad_records=2,
-        bad_record_samples=(BadRecord("data/a.csv", 1, "ValueError: bad"), BadRecord("data/a.csv", 9, "KeyError: 'x'")))
+        bad_record_samples=(SkippedRecord("data/a.csv", 1, "ValueError: bad"),
+                            SkippedRecord("data/a.csv", 9, "KeyError: 'x'")))
     live = text_of(render_live(dataclasses.replace(snap, status="running", phase="map")))
     assert "lines: a 40, b 60" in live and "words: long 3" in live and "bad records skipped 2" in live
     lines = summary_lines(snap)

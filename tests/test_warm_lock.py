@@ -79,11 +79,11 @@ def test_forget_workers_drops_their_rows(broker):
 
 
 def test_status_of_a_warm_cluster_idle_and_busy():
-    from mrctl.backends.fleet import ClusterStatus, RunRecord, format_status
+    from mrctl.backends.fleet import ClusterStatus, WarmJob, format_status
     from mrctl.observe.snapshot import WorkerRow
 
     finished = time.mktime((2026, 11, 29, 6, 1, 2, 0, 0, -1))
-    history = (RunRecord("20261129-060100-ab12", "wordcount", "succeeded", 0.42, finished),)
+    history = (WarmJob("20261129-060100-ab12", "wordcount", "succeeded", 0.42, finished),)
     containers = (("redis", "running"), ("worker-1", "running"), ("worker-2", "exited"),
                   ("worker-3", "running"))
     idle = ClusterStatus("dev", "", "", "idle", "idle", 0, 0, 0, 0, None,

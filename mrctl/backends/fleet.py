@@ -43,7 +43,7 @@ HISTORY_SHOWN = 10  # of a warm cluster's recent jobs, in `mrctl status` (--json
 
 
 @dataclass(frozen=True)
-class RunRecord:
+class WarmJob:
     """A job a warm cluster ran (its history in Redis, newest first)."""
 
     job: str
@@ -70,7 +70,7 @@ class ClusterStatus:
     note: str | None = None
     step: str = ""  # a multi-step job's running step, e.g. "step 3/12 (iterate, iteration 2/10)"
     warm: bool = False  # started by `mrctl up`: runs jobs in turn, idle between them
-    history: tuple[RunRecord, ...] = ()  # a warm cluster's recent jobs, newest first
+    history: tuple[WarmJob, ...] = ()  # a warm cluster's recent jobs, newest first
 
 
 def clusters(host: DockerHost, scope: dict[str, str] | None = None) -> dict[str, list[ContainerInfo]]:
@@ -149,7 +149,7 @@ def _status_of(cid: str, containers: list[ContainerInfo]) -> ClusterStatus:
 def _read_warm(broker: Broker, base: dict) -> ClusterStatus:
     """A warm cluster: the job holding its lock (as any cluster's progress), or idle; and the
     jobs it ran."""
-    history = tuple(RunRecord(**entry) for entry in broker.runs())
+    history = tuple(WarmJob(**entry) for entry in broker.runs())
     holder = broker.cluster_holder()
     if holder is None:
         return ClusterStatus(**{**base, "job_name": "", "job_id": ""}, phase="idle", state="idle",

@@ -27,7 +27,7 @@ from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.observe.record import Attempt
 from mrctl.observe.snapshot import JobSnapshot, PhaseProgress, StepTasks
 from mrctl.spec import job_files
-from mrctl.spec.bad_records import SAMPLES_KEPT, BadRecord, exceeded_message
+from mrctl.spec.bad_records import SAMPLES_KEPT, SkippedRecord, exceeded_message
 from mrctl.spec.jobspec import JobSpec
 from mrctl.spec.steps import RunStep, StepSpec, unroll
 from mrctl.worker import tasks
@@ -251,7 +251,7 @@ class _Step:
         counts = self.run.counts
         counts.skipped += result.bad_records
         for index, error in result.bad_samples[:SAMPLES_KEPT - len(counts.samples)] if ref else ():
-            counts.samples.append(BadRecord(display_path(ref.path), _line_of(ref, index), error))
+            counts.samples.append(SkippedRecord(display_path(ref.path), _line_of(ref, index), error))
 
     def _fail_if_too_many_skipped(self) -> None:
         """Past the spec's bad_records max, over every step so far, the job fails."""
@@ -321,7 +321,7 @@ class _Counts:
 
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     skipped: int = 0
-    samples: list[BadRecord] = field(default_factory=list)
+    samples: list[SkippedRecord] = field(default_factory=list)
 
     def add(self, counters: dict[tuple[str, str], int]) -> None:
         for key, value in counters.items():

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 
 from mrctl.errors import SpecError
+from mrctl.spec.sizes import REDIS_UNITS, size_in
 
-# Redis's memory notation (its `memtoll`): k/m/g are powers of 1000, kb/mb/gb of 1024.
-MEMORY_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}
 MIB = 2**20
 
 # Commands mrctl never sends and a job's code (which holds the password) must not: MIGRATE,
@@ -27,10 +26,9 @@ DENIED_COMMANDS = ("migrate", "replicaof", "slaveof", "failover", "config", "acl
 def memory_bytes(text: str) -> int | None:
     """`text` in Redis's memory notation ("1gb", "512mb", "100m", "123") as bytes, or None
     when it is not one (redis-server then refuses it at start with its own message)."""
-    match = re.fullmatch(r"(\d+)([a-z]*)", text.strip().lower())
-    if match is None or match.group(2) not in MEMORY_UNITS:
+    if " " in text.strip():  # Redis reads one token: "12 mb" is not a size there
         return None
-    return int(match.group(1)) * MEMORY_UNITS[match.group(2)]
+    return size_in(text, REDIS_UNITS, fractions=False)
 
 
 def container_memory_limit(maxmemory: str) -> int | None:

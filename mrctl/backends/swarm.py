@@ -55,6 +55,7 @@ from mrctl.errors import InfraError
 from mrctl.images.build import ensure_images
 from mrctl.images.registries import push_to_registry
 from mrctl.spec.jobspec import JobSpec
+from mrctl.spec.sizes import DOCKER_UNITS, size_in
 
 log = logging.getLogger(__name__)
 
@@ -375,7 +376,7 @@ def swarm_logs(host: DockerHost, cluster: str, name: str, tail: int | str = "all
 
 def _bytes(memory: str) -> int:
     """Docker's memory notation ("512m", "2g", "1048576") as bytes, for service Resources."""
-    match = re.fullmatch(r"(\d+)([bkmg]?)", memory.strip().lower())
-    if match is None:
+    size = size_in(memory.strip(), DOCKER_UNITS, fractions=False)
+    if size is None:
         raise InfraError(f"worker memory limit {memory!r}: expected e.g. 512m or 2g")
-    return int(match.group(1)) * {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)]
+    return size

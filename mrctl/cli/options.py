@@ -9,14 +9,18 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from mrctl.master.options import RUN_OPTIONS
+from mrctl.master.options import BY_NAME, RUN_OPTIONS
 
-DockerHostOpt = Annotated[str | None, typer.Option(
-    "--docker-host", envvar="DOCKER_HOST", help="The Docker engine, e.g. tcp://10.0.0.5:2375 or ssh://user@host "
-    "(default: the local socket).")]
-Registry = Annotated[str | None, typer.Option(
-    "--registry", help="A registry (HOST, HOST:PORT or HOST:PORT/PATH, e.g. "
-    "127.0.0.1:5000): the images are pushed there and every swarm node pulls them from it (swarm backend).")]
+
+def _shared(name: str) -> Any:
+    """A run option that other commands take too (up, status, logs, down, images), with the
+    table's flag and help: one definition."""
+    o = BY_NAME[name]
+    return Annotated[o.type, typer.Option(*o.flags, envvar=o.env, help=o.help)]
+
+
+DockerHostOpt = _shared("docker_host")
+Registry = _shared("registry")
 
 F = TypeVar("F", bound=Callable[..., Any])
 

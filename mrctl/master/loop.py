@@ -26,12 +26,12 @@ from mrctl.backends import WorkerExit
 from mrctl.broker import Broker, keys
 from mrctl.errors import JobFailed
 from mrctl.io.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan_chunks
-from mrctl.master.progress import MasterView, user_counters
+from mrctl.master.progress import ProgressMixin, user_counters
 from mrctl.master.spill import Spiller, SpillStore
 from mrctl.observe.record import EVENTS_KEPT, AttemptBook
 from mrctl.observe.snapshot import Event, StepTasks
 from mrctl.spec import job_files
-from mrctl.spec.bad_records import BadRecord, exceeded_message
+from mrctl.spec.bad_records import SkippedRecord, exceeded_message
 from mrctl.spec.jobspec import JobSpec
 from mrctl.spec.steps import Counters, RunStep, unroll
 
@@ -52,7 +52,7 @@ _EVENT_LOG = {"retry": logging.WARNING, "refused": logging.WARNING, "failed": lo
 
 
 @dataclass
-class Master(MasterView):
+class Master(ProgressMixin):
     spec: JobSpec
     broker: Broker
     job_id: str
@@ -102,7 +102,7 @@ class Master(MasterView):
         self._last_output = "0-0"
         self._stats = {}
         self.backed_up: set[str] = set()  # map tasks considered for a speculative backup (once)
-        self._bad_seen: dict[str, list[BadRecord]] = {}  # map tid -> its skipped records shown
+        self._bad_seen: dict[str, list[SkippedRecord]] = {}  # map tid -> its skipped records shown
         self._step_started = self.elapsed()
 
     # -- phases ---------------------------------------------------------------------------

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from mrctl.broker import MAX_LOST_ATTEMPTS, keys
 from mrctl.observe.snapshot import JobSnapshot, PhaseProgress, StepTasks, WorkerRow
-from mrctl.spec.bad_records import SAMPLES_KEPT, BadRecord
+from mrctl.spec.bad_records import SAMPLES_KEPT, SkippedRecord
 
 
-class MasterView:
+class ProgressMixin:
     """Master's read-only side: everything here reads Redis and the master's fields."""
 
     def failure_message(self) -> str:
@@ -38,13 +38,13 @@ class MasterView:
 
     # -- what a view shows ----------------------------------------------------------------
 
-    def bad_samples(self) -> tuple[BadRecord, ...]:
+    def bad_samples(self) -> tuple[SkippedRecord, ...]:
         """The first SAMPLES_KEPT skipped records of committed map tasks, in input order."""
         if not self._stats.get("bad_records"):
             return ()
         found = self.broker.bad_records(self.job)
         for tid in found.keys() - self._bad_seen.keys():  # located by their task's commit
-            self._bad_seen[tid] = [BadRecord(file, line, error) for file, line, error in found[tid]]
+            self._bad_seen[tid] = [SkippedRecord(file, line, error) for file, line, error in found[tid]]
         ordered = sorted(self._bad_seen, key=lambda tid: int(tid[2:]))
         return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
 

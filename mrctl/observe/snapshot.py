@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from mrctl.spec.bad_records import BadRecord
+from mrctl.spec.bad_records import SkippedRecord
 from mrctl.spec.steps import step_label
 
 # Phases in the order a run goes through them.
@@ -109,7 +109,7 @@ class JobSnapshot:
     error: str | None = None
     counters: tuple[tuple[str, str, int], ...] = ()  # the job's own: (group, name, total), sorted
     bad_records: int = 0  # records skipped because map raised (bad_records policy skip)
-    bad_record_samples: tuple[BadRecord, ...] = ()  # the first few, in input order
+    bad_record_samples: tuple[SkippedRecord, ...] = ()  # the first few, in input order
     step: int = 1  # multi-step jobs: the running step, 1-based over the run (iterations counted)
     steps: int = 1  # how many steps the run has, if no `until` ends an iteration early
     step_name: str = ""

@@ -38,7 +38,7 @@ class BadRecordPolicy:
 
 
 @dataclass(frozen=True)
-class BadRecord:
+class SkippedRecord:
     """One skipped record, as the summary shows it."""
 
     file: str
@@ -68,7 +68,7 @@ def parse_bad_records(value: Any) -> BadRecordPolicy:
     return BadRecordPolicy(policy, limit)
 
 
-def exceeded_message(policy: BadRecordPolicy, skipped: int, samples: tuple[BadRecord, ...]) -> str:
+def exceeded_message(policy: BadRecordPolicy, skipped: int, samples: tuple[SkippedRecord, ...]) -> str:
     """Why the job failed: more records skipped than `max` allows, with the first few."""
     lines = [f"bad records: {skipped} records skipped, more than bad_records.max {policy.max} "
              "(records whose map raised)"]
