@@ -15,6 +15,7 @@ from jobs import WORDCOUNT, make_spec
 
 from mrctl.backends import WorkerExit
 from mrctl.broker import ClaimRequest, MapCommit, keys
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import InfraError
 from mrctl.master.driver import run_job
 from mrctl.master.loop import Master
@@ -26,7 +27,7 @@ JOB = "J"
 
 
 def _queue_maps(broker, n, size=3):
-    broker.publish_job(JOB, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", reducers=1), {"m.py": ""})
     broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i}, b"x" * (size - 1) + b"\n")
                                for i in range(n)])
 
@@ -208,7 +209,7 @@ def test_a_worker_killed_holding_a_batch_loses_it_whole_and_each_task_runs_again
 def test_the_master_queues_a_batch_of_map_tasks_in_one_call_each_once(broker):
     """ADD_MAP_TASKS: the fields travel as one JSON text and land as ADD_TASK would store them;
     a task already there (a retried call) is not queued twice; idle workers get a token each."""
-    broker.publish_job(JOB, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", reducers=1), {"m.py": ""})
     broker.r.delete(keys.wake())
     fields = {"kind": "map", "index": 0, "file": "dír/😀 \\xff.txt", "start": 12_345_678_901_234, "first_line": 1}
     broker.add_map_tasks(JOB, [("m:0", fields, b"a\n"), ("m:1", {**fields, "index": 1}, b"")])
@@ -251,7 +252,7 @@ def test_a_release_counts_nothing_requeues_at_the_front_and_logs_released(broker
         t = broker.task(JOB, tid)
         assert t["state"] == "pending" and t["live"] == "0" and "live:1" not in t
         assert not {"losses", "failures", "error", "error_kind"} & set(t)
-    assert broker.stats(JOB) == before and broker.meta(JOB)["state"] == "running"
+    assert broker.stats(JOB) == before and broker.meta(JOB).state == "running"
     assert broker.events(JOB) == []
     assert broker.attempts_of(JOB, "w1") == [("m:0", 1)]
     ends = [(e[1], e[2], e[3]) for e in _log(broker) if e[0] == "e"]
@@ -299,7 +300,7 @@ def test_a_dead_worker_holding_a_batch_loses_it_all_and_only_a_lone_attempt_is_b
     Master.worker_lost(master, WorkerExit("w3", "killed: out of memory", oom=True))
     t = broker.task(JOB, "m:0")
     assert (t["error_kind"], t["failures"]) == ("oom", "1")
-    assert "failures" not in broker.task(JOB, "m:1") and broker.meta(JOB)["state"] == "running"
+    assert "failures" not in broker.task(JOB, "m:1") and broker.meta(JOB).state == "running"
 
 
 def test_the_keeper_never_ends_an_attempt_its_worker_holds(broker):
@@ -319,7 +320,7 @@ def test_an_infra_error_in_a_batch_commit_leaves_the_keeper_idle(broker, monkeyp
     """Redis fails the batch's commit (retries exhausted): the keeper hears the worker is idle,
     stops renewing the batch's leases, and the tasks are reaped as lost (not counted), never
     as timed out, and no interruption reaches a healthy idle worker."""
-    broker.publish_job(JOB, {"state": "running", "reducers": 1, "lease_s": 0.3, "task_timeout": 2}, {"m.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", reducers=1, lease_s=0.3, task_timeout=2), {"m.py": ""})
     broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i}, b"xx\n") for i in range(2)])
     w = Worker(broker, name="w1", options=WorkerOptions(interrupt_main=False))
     w.beats = _Beats()

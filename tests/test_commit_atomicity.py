@@ -18,13 +18,14 @@ import pytest
 import redis
 
 from mrctl.broker import RedisFull, keys
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import InfraError
 
 JOB = "j1"
 
 
 def _publish(broker, n_maps: int = 1) -> None:
-    broker.publish_job(JOB, {"state": "running", "max_attempts": 4}, {"job.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", max_attempts=4), {"job.py": ""})
     for i in range(n_maps):
         broker.add_map_task(JOB, f"m:{i}", {"kind": "map", "index": i}, b"some input\n")
 

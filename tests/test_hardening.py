@@ -10,6 +10,7 @@ import json
 import pytest
 from jobs import make_spec
 
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import JobFailed
 from mrctl.master.driver import run_job
 
@@ -193,7 +194,7 @@ def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
     from mrctl.worker.heartbeat import BeatState, HeartbeatKeeper, KeeperOptions
 
     job = "j1"
-    broker.publish_job(job, {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.publish_job(job, JobMeta(state="running", reducers=1), {"m.py": ""})
     broker.add_map_task(job, "m:0", {"kind": "map"}, b"x\n")
     claim = broker.claim_task(job, "w1", lease_s=5, timeout_s=100)
     mine, theirs = multiprocessing.Pipe()
@@ -233,7 +234,7 @@ def lossy(broker, redis_url):
 
 
 def _two_map_tasks(broker):
-    broker.publish_job("J", {"state": "running", "reducers": 1}, {"m.py": ""})
+    broker.publish_job("J", JobMeta(state="running", reducers=1), {"m.py": ""})
     broker.add_map_task("J", "m:0", {"kind": "map"}, b"a\n")
     broker.add_map_task("J", "m:1", {"kind": "map"}, b"b\n")
 
@@ -517,7 +518,7 @@ def test_queueing_a_task_whose_reply_is_lost_queues_it_once(broker, lossy):
     from mrctl.broker import keys
 
     via, proxy, shas = lossy
-    broker.publish_job("J", {"state": "running", "reducers": 2}, {"m.py": ""})
+    broker.publish_job("J", JobMeta(state="running", reducers=2), {"m.py": ""})
     proxy.drop_reply_of(shas["ADD_MAP_TASKS"])
     via.add_map_task("J", "m:0", {"kind": "map", "index": 0}, b"a\n")
     assert proxy.dropped == 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 from mrctl.broker import keys
+from mrctl.broker.meta import JobMeta
 
 JOB = "j1"
 
 
 def _publish(broker, max_attempts=4):
-    broker.publish_job(JOB, {"state": "running", "max_attempts": max_attempts}, {"job.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", max_attempts=max_attempts), {"job.py": ""})
     broker.add_map_task(JOB, "m:0", {"kind": "map", "index": 0}, b"some input\n")
 
 
@@ -112,7 +113,7 @@ def test_failures_are_retried_then_fail_the_job_at_max_attempts(broker):
         claim = broker.claim_task(JOB, "w1", 10, 60)
         outcomes.append(broker.fail_attempt(JOB, "m:0", claim.attempt, 3, "boom", "tb"))
     assert outcomes == [1, 1, 2]
-    assert broker.meta(JOB)["state"] == "failed" and broker.meta(JOB)["failed_task"] == "m:0"
+    assert broker.meta(JOB).state == "failed" and broker.meta(JOB).failed_task == "m:0"
     assert broker.claim_task(JOB, "w1", 10, 60) is None  # a failed job hands out no more work
     assert broker.stats(JOB)["retries"] == 2 and broker.stats(JOB)["failures"] == 1
 
@@ -182,7 +183,7 @@ def test_a_failed_backup_does_not_fail_the_task_while_the_original_runs(broker):
     backup = broker.claim_task(JOB, "w2", 10, 60)
     assert broker.add_backup(JOB, "m:0") is False  # two attempts run: no third
     assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "boom", "") == 1
-    assert broker.meta(JOB)["state"] == "running"  # failure 2 of 2, but the original still runs
+    assert broker.meta(JOB).state == "running"  # failure 2 of 2, but the original still runs
     assert broker.stats(JOB)["retries"] == 1  # only the real requeue counts as a retry
     assert broker.commit_map(JOB, "m:0", original.attempt, "w1", {0: b"orig"}, {"maps_done": 1}) is True
     assert broker.claim_task(JOB, "w3", 10, 60) is None  # the stale queued backup is skipped
@@ -195,7 +196,7 @@ def test_the_last_attempt_failing_at_max_attempts_fails_the_task(broker):
     backup = broker.claim_task(JOB, "w2", 10, 60)
     assert broker.fail_attempt(JOB, "m:0", backup.attempt, 2, "boom", "") == 1
     assert broker.fail_attempt(JOB, "m:0", original.attempt, 2, "boom", "") == 2
-    assert broker.meta(JOB)["state"] == "failed"
+    assert broker.meta(JOB).state == "failed"
 
 
 def test_lost_attempts_are_counted_apart_from_failed_ones(broker):
@@ -205,10 +206,10 @@ def test_lost_attempts_are_counted_apart_from_failed_ones(broker):
     for n in range(1, 4):
         claim = broker.claim_task(JOB, "w1", 10, 60)
         assert broker.fail_attempt(JOB, "m:0", claim.attempt, 1, "worker died", "", "lost", max_lost=4) == 1
-        assert broker.task(JOB, "m:0")["losses"] == str(n) and broker.meta(JOB)["state"] == "running"
+        assert broker.task(JOB, "m:0")["losses"] == str(n) and broker.meta(JOB).state == "running"
     claim = broker.claim_task(JOB, "w1", 10, 60)
     assert broker.fail_attempt(JOB, "m:0", claim.attempt, 1, "worker died", "", "lost", max_lost=4) == 2
-    assert broker.meta(JOB)["state"] == "failed"
+    assert broker.meta(JOB).state == "failed"
     assert broker.stats(JOB)["lost"] == 4 and broker.stats(JOB).get("failed_attempts", 0) == 0
 
 

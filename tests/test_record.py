@@ -12,6 +12,7 @@ import pytest
 from conftest import word_counts
 from jobs import HANG_SLEEP, HANGS, RAISES, WORDCOUNT, make_spec
 
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import JobFailed
 from mrctl.master.driver import run_job
 from mrctl.observe.history import History
@@ -27,7 +28,7 @@ def _book(broker) -> dict[tuple[str, int], object]:
 
 
 def _publish(broker, *tids: str) -> None:
-    broker.publish_job(JOB, {"state": "running", "max_attempts": 4}, {"job.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running", max_attempts=4), {"job.py": ""})
     for tid in tids:
         broker.add_map_task(JOB, tid, {"kind": "map"}, b"x\n")
 

@@ -16,6 +16,7 @@ from conftest import ROOT, corpus_files, word_counts, words_by_count
 from jobs import write_steps_spec
 
 from mrctl.broker import Broker, keys
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import SpecError
 from mrctl.io.output import write_output
 from mrctl.master.chaos import ChaosPlan
@@ -387,7 +388,7 @@ def test_a_zombie_of_a_dropped_step_writes_nothing_and_is_told_to_stop(broker):
     that step, and the heartbeat of its attempt answers "cancelled" (the worker stops it)."""
     from mrctl.worker.loop import TaskCancelled
 
-    broker.publish_job("run.s1", {"state": "running", "module": "job.py", "mapper": "M"}, {"job.py": ""})
+    broker.publish_job("run.s1", JobMeta(state="running", module="job.py", mapper="M"), {"job.py": ""})
     broker.add_map_task("run.s1", "m:0", {"kind": "map", "index": 0}, b"chunk")
     claim = broker.claim_task("run.s1", "w-1", 10, 300)
     assert claim is not None

@@ -19,6 +19,7 @@ import pytest
 from conftest import corpus_files
 
 from mrctl.broker import ClaimRequest, MapCommit, keys
+from mrctl.broker.meta import JobMeta
 
 JOB = "j1"
 LONG_PATH = "/home/someone/a/rather/long/path/to/the/inputs/of/this/job/" + "x" * 200 + ".txt"
@@ -30,7 +31,7 @@ def _job_keys(broker, job: str, kind: str) -> list[bytes]:
 
 def test_finished_tasks_keep_four_bytes_each_and_no_memo_per_request(broker):
     n = 3000
-    broker.publish_job(JOB, {"state": "running"}, {"job.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running"), {"job.py": ""})
     for start in range(0, n, 500):
         broker.add_map_tasks(JOB, [(f"m:{i}", {"kind": "map", "index": i, "file": LONG_PATH, "first_line": i + 1},
                                     b"word\n") for i in range(start, start + 500)])
@@ -55,14 +56,14 @@ def test_finished_tasks_keep_four_bytes_each_and_no_memo_per_request(broker):
 def test_a_zombie_of_an_ended_step_is_refused_and_counted_for_the_run(broker):
     run = "20261206-000000-abcd"
     step1, step2 = keys.step_job(run, 1), keys.step_job(run, 2)
-    broker.publish_job(step1, {"state": "running"}, {"job.py": ""})
+    broker.publish_job(step1, JobMeta(state="running"), {"job.py": ""})
     broker.add_map_task(step1, "m:0", {"kind": "map", "index": 0}, b"a\n")
     zombie = broker.claim_task(step1, "w1", 30, 300)
     assert broker.fail_attempt(step1, "m:0", zombie.attempt, 4, "lease expired", "", kind="lost") == 1
     current = broker.claim_task(step1, "w2", 30, 300)
     assert broker.commit_map(step1, "m:0", current.attempt, "w2", {0: b"good"}, {"maps_done": 1}) is True
     broker.drop_job(step1)  # step 1 is over: step 2 runs
-    broker.publish_job(step2, {"state": "running"}, {"job.py": ""})
+    broker.publish_job(step2, JobMeta(state="running"), {"job.py": ""})
     assert broker.heartbeat("w1", {}, step1, "m:0", zombie.attempt, 30) == "cancelled"  # stop it
     before = {k for k in broker.r.scan_iter(count=1000)}
     assert broker.commit_map(step1, "m:0", zombie.attempt, "w1", {0: b"zombie"}, {"maps_done": 1}) is False
@@ -106,7 +107,7 @@ def test_a_hundred_thousand_one_line_tasks_run_through_a_16_mib_redis(tmp_path):
 
 def test_a_commit_of_a_high_attempt_is_recorded_exactly_and_known_when_resent(broker):
     """From a review: a 2-byte record would wrap past attempt 65,535 (done read as 0)."""
-    broker.publish_job(JOB, {"state": "running"}, {"job.py": ""})
+    broker.publish_job(JOB, JobMeta(state="running"), {"job.py": ""})
     broker.add_map_task(JOB, "m:70000", {"kind": "map", "index": 70000}, b"a\n")
     broker.r.hset(keys.task(JOB, "m:70000"), "attempt", 70_000)
     claim = broker.claim_task(JOB, "w1", 30, 300)
@@ -120,7 +121,7 @@ def test_a_commit_of_a_high_attempt_is_recorded_exactly_and_known_when_resent(br
 def test_a_late_commit_resent_is_counted_once(broker):
     run = "20261206-000000-beef"
     step1 = keys.step_job(run, 1)
-    broker.publish_job(step1, {"state": "running"}, {"job.py": ""})
+    broker.publish_job(step1, JobMeta(state="running"), {"job.py": ""})
     broker.add_map_task(step1, "m:0", {"kind": "map", "index": 0}, b"a\n")
     claim = broker.claim_task(step1, "w1", 30, 300)
     broker.drop_job(step1)

@@ -7,6 +7,7 @@ import json
 import time
 
 from mrctl.broker import Broker, keys
+from mrctl.broker.meta import JobMeta
 
 
 def test_warm_cluster_keys_are_pinned():
@@ -50,7 +51,7 @@ def test_releasing_stops_the_workers_serving_the_run_only(broker):
 def test_drop_run_removes_the_run_and_its_steps_and_nothing_else(broker):
     run, other = "20261129-060000-ab12", "20261129-060001-cd34"
     for job in (run, f"{run}.s1", f"{run}.s12", other):
-        broker.publish_job(job, {"state": "running"}, {"job.py": ""})
+        broker.publish_job(job, JobMeta(state="running"), {"job.py": ""})
         broker.add_map_task(job, "m:0", {"kind": "map", "index": 0}, b"x\n")
     broker.record_run({"job": "x"})
     assert broker.drop_run(run) == 3 * 5  # meta, code, queue, task and chunk of each

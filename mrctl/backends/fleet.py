@@ -25,6 +25,7 @@ from mrctl.backends.spill_dirs import Stray
 from mrctl.backends.swarm import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
+from mrctl.broker.meta import JobMeta
 from mrctl.dockerapi import swarm as dockerswarm
 from mrctl.dockerapi.host import (
     LABEL_BACKEND,
@@ -170,20 +171,18 @@ def _worker_rows(broker: Broker) -> tuple[WorkerRow, ...]:
 
 def _read_progress(broker: Broker, base: dict) -> ClusterStatus:
     job = broker.current_job()
-    meta = broker.meta(job) if job else {}
+    meta = (broker.meta(job) if job else None) or JobMeta()
     stats = broker.stats(job) if job else {}
     workers = _worker_rows(broker)
-    created = float(meta["created"]) if "created" in meta else None
     step = ""
-    if int(meta.get("steps", 1)) > 1:
-        step = step_label(int(meta["step"]), int(meta["steps"]), meta.get("step_name", ""),
-                          int(meta.get("iteration", 1)), int(meta.get("iterations", 1)))
+    if meta.steps > 1:
+        step = step_label(meta.step, meta.steps, meta.step_name, meta.iteration, meta.iterations)
     return ClusterStatus(
-        **{**base, "job_id": meta.get("run") or job or base["job_id"]}, step=step, phase=meta.get("phase", "starting"),
-        state=meta.get("state", "starting"), map_done=stats.get("maps_done", 0),
-        map_total=int(meta.get("map_tasks", 0)), reduce_done=stats.get("reduces_done", 0),
-        reduce_total=int(meta.get("reducers", 0)), workers=workers,
-        elapsed=time.time() - created if created else None,
+        **{**base, "job_id": meta.run or job or base["job_id"]}, step=step, phase=meta.phase,
+        state=meta.state, map_done=stats.get("maps_done", 0),
+        map_total=meta.map_tasks, reduce_done=stats.get("reduces_done", 0),
+        reduce_total=meta.reducers, workers=workers,
+        elapsed=time.time() - meta.created if meta.created else None,
     )
 
 

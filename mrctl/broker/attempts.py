@@ -20,6 +20,7 @@ from mrctl.broker.base import (
     _with_user_counters,
     translated_errors,
 )
+from mrctl.broker.meta import JobMeta
 
 
 class Attempts(BrokerBase):
@@ -27,14 +28,14 @@ class Attempts(BrokerBase):
 
     # -- worker side ----------------------------------------------------------------------
 
-    def load_job(self, job: str) -> tuple[dict[str, str], dict[str, str]]:
-        """(meta, code) of a published job."""
+    def load_job(self, job: str) -> tuple[JobMeta | None, dict[str, str]]:
+        """(meta, code) of a published job; meta None when the job's keys are gone."""
         with translated_errors("loading the job"):
             pipe = self.r.pipeline(transaction=False)
             pipe.hgetall(keys.meta(job))
             pipe.hgetall(keys.code(job))
             meta, code = pipe.execute()
-        return _decode(meta), {k.decode(): v.decode() for k, v in code.items()}
+        return (JobMeta.from_redis(_decode(meta)) if meta else None), {k.decode(): v.decode() for k, v in code.items()}
 
     def claim_task(self, job: str, worker: str, lease_s: float, timeout_s: float) -> Claim | None:
         """Atomically take the next queued task into a visible in-flight record with a lease."""

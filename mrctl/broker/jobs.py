@@ -16,6 +16,7 @@ from mrctl.broker.base import (
     _flat,
     translated_errors,
 )
+from mrctl.broker.meta import JobMeta, meta_fields
 from mrctl.errors import InfraError
 
 ADD_CALL_BYTES = 1 << 20  # chunk bytes per ADD_MAP_TASKS call (a batch is one pipeline of such calls)
@@ -26,11 +27,11 @@ class Jobs(BrokerBase):
 
     # -- job publication (master) ---------------------------------------------------------
 
-    def publish_job(self, job: str, meta: dict[str, Any], code: dict[str, str]) -> None:
+    def publish_job(self, job: str, meta: JobMeta, code: dict[str, str]) -> None:
         """Make `job` the cluster's current job: its settings and code first, then the pointer."""
         with translated_errors("publishing the job"):
             pipe = self.r.pipeline(transaction=True)
-            pipe.hset(keys.meta(job), mapping={k: str(v) for k, v in meta.items()})
+            pipe.hset(keys.meta(job), mapping=meta.to_redis())
             pipe.hset(keys.code(job), mapping=code)
             pipe.set(keys.current_job(), job)
             self._wake_all(pipe)  # idle workers see the new job at once
@@ -97,7 +98,7 @@ class Jobs(BrokerBase):
 
     def set_meta(self, job: str, **fields: Any) -> None:
         with translated_errors("updating the job"):
-            self.r.hset(keys.meta(job), mapping={k: str(v) for k, v in fields.items()})
+            self.r.hset(keys.meta(job), mapping=meta_fields(**fields))
 
     def requeue_expired(self, job: str, max_attempts: int, task_timeout: float,
                         max_lost: int = MAX_LOST_ATTEMPTS) -> int:
@@ -113,9 +114,11 @@ class Jobs(BrokerBase):
         with translated_errors("reading progress"):
             return {k.decode(): int(v) for k, v in self.r.hgetall(keys.stats(job)).items()}
 
-    def meta(self, job: str) -> dict[str, str]:
+    def meta(self, job: str) -> JobMeta | None:
+        """The job's settings; None when it has none (not published yet, or its keys dropped)."""
         with translated_errors("reading the job"):
-            return _decode(self.r.hgetall(keys.meta(job)))
+            raw = _decode(self.r.hgetall(keys.meta(job)))
+        return JobMeta.from_redis(raw) if raw else None
 
     def task(self, job: str, tid: str) -> dict[str, str]:
         """A task's record while it waits, runs or has failed (a committed task keeps only

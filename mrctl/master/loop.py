@@ -14,7 +14,6 @@ pairs, or a map-only step's map i's), moved inside Redis; then the finished step
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 from collections import deque
@@ -24,6 +23,7 @@ from typing import Any
 
 from mrctl.backends import WorkerExit
 from mrctl.broker import Broker, keys
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import JobFailed
 from mrctl.io.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan_chunks
 from mrctl.master.progress import ProgressMixin, user_counters
@@ -168,24 +168,19 @@ class Master(ProgressMixin):
         spec, run = self.spec, step.spec
         self.map_total = len(self.plan) if previous is None else previous[2]
         self.spiller.begin_step(self.job, run.reducers, self._limit)
-        meta = {
-            "name": spec.name, "module": run.module.name, "mapper": run.mapper or "",
-            "module_file": display_path(run.module),  # what errors and tracebacks name
-            "reducer": run.reducer or "", "combiner": run.combiner or "", "reducers": run.reducers,
-            "max_attempts": spec.max_attempts, "task_timeout": spec.task_timeout,
-            "encoding_errors": spec.encoding_errors, "state": "running", "lease_s": self.lease_s,
-            "map_tasks": self.map_total, "created": time.time(),
-            "params": json.dumps({**spec.params, **run.params}),
-            "worker_output": "1" if self.worker_output else "0",
-            "bad_records": spec.bad_records.policy,
-            "bad_records_max": "" if spec.bad_records.max is None else spec.bad_records.max,
-            "sort_values": int(run.sort_values), "run": self.job_id, "step": step.number,
-            "speculative": int(spec.speculative),  # workers then claim one task at a time
-            "steps": step.planned, "step_name": run.name, "iteration": step.iteration,
-            "iterations": step.iterations,
-            "previous_counters": _counters_json(self._last_counters(1)),
-            "job_counters": _counters_json(self._last_counters(len(self._finished))),
-        }
+        meta = JobMeta(
+            name=spec.name, run=self.job_id, state="running", created=time.time(),
+            module=run.module.name, module_file=display_path(run.module),
+            mapper=run.mapper or "", reducer=run.reducer or "", combiner=run.combiner or "",
+            reducers=run.reducers, map_tasks=self.map_total, max_attempts=spec.max_attempts,
+            task_timeout=spec.task_timeout, lease_s=self.lease_s, encoding_errors=spec.encoding_errors,
+            bad_records=spec.bad_records.policy, bad_records_max=spec.bad_records.max,
+            sort_values=run.sort_values, speculative=spec.speculative, worker_output=self.worker_output,
+            params={**spec.params, **run.params},
+            step=step.number, steps=step.planned, step_name=run.name, iteration=step.iteration,
+            iterations=step.iterations, previous_counters=_counters_list(self._last_counters(1)),
+            job_counters=_counters_list(self._last_counters(len(self._finished))),
+        )
         self.broker.publish_job(self.job, meta, self._code)
         if previous is None:
             return  # the first step's map phase begins at the first tick (after start-up)
@@ -292,7 +287,7 @@ class Master(ProgressMixin):
         self.take_attempts()
         if self.worker_output:
             self._drain_output()
-        if self.broker.meta(self.job).get("state") == "failed":
+        if (meta := self.broker.meta(self.job)) is not None and meta.state == "failed":
             raise JobFailed(self.failure_message())
 
     def _feed(self, bytes_done: int) -> None:
@@ -425,6 +420,6 @@ class Master(ProgressMixin):
         self.journal.append(event)
 
 
-def _counters_json(counters: Counters) -> str:
-    """Counters for a step's meta: a JSON list of [group, name, value], sorted."""
-    return json.dumps(sorted([g, n, v] for (g, n), v in counters.items()))
+def _counters_list(counters: Counters) -> tuple[tuple[str, str, int], ...]:
+    """Counters for a step's meta (JobMeta): (group, name, value), sorted."""
+    return tuple(sorted((g, n, v) for (g, n), v in counters.items()))

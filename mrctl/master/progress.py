@@ -13,7 +13,7 @@ class ProgressMixin:
     """Master's read-only side: everything here reads Redis and the master's fields."""
 
     def failure_message(self) -> str:
-        tid = self.broker.meta(self.job).get("failed_task", "?")
+        tid = (meta.failed_task if (meta := self.broker.meta(self.job)) else "") or "?"
         t = self.broker.task(self.job, tid)
         where = ""
         if "file" in t:

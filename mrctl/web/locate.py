@@ -96,7 +96,8 @@ def _running(url: str) -> bool:
     broker = Broker(url, retries=0, socket_timeout=10)
     try:
         job = broker.current_job()
-        return (broker.meta(job).get("state", "starting") if job else "starting") in RUNNING_STATES
+        meta = broker.meta(job) if job else None
+        return (meta.state if meta else "starting") in RUNNING_STATES
     except InfraError:
         return True
     finally:

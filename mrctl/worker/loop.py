@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mrctl.broker import Broker, Claim, ClaimRequest, MapCommit, keys
+from mrctl.broker.meta import JobMeta
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.io.formats import ChunkFormat
 from mrctl.job import StepPlace, TaskContext, with_context
@@ -80,7 +80,7 @@ class Worker:
         self._watch = batching.BatchWatch()  # commits a batch's finished tasks while one runs long
         self._announced: tuple[str, str, int] | None = None  # (job, tid, attempt) the keeper knows
         self._reannounce = False  # a task of the batch was interrupted: tell the keeper afresh
-        self._settings: tuple[str, dict[str, str]] | None = None  # that job's meta, read once
+        self._settings: tuple[str, JobMeta | None] | None = None  # that job's meta, read once
         self._one_run = False  # this process serves one run, then ends (mrctl.worker.runs)
         self._run: str | None = None  # that run, once seen
 
@@ -184,12 +184,13 @@ class Worker:
             return current is not None
         if job is None:
             return False
-        state = self.broker.meta(job).get("state", "")
+        meta = self.broker.meta(job)
+        state = meta.state if meta else ""
         if state != "running":  # ended; or a finished step, its keys dropped ("")
             return None if self.options.burst and state else False
         return False
 
-    def _job_meta(self, job: str) -> dict[str, str]:
+    def _job_meta(self, job: str) -> JobMeta | None:
         """A job's settings, read once per job (they do not change while it runs)."""
         if self._settings is None or self._settings[0] != job:
             self._settings = (job, self.broker.meta(job))
@@ -197,20 +198,20 @@ class Worker:
 
     # -- one task -------------------------------------------------------------------------
 
-    def _claim_request(self, meta: dict[str, str], committing: int = 0) -> ClaimRequest | None:
+    def _claim_request(self, meta: JobMeta, committing: int = 0) -> ClaimRequest | None:
         """The next claim (with a commit of `committing` tasks, or alone): as many tasks as the
         measured pace calls for (mrctl.worker.batching), none when this worker is about to stop."""
         left = None if self.options.max_tasks is None else self.options.max_tasks - self.tasks_done - committing
         if (left is not None and left <= 0) or self._stop.is_set():
             return None
         # speculative execution judges each attempt by its own claim time and prompt commit
-        size = 1 if meta.get("speculative") == "1" else self._sizer.size(left)
-        return ClaimRequest(self.name, self._lease_s(meta), float(meta.get("task_timeout", 300)), size,
+        size = 1 if meta.speculative else self._sizer.size(left)
+        return ClaimRequest(self.name, self._lease_s(meta), meta.task_timeout, size,
                             batching.MAX_BYTES)
 
-    def _lease_s(self, meta: dict[str, str]) -> float:
+    def _lease_s(self, meta: JobMeta) -> float:
         """The job's lease (published by the master), else this worker's default."""
-        return float(meta.get("lease_s") or self.options.lease_s)
+        return meta.lease_s or self.options.lease_s
 
     def _classes(self, job: str) -> JobClasses:
         if self._loaded is None or self._loaded[0] != job:
@@ -218,14 +219,12 @@ class Worker:
             if not meta:  # a step that ended (a backup that lost) and whose keys were dropped
                 raise TaskCancelled(f"job {job} has ended")
             # named as the user's file (a path), so tracebacks and JobCodeErrors point there
-            module = load_module(meta.get("module_file") or meta["module"], code[meta["module"]],
-                                 meta.get("run") or job, siblings=code)
-            classes = job_classes(module, meta["mapper"] or None, meta.get("reducer") or None,
-                                  meta.get("combiner") or None)
+            module = load_module(meta.module_file or meta.module, code[meta.module], meta.run or job, siblings=code)
+            classes = job_classes(module, meta.mapper or None, meta.reducer or None, meta.combiner or None)
             self._loaded = (job, classes, meta)
         return self._loaded[1]
 
-    def _run_batch(self, job: str, meta: dict[str, str], claims: list[Claim]) -> None:
+    def _run_batch(self, job: str, meta: JobMeta, claims: list[Claim]) -> None:
         """Run claimed tasks in order; the map tasks among them commit together, with the next
         claim, in one round trip. The keeper hears of the batch once (its tasks' leases, and
         one task_timeout from its start), and afresh after a task of it was interrupted. A
@@ -239,7 +238,7 @@ class Worker:
         ran = len(claims)
         try:
             if len(claims) > 1:
-                self._watch.watch(done, done.after_s(float(meta.get("task_timeout", 300))))
+                self._watch.watch(done, done.after_s(meta.task_timeout))
             for i, claim in enumerate(claims):
                 # past its slice, or released by the batch's thread (a task of it ran long)
                 if (i and time.perf_counter() - started > batching.SLICE_S) or not done.start(i):
@@ -260,18 +259,18 @@ class Worker:
             if not self._next:  # idle now; else the next batch's report replaces this one
                 self._report(tid=None, attempt=0, held=[], user_code=False, tasks_done=self.tasks_done)
 
-    def _announce(self, job: str, meta: dict[str, str], first: Claim, held: list[Claim | MapCommit]) -> None:
+    def _announce(self, job: str, meta: JobMeta, first: Claim, held: list[Claim | MapCommit]) -> None:
         """Tell the keeper what this worker now runs (`first`) and holds besides."""
         self._announced, self._reannounce = (job, first.tid, first.attempt), False
         self._report(job=job, tid=first.tid, attempt=first.attempt, lease_s=self._lease_s(meta),
-                     task_timeout=float(meta.get("task_timeout", 300)), user_code=True,
+                     task_timeout=meta.task_timeout, user_code=True,
                      tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in held])
 
-    def _run_claim(self, job: str, meta: dict[str, str], claim: Claim, done: batching.BatchInFlight,
+    def _run_claim(self, job: str, meta: JobMeta, claim: Claim, done: batching.BatchInFlight,
                    alone: bool) -> None:
         """Run one task: a reduce commits at once, a map's commit joins `done` (the batch's)."""
         self.current = _Current(job, claim.tid, claim.attempt)
-        self._capture = OutputCapture() if meta.get("worker_output") == "1" else None
+        self._capture = OutputCapture() if meta.worker_output else None
         log.log(logging.INFO if alone else logging.DEBUG, "task %s attempt %d start%s", claim.tid, claim.attempt,
                 _describe_input(claim.fields))
         started = time.perf_counter()
@@ -295,7 +294,7 @@ class Worker:
             self.current = _Current(job)
             self._ship_output(job, claim)
 
-    def _commit(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
+    def _commit(self, job: str, meta: JobMeta, done: list[MapCommit], unstarted: list[Claim]) -> None:
         """Commit the batch's map tasks, each fenced by its attempt, claiming the next batch,
         and release its unstarted tasks (after the claim: other workers take them)."""
         if not done and not unstarted:
@@ -305,7 +304,7 @@ class Worker:
             f"worker {self.name} released it unstarted: its batch ran past its slice")
         self._log_commits(done, oks, alone=len(done) == 1)
 
-    def _commit_early(self, job: str, meta: dict[str, str], done: list[MapCommit], unstarted: list[Claim]) -> None:
+    def _commit_early(self, job: str, meta: JobMeta, done: list[MapCommit], unstarted: list[Claim]) -> None:
         """While a task of a batch runs long, commit the batch's finished tasks and release its
         unstarted ones (batching.BatchInFlight)."""
         running = self.current.tid or "a task"
@@ -329,25 +328,25 @@ class Worker:
             log.warning("task %s attempt %d: commit refused (superseded by a newer attempt)",
                         claim.tid, claim.attempt)
 
-    def _execute(self, job: str, meta: dict[str, str], claim: Claim,
+    def _execute(self, job: str, meta: JobMeta, claim: Claim,
                  done: batching.BatchInFlight) -> tuple[bool | None, int]:
         """Run a task's code: a map's commit joins `done` (None: not committed yet), a reduce
         commits now. Returns (committed, records in)."""
         classes = self._classes(job)
-        reducers = int(meta["reducers"])
+        reducers = meta.reducers
         status = functools.partial(self.broker.add_event, job, "status", claim.tid, claim.attempt, self.name)
         if claim.tid.startswith("m:"):
             if claim.data is None:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
-            context = TaskContext(claim.tid, claim.attempt, _params(meta), claim.fields.get("name"),
+            context = TaskContext(claim.tid, claim.attempt, meta.params, claim.fields.get("name"),
                                   claim.fields.get("tag") or None, step=_place(meta), status=status)
             combiner = with_context(classes.combiner, context) if classes.combiner else None
             started = time.perf_counter()
             with self._user_code():
                 result = tasks.run_map(with_context(classes.mapper, context), combiner, claim.data,
-                                       reducers, meta.get("encoding_errors", "replace"),
+                                       reducers, meta.encoding_errors,
                                        ChunkFormat.from_fields(claim.fields),
-                                       skip_bad=meta.get("bad_records") == "skip")
+                                       skip_bad=meta.bad_records == "skip")
             counters = {"maps_done": 1, "records_in": result.records_in,
                         "map_records_out": result.records_out, "bytes_done": len(claim.data),
                         "decode_errors": result.decode_errors, "bad_records": result.bad_records,
@@ -357,10 +356,10 @@ class Worker:
                                   _located(claim.fields, result.bad_samples)))
             return None, result.records_in
         blobs = [claim.data[i] for i in sorted(claim.data)]
-        context = TaskContext(claim.tid, claim.attempt, _params(meta), step=_place(meta), status=status)
+        context = TaskContext(claim.tid, claim.attempt, meta.params, step=_place(meta), status=status)
         with self._user_code():
             result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
-                                      sort_values=meta.get("sort_values") == "1")
+                                      sort_values=meta.sort_values)
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         self._ship_output(job, claim)  # before the commit: the master may end the job right after it
         ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
@@ -389,7 +388,7 @@ class Worker:
         if self.beats is not None:
             self.beats.report(**changes)
 
-    def _report_failure(self, job: str, meta: dict[str, str], claim: Claim, exc: Exception) -> None:
+    def _report_failure(self, job: str, meta: JobMeta, claim: Claim, exc: Exception) -> None:
         # Bounded: an exception may carry megabytes (a whole partition's repr); the message and
         # traceback go to Redis, the master and the user's terminal.
         tb = bounded_traceback(exc)
@@ -398,7 +397,7 @@ class Worker:
         message = f"{text}{_describe_line(claim.fields, exc)}"
         log.error("task %s attempt %d failed: %s\n%s", claim.tid, claim.attempt, message, tb)
         self.broker.fail_attempt(job, claim.tid, claim.attempt,
-                                 int(meta.get("max_attempts", 4)), message, tb, kind)
+                                 meta.max_attempts, message, tb, kind)
 
     # -- interruptions (from the heartbeat process) -------------------------------------
 
@@ -419,21 +418,14 @@ class Worker:
         raise TaskTimeout(f"task {cur.tid} exceeded task_timeout and was interrupted")
 
 
-def _params(meta: dict[str, str]) -> dict:
-    """The job's params, as the master published them (JSON)."""
-    return json.loads(meta.get("params") or "{}")
-
-
-def _place(meta: dict[str, str]) -> StepPlace:
+def _place(meta: JobMeta) -> StepPlace:
     """The task's step in a multi-step run, as the master published it."""
-    if "step" not in meta:
-        return StepPlace()
-    return StepPlace(int(meta["step"]), meta.get("step_name", ""), int(meta.get("iteration", 1)),
-                     _counters(meta.get("previous_counters")), _counters(meta.get("job_counters")))
+    return StepPlace(meta.step, meta.step_name, meta.iteration, _counters(meta.previous_counters),
+                     _counters(meta.job_counters))
 
 
-def _counters(text: str | None) -> dict[tuple[str, str], int]:
-    return {(group, name): value for group, name, value in json.loads(text or "[]")}
+def _counters(counters: tuple[tuple[str, str, int], ...]) -> dict[tuple[str, str], int]:
+    return {(group, name): value for group, name, value in counters}
 
 
 def _describe_input(fields: dict[str, str]) -> str:
