@@ -1,6 +1,6 @@
 """`mrctl ui`: a web page over the run history and the runs going on now (issue 15.3).
 
-    locate   which runs and clusters exist now, and how to reach their Redis
+    (which runs and clusters exist now, and how to reach their Redis: mrctl.backends.discovery)
     feed     a running job's live snapshots as server-sent events
     actions  cancel, kill a worker, remove a cluster
     pages    HTML as pure functions of plain data (one template, one small script)

@@ -5,9 +5,9 @@ removing a kept or warm Docker cluster is `mrctl down` (mrctl.backends.fleet).""
 from __future__ import annotations
 
 from mrctl.backends import fleet as clusters
+from mrctl.backends.discovery import RUNNING_STATES, find, find_cluster, recorded
 from mrctl.broker import Broker
 from mrctl.errors import MrctlError
-from mrctl.web.locate import RUNNING_STATES, find, find_cluster, recorded
 
 MESSAGES = {"cancel": "cancel sent: the run stops at its master's next tick and tears down",
             "kill": "kill sent: the master kills a random busy worker (its task is retried)"}

@@ -26,13 +26,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mrctl.backends.discovery import discover
 from mrctl.errors import MrctlError
 from mrctl.observe.history import History, HistoryError, HistoryLookupError, RunRow
 from mrctl.observe.record import RunRecord
 from mrctl.web import actions, pages
 from mrctl.web.feed import LiveFeed
 from mrctl.web.gate import TokenGate
-from mrctl.web.locate import discover
 
 LOOPBACK_NAMES = ["127.0.0.1", "localhost"]
 HISTORY_SHOWN = 50

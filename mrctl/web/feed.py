@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
+from mrctl.backends.discovery import LiveRun, find, recorded
 from mrctl.broker import Broker
 from mrctl.errors import InfraError
-from mrctl.web.locate import LiveRun, find, recorded
 
 POLL_S = 0.25  # how often the live key is read (the master writes it every 0.2 s)
 LOOK_S = 1.0  # how often a run not found yet is looked for again (Docker and the state dir)

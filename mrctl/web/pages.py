@@ -9,9 +9,9 @@ from html import escape
 from importlib import resources
 from string import Template
 
+from mrctl.backends.discovery import Found
 from mrctl.observe.history import RunRow
 from mrctl.observe.record import Attempt, RunRecord
-from mrctl.web.locate import Found
 
 _TEMPLATE = Template(resources.files("mrctl.web").joinpath("templates/page.html").read_text(encoding="utf-8"))
 FAILURES_SHOWN = 50

@@ -1,7 +1,8 @@
-"""Where runs are going on now, and how to reach their Redis: the way `mrctl status` and
-`mrctl down` find clusters. Local clusters from their records in the state directory
-(mrctl.backends.local_registry, which keep the Redis URL), Docker clusters (warm ones too)
-from their labels, each Redis reached with the password its starter saved (mrctl.backends.credentials).
+"""Where runs are going on now, and how to reach their Redis (for the web page, mrctl.web):
+the way `mrctl status` and `mrctl down` find clusters (mrctl.backends.fleet). Local clusters
+from their records in the state directory (mrctl.backends.local_registry, which keep the Redis
+URL), Docker clusters (warm ones too) from their labels, each Redis reached with the password
+its starter saved (mrctl.backends.credentials).
 """
 
 from __future__ import annotations
