@@ -1,7 +1,8 @@
 """Every Redis key mrctl uses, and nothing else builds one. These strings are a wire protocol
-between the master and the workers (pinned in tests/test_keys.py).
+between the master and the workers (pinned in tests/test_protocol.py).
 
-Task ids: "m:<i>" for map task i (0-based, input order), "r:<r>" for reduce partition r.
+Task ids: "m:<i>" for map task i (0-based, input order), "r:<r>" for reduce partition r, and
+attempt refs "<tid>@<attempt>", are built and parsed by mrctl.io.task_ids only.
 Times stored in keys are milliseconds of the Redis server clock (TIME), so that the master and
 workers on other hosts never compare their own clocks.
 """
