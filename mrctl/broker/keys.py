@@ -191,8 +191,8 @@ REPLY_TTL_MS = 60_000
 
 
 # mrctl:<job>:done:<kind> -> string, 4 bytes (big-endian) at 4 * <index>: the attempt that
-#   committed task <kind>:<index> ("m" or "r"), 0 while none has. A committed task's hash is
-#   deleted by COMMIT: this is all that stays of it, 4 bytes a task
+#   committed task <kind>:<index> (<kind> "m" or "r": task_ids.MAP, REDUCE), 0 while none has.
+#   A committed task's hash is deleted by COMMIT: this is all that stays of it, 4 bytes a task
 def done(job: str, kind: str) -> str:
     return f"{job_prefix(job)}done:{kind}"
 
