@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mrctl.io.task_ids import map_tid, reduce_tid
 from mrctl.job import Mapper, Reducer, TaskContext, with_context
 from mrctl.worker import tasks
 
@@ -26,10 +27,10 @@ def run_inline(mapper: type[Mapper], reducer: type[Reducer], records: Iterable[s
     if any("\n" in line for line in lines):
         raise ValueError("text records are lines: a record may not contain a newline")
     params = dict(params or {})
-    map_context = TaskContext("m:0", 1, params)
+    map_context = TaskContext(map_tid(0), 1, params)
     data = "".join(line + "\n" for line in lines).encode("utf-8")
     result = tasks.run_map(with_context(mapper, map_context),
                            with_context(combiner, map_context) if combiner else None, data, 1, "strict")
-    reduced = tasks.run_reduce(with_context(reducer, TaskContext("r:0", 1, params)),
+    reduced = tasks.run_reduce(with_context(reducer, TaskContext(reduce_tid(0), 1, params)),
                                tasks.merge_blobs(result.blobs.values()))
     return reduced.pairs

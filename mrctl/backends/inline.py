@@ -23,6 +23,7 @@ from mrctl.io import codec
 from mrctl.io.chunks import ChunkRef, display_path, plan_chunks, read_chunk
 from mrctl.io.formats import ChunkFormat
 from mrctl.io.output import write_output
+from mrctl.io.task_ids import map_tid, reduce_tid
 from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.observe.record import Attempt
 from mrctl.observe.snapshot import JobSnapshot, PhaseProgress, StepTasks
@@ -270,7 +271,7 @@ class _Step:
                 return f"{display_path(ref.path)}, bytes {ref.start}-{ref.end}" + (
                     f", line {_line_of(ref, line)}" if line is not None else "")
 
-            result = self._map(self._context(f"m:{i}", display_path(name), tag), read_chunk(ref), ref.fmt, where)
+            result = self._map(self._context(map_tid(i), display_path(name), tag), read_chunk(ref), ref.fmt, where)
             self._skipped(result, ref)
             blobs.append(result.blobs)
             self.run.records_in += result.records_in
@@ -283,7 +284,7 @@ class _Step:
     def map_pairs(self, i: int, pairs: Pairs) -> dict[int, bytes]:
         """A later step's map task i: the previous step's output i, as (key, value) pairs."""
         data = tasks.pack_pairs(pairs)  # the blob a distributed run's map task i reads
-        result = self._map(self._context(f"m:{i}"), data, PAIRS, lambda exc: f"output {i} of the step before")
+        result = self._map(self._context(map_tid(i)), data, PAIRS, lambda exc: f"output {i} of the step before")
         self.run.count(maps_done=1, bytes_done=len(data), map_records_out=result.records_out)
         self._skipped(result)
         self._fail_if_too_many_skipped()
@@ -297,10 +298,11 @@ class _Step:
             return [tasks.unpack_pairs(b[0]) if 0 in b else [] for b in blobs]
         outputs = []
         for r in range(reducers):
-            reducer = with_context(self.classes.reducer, self._context(f"r:{r}"))
+            tid = reduce_tid(r)
+            reducer = with_context(self.classes.reducer, self._context(tid))
             groups = tasks.merge_blobs(b[r] for b in blobs if r in b)
             run = functools.partial(tasks.run_reduce, reducer, groups, self.step.spec.sort_values)
-            outputs.append(self._task(f"r:{r}", lambda exc, r=r: _partition_where(r, exc), run).pairs)
+            outputs.append(self._task(tid, lambda exc, r=r: _partition_where(r, exc), run).pairs)
             self.run.count(reduces_done=1, records_out=len(outputs[-1]))
         return outputs
 

@@ -21,6 +21,7 @@ from mrctl.broker.base import (
     translated_errors,
 )
 from mrctl.broker.meta import JobMeta
+from mrctl.io.task_ids import reduce_tid, tid_index, tid_kind
 
 
 class Attempts(BrokerBase):
@@ -66,7 +67,7 @@ class Attempts(BrokerBase):
         "live"; "cancelled" once another attempt of the task committed first (stop it); or
         "ended" once it was reaped (a zombie: its commit will be refused)."""
         task_key = keys.task(job, tid) if job and tid else keys.workers()
-        done = keys.done(job, tid[0]) if job and tid else keys.workers()
+        done = keys.done(job, tid_kind(tid)) if job and tid else keys.workers()
         leases = keys.leases(job) if job else keys.workers()
         with translated_errors("sending a heartbeat"):
             code = int(self._beat(
@@ -97,7 +98,7 @@ class Attempts(BrokerBase):
         then cost a round trip per batch."""
         calls = []
         for c in commits:
-            index = c.tid[2:]
+            index = str(tid_index(c.tid))  # the map index, the field of its blob in each partition
             writes = [(keys.part(job, r), index, blob) for r, blob in c.blobs.items()]
             if c.bad_samples:
                 writes.append((keys.bad_records(job), c.tid, json.dumps(c.bad_samples).encode()))
@@ -131,7 +132,7 @@ class Attempts(BrokerBase):
         """Atomically publish a reduce attempt's output and counters, and drop its consumed
         input, iff it is the current attempt."""
         writes = [(keys.out(job, r), "", blob)]
-        return self._commit_attempt(job, f"r:{r}", attempt, worker, keys.part(job, r),
+        return self._commit_attempt(job, reduce_tid(r), attempt, worker, keys.part(job, r),
                                     _with_user_counters(counters, user_counters), writes)
 
     def bad_records(self, job: str) -> dict[str, list[tuple[str, int, str]]]:
@@ -161,7 +162,7 @@ class Attempts(BrokerBase):
         return (self._commit,
                 [keys.task(job, tid), keys.leases(job), keys.deadlines(job), keys.stats(job), keys.events(job),
                  consumed, keys.reply(job, request), keys.progress(job), keys.attempt_log(job),
-                 keys.done(job, tid[0]), keys.late(keys.run_of(job)), keys.reply(keys.run_of(job), request)],
+                 keys.done(job, tid_kind(tid)), keys.late(keys.run_of(job)), keys.reply(keys.run_of(job), request)],
                 args)
 
     def fail_attempt(

@@ -16,6 +16,7 @@ from redis.retry import Retry
 
 from mrctl.broker import keys, lua
 from mrctl.errors import InfraError
+from mrctl.io.task_ids import parse_attempt_ref
 
 # Attempts of one task that may be lost (their worker died or went silent) before the job
 # fails: generous, since a lost attempt is not the code's fault, yet finite, since code that
@@ -84,8 +85,7 @@ def _hash_of(flat: list[bytes]) -> dict[bytes, bytes]:
 
 def _attempt_member(member: bytes) -> tuple[str, int]:
     """(tid, attempt) of a lease or deadline member "<tid>@<attempt>" (see mrctl.broker.lua)."""
-    tid, _, attempt = member.decode().rpartition("@")
-    return tid, int(attempt)
+    return parse_attempt_ref(member.decode())
 
 
 @dataclass(frozen=True)

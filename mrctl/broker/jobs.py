@@ -18,6 +18,7 @@ from mrctl.broker.base import (
 )
 from mrctl.broker.meta import JobMeta, meta_fields
 from mrctl.errors import InfraError
+from mrctl.io.task_ids import MAP, REDUCE, map_tid, parse_tid, reduce_tid
 
 ADD_CALL_BYTES = 1 << 20  # chunk bytes per ADD_MAP_TASKS call (a batch is one pipeline of such calls)
 
@@ -49,7 +50,7 @@ class Jobs(BrokerBase):
         size = ADD_CALL_BYTES
         for tid, fields, chunk in batch:
             if size + len(chunk) > ADD_CALL_BYTES:  # big chunks one a call: Lua holds a call's args at once
-                calls.append((self._add_map_tasks, [keys.queue(job), keys.wake(), keys.done(job, "m")],
+                calls.append((self._add_map_tasks, [keys.queue(job), keys.wake(), keys.done(job, MAP)],
                               [keys.task_prefix(job), keys.chunk_prefix(job)]))
                 size = 0
             calls[-1][2].extend((tid, chunk, json.dumps({k: str(v) for k, v in fields.items()}, ensure_ascii=False)))
@@ -66,15 +67,15 @@ class Jobs(BrokerBase):
         with translated_errors("queueing the step's map tasks"):
             calls = []
             for i in fields:
-                tid = f"m:{i}"
+                tid = map_tid(i)
                 source, field = (keys.part(previous, 0), str(i)) if map_only else (keys.out(previous, i), "")
                 calls.append((self._add_step_task, [keys.task(job, tid), keys.queue(job), keys.chunk(job, tid),
-                                                    source, keys.wake(), keys.done(job, "m")],
+                                                    source, keys.wake(), keys.done(job, MAP)],
                               [tid, field, "kind", "map", "index", i, *_flat(fields[i])]))
             queued = self._scripts(calls)
         lost = [i for i, answer in zip(fields, queued, strict=True) if answer == -1]
         if lost:
-            raise InfraError(f"output r:{lost[0]} of the step before ({previous}) is missing from Redis "
+            raise InfraError(f"output {reduce_tid(lost[0])} of the step before ({previous}) is missing from Redis "
                              f"({len(lost)} of {len(fields)} outputs): its reduce task committed, so the "
                              "data was lost (was Redis restarted?); the step cannot go on without it")
 
@@ -89,9 +90,10 @@ class Jobs(BrokerBase):
     def add_reduce_tasks(self, job: str, partitions: Iterable[int]) -> None:
         """Queue reduce tasks r:<r> for the given partitions, each once (idempotent), in one
         round trip."""
-        calls = [(self._add_task, [keys.task(job, f"r:{r}"), keys.queue(job), keys.task(job, f"r:{r}"), keys.wake(),
-                                   keys.done(job, "r")],
-                  [f"r:{r}", "0", "", "kind", "reduce", "index", r]) for r in partitions]
+        tids = [(r, reduce_tid(r)) for r in partitions]
+        calls = [(self._add_task, [keys.task(job, tid), keys.queue(job), keys.task(job, tid), keys.wake(),
+                                   keys.done(job, REDUCE)],
+                  [tid, "0", "", "kind", "reduce", "index", r]) for r, tid in tids]
         if calls:
             with translated_errors("queueing reduce tasks"):
                 self._scripts(calls)
@@ -132,8 +134,9 @@ class Jobs(BrokerBase):
         with translated_errors("reading task states"):
             pipe = self.r.pipeline(transaction=False)
             for tid in tids:
-                at = 4 * int(tid[2:])
-                pipe.getrange(keys.done(job, tid[0]), at, at + 3)
+                kind, index = parse_tid(tid)
+                at = 4 * index
+                pipe.getrange(keys.done(job, kind), at, at + 3)
             return {tid: int.from_bytes(got, "big") if len(got) == 4 else 0
                     for tid, got in zip(tids, pipe.execute(), strict=True)}
 

@@ -1,7 +1,8 @@
 """Every Redis key mrctl uses, and nothing else builds one. These strings are a wire protocol
-between the master and the workers (pinned in tests/test_keys.py).
+between the master and the workers (pinned in tests/test_protocol.py).
 
-Task ids: "m:<i>" for map task i (0-based, input order), "r:<r>" for reduce partition r.
+Task ids: "m:<i>" for map task i (0-based, input order), "r:<r>" for reduce partition r, and
+attempt refs "<tid>@<attempt>", are built and parsed by mrctl.io.task_ids only.
 Times stored in keys are milliseconds of the Redis server clock (TIME), so that the master and
 workers on other hosts never compare their own clocks.
 """
@@ -190,8 +191,8 @@ REPLY_TTL_MS = 60_000
 
 
 # mrctl:<job>:done:<kind> -> string, 4 bytes (big-endian) at 4 * <index>: the attempt that
-#   committed task <kind>:<index> ("m" or "r"), 0 while none has. A committed task's hash is
-#   deleted by COMMIT: this is all that stays of it, 4 bytes a task
+#   committed task <kind>:<index> (<kind> "m" or "r": task_ids.MAP, REDUCE), 0 while none has.
+#   A committed task's hash is deleted by COMMIT: this is all that stays of it, 4 bytes a task
 def done(job: str, kind: str) -> str:
     return f"{job_prefix(job)}done:{kind}"
 

@@ -26,6 +26,7 @@ from mrctl.broker import Broker, keys
 from mrctl.broker.meta import JobMeta
 from mrctl.errors import JobFailed
 from mrctl.io.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan_chunks
+from mrctl.io.task_ids import MAP, REDUCE, is_map, map_tid, task_id
 from mrctl.master.progress import ProgressMixin, user_counters
 from mrctl.master.spill import Spiller, SpillStore
 from mrctl.observe.record import EVENTS_KEPT, AttemptBook
@@ -89,7 +90,7 @@ class Master(ProgressMixin):
         self.job = self.job_id  # the current step's job in Redis
         # what leaves Redis past its high-water mark
         self.spiller = Spiller(self.broker, SpillStore(self.job_id, self._phase_share))
-        self._source = ("", "")  # a later step's input: ("r" or "m", the step before's label)
+        self._source = ("", "")  # a later step's input: (REDUCE or MAP, the step before's label)
         self._limit, self._input_cap = 0, 1 << 62  # Redis maxmemory, read by start()
         self.step = RunStep(1, 1, self.spec.program[0].steps[0])
         self._order: Iterator[RunStep] = iter(())
@@ -185,12 +186,12 @@ class Master(ProgressMixin):
         if previous is None:
             return  # the first step's map phase begins at the first tick (after start-up)
         job, before, outputs = previous
-        kind = "r" if before.spec.reducers else "m"
+        kind = REDUCE if before.spec.reducers else MAP  # whose outputs it reads
         self._source = (kind, before.label())
         # outputs still in Redis move into their map tasks there; those on disk come back a
         # window at a time, each with its task (Spiller.feed_carried, each tick)
         on_disk = self.spiller.carried()
-        self.broker.add_step_tasks(self.job, job, kind == "m",
+        self.broker.add_step_tasks(self.job, job, kind == MAP,
                                    {i: self._step_fields(i) for i in range(outputs) if i not in on_disk})
         self.spiller.feed_carried(self._step_fields)
         self.fed = outputs
@@ -202,7 +203,7 @@ class Master(ProgressMixin):
     def _step_fields(self, i: int) -> dict[str, Any]:
         """A later step's map task i's fields: it reads output i of the step before."""
         kind, label = self._source
-        return {"format": "pairs", "source": f"output {kind}:{i} of {label}"}
+        return {"format": "pairs", "source": f"output {task_id(kind, i)} of {label}"}
 
     @functools.cached_property
     def _code(self) -> dict[str, str]:
@@ -310,7 +311,7 @@ class Master(ProgressMixin):
                       "name": display_path(name), "start": ref.start, "end": ref.end,
                       "first_line": first_line, **({"tag": tag} if tag is not None else {}),
                       **ref.fmt.to_fields()}
-            batch.append((f"m:{self.fed}", fields, data))
+            batch.append((map_tid(self.fed), fields, data))
             self.fed += 1
             in_flight += 1
             self._fed_bytes += len(data)
@@ -333,7 +334,7 @@ class Master(ProgressMixin):
         if done + len({tid for tid, _, _ in attempts}) < total:
             return  # maps are still queued: workers are not idle yet
         for tid, attempt, claimed_ms in attempts:
-            if tid.startswith("m:") and tid not in self.backed_up and now - claimed_ms > threshold_ms:
+            if is_map(tid) and tid not in self.backed_up and now - claimed_ms > threshold_ms:
                 self.backed_up.add(tid)
                 if not self.broker.add_backup(self.job, tid):
                     continue  # it ended (or was requeued) since it was read

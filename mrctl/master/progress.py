@@ -5,6 +5,7 @@ A mixin of Master (mrctl.master.loop), which holds the state these read."""
 from __future__ import annotations
 
 from mrctl.broker import MAX_LOST_ATTEMPTS, keys
+from mrctl.io.task_ids import is_map, is_reduce, tid_index
 from mrctl.observe.snapshot import JobSnapshot, PhaseProgress, StepTasks, WorkerRow
 from mrctl.spec.bad_records import SAMPLES_KEPT, SkippedRecord
 
@@ -20,8 +21,8 @@ class ProgressMixin:
             where = f"\n  input: {t['file']}, bytes {t['start']}-{t['end']} (from line {t['first_line']})"
         elif "source" in t:
             where = f"\n  input: {t['source']}"
-        elif tid.startswith("r:"):  # the key it failed on is in its error
-            where = f"\n  input: partition {tid[2:]}"
+        elif is_reduce(tid):  # the key it failed on is in its error
+            where = f"\n  input: partition {tid_index(tid)}"
         if self.step.planned > 1:
             tid = f"{tid} of {self.step.label()}"
         tb = t.get("traceback", "").rstrip()
@@ -45,7 +46,7 @@ class ProgressMixin:
         found = self.broker.bad_records(self.job)
         for tid in found.keys() - self._bad_seen.keys():  # located by their task's commit
             self._bad_seen[tid] = [SkippedRecord(file, line, error) for file, line, error in found[tid]]
-        ordered = sorted(self._bad_seen, key=lambda tid: int(tid[2:]))
+        ordered = sorted(self._bad_seen, key=tid_index)
         return tuple(s for tid in ordered for s in self._bad_seen[tid])[:SAMPLES_KEPT]
 
     def snapshot(self, worker_states: dict[str, str] | None = None,
@@ -60,10 +61,10 @@ class ProgressMixin:
             job_id=self.job_id, name=self.spec.name, phase=self.phase, elapsed=self.elapsed(),
             status=status, error=error,
             map=self._progress("map", stats.get("maps_done", 0), self.map_total,
-                               sum(t.startswith("m:") for t in running), stats.get("bytes_done", 0),
+                               sum(is_map(t) for t in running), stats.get("bytes_done", 0),
                                sum(c.size for c in self.plan) if step.first else 0),
             reduce=self._progress("reduce", stats.get("reduces_done", 0), step.spec.reducers,
-                                  sum(t.startswith("r:") for t in running), 0, 0),
+                                  sum(is_reduce(t) for t in running), 0, 0),
             workers=self._worker_rows(worker_states or {}),
             events=tuple(self._events)[-8:],
             lost=total.get("lost", 0), timeouts=total.get("timeouts", 0), killed=self.killed,

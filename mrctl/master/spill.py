@@ -37,6 +37,7 @@ from mrctl.backends import spill_dirs
 from mrctl.broker import FULL_ADVICE, Broker, RedisFull
 from mrctl.io import codec
 from mrctl.io.disk import full_disk_is_infra, mb
+from mrctl.io.task_ids import map_tid, reduce_tid, tid_index
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +256,8 @@ class Spiller:
             self.broker.add_reduce_tasks(self.job, range(self._next, self.reducers))
             self._next = self.reducers
             return
-        for tid in self.broker.done_tasks(self.job, [f"r:{r}" for r in self._inflight]):
-            del self._inflight[int(tid[2:])]
+        for tid in self.broker.done_tasks(self.job, [reduce_tid(r) for r in self._inflight]):
+            del self._inflight[tid_index(tid)]
         budget = RESTORE_BUDGET * self.limit
         while self._next < self.reducers:
             r, size = self._next, self.store.partition_bytes(self.job, self._next)
@@ -279,8 +280,8 @@ class Spiller:
         job, waiting = self._carried
         if not waiting:
             return
-        for tid in self.broker.done_tasks(self.job, [f"m:{i}" for i in self._carried_inflight]):
-            del self._carried_inflight[int(tid[2:])]
+        for tid in self.broker.done_tasks(self.job, [map_tid(i) for i in self._carried_inflight]):
+            del self._carried_inflight[tid_index(tid)]
         while waiting:
             i, size = waiting[0], self.store.output_bytes(job, waiting[0])
             if size > RESTORE_BUDGET * self.limit:
@@ -290,7 +291,7 @@ class Spiller:
                                 "help.")
             if self._carried_inflight and sum(self._carried_inflight.values()) + size > CARRY_BUDGET * self.limit:
                 return
-            self.broker.add_map_tasks(self.job, [(f"m:{i}", {**fields(i), "kind": "map", "index": i},
+            self.broker.add_map_tasks(self.job, [(map_tid(i), {**fields(i), "kind": "map", "index": i},
                                                   self.store.take_output(job, i))])
             self._carried_inflight[i] = size
             waiting.pop(0)
@@ -299,7 +300,8 @@ class Spiller:
         """Move committed reduce outputs to disk (everything: the last step's, at the end),
         those of at most `largest` bytes when given."""
         left = [r for r in range(self.reducers) if r not in self._drained and (everything or r not in self._kept)]
-        done = left if everything else [int(t[2:]) for t in self.broker.done_tasks(self.job, [f"r:{r}" for r in left])]
+        done = left if everything else [tid_index(t)
+                                        for t in self.broker.done_tasks(self.job, [reduce_tid(r) for r in left])]
         if largest is not None and done:
             sizes = self.broker.output_sizes(self.job, done)
             self._kept.update(r for r in done if sizes[r] > largest)  # committed: their size is final

@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mrctl.io.task_ids import tid_index
 from mrctl.job import Mapper, Reducer, split_lines
 
 Pair = tuple[str, str]
@@ -139,7 +140,7 @@ def _jobconf(task: Mapper | Reducer, step_num: int, mrc: str) -> dict[str, str]:
     version's spelling, as environment variables."""
     from mrjob.compat import translate_jobconf_for_all_versions
 
-    number = int((task.task_id or "x:0").split(":")[-1])
+    number = tid_index(task.task_id) if task.task_id else 0
     kind = "m" if mrc == "mapper" else "r"
     job_id = f"mrctl_{task.step_name}"
     values = {
@@ -244,7 +245,7 @@ class StepMapper(_StepTask, Mapper):
         self._gathered: list[tuple[str, Any]] = []
         self._ran = False  # map_pairs ran (its _init and _final with it)
         # a first step's output that a later step reads is tagged by input order: task, index
-        self._order = (int((self.task_id or "m:0").split(":")[-1]),)
+        self._order = (tid_index(self.task_id) if self.task_id else 0,)
 
     def map_chunk(self, text: str) -> Iterator[Any]:
         self._ran = True

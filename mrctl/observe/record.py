@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mrctl.io.task_ids import is_map
 from mrctl.observe.snapshot import Event, JobSnapshot
 
 # How an attempt ended. error/timeout/oom count toward max_attempts; lost (its worker died or
@@ -40,7 +41,7 @@ class Attempt:
 
     @property
     def phase(self) -> str:
-        return "map" if self.tid.startswith("m:") else "reduce"
+        return "map" if is_map(self.tid) else "reduce"
 
     @property
     def seconds(self) -> float | None:

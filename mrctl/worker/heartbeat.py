@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from mrctl.io.task_ids import is_map
+
 log = logging.getLogger(__name__)
 
 TIMEOUT_GRACE_S = 5.0
@@ -59,7 +61,7 @@ class BeatState:
 
     def info(self) -> dict[str, Any]:
         busy = self.tid is not None
-        state = ("mapping" if self.tid.startswith("m:") else "reducing") if busy else "idle"
+        state = ("mapping" if is_map(self.tid) else "reducing") if busy else "idle"
         return {"state": state, "task": self.tid, "attempt": self.attempt if busy else None,
                 "tasks_done": self.tasks_done, "job": self.job}
 

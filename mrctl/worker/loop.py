@@ -23,6 +23,7 @@ from mrctl.broker import Broker, Claim, ClaimRequest, MapCommit, keys
 from mrctl.broker.meta import JobMeta
 from mrctl.errors import InfraError, bounded_message, bounded_traceback
 from mrctl.io.formats import ChunkFormat
+from mrctl.io.task_ids import attempt_ref, is_map, tid_index
 from mrctl.job import StepPlace, TaskContext, with_context
 from mrctl.worker import batching, tasks
 from mrctl.worker import runs as worker_runs
@@ -233,7 +234,8 @@ class Worker:
         started = time.perf_counter()
         self._announce(job, meta, claims[0], claims[1:])
         if len(claims) > 1:
-            log.info("batch of %d tasks start: %s", len(claims), " ".join(f"{c.tid}@{c.attempt}" for c in claims))
+            log.info("batch of %d tasks start: %s", len(claims),
+                     " ".join(attempt_ref(c.tid, c.attempt) for c in claims))
         done = batching.BatchInFlight(claims, functools.partial(self._commit_early, job, meta))
         ran = len(claims)
         try:
@@ -264,7 +266,7 @@ class Worker:
         self._announced, self._reannounce = (job, first.tid, first.attempt), False
         self._report(job=job, tid=first.tid, attempt=first.attempt, lease_s=self._lease_s(meta),
                      task_timeout=meta.task_timeout, user_code=True,
-                     tasks_done=self.tasks_done, held=[f"{c.tid}@{c.attempt}" for c in held])
+                     tasks_done=self.tasks_done, held=[attempt_ref(c.tid, c.attempt) for c in held])
 
     def _run_claim(self, job: str, meta: JobMeta, claim: Claim, done: batching.BatchInFlight,
                    alone: bool) -> None:
@@ -335,7 +337,7 @@ class Worker:
         classes = self._classes(job)
         reducers = meta.reducers
         status = functools.partial(self.broker.add_event, job, "status", claim.tid, claim.attempt, self.name)
-        if claim.tid.startswith("m:"):
+        if is_map(claim.tid):
             if claim.data is None:
                 raise InfraError(f"the input chunk of {claim.tid} is missing from Redis")
             context = TaskContext(claim.tid, claim.attempt, meta.params, claim.fields.get("name"),
@@ -362,7 +364,7 @@ class Worker:
                                       sort_values=meta.sort_values)
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         self._ship_output(job, claim)  # before the commit: the master may end the job right after it
-        ok = self.broker.commit_reduce(job, int(claim.tid[2:]), claim.attempt, self.name,
+        ok = self.broker.commit_reduce(job, tid_index(claim.tid), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters, context.counters)
         return ok, result.records_in
 
