@@ -109,13 +109,14 @@ def test_run_inline_passes_params():
     assert run_inline(Scaled, Sum, ["x", "y", "x"], params={"scale": 3}) == [("x", 18), ("y", 9)]
 
 
-def test_the_readme_unit_test_example_passes(monkeypatch):
-    """The README's pytest example for a job, run as written against jobspecs/wordcount.py."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"```python\n(# test_wordcount\.py.*?)```", readme, re.S).group(1)
+def test_the_docs_unit_test_example_passes(monkeypatch):
+    """The docs' pytest example for a job (docs/pages/testing.md), run as written against
+    jobspecs/wordcount.py."""
+    page = (ROOT / "docs" / "pages" / "testing.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(# test_wordcount\.py.*?)```", page, re.S).group(1)
     monkeypatch.syspath_prepend(str(ROOT / "jobspecs"))
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)
+    exec(compile(block, "testing.md", "exec"), namespace)
     tests = [f for name, f in namespace.items() if name.startswith("test_")]
     assert tests
     for test in tests:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from mrctl.broker import lua
+from mrctl.broker.meta import JobMeta
 from mrctl.io.task_ids import (
     KINDS,
     MAP,
@@ -106,7 +107,7 @@ def test_redis_holds_the_attempt_refs_that_python_reads(broker):
     parses; a heartbeat's held refs, built in Python, renew them."""
     from mrctl.broker import keys
 
-    broker.publish_job("J", {"state": "running", "max_attempts": 2}, {"job.py": ""})
+    broker.publish_job("J", JobMeta(state="running", max_attempts=2), {"job.py": ""})
     broker.add_map_tasks("J", [(map_tid(i), {"kind": "map", "index": i}, b"x\n") for i in range(2)])
     broker.add_reduce_tasks("J", [0])
     claims = [broker.claim_task("J", "w1", lease_s=10, timeout_s=60) for _ in range(3)]
