@@ -84,6 +84,7 @@ NEEDS = {
 STARTS_SLOWLY = ("docker", "swarm", "browser", "ssh")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group added here
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     unmarked = [f"{i.nodeid} (needs the {marker} marker)" for i in items for marker, fixtures in NEEDS.items()
                 if fixtures & set(getattr(i, "fixturenames", ())) and not i.get_closest_marker(marker)]
@@ -98,12 +99,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("swarm"))
 
 
+def _check_grouping(config: pytest.Config) -> None:
+    """Stop before anything starts when pytest-xdist cannot group the swarm tests (they share
+    one swarm): under pytest 9.2 its loadgroup silently stops grouping (pytest-xdist#1386)."""
+    import xdist
+
+    version = tuple(int(p) for p in xdist.__version__.split(".")[:2])
+    if config.getvalue("dist") == "loadgroup" and pytest.version_tuple[:2] >= (9, 2) and version <= (3, 8):
+        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} does not "
+                                "group tests (pytest-xdist#1386): pip install -e '.[test]' gives a pytest that does")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under pytest-xdist, the controller makes the run's swarm before any worker starts, and
     leaves it after the last has ended (pytest_sessionfinish): an engine that leaves a swarm
     breaks name resolution on the bridge networks made while it was in one, so the swarm tests'
     own fixture must not leave it while other processes' clusters run."""
     config = session.config
+    if _xdist_controller(config):
+        _check_grouping(config)
     if not _xdist_controller(config) or not _may_run_swarm_tests(config):
         return
     from mrctl.dockerapi import swarm as dockerswarm

@@ -91,7 +91,9 @@ def removing(what: str, also_fine: tuple[int, ...] = ()) -> Iterator[None]:
     except docker.errors.NotFound:
         pass
     except docker.errors.APIError as exc:
-        if exc.status_code not in also_fine:
+        # a swarm answers 500 "network <id> not found" when the object went between get and remove
+        gone = "not found" in str(exc.explanation or "")
+        if exc.status_code not in also_fine and not gone:
             raise InfraError(f"removing {what}: {exc.explanation or exc}") from None
 
 
