@@ -97,6 +97,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             # One engine has one swarm, which the session-scoped fixture makes and leaves: under
             # pytest-xdist (--dist loadgroup), every swarm test runs in the same process.
             item.add_marker(pytest.mark.xdist_group("swarm"))
+    # Longest first, so that no long test starts near the end of a parallel run: the swarm's
+    # tests (one chain, in one process, about four minutes), then the slow ones, then the rest.
+    # A stable sort: within each kind, a module's tests keep their order.
+    items.sort(key=lambda i: 0 if i.get_closest_marker("swarm") else 1 if i.get_closest_marker("slow") else 2)
 
 
 def _check_grouping(config: pytest.Config) -> None:
