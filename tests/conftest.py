@@ -24,6 +24,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,33 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     private = getattr(config, "_mrctl_tmp", None)
     if private is not None:
         shutil.rmtree(private, ignore_errors=True)
+    if RUN == SESSION:  # the run's first process (the xdist controller): the run's shared files go
+        shutil.rmtree(run_shared_dir(create=False), ignore_errors=True)
+
+
+def run_shared_dir(create: bool = True) -> Path:
+    """A folder that every process of this test run shares (xdist's workers and the controller),
+    for results worth computing once per run rather than once per process."""
+    folder = Path(os.environ.get("MRCTL_TEST_TMP_BASE", tempfile.gettempdir())) / f"mrctl-test-run-{RUN}"
+    if create:
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def computed_once(key: str, compute: Callable[[], bytes]) -> bytes:
+    """`compute()`'s bytes, computed by one process of the run for `key` and read by the others
+    (they wait for it under a lock, as mrctl's own cache does)."""
+    import fcntl
+    import hashlib
+
+    path = run_shared_dir() / hashlib.sha256(key.encode()).hexdigest()[:20]
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(compute())
+            tmp.replace(path)
+        return path.read_bytes()
 
 
 # What a test needs, said by its markers (pyproject.toml registers them; the README lists them):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import mrjob.examples  # the test extra installs mrjob
 import pytest
-from conftest import corpus_files
+from conftest import computed_once, corpus_files
 
 EXAMPLES = Path(mrjob.examples.__file__).parent
 ENV = {**os.environ, "PYTHONHASHSEED": "0"}
@@ -46,10 +46,15 @@ def mrjob_lines(script: str, inputs: list[str], args: list[str] = (), runner: st
 
 @functools.cache
 def _mrjob_lines(script: str, inputs: tuple[str, ...], args: tuple[str, ...], runner: str) -> tuple[bytes, ...]:
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), "-r", runner, *inputs, *args],
-                          capture_output=True, env=ENV, timeout=600)
-    assert done.returncode == 0, done.stderr.decode()[-2000:]
-    return tuple(sorted(done.stdout.splitlines()))
+    def run_mrjob() -> bytes:
+        done = subprocess.run([sys.executable, str(EXAMPLES / script), "-r", runner, *inputs, *args],
+                              capture_output=True, env=ENV, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        return done.stdout
+
+    # once per test run: the local and container variants of a comparison run in other processes
+    out = computed_once(json.dumps([script, inputs, args, runner]), run_mrjob)
+    return tuple(sorted(out.splitlines()))
 
 
 def mrctl_mrjob(tmp_path: Path, script: str | Path, inputs: list[str], args: list[str] = (),
