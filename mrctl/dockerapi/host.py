@@ -337,6 +337,12 @@ class DockerHost:
             container.reload()
             return _info(container)
 
+    def container_address(self, name: str, network: str) -> str:
+        """A container's IPv4 address on `network` ("" when it is not attached to it)."""
+        with _translated(f"inspecting container {name}"):
+            attrs = self.client.api.inspect_container(name)
+        return str(((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress") or "")
+
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all of `labels`."""
         filters = label_filters(labels)
