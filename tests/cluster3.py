@@ -11,7 +11,7 @@ containers): a session's own single-node swarm tests, or a user's swarm, are not
 mrctl reaches the manager as `--docker-host tcp://<node1>:2375` (plain TCP on the private
 network, which only this host and the nodes are on).
 
-The node image `mrctl-node:<suite>` is built once, like mrctl's offline base, from the host's
+The node image `mrctl-node:<suite>-<hash>` is built once, like mrctl's offline base, from the host's
 configured Debian mirror (mrctl.images.debian / rootfs: no apt, no debootstrap): docker.io and
 its dependency closure (dockerd, containerd, runc, tini, iptables) on the Essential set. What a
 dockerd in a privileged container needs here (see NODE_START):
@@ -29,6 +29,7 @@ and `down` selects by it only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -82,6 +83,7 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
 fi
 # plain TCP on the cluster's private network (--tls=false: said, dockerd does not wait 15 s)
 exec dockerd --host=unix:///var/run/docker.sock --host=tcp://0.0.0.0:2375 \
+    ${MRCTL_NODE_INSECURE:+--insecure-registry="$MRCTL_NODE_INSECURE"} \
     --tls=false --storage-driver="${MRCTL_NODE_STORAGE:-vfs}" --group=root --log-level=warn
 """
 
@@ -99,8 +101,47 @@ NODE_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KI
 NODE_SECURITY = ("seccomp=unconfined",)
 
 
+REGISTRY_REPO = "mrctl-registry"
+REGISTRY_PORT = 5000
+REGISTRY_CONFIG = """version: 0.1
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+"""
+
+
+def registry_image(host: DockerHost, on_progress: Progress = print) -> str:
+    """`mrctl-registry:<suite>`: Debian's docker-registry (the distribution registry), built once
+    from the host's mirror like the node image."""
+    ref = f"{REGISTRY_REPO}:{debian.apt_source().suite}"
+    with cache_lock("registry-image", on_progress):
+        if host.image_id(ref) is None:
+            _import_from_debian(host, ref, ("docker-registry", "ca-certificates"),
+                                {"etc/mrctl-registry.yml": REGISTRY_CONFIG.encode()},
+                                ['CMD ["docker-registry", "serve", "/etc/mrctl-registry.yml"]',
+                                 f"LABEL {LABEL_IMAGE}=registry"], on_progress)
+    return ref
+
+
+def _import_from_debian(host: DockerHost, ref: str, packages: tuple[str, ...], files: dict[str, bytes],
+                        changes: list[str], on_progress: Progress) -> None:
+    archive = debian.Archive(debian.apt_source(), on_progress)
+    debs = archive.download(archive.closure(packages, essential=True))
+    on_progress(f"unpacking {len(debs)} packages and importing them as {ref} ...")
+    with tempfile.TemporaryDirectory(prefix="mrctl-node-") as work:
+        tar_path = Path(work) / "rootfs.tar"
+        with tar_path.open("wb") as out:
+            rootfs.write_rootfs(debs, out, extra=files)
+        host.import_rootfs(str(tar_path), ref, [
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *changes])
+
+
 def node_image_ref() -> str:
-    return f"{NODE_REPO}:{debian.apt_source().suite}"
+    """`mrctl-node:<suite>-<hash of its packages and start script>`: a changed script is a new image."""
+    digest = hashlib.sha256(repr((NODE_PACKAGES, NODE_START)).encode()).hexdigest()[:8]
+    return f"{NODE_REPO}:{debian.apt_source().suite}-{digest}"
 
 
 def ensure_node_image(host: DockerHost, on_progress: Progress = print) -> str:
@@ -109,19 +150,8 @@ def ensure_node_image(host: DockerHost, on_progress: Progress = print) -> str:
     with cache_lock("node-image", on_progress):
         if host.image_id(ref) is not None:
             return ref
-        source = debian.apt_source()
-        archive = debian.Archive(source, on_progress)
-        packages = archive.closure(NODE_PACKAGES, essential=True)
-        debs = archive.download(packages)
-        on_progress(f"unpacking {len(debs)} packages and importing them as {ref} ...")
-        with tempfile.TemporaryDirectory(prefix="mrctl-node-") as work:
-            tar_path = Path(work) / "rootfs.tar"
-            with tar_path.open("wb") as out:
-                rootfs.write_rootfs(debs, out, extra={START_PATH: NODE_START.encode()})
-            host.import_rootfs(str(tar_path), ref, [
-                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                f'CMD ["sh", "/{START_PATH}"]', f"LABEL {LABEL_IMAGE}=node",
-            ])
+        _import_from_debian(host, ref, NODE_PACKAGES, {START_PATH: NODE_START.encode()},
+                            [f'CMD ["sh", "/{START_PATH}"]', f"LABEL {LABEL_IMAGE}=node"], on_progress)
     return ref
 
 
@@ -192,7 +222,9 @@ class Cluster3:
                 name, image, labels=self.labels, hostname=f"node{i}", network=self.network,
                 cap_add=list(NODE_CAPS), security_opt=list(NODE_SECURITY),
                 device_cgroup_rules=["c *:* rwm", "b *:* rwm"], cgroupns="private", init=True,
-                environment={"MRCTL_NODE_STORAGE": self.storage},
+                environment={"MRCTL_NODE_STORAGE": self.storage,
+                             # plain HTTP to a registry on a node (start_registry)
+                             "MRCTL_NODE_INSECURE": self.host.network_subnet(self.network)},
                 volumes={name: {"bind": "/var/lib/docker", "mode": "rw"}})
             self.addresses[name] = self.host.container_address(name, self.network)
         engines = [self._wait_engine(name, url) for name, url in zip(self.addresses, self.node_urls, strict=True)]
@@ -231,6 +263,19 @@ class Cluster3:
             if time.monotonic() > deadline:
                 raise InfraError(f"the swarm's nodes are not all ready after {timeout:g}s: {found}")
             time.sleep(0.5)
+
+    def start_registry(self) -> str:
+        """A registry container on node1 (its image copied there), published on node1's address;
+        every node may pull from it over plain HTTP. Returns HOST:PORT for mrctl's --registry."""
+        assert self.host
+        image = registry_image(self.host, self.on_progress)
+        with DockerHost(timeout=600, base_url=self.manager_url) as node1:
+            if node1.image_id(image) is None:
+                dockerswarm.load_image(node1, dockerswarm.save_image(self.host, image))
+            address = next(iter(self.addresses.values()))
+            node1.run_container(f"mrctl-c3-{self.id}-registry", image, labels=self.labels,
+                                ports={f"{REGISTRY_PORT}/tcp": (address, REGISTRY_PORT)})
+        return f"{address}:{REGISTRY_PORT}"
 
     def node_hostnames(self) -> dict[str, str]:
         """Swarm node id -> the node's hostname (node1, node2 ...)."""

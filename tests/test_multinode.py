@@ -19,14 +19,19 @@ import pytest
 from cluster3 import Cluster3, left_behind
 from conftest import ROOT, corpus_files, sequential_wordcount
 
+from mrctl.backends.swarm import SwarmCluster
 from mrctl.dockerapi import swarm as dockerswarm
 from mrctl.dockerapi.host import LABEL_ROLE, DockerHost
-
-pytestmark = [pytest.mark.swarm, pytest.mark.docker, pytest.mark.slow]
+from mrctl.dockerapi.swarm import NodeInfo, TaskInfo
+from mrctl.errors import InfraError
+from mrctl.images.build import ClusterImages
 
 COPIES = 2  # the Gutenberg books twice: 16 map tasks
 
 
+@pytest.mark.swarm
+@pytest.mark.docker
+@pytest.mark.slow
 def test_wordcount_across_three_nodes(tmp_path, docker_host, clean_docker):
     inputs = tmp_path / "input"
     inputs.mkdir()
@@ -72,3 +77,28 @@ def _worker_nodes(manager_url: str, run: subprocess.Popen, timeout: float = 300)
                         placed[task.id] = task.node_id
             time.sleep(0.3)
     return placed
+
+
+def test_nodes_without_the_worker_image_fail_the_start_at_once_naming_them(monkeypatch):
+    """Seen on a three-node swarm: a run that built the worker image on the manager (the source
+    had changed since `mrctl images --push-to`) had its tasks rejected by the two other nodes
+    ("No such image"), and failed only after the 60 s wait for heartbeats, as "workers (tasks
+    not started) sent no heartbeat". Now it fails at the first rejection, naming the nodes."""
+    cluster = SwarmCluster.__new__(SwarmCluster)
+    cluster.host = object()  # type: ignore[assignment]
+    cluster.images = ClusterImages("mrctl-worker:abc", "mrctl-base:bookworm", ["redis-server"], offline=True)
+    nodes = [NodeInfo("n1", "node1", "manager", "ready", "active", "172.18.0.2"),
+             NodeInfo("n2", "node2", "worker", "ready", "active", "172.18.0.3")]
+    monkeypatch.setattr(dockerswarm, "nodes", lambda host: nodes)
+
+    def task(node: str, state: str, message: str) -> TaskInfo:
+        return TaskInfo(f"t-{node}-{state}", 1, state, "running", message, None, None, node, "2026-12-07T04:07:00Z")
+
+    cluster._check_images([task("n1", "running", "started")])  # nothing rejected: nothing said
+    with pytest.raises(InfraError) as info:
+        cluster._check_images([task("n1", "running", "started"),
+                               task("n2", "rejected", "No such image: mrctl-worker:abc")])
+    message = str(info.value)
+    assert info.value.exit_code == 3
+    assert "node2 (172.18.0.3)" in message and "node1" not in message, message
+    assert "No such image: mrctl-worker:abc" in message and "--push-to" in message and "--registry" in message

@@ -281,6 +281,13 @@ class DockerHost:
             found = self.client.api.networks()
         return [c["Subnet"] for n in found for c in ((n.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
+    def network_subnet(self, name: str) -> str:
+        """The (first) IPv4 subnet of network `name`."""
+        with _translated(f"inspecting network {name}"):
+            found = self.client.api.inspect_network(name)
+        return next((c["Subnet"] for c in ((found.get("IPAM") or {}).get("Config") or [])
+                     if c.get("Subnet") and ":" not in c["Subnet"]), "")
+
     def run_container(self, name: str, image: str, files: Sequence[FileToCopy] = (),
                       files_dir: str = "/run/mrctl", networks: Sequence[str] = (),
                       **options: Any) -> ContainerInfo:
