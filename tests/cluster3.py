@@ -1,7 +1,7 @@
 """A real multi-node Docker Swarm on one host, for the tests and for users (issue 27):
 
     python -m tests.cluster3 up [--nodes 3]     # prints how to use it
-    python -m tests.cluster3 down               # removes every cluster3 object (or --id ID)
+    python -m tests.cluster3 down               # removes what `up` made (or --id ID)
 
 N "node" containers (all but privileged: see NODE_CAPS) on the host's engine, each running its own `dockerd` (Debian's
 docker.io), on a private bridge network made for them; node1's engine inits the swarm and the
@@ -54,6 +54,7 @@ from mrctl.host.dirs import cache_lock
 from mrctl.images import debian, rootfs
 
 LABEL = "mrctl.test-cluster3"
+TEST_SESSION_LABEL = "mrctl.test-session"  # tests/conftest.py's, through MRCTL_LABELS
 NODE_REPO = "mrctl-node"
 LABEL_IMAGE = "mrctl.image"  # as mrctl's own images: mrctl-node's value is `node`
 NODE_PACKAGES = ("docker.io", "ca-certificates", "mount", "procps")
@@ -344,14 +345,19 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--id", default=None, help="the cluster's id (default: a new one)")
     up.add_argument("--json", action="store_true", help="print the cluster as JSON instead")
-    down = sub.add_parser("down", help="remove a cluster3 (default: every one)")
+    down = sub.add_parser("down", help="remove a cluster3 (default: every one but a test session's)")
     down.add_argument("--id", default=None)
     args = parser.parse_args(argv)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if args.command == "down":
         started = time.monotonic()
         with DockerHost(timeout=600) as host:
-            removed = remove_cluster3(host, {LABEL: args.id or ""})
+            if args.id:
+                removed = remove_cluster3(host, {LABEL: args.id})
+            else:  # every one made by `up`, none that a test session is using
+                ids = {c.labels[LABEL] for c in host.containers({LABEL: ""}) if TEST_SESSION_LABEL not in c.labels}
+                ids |= {labels[LABEL] for _, labels in host.networks({LABEL: ""}) if TEST_SESSION_LABEL not in labels}
+                removed = [line for ident in sorted(ids) for line in remove_cluster3(host, {LABEL: ident})]
         say("\n".join(removed) or "no cluster3 objects")
         say(f"down in {time.monotonic() - started:.1f}s")
         return 0
