@@ -20,10 +20,11 @@ dockerd in a (nearly privileged) container needs here (see NODE_START, NODE_CAPS
   `overlay2` where the kernel has overlayfs, else `vfs` (storage="vfs" forces it), which copies
   the whole image for every container: six workers on three nodes started in 9.5 s with vfs,
   3.9 s with overlay2;
-- images: the node's dockerd runs a service's task from the image it holds without asking a
-  registry first (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1); without it every task of an image
-  copied by `mrctl images --push-to` waited on a registry this network cannot reach, and the
-  six workers took 34 to 45 s to start instead of 4;
+- images: by default the node's dockerd runs a service's task from the image it holds and never
+  pulls (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1): without it every task of an image copied by
+  `mrctl images --push-to` waited on a registry this network cannot reach, and the six workers
+  took 34 to 45 s to start instead of 4. With offline_images=False nodes pull, for a registry
+  on node1 (start_registry, mrctl's --registry);
 - iptables: the nft backend where it answers in the node's network namespace (this host's
   own iptables is nft), else legacy; the packages' update-alternatives links are made at start;
 - cgroups: the node gets a private cgroup namespace, so its containers' cgroups nest under the
@@ -96,9 +97,10 @@ if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
     sed -e 's/ / +/g' -e 's/^/+/' < /sys/fs/cgroup/cgroup.controllers \
         > /sys/fs/cgroup/cgroup.subtree_control || :
 fi
-# a task whose image is here already runs it without asking a registry first (with images
-# copied by `mrctl images --push-to` there is none to ask, and each attempt costs seconds)
-export DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1
+# MRCTL_NODE_OFFLINE=1: a task runs from the image the node holds, and is never pulled (with
+# images copied by `mrctl images --push-to` there is no registry to ask, and each attempt costs
+# seconds); a swarm with a registry (Cluster3(offline_images=False)) pulls
+if [ "${MRCTL_NODE_OFFLINE:-1}" = 1 ]; then export DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1; fi
 # plain TCP on the cluster's private network (--tls=false: said, dockerd does not wait 15 s)
 exec dockerd --host=unix:///var/run/docker.sock --host=tcp://0.0.0.0:2375 \
     ${MRCTL_NODE_INSECURE:+--insecure-registry="$MRCTL_NODE_INSECURE"} \
@@ -181,13 +183,14 @@ class Cluster3:
     """
 
     def __init__(self, nodes: int = 3, ident: str | None = None, on_progress: Progress = print,
-                 storage: str = "auto") -> None:
+                 storage: str = "auto", offline_images: bool = True) -> None:
         if nodes < 1:
             raise ValueError("a swarm needs at least one node")
         self.nodes = nodes
         self.id = ident or uuid.uuid4().hex[:8]
         self.on_progress = on_progress
         self.storage = storage
+        self.offline_images = offline_images  # tasks never pull (images --push-to); False: a registry
         self.addresses: dict[str, str] = {}
         self.host: DockerHost | None = None
         self.timings: dict[str, float] = {}
@@ -240,7 +243,7 @@ class Cluster3:
                 name, image, labels=self.labels, hostname=f"node{i}", network=self.network,
                 cap_add=list(NODE_CAPS), security_opt=list(NODE_SECURITY),
                 device_cgroup_rules=["c *:* rwm", "b *:* rwm"], cgroupns="private", init=True,
-                environment={"MRCTL_NODE_STORAGE": self.storage,
+                environment={"MRCTL_NODE_STORAGE": self.storage, "MRCTL_NODE_OFFLINE": str(int(self.offline_images)),
                              # plain HTTP to a registry on a node (start_registry)
                              "MRCTL_NODE_INSECURE": self.host.network_subnet(self.network)},
                 volumes={name: {"bind": "/var/lib/docker", "mode": "rw"}})
@@ -286,6 +289,8 @@ class Cluster3:
         """A registry container on node1 (its image copied there), published on node1's address;
         every node may pull from it over plain HTTP. Returns HOST:PORT for mrctl's --registry."""
         assert self.host
+        if self.offline_images:
+            raise InfraError("a registry needs nodes that pull: Cluster3(offline_images=False)")
         image = registry_image(self.host, self.on_progress)
         with DockerHost(timeout=600, base_url=self.manager_url) as node1:
             if node1.image_id(image) is None:
