@@ -223,8 +223,10 @@ class SwarmCluster(EngineCluster):
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            running = [t for t in self._worker_tasks() if not t.ended]
+            tasks = self._worker_tasks()
+            running = [t for t in tasks if not t.ended]
             self._check_placed(running)
+            self._check_images(tasks)
             live = [task_worker_name(t) for t in running if t.container_id]
             if len(live) >= self.spec.workers and all(n in info for n in live):
                 return
@@ -245,6 +247,22 @@ class SwarmCluster(EngineCluster):
                     "the workers set no placement: see what the nodes lack (docker node inspect)")
             raise InfraError(f"Swarm cannot place {len(stuck)} of the {self.spec.workers} worker tasks: "
                              f"{stuck[0].message}; {hint}")
+
+    def _check_images(self, tasks: list[TaskInfo]) -> None:
+        """Fail at once when nodes reject worker tasks for want of the worker image. Without
+        --registry every node must hold the images already (`mrctl images --push-to`): an image
+        that only the manager has (built there by this run, or copied there alone) makes Swarm
+        retry on the others until the heartbeat wait gives up, or pile every worker on the
+        nodes that have it."""
+        assert self.host and self.images
+        rejected = [t for t in tasks if t.state == "rejected" and "no such image" in t.message.lower()]
+        if not rejected:
+            return
+        names = {n.id: f"{n.hostname} ({n.addr})" for n in dockerswarm.nodes(self.host)}
+        lacking = sorted({names.get(t.node_id, t.node_id) for t in rejected})
+        raise InfraError(f"swarm node{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} rejected worker tasks: "
+                         f"{rejected[-1].message}. Without --registry, every node must hold the images: copy them "
+                         f"with mrctl images --build --push-to tcp://NODE:2375 (once per node), or give --registry")
 
     # -- supervision ----------------------------------------------------------------------
 

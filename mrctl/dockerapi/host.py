@@ -281,6 +281,13 @@ class DockerHost:
             found = self.client.api.networks()
         return [c["Subnet"] for n in found for c in ((n.get("IPAM") or {}).get("Config") or []) if c.get("Subnet")]
 
+    def network_subnet(self, name: str) -> str:
+        """The (first) IPv4 subnet of network `name`."""
+        with _translated(f"inspecting network {name}"):
+            found = self.client.api.inspect_network(name)
+        return next((c["Subnet"] for c in ((found.get("IPAM") or {}).get("Config") or [])
+                     if c.get("Subnet") and ":" not in c["Subnet"]), "")
+
     def run_container(self, name: str, image: str, files: Sequence[FileToCopy] = (),
                       files_dir: str = "/run/mrctl", networks: Sequence[str] = (),
                       **options: Any) -> ContainerInfo:
@@ -336,6 +343,12 @@ class DockerHost:
             container.start()
             container.reload()
             return _info(container)
+
+    def container_address(self, name: str, network: str) -> str:
+        """A container's IPv4 address on `network` ("" when it is not attached to it)."""
+        with _translated(f"inspecting container {name}"):
+            attrs = self.client.api.inspect_container(name)
+        return str(((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress") or "")
 
     def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
         """Every container (running or not) carrying all of `labels`."""

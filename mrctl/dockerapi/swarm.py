@@ -31,6 +31,18 @@ class SwarmState:
 
 
 @dataclass(frozen=True)
+class NodeInfo:
+    """One node of a swarm, as its manager lists it."""
+
+    id: str
+    hostname: str
+    role: str  # manager | worker
+    state: str  # Status.State: unknown | down | ready | disconnected
+    availability: str  # active | pause | drain
+    addr: str  # Status.Addr: the address it is reached at
+
+
+@dataclass(frozen=True)
 class TaskInfo:
     """One task of a service: a replica's slot, and the container that runs it (if any yet)."""
 
@@ -74,6 +86,32 @@ def swarm_init(host: DockerHost, advertise_addr: str = "127.0.0.1") -> None:
     """`docker swarm init`: make this engine a single-node swarm's manager."""
     with _translated("initialising a swarm (docker swarm init)"):
         host.client.swarm.init(advertise_addr=advertise_addr, listen_addr=f"{advertise_addr}:2377")
+
+
+def worker_join_token(host: DockerHost) -> str:
+    """The token a worker node joins this manager's swarm with (`docker swarm join-token worker`)."""
+    with _translated("reading the swarm's join token"):
+        host.client.swarm.reload()
+        return str(host.client.swarm.attrs["JoinTokens"]["Worker"])
+
+
+def swarm_join(host: DockerHost, manager_addr: str, token: str, advertise_addr: str) -> None:
+    """`docker swarm join`: this engine joins the swarm of the manager at `manager_addr` (its
+    swarm port, 2377), as the kind of node `token` says; it listens on `advertise_addr`:2377."""
+    with _translated(f"joining the swarm of {manager_addr} (docker swarm join)"):
+        host.client.swarm.join(remote_addrs=[f"{manager_addr}:2377"], join_token=token,
+                               listen_addr=f"{advertise_addr}:2377", advertise_addr=advertise_addr)
+
+
+def nodes(host: DockerHost) -> list[NodeInfo]:
+    """The swarm's nodes, as this manager sees them (`docker node ls`), by hostname."""
+    with _translated("listing the swarm's nodes"):
+        found = host.client.api.nodes()
+    return sorted((NodeInfo(str(n.get("ID", "")), str((n.get("Description") or {}).get("Hostname", "")),
+                            str((n.get("Spec") or {}).get("Role", "")), str((n.get("Status") or {}).get("State", "")),
+                            str((n.get("Spec") or {}).get("Availability", "")),
+                            str((n.get("Status") or {}).get("Addr", ""))) for n in found),
+                  key=lambda n: n.hostname)
 
 
 def swarm_leave(host: DockerHost) -> None:
