@@ -71,6 +71,7 @@ class ClusterRunner:
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
+        self.master: Master | None = None  # once the cluster is up
 
     def run(self, spec: JobSpec, job_id: str, t0: float, state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
         options = self.options
@@ -81,7 +82,9 @@ class ClusterRunner:
             with open_cluster(spec, options, job_id) as cluster:
                 if options.cluster is not None:  # feed as many workers as the warm cluster has
                     spec = dataclasses.replace(spec, workers=cluster.spec.workers)
-                final = _run_on(cluster, spec, options, job_id, t0, state, sink)
+                self.master = Master(spec, Broker(cluster.redis_url), job_id, t0=t0, lease_s=options.lease_s,
+                                     window=options.window_bytes, worker_output=options.worker_output)
+                final = _run_on(self.master, cluster, options, state, sink)
                 teardown_from = time.monotonic()
             teardown_s = round(time.monotonic() - teardown_from, 3)
         final = dataclasses.replace(
@@ -91,18 +94,15 @@ class ClusterRunner:
         sink(final)
         return final
 
-    def trace(self, state: dict[str, Any], snap: JobSnapshot) -> Trace | None:
+    def trace(self, snap: JobSnapshot) -> Trace | None:
         from mrctl.master import recorder
 
-        return recorder.of_master(state["master"]) if "master" in state else None
+        return recorder.of_master(self.master) if self.master else None
 
 
-def _run_on(cluster: Cluster, spec: JobSpec, options: RunOptions, job_id: str, t0: float,
-            state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
-    broker = Broker(cluster.redis_url)
-    master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s, window=options.window_bytes,
-                    worker_output=options.worker_output)
-    state["master"] = master
+def _run_on(master: Master, cluster: Cluster, options: RunOptions, state: dict[str, Any],
+            sink: SnapshotSink) -> JobSnapshot:
+    spec, broker = master.spec, master.broker
     try:
         master.start()
         cluster.wait_ready(broker, options.ready_timeout_s)

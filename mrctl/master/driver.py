@@ -28,6 +28,7 @@ from mrctl.spec.inputs import named_twice
 from mrctl.spec.jobspec import JobSpec
 
 if TYPE_CHECKING:
+    from mrctl.backends.inline import InlineTrace
     from mrctl.master.recorder import Trace
 
 log = logging.getLogger(__name__)
@@ -61,16 +62,20 @@ def new_job_id() -> str:
 class Runner(Protocol):
     """One run on one backend: every backend is run through this same call, inline included,
     as mrjob's runners share one. `state["last"]` holds the latest snapshot, for the record of
-    a run that fails; `trace` is what the run kept of its attempts, for the history."""
+    a run that fails; `trace` is what the run kept of its attempts, for the history (None when
+    it ended before it began)."""
 
     def run(self, spec: JobSpec, job_id: str, t0: float, state: dict[str, Any],
             sink: SnapshotSink) -> JobSnapshot: ...
-    def trace(self, state: dict[str, Any], snap: JobSnapshot) -> Trace | None: ...
+    def trace(self, snap: JobSnapshot) -> Trace | None: ...
 
 
 class InlineRunner:
     """`--backend inline`: the job's classes run one task after another in this process
     (mrctl.backends.inline), with no Redis and no workers."""
+
+    def __init__(self) -> None:
+        self.kept: InlineTrace | None = None  # its attempts and barriers, once it runs
 
     def run(self, spec: JobSpec, job_id: str, t0: float, state: dict[str, Any], sink: SnapshotSink) -> JobSnapshot:
         from mrctl.backends.inline import InlineTrace, run_inline
@@ -79,13 +84,13 @@ class InlineRunner:
             state["last"] = snap
             sink(snap)
 
-        state["inline"] = InlineTrace(t0)
-        return run_inline(spec, job_id, keep, state["inline"])
+        self.kept = InlineTrace(t0)
+        return run_inline(spec, job_id, keep, self.kept)
 
-    def trace(self, state: dict[str, Any], snap: JobSnapshot) -> Trace | None:
+    def trace(self, snap: JobSnapshot) -> Trace | None:
         from mrctl.master import recorder
 
-        return recorder.of_inline(state["inline"], snap) if "inline" in state else None
+        return recorder.of_inline(self.kept, snap) if self.kept else None
 
 
 def run_job(spec: JobSpec, options: RunOptions = RunOptions(),
@@ -115,7 +120,7 @@ def _record(spec: JobSpec, options: RunOptions, snap: JobSnapshot | None, starte
 
     if snap is None:  # failed before the run began (a spec or image problem): nothing ran
         return
-    trace = state["runner"].trace(state, snap) if "runner" in state else None
+    trace = state["runner"].trace(snap) if "runner" in state else None
     run = recorder.build(spec, snap, started_at, trace, exit_code, options.redis_memory)
     recorder.save(run)
     if on_record is not None:
