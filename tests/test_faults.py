@@ -210,7 +210,7 @@ def test_crash_test_over_two_steps_output_is_exact(tmp_path, seed):
 @pytest.mark.usefixtures("clean_docker")
 @pytest.mark.parametrize("seed", SEEDS[:1])
 def test_crash_test_that_spills_output_is_exact(tmp_path, seed):
-    """The crash test on a shuffle more than twice a 16 MiB Redis: spilled partitions, restored
+    """The crash test on a shuffle three times a 16 MiB Redis: spilled partitions, restored
     windows and drained outputs under crashes, sleeps and replacements."""
     import collections
     import json
@@ -219,7 +219,7 @@ def test_crash_test_that_spills_output_is_exact(tmp_path, seed):
     inputs = []
     for i in range(4):
         path = tmp_path / f"part{i}.txt"
-        path.write_bytes(books * 3)  # ~10 MB each: 40 MB through 16 MiB (×5 took 150 s of a loaded suite)
+        path.write_bytes(books * 4)  # ~13 MB each: 52 MB through 16 MiB (×3 spilled just under 16 MiB once)
         inputs.append(path)
     (tmp_path / "crashy.py").write_text(CRASHY_SHUFFLE.format(seed=seed, crash=True))
     spec = make_spec(tmp_path, CRASHY_SHUFFLE.format(seed=seed, crash=True), inputs, mapper="CrashyFirstWord",
