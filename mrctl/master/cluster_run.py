@@ -16,6 +16,7 @@ from mrctl.backends.supervision import CrashLoopGuard
 from mrctl.broker import Broker
 from mrctl.errors import Cancelled, JobFailed
 from mrctl.io.output import write_output
+from mrctl.master import signals
 from mrctl.master.chaos import ChaosMonkey, ChaosPlan, busy_workers
 from mrctl.master.live import LiveChannel
 from mrctl.master.loop import Master
@@ -104,9 +105,11 @@ def _run_on(master: Master, cluster: Cluster, options: RunOptions, state: dict[s
             sink: SnapshotSink) -> JobSnapshot:
     spec, broker = master.spec, master.broker
     try:
+        signals.check()
         master.start()
         cluster.wait_ready(broker, options.ready_timeout_s)
         _drive(master, cluster, options, state, sink)
+        signals.check()  # a signal dropped in the last tick is not a written output
         master.set_phase("output")
         state["last"] = master.snapshot(cluster.states)
         sink(state["last"])
@@ -138,6 +141,7 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
     guard = CrashLoopGuard(master.spec.max_worker_restarts)
     live = LiveChannel(master.broker, master.job_id)  # the web page's view and commands
     while True:
+        signals.check()
         try:
             done = master.tick()
         except JobFailed:
