@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,11 @@ from mrctl.observe.history import BUSY_TIMEOUT_S, History
 TIMEOUT_S = 180
 
 
-def mrctl(*args: str, history: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def mrctl(*args: str, history: Path, cwd: Path = ROOT, wait: str | None = None) -> subprocess.CompletedProcess:
+    """`mrctl ARGS` on `history`; `wait`: MRCTL_HISTORY_WAIT, how long a held history is waited for."""
+    env = {**os.environ, "MRCTL_HISTORY": str(history), **({"MRCTL_HISTORY_WAIT": wait} if wait is not None else {})}
     return subprocess.run([sys.executable, "-m", "mrctl", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=TIMEOUT_S, env={**os.environ, "MRCTL_HISTORY": str(history)})
+                          timeout=TIMEOUT_S, env=env)
 
 
 def small_run(tmp: Path, name: str) -> Path:
@@ -117,15 +120,26 @@ def test_a_locked_history_warns_and_the_run_succeeds(tmp_path):
         holder.execute("PRAGMA locking_mode=EXCLUSIVE")
         holder.execute("BEGIN EXCLUSIVE")
         spec = small_run(tmp_path, "locked")
-        run = mrctl("run", str(spec), "--plain", history=history, cwd=spec.parent)
+        run = mrctl("run", str(spec), "--plain", history=history, cwd=spec.parent, wait="1.5")
         assert run.returncode == 0, run.stderr
         assert (spec.parent / "out.json").exists()
         warning = run.stderr
         assert "the run was not recorded in the history" in warning and str(history) in warning, warning
-        assert "locked" in warning and f"{BUSY_TIMEOUT_S:g}s" in warning, warning
-        listed = mrctl("history", history=history)
+        assert "locked" in warning and "for over 1.5s" in warning, warning
+        started = time.monotonic()
+        listed = mrctl("history", history=history)  # the default wait
+        assert time.monotonic() - started >= BUSY_TIMEOUT_S
         assert listed.returncode == 3, listed
         assert str(history) in listed.stderr and "locked" in listed.stderr, listed.stderr
+        assert f"for over {BUSY_TIMEOUT_S:g}s" in listed.stderr, listed.stderr
     finally:
         holder.close()
     assert mrctl("history", history=history).returncode == 0, "the history works again once released"
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "inf", "nan"])
+def test_a_wait_that_is_not_seconds_is_refused_naming_it(tmp_path, wait):
+    listed = mrctl("history", history=tmp_path / "history.sqlite", wait=wait)
+    assert listed.returncode == 3, listed
+    assert f"MRCTL_HISTORY_WAIT={wait!r}" in listed.stderr and "seconds" in listed.stderr, listed.stderr
+    assert "Traceback" not in listed.stderr

@@ -26,7 +26,7 @@ from mrctl.observe.record import RunRecord
 
 KEEP_RUNS = 500
 KEEP_BYTES = 256 << 20  # compressed records
-BUSY_TIMEOUT_S = 10.0
+BUSY_TIMEOUT_S = 10.0  # how long to wait for a history another process holds (MRCTL_HISTORY_WAIT)
 SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's files beside the database
 
 _SCHEMA = """
@@ -50,6 +50,20 @@ class HistoryError(MrctlError):
     """The history file cannot be read or written (corrupt, locked, not writable)."""
 
     exit_code = 3
+
+
+def busy_timeout_s() -> float:
+    """Seconds to wait for a history that another process holds: MRCTL_HISTORY_WAIT, else 10."""
+    value = os.environ.get("MRCTL_HISTORY_WAIT", "").strip()
+    if not value:
+        return BUSY_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise HistoryError(f"MRCTL_HISTORY_WAIT={value!r}: expected a number of seconds, such as 10")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,7 @@ class History:
     def __enter__(self) -> History:
         with self._translated("opening"):
             self._make_private()
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
             self._prepare(self._db)
         return self
 
@@ -103,7 +117,7 @@ class History:
         """WAL mode and the schema. Two processes making a new file at once can get "database
         is locked" here at once, without SQLite's busy wait (it refuses to wait where waiting
         could deadlock): try again until the busy timeout."""
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        deadline = time.monotonic() + busy_timeout_s()
         while True:
             try:
                 db.execute("PRAGMA journal_mode=WAL")
@@ -193,7 +207,7 @@ class History:
         except sqlite3.OperationalError as exc:
             raise HistoryError(f"{doing} the run history {self.path} failed: {exc}"
                                + ("; another process (another mrctl, a sqlite3 shell) has held it "
-                                  f"for over {BUSY_TIMEOUT_S:g}s" if "locked" in str(exc) else "")) from None
+                                  f"for over {busy_timeout_s():g}s" if "locked" in str(exc) else "")) from None
         except (sqlite3.DatabaseError, zstandard.ZstdError, ValueError, OSError) as exc:
             raise HistoryError(f"{doing} the run history {self.path} failed: {exc}; the file is damaged: "
                                "move it aside (mrctl starts a new one)") from None
