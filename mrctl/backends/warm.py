@@ -59,18 +59,6 @@ def is_warm(containers: list[ContainerInfo]) -> bool:
     return any(WARM_LABEL in c.labels for c in containers)
 
 
-def check_run(cluster: str | None, keep: bool, backend: str | None, workers: int | None) -> None:
-    """Settings that make no sense with `--cluster` (the cluster exists, with its workers)."""
-    if cluster is None:
-        return
-    if keep:
-        raise SpecError("--keep with --cluster: a warm cluster stays anyway (mrctl down --cluster removes it)")
-    if backend not in (None, "docker"):
-        raise SpecError(f"--backend {backend} with --cluster: warm clusters run on Docker")
-    if workers is not None:
-        raise SpecError("--workers with --cluster: the cluster has the workers mrctl up gave it")
-
-
 class WarmCluster(DockerCluster):
     """A cluster `mrctl up` starts: named, labelled warm, left running after its `with` block
     (removed if its start fails or is interrupted)."""

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import docker
-import docker.errors
-import docker.types
-import requests.exceptions
-
+from mrctl.dockerapi import lazy_import
 from mrctl.errors import InfraError, Interrupted
+
+# docker.errors, docker.types and requests.exceptions come with their packages (mrctl.dockerapi)
+docker = lazy_import("docker")
+requests = lazy_import("requests")
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import docker.errors
-import docker.types
-import requests
-
+from mrctl.dockerapi import lazy_import
 from mrctl.dockerapi.host import DockerHost, _translated, label_filters, removing
 from mrctl.errors import InfraError
+
+docker = lazy_import("docker")  # on first use (mrctl.dockerapi)
+requests = lazy_import("requests")
 
 ENDED_TASK_STATES = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 

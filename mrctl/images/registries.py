@@ -12,11 +12,13 @@ import dataclasses
 import logging
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from mrctl.dockerapi import swarm as dockerswarm
-from mrctl.dockerapi.host import DockerHost
 from mrctl.errors import SpecError
 from mrctl.images.build import ClusterImages
+
+if TYPE_CHECKING:  # docker-py only where an engine is used: checking --registry needs none
+    from mrctl.dockerapi.host import DockerHost
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ def push_to_registry(host: DockerHost, images: ClusterImages, registry: str,
                      on_progress: Callable[[str], None] = log.info) -> ClusterImages:
     """Push the cluster's images into `registry`, from which every node of a swarm pulls them;
     the images as named there (their tags unchanged), pinned to the digests pushed."""
+    from mrctl.dockerapi import swarm as dockerswarm
+
     named = {}
     for ref in dict.fromkeys((images.worker, images.redis)):
         on_progress(f"pushing {ref} to {in_registry(registry, ref)} ...")

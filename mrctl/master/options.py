@@ -152,14 +152,25 @@ def _base(type_: Any) -> Any:
     return getattr(type_, "__origin__", None) or type_
 
 
+def _check_cluster_run(cluster: str | None, keep: bool, backend: str | None, workers: int | None) -> None:
+    """Settings that make no sense with `--cluster` (the cluster exists, with its workers)."""
+    if cluster is None:
+        return
+    if keep:
+        raise SpecError("--keep with --cluster: a warm cluster stays anyway (mrctl down --cluster removes it)")
+    if backend not in (None, "docker"):
+        raise SpecError(f"--backend {backend} with --cluster: warm clusters run on Docker")
+    if workers is not None:
+        raise SpecError("--workers with --cluster: the cluster has the workers mrctl up gave it")
+
+
 def _run_options(values: dict[str, Any]) -> RunOptions:
-    from mrctl.backends.warm import check_run
     from mrctl.images.registries import check_registry
     from mrctl.master.chaos import ChaosPlan, parse_chaos
     from mrctl.master.driver import RunOptions
     from mrctl.spec.sizes import parse_redis_memory
 
-    check_run(values["cluster"], values["keep"], values["backend"], values["workers"])
+    _check_cluster_run(values["cluster"], values["keep"], values["backend"], values["workers"])
     run = {o.name: values[o.name] for o in RUN_OPTIONS if o.to == "run"}
     run.update(redis_memory=parse_redis_memory(str(run["redis_memory"])),
                chaos=parse_chaos(run["chaos"]) if run["chaos"] else ChaosPlan(),
