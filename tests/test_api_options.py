@@ -6,15 +6,15 @@ come from the real CLI in a subprocess, the expected output from plain Python.""
 from __future__ import annotations
 
 import collections
-import functools
 import json
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 import typer
-from conftest import ROOT, corpus_files
+from conftest import ROOT, computed_once, corpus_files, run_shared_dir
 from jobs import WORDCOUNT
 
 import mrctl
@@ -35,24 +35,37 @@ RUN_FLAGS = _options("run")
 
 
 @pytest.fixture(scope="module")
-def spec(tmp_path_factory):
+def spec():
     """A wordcount spec on the inline backend with a tiny input: a check that is missed runs a
-    short job in this process (the test then fails on the missing error), never a cluster."""
-    home = tmp_path_factory.mktemp("spec")
-    (home / "wordcount.py").write_text(WORDCOUNT)
-    (home / "in.txt").write_text("the cat\nthe hat\n")
-    path = home / "wordcount.yaml"
-    path.write_text("name: wc\ninput: in.txt\njob: {module: wordcount.py, mapper: WordMapper, "
-                    "reducer: SumReducer}\nbackend: inline\nworkers: 1\noutput: wc.json\n")
-    return path
+    short job in this process (the test then fails on the missing error), never a cluster. One
+    folder for the whole test run, so that the CLI's messages, which may name the spec, are
+    computed once for every process (_cli_error)."""
+    home = run_shared_dir() / "api-options"
+
+    def write() -> bytes:
+        home.mkdir(exist_ok=True)
+        (home / "wordcount.py").write_text(WORDCOUNT)
+        (home / "in.txt").write_text("the cat\nthe hat\n")
+        (home / "wordcount.yaml").write_text(
+            "name: wc\ninput: in.txt\njob: {module: wordcount.py, mapper: WordMapper, "
+            "reducer: SumReducer}\nbackend: inline\nworkers: 1\noutput: wc.json\n")
+        return b"written"
+
+    computed_once("api-options spec", write)
+    return home / "wordcount.yaml"
 
 
-@functools.cache
 def _cli_error(spec, *argv: str) -> tuple[int, str]:
-    """`mrctl run SPEC ARGV...`'s exit code and its stderr, by the real command."""
-    proc = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), *argv], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    return proc.returncode, proc.stderr
+    """`mrctl run SPEC ARGV...`'s exit code and its stderr, by the real command (once per test
+    run for each ARGV: the path and JobSpec forms, in any process, compare with the same)."""
+    def run() -> bytes:
+        proc = subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+        return json.dumps([proc.returncode, proc.stderr]).encode()
+
+    settings = {name: os.environ.get(name) for name in ("MRCTL_BACKEND", "MRCTL_WORKERS", "DOCKER_HOST")}
+    code, stderr = json.loads(computed_once(json.dumps(["mrctl run", str(spec), *argv, settings]), run))
+    return code, stderr
 
 
 def _argv(values: dict) -> list[str]:
