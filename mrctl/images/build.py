@@ -46,9 +46,11 @@ Progress = Callable[[str], None]
 # image leaves these dependencies out, about 210 MB of matplotlib, numpy, pillow and fonts, and
 # the web stack, that no worker imports.
 HOST_ONLY = frozenset({"matplotlib", "starlette", "uvicorn"})
-# Extras a worker gets when they are installed here (pip install 'mrctl[mrjob]'), at the
-# version installed here: a worker image without mrjob for those who never run mrjob scripts.
-WORKER_EXTRAS = ("mrjob",)
+# Extras every worker image holds, at the version installed here, else at the version given:
+# the same image whether or not the host has them, so that `pip install 'mrctl[mrjob]'` (or the
+# test extra) after a first run does not make the next run build the worker image again.
+# mrjob is pure Python (about 1.5 MB with its wheel's files); `mrctl mrjob` runs it in workers.
+WORKER_EXTRAS = {"mrjob": "0.7.4"}
 
 
 @dataclass(frozen=True)
@@ -159,19 +161,19 @@ def source_hash(base_id: str) -> str:
 
 def worker_requirements() -> list[str]:
     """mrctl's dependencies (pyproject.toml) that a worker needs: all but HOST_ONLY, and the
-    WORKER_EXTRAS installed here."""
+    WORKER_EXTRAS."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     return [d for d in project["dependencies"] if _name(d) not in HOST_ONLY] + installed_extras()
 
 
 def installed_extras() -> list[str]:
-    """WORKER_EXTRAS installed here, pinned to the version installed here."""
+    """WORKER_EXTRAS pinned: to the version installed here, else to WORKER_EXTRAS's."""
     found = []
-    for name in WORKER_EXTRAS:
+    for name, default in WORKER_EXTRAS.items():
         try:
             found.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
-            pass
+            found.append(f"{name}=={default}")
     return found
 
 
