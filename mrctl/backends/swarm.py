@@ -21,6 +21,17 @@ guard), not the dead one coming back; `mrctl logs worker-2` shows every task of 
 Teardown removes services, the forwarder, the networks, the secrets and the state file, by
 label, after success, failure, Ctrl-C and SIGTERM (remove_swarm_objects, also run by
 `mrctl down` through mrctl.backends.docker.remove_cluster).
+
+A lost node (measured on tests/cluster3.py's swarm, issue 27): the manager marks a node `down`
+about 12 s after it stops answering (its heartbeat period is 5 s). Until then its tasks look
+running; from then on they stay `running` with desired state `shutdown` (Swarm cannot hear them
+end: it calls them orphaned a day later), and Swarm starts replacements on the other nodes.
+supervise() reports such tasks as lost with their node; the master has usually requeued their
+attempts already, by lease. Losing Redis's node loses the job's state: the run fails, naming the
+node (recorded once Redis answers). Losing the manager loses the forwarder, the master's way to
+Redis, and the API: every call after the start waits at most CALL_TIMEOUT_S, and teardown skips a
+manager that does not answer (the swarm's objects were its own; the other nodes' workers stay
+until their engines are cleaned).
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from mrctl.backends import WorkerExit, credentials, passed_environment
 from mrctl.backends.docker import (
@@ -47,10 +59,10 @@ from mrctl.backends.docker import (
     short_name,
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
-from mrctl.broker import Broker
+from mrctl.broker import Broker, RedisLost
 from mrctl.dockerapi import swarm as dockerswarm
 from mrctl.dockerapi.host import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
-from mrctl.dockerapi.swarm import SecretFile, TaskInfo
+from mrctl.dockerapi.swarm import NodeInfo, SecretFile, TaskInfo
 from mrctl.errors import InfraError
 from mrctl.images.build import ensure_images
 from mrctl.images.registries import push_to_registry
@@ -58,9 +70,11 @@ from mrctl.spec.jobspec import JobSpec
 from mrctl.spec.sizes import DOCKER_UNITS, size_in
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUPERVISE_EVERY_S = 0.5
 RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
+CALL_TIMEOUT_S = 10.0  # the manager's API, once the cluster is up: a lost manager is an error, not a hang
 SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
 WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
 # The worker names itself from its slot and its container's HOSTNAME (the container id's
@@ -95,6 +109,7 @@ class SwarmCluster(EngineCluster):
         self.registry = registry  # where every node pulls the images from; None: each node has them
         self.encrypted_overlay = encrypted_overlay  # IPsec between nodes (Redis's AUTH is plain text)
         self._ended: set[str] = set()  # task ids already reported as exits
+        self.redis_node: NodeInfo | None = None  # where Redis runs, once it answers
 
     # -- start ----------------------------------------------------------------------------
 
@@ -114,6 +129,8 @@ class SwarmCluster(EngineCluster):
             self._start_workers()
             self._start_forwarder()
             self._wait_redis()
+            self.redis_node = self._redis_node()
+            self.host.bound_calls(CALL_TIMEOUT_S)
         except BaseException:
             self.teardown()
             raise
@@ -217,6 +234,19 @@ class SwarmCluster(EngineCluster):
         finally:
             broker.close()
 
+    def _redis_node(self) -> NodeInfo | None:
+        """The node the running Redis task is on, as the manager lists it."""
+        assert self.host
+        running = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.state == "running"]
+        nodes = {n.id: n for n in dockerswarm.nodes(self.host)}
+        return nodes.get(running[-1].node_id) if running else None
+
+    def redis_whereabouts(self) -> str | None:
+        """"Redis ran on swarm node node3 (172.18.0.4)", recorded when Redis first answered: what a
+        failure to reach Redis names, even once that node (or the manager) is gone."""
+        node = self.redis_node
+        return f"Redis ran on swarm node {node.hostname} ({node.addr})" if node else None
+
     def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
         """Wait until every running worker task has sent a heartbeat through Redis."""
         assert self.host
@@ -281,9 +311,12 @@ class SwarmCluster(EngineCluster):
             return []
         self._last_check = now
         exits = []
-        for task in self._worker_tasks():
+        tasks = self._manager_call(self._worker_tasks)
+        lost_with = self._lost_nodes(tasks)
+        for task in tasks:
             name = task_worker_name(task)
-            if not task.ended:
+            node = lost_with.get(task.id)
+            if not task.ended and node is None:
                 if task.container_id:  # before that, the name is not the worker's yet
                     self.states.setdefault(name, "starting")
                 continue
@@ -291,8 +324,32 @@ class SwarmCluster(EngineCluster):
                 continue
             self._ended.add(task.id)
             self.states[name] = "dead"
-            exits.append(self._exit_of(task, name))
+            exits.append(_lost_exit(name, node) if node else self._exit_of(task, name))
         return exits
+
+    def _lost_nodes(self, tasks: list[TaskInfo]) -> dict[str, NodeInfo]:
+        """Task id -> its node, for the tasks Swarm gave up on because their node is down: they
+        stay `running` (nobody reports their end) with desired state `shutdown`."""
+        assert self.host
+        given_up = [t for t in tasks if not t.ended and t.desired != "running" and t.id not in self._ended]
+        if not given_up:
+            return {}
+        nodes = {n.id: n for n in self._manager_call(lambda: dockerswarm.nodes(self.host))}
+        gone = {t.id: nodes.get(t.node_id) or NodeInfo(t.node_id, t.node_id, "worker", "removed", "", "?")
+                for t in given_up}
+        return {tid: node for tid, node in gone.items() if node.state != "ready"}
+
+    def _manager_call(self, call: Callable[[], T]) -> T:
+        """A call to the manager during the run; a manager that stopped answering is the end of
+        the run's way to Redis (the forwarder runs beside it), and is said so."""
+        assert self.host
+        try:
+            return call()
+        except InfraError as exc:
+            if self.host.answers():
+                raise
+            raise RedisLost(f"the swarm manager at {self.host.base_url} stopped answering ({exc}); the "
+                            "master reached Redis through the forwarder there") from None
 
     def _exit_of(self, task: TaskInfo, name: str) -> WorkerExit:
         assert self.host
@@ -312,7 +369,8 @@ class SwarmCluster(EngineCluster):
         self.states[name] = "replaced"
         match = WORKER_NAME.fullmatch(name)
         slot = int(match.group(1)) if match else 0
-        newer = [t for t in self._worker_tasks() if t.slot == slot and not t.ended and t.container_id]
+        newer = [t for t in self._manager_call(self._worker_tasks)
+                 if t.slot == slot and not t.ended and t.desired == "running" and t.container_id]
         return task_worker_name(newer[-1]) if newer else f"a new task in slot {slot} (Swarm reschedules it)"
 
     def kill_worker(self, name: str) -> None:
@@ -355,11 +413,27 @@ class SwarmCluster(EngineCluster):
         self.teardown()
 
     def teardown(self) -> None:
-        """Remove the services, secrets, forwarder, networks and state file (by label)."""
+        """Remove the services, secrets, forwarder, networks and state file (by label). A
+        manager that does not answer (its node lost) is not waited on: what it held went with
+        it, and `mrctl down --job ID` removes the rest if it comes back."""
         if self.host is None:
             return
-        remove_cluster(self.host, self.id)
-        self.host.close()
+        try:
+            if not self.host.answers():
+                log.warning("the swarm manager at %s does not answer: cluster %s's services, secrets and networks "
+                            "went with it; worker containers on other nodes stay until their engines remove "
+                            "them (mrctl down --job %s, if the manager comes back)", self.host.base_url, self.id,
+                            self.id)
+                return
+            remove_cluster(self.host, self.id)
+        finally:
+            self.host.close()
+
+
+def _lost_exit(name: str, node: NodeInfo) -> WorkerExit:
+    """A worker lost with its node: no exit code, no log (the node is gone), no blame."""
+    return WorkerExit(name, f"was lost with swarm node {node.hostname} ({node.addr}), which the manager "
+                            f"marks {node.state}")
 
 
 def display_name(container: ContainerInfo, cluster: str) -> str:
