@@ -30,10 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The master's reconnects after a lost connection to Redis: two (backing off 0.2 s, 0.4 s) carry
-# it over a blip; more only delay the end of a run whose Redis is gone (a lost swarm node: each
-# connect to its address fails after ~3 s, so the default five held a run for half a minute more).
-MASTER_RETRIES = 2
+# The master's reconnects after a lost connection to Redis: one carries it over a blip (redis-py
+# retries the connect inside it once more); more only delay the end of a run whose Redis is gone.
+# A lost swarm node's address takes up to socket_connect_timeout (5 s) per connect, and the two
+# levels multiply: the default five held a run 48 s after the kill, two up to 35 s; one at most
+# ~20 s (10 s to notice the silence, two connects).
+MASTER_RETRIES = 1
 
 
 class Cluster(Protocol):
