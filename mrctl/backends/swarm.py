@@ -235,11 +235,13 @@ class SwarmCluster(EngineCluster):
             broker.close()
 
     def _redis_node(self) -> NodeInfo | None:
-        """The node the running Redis task is on, as the manager lists it."""
+        """The node of the Redis task, as the manager lists it. Redis answering is no proof that
+        the manager has heard its task run (the node's agent reports a moment later): its one
+        task that has a node and has not ended is the one."""
         assert self.host
-        running = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.state == "running"]
+        placed = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.node_id and not t.ended]
         nodes = {n.id: n for n in dockerswarm.nodes(self.host)}
-        return nodes.get(running[-1].node_id) if running else None
+        return nodes.get(placed[-1].node_id) if placed else None
 
     def redis_whereabouts(self) -> str | None:
         """"Redis ran on swarm node node3 (172.18.0.4)", recorded when Redis first answered: what a
