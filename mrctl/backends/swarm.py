@@ -75,6 +75,7 @@ T = TypeVar("T")
 SUPERVISE_EVERY_S = 0.5
 RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
 CALL_TIMEOUT_S = 10.0  # the manager's API, once the cluster is up: a lost manager is an error, not a hang
+TEARDOWN_TIMEOUT_S = 120  # once the manager has answered a ping: removals on a loaded machine take time
 SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
 WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
 # The worker names itself from its slot and its container's HOSTNAME (the container id's
@@ -342,14 +343,15 @@ class SwarmCluster(EngineCluster):
         return {tid: node for tid, node in gone.items() if node.state != "ready"}
 
     def _manager_call(self, call: Callable[[], T]) -> T:
-        """A call to the manager during the run; a manager that stopped answering is the end of
-        the run's way to Redis (the forwarder runs beside it), and is said so."""
+        """A call to the manager during the run, made again once if it failed but the manager
+        answers (a slow engine on a loaded machine); a manager that stopped answering is the
+        end of the run's way to Redis (the forwarder runs beside it), and is said so."""
         assert self.host
         try:
             return call()
         except InfraError as exc:
             if self.host.answers():
-                raise
+                return call()
             raise RedisLost(f"the swarm manager at {self.host.base_url} stopped answering ({exc}); the "
                             "master reached Redis through the forwarder there") from None
 
@@ -427,6 +429,7 @@ class SwarmCluster(EngineCluster):
                             "them (mrctl down --job %s, if the manager comes back)", self.host.base_url, self.id,
                             self.id)
                 return
+            self.host.bound_calls(TEARDOWN_TIMEOUT_S)
             remove_cluster(self.host, self.id)
         finally:
             self.host.close()
