@@ -256,7 +256,7 @@ class SwarmCluster(EngineCluster):
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            tasks = self._worker_tasks()
+            tasks = self._manager_call(self._worker_tasks)
             running = [t for t in tasks if not t.ended]
             self._check_placed(running)
             self._check_images(tasks)
