@@ -428,3 +428,30 @@ def test_nodes_without_the_worker_image_fail_the_start_at_once_naming_them(monke
     assert info.value.exit_code == 3
     assert "node2 (172.18.0.3)" in message and "node1" not in message, message
     assert "No such image: mrctl-worker:abc" in message and "--push-to" in message and "--registry" in message
+
+
+def test_tasks_of_a_down_node_are_reported_once_as_lost_with_it(monkeypatch):
+    """What the manager showed on cluster3 once a killed node was marked down: its tasks stay
+    `running` with desired state `shutdown` for good. supervise() reports them, once, as lost
+    with their node; a task of a node not yet down (desired `running`) or one being stopped on
+    a live node (it will end and be reported then) is not; replace() names the new task."""
+    nodes = [NodeInfo("n1", "node1", "manager", "ready", "active", "172.18.0.2"),
+             NodeInfo("n3", "node3", "worker", "down", "active", "172.18.0.4")]
+
+    def task(tid: str, slot: int, desired: str, node: str, created: str) -> TaskInfo:
+        return TaskInfo(tid, slot, "running", desired, "started", None, f"{tid}c0ntainer", node, created)
+
+    tasks = [task("a0001", 1, "running", "n3", "1"), task("b0002", 2, "shutdown", "n3", "2"),
+             task("c0003", 3, "shutdown", "n1", "3"), task("d0004", 2, "running", "n1", "4")]
+    monkeypatch.setattr(dockerswarm, "nodes", lambda host: nodes)
+    monkeypatch.setattr(dockerswarm, "tasks", lambda host, service: tasks)
+    cluster = SwarmCluster.__new__(SwarmCluster)
+    cluster.host, cluster.id = object(), "c1"  # type: ignore[assignment]
+    cluster.states, cluster._ended, cluster._last_check = {}, set(), 0.0
+    exits = cluster.supervise()
+    assert [(e.name, e.reason, e.oom) for e in exits] == [
+        ("worker-2.b0002", "was lost with swarm node node3 (172.18.0.4), which the manager marks down", False)]
+    assert cluster.states["worker-2.b0002"] == "dead" and cluster.states["worker-1.a0001"] == "starting"
+    assert cluster.replace("worker-2.b0002") == "worker-2.d0004"
+    cluster._last_check = 0.0
+    assert cluster.supervise() == []
