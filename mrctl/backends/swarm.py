@@ -14,32 +14,26 @@
   forwarder keeps invariant 8 (loopback only). With a remote engine it publishes on the engine
   host's address instead, as the docker backend does (the password still guards it).
 
-Worker names are `worker-<slot>.<first 5 of the container id>`: a rescheduled task is a new
-worker in views and in the master's bookkeeping (its attempts, its `tasks_done`, the crash-loop
-guard), not the dead one coming back; `mrctl logs worker-2` shows every task of slot 2.
+Worker names are `worker-<slot>.<first 5 of the container id>` (mrctl.backends.swarm_tasks): a
+rescheduled task is a new worker in views and in the master's bookkeeping (its attempts, its
+`tasks_done`, the crash-loop guard), not the dead one coming back.
 
 Teardown removes services, the forwarder, the networks, the secrets and the state file, by
 label, after success, failure, Ctrl-C and SIGTERM (remove_swarm_objects, also run by
 `mrctl down` through mrctl.backends.docker.remove_cluster).
 
-A lost node (measured on tests/cluster3.py's swarm, issue 27): the manager marks a node `down`
-about 12 s after it stops answering (its heartbeat period is 5 s). Until then its tasks look
-running; from then on they stay `running` with desired state `shutdown` (Swarm cannot hear them
-end: it calls them orphaned a day later), and Swarm starts replacements on the other nodes.
-supervise() reports such tasks as lost with their node; the master has usually requeued their
-attempts already, by lease. Losing Redis's node loses the job's state: the run fails, naming the
-node (recorded once Redis answers). Losing the manager loses the forwarder, the master's way to
-Redis, and the API: every call after the start waits at most CALL_TIMEOUT_S, and teardown skips a
-manager that does not answer (the swarm's objects were its own; the other nodes' workers stay
-until their engines are cleaned).
+A lost node: its workers are reported lost with it (mrctl.backends.swarm_tasks). Losing Redis's
+node loses the job's state: the run fails, naming the node (recorded once Redis answers). Losing
+the manager loses the forwarder, the master's way to Redis, and the API: every call after the
+start waits at most CALL_TIMEOUT_S, and teardown skips a manager that does not answer (the
+swarm's objects were its own; the other nodes' workers stay until their engines are cleaned).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TypeVar
 
 from mrctl.backends import WorkerExit, credentials, passed_environment
@@ -56,12 +50,21 @@ from mrctl.backends.docker import (
     network_name,
     publish_network_name,
     remove_cluster,
-    short_name,
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
+from mrctl.backends.swarm_tasks import (
+    WORKER_COMMAND,
+    WORKER_NAME,
+    forward_name,
+    given_up_on,
+    lost_exit,
+    lost_with_node,
+    service_name,
+    task_worker_name,
+)
 from mrctl.broker import Broker, RedisLost
 from mrctl.dockerapi import swarm as dockerswarm
-from mrctl.dockerapi.host import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
+from mrctl.dockerapi.host import LABEL_BACKEND, DockerHost
 from mrctl.dockerapi.swarm import NodeInfo, SecretFile, TaskInfo
 from mrctl.errors import InfraError
 from mrctl.images.build import ensure_images
@@ -77,27 +80,6 @@ RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacin
 CALL_TIMEOUT_S = 10.0  # the manager's API, once the cluster is up: a lost manager is an error, not a hang
 TEARDOWN_TIMEOUT_S = 120  # once the manager has answered a ping: removals on a loaded machine take time
 SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
-WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
-# The worker names itself from its slot and its container's HOSTNAME (the container id's
-# first 12 characters, as Docker sets it): Swarm's templates know the slot and the task id,
-# but cannot shorten the id (a template is checked before any task exists, with empty values).
-WORKER_COMMAND = ["sh", "-c", 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)"']
-
-
-def service_name(cluster: str, role: str) -> str:
-    return f"mrctl-{cluster}-{role}"
-
-
-def forward_name(cluster: str) -> str:
-    return f"mrctl-{cluster}-forward"
-
-
-def task_worker_name(task: TaskInfo) -> str:
-    """The name the worker of `task` reports (see WORKER_COMMAND). A task that has no
-    container yet has no worker either: it is named by its task id, which no worker reports."""
-    return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
-
-
 class SwarmCluster(EngineCluster):
     """Owns one cluster's services, secrets, forwarder and networks for a `with` block."""
 
@@ -315,7 +297,9 @@ class SwarmCluster(EngineCluster):
         self._last_check = now
         exits = []
         tasks = self._manager_call(self._worker_tasks)
-        lost_with = self._lost_nodes(tasks)
+        given_up = [t for t in tasks if given_up_on(t) and t.id not in self._ended]
+        nodes = self._manager_call(lambda: dockerswarm.nodes(self.host)) if given_up else []
+        lost_with = lost_with_node(given_up, nodes)
         for task in tasks:
             name = task_worker_name(task)
             node = lost_with.get(task.id)
@@ -327,20 +311,8 @@ class SwarmCluster(EngineCluster):
                 continue
             self._ended.add(task.id)
             self.states[name] = "dead"
-            exits.append(_lost_exit(name, node) if node else self._exit_of(task, name))
+            exits.append(lost_exit(name, node) if node else self._exit_of(task, name))
         return exits
-
-    def _lost_nodes(self, tasks: list[TaskInfo]) -> dict[str, NodeInfo]:
-        """Task id -> its node, for the tasks Swarm gave up on because their node is down: they
-        stay `running` (nobody reports their end) with desired state `shutdown`."""
-        assert self.host
-        given_up = [t for t in tasks if not t.ended and t.desired != "running" and t.id not in self._ended]
-        if not given_up:
-            return {}
-        nodes = {n.id: n for n in self._manager_call(lambda: dockerswarm.nodes(self.host))}
-        gone = {t.id: nodes.get(t.node_id) or NodeInfo(t.node_id, t.node_id, "worker", "removed", "", "?")
-                for t in given_up}
-        return {tid: node for tid, node in gone.items() if node.state != "ready"}
 
     def _manager_call(self, call: Callable[[], T]) -> T:
         """A call to the manager during the run, made again once if it failed but the manager
@@ -433,42 +405,6 @@ class SwarmCluster(EngineCluster):
             remove_cluster(self.host, self.id)
         finally:
             self.host.close()
-
-
-def _lost_exit(name: str, node: NodeInfo) -> WorkerExit:
-    """A worker lost with its node: no exit code, no log (the node is gone), no blame."""
-    return WorkerExit(name, f"was lost with swarm node {node.hostname} ({node.addr}), which the manager "
-                            f"marks {node.state}")
-
-
-def display_name(container: ContainerInfo, cluster: str) -> str:
-    """A container's name as users type it: a swarm task's by its worker name (or `redis`),
-    any other by its short name (`forward`, `worker-2`)."""
-    task = container.labels.get("com.docker.swarm.task.name")  # <service>.<slot>.<task id>
-    if task is None:
-        return short_name(container.name, cluster)
-    if container.labels.get(LABEL_ROLE) != "worker":
-        return container.labels.get(LABEL_ROLE, task)
-    return f"worker-{task.split('.')[1]}.{container.id[:5]}"
-
-
-def swarm_logs(host: DockerHost, cluster: str, name: str, tail: int | str = "all",
-               follow: bool = False) -> Iterator[bytes]:
-    """`mrctl logs` of a swarm cluster: `redis`, `forward`, `worker-2` (every task of slot 2,
-    from any node, through the service's logs) or `worker-2.3f9a1` (that task only)."""
-    from mrctl.errors import SpecError
-
-    workers = dockerswarm.tasks(host, service_name(cluster, "worker"))
-    names = sorted({"redis", "forward"} | {f"worker-{t.slot}" for t in workers}
-                   | {task_worker_name(t) for t in workers})
-    if name == "forward":
-        return host.logs(forward_name(cluster), tail=tail, follow=follow)
-    if name == "redis":
-        return dockerswarm.service_logs(host, service_name(cluster, "redis"), tail, follow)
-    chosen = [t.id for t in workers if name in (f"worker-{t.slot}", task_worker_name(t))]
-    if not chosen:
-        raise SpecError(f"no worker {name!r} in cluster {cluster}; there are: {', '.join(names)}")
-    return dockerswarm.service_logs(host, service_name(cluster, "worker"), tail, follow, task_ids=chosen)
 
 
 def _bytes(memory: str) -> int:
