@@ -284,7 +284,7 @@ def test_redis_killed_mid_job_fails_fast_and_cleanly(tmp_path, docker_host):
 
     with pytest.raises(InfraError) as info:
         run_job(spec, on_snapshot=kill_redis)
-    # the broker's retries (5, backing off to 2 s) and the teardown, not every task's attempts
+    # the master's one reconnect (cluster_run.MASTER_RETRIES) and the teardown, not every task's attempts
     assert time.monotonic() - killed_at[0] < 30
     assert "Redis" in str(info.value)
     assert not spec.output_path.exists() and not list(tmp_path.glob(".out.json.*"))

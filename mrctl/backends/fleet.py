@@ -22,7 +22,7 @@ from mrctl.backends.docker import REDIS_PORT, extra_labels, redis_url, remove_cl
 from mrctl.backends.local_registry import Cleanup, LocalRecord
 from mrctl.backends.master_id import ELSEWHERE, GONE, KEPT_ROLE, Master, kept_volume
 from mrctl.backends.spill_dirs import Stray
-from mrctl.backends.swarm import display_name, swarm_logs
+from mrctl.backends.swarm_tasks import display_name, swarm_logs
 from mrctl.backends.warm import WARM_LABEL, is_warm
 from mrctl.broker import Broker
 from mrctl.broker.meta import JobMeta

@@ -14,21 +14,27 @@
   forwarder keeps invariant 8 (loopback only). With a remote engine it publishes on the engine
   host's address instead, as the docker backend does (the password still guards it).
 
-Worker names are `worker-<slot>.<first 5 of the container id>`: a rescheduled task is a new
-worker in views and in the master's bookkeeping (its attempts, its `tasks_done`, the crash-loop
-guard), not the dead one coming back; `mrctl logs worker-2` shows every task of slot 2.
+Worker names are `worker-<slot>.<first 5 of the container id>` (mrctl.backends.swarm_tasks): a
+rescheduled task is a new worker in views and in the master's bookkeeping (its attempts, its
+`tasks_done`, the crash-loop guard), not the dead one coming back.
 
 Teardown removes services, the forwarder, the networks, the secrets and the state file, by
 label, after success, failure, Ctrl-C and SIGTERM (remove_swarm_objects, also run by
 `mrctl down` through mrctl.backends.docker.remove_cluster).
+
+A lost node: its workers are reported lost with it (mrctl.backends.swarm_tasks). Losing Redis's
+node loses the job's state: the run fails, naming the node (recorded once Redis answers). Losing
+the manager loses the forwarder, the master's way to Redis, and the API: every call after the
+start waits at most CALL_TIMEOUT_S, and teardown skips a manager that does not answer (the
+swarm's objects were its own; the other nodes' workers stay until their engines are cleaned).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from typing import TypeVar
 
 from mrctl.backends import WorkerExit, credentials, passed_environment
 from mrctl.backends.docker import (
@@ -44,13 +50,22 @@ from mrctl.backends.docker import (
     network_name,
     publish_network_name,
     remove_cluster,
-    short_name,
 )
 from mrctl.backends.redis_config import container_memory_limit, redis_conf
-from mrctl.broker import Broker
+from mrctl.backends.swarm_tasks import (
+    WORKER_COMMAND,
+    WORKER_NAME,
+    forward_name,
+    given_up_on,
+    lost_exit,
+    lost_with_node,
+    service_name,
+    task_worker_name,
+)
+from mrctl.broker import Broker, RedisLost
 from mrctl.dockerapi import swarm as dockerswarm
-from mrctl.dockerapi.host import LABEL_BACKEND, LABEL_ROLE, ContainerInfo, DockerHost
-from mrctl.dockerapi.swarm import SecretFile, TaskInfo
+from mrctl.dockerapi.host import LABEL_BACKEND, DockerHost
+from mrctl.dockerapi.swarm import NodeInfo, SecretFile, TaskInfo
 from mrctl.errors import InfraError
 from mrctl.images.build import ensure_images
 from mrctl.images.registries import push_to_registry
@@ -58,31 +73,13 @@ from mrctl.spec.jobspec import JobSpec
 from mrctl.spec.sizes import DOCKER_UNITS, size_in
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SUPERVISE_EVERY_S = 0.5
 RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
+CALL_TIMEOUT_S = 10.0  # the manager's API, once the cluster is up: a lost manager is an error, not a hang
+TEARDOWN_TIMEOUT_S = 120  # once the manager has answered a ping: removals on a loaded machine take time
 SECRETS_DIR = "/run/secrets"  # where Swarm mounts a service's secrets
-WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
-# The worker names itself from its slot and its container's HOSTNAME (the container id's
-# first 12 characters, as Docker sets it): Swarm's templates know the slot and the task id,
-# but cannot shorten the id (a template is checked before any task exists, with empty values).
-WORKER_COMMAND = ["sh", "-c", 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)"']
-
-
-def service_name(cluster: str, role: str) -> str:
-    return f"mrctl-{cluster}-{role}"
-
-
-def forward_name(cluster: str) -> str:
-    return f"mrctl-{cluster}-forward"
-
-
-def task_worker_name(task: TaskInfo) -> str:
-    """The name the worker of `task` reports (see WORKER_COMMAND). A task that has no
-    container yet has no worker either: it is named by its task id, which no worker reports."""
-    return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
-
-
 class SwarmCluster(EngineCluster):
     """Owns one cluster's services, secrets, forwarder and networks for a `with` block."""
 
@@ -95,6 +92,7 @@ class SwarmCluster(EngineCluster):
         self.registry = registry  # where every node pulls the images from; None: each node has them
         self.encrypted_overlay = encrypted_overlay  # IPsec between nodes (Redis's AUTH is plain text)
         self._ended: set[str] = set()  # task ids already reported as exits
+        self.redis_node: NodeInfo | None = None  # where Redis runs, once it answers
 
     # -- start ----------------------------------------------------------------------------
 
@@ -114,6 +112,8 @@ class SwarmCluster(EngineCluster):
             self._start_workers()
             self._start_forwarder()
             self._wait_redis()
+            self.redis_node = self._redis_node()
+            self.host.bound_calls(CALL_TIMEOUT_S)
         except BaseException:
             self.teardown()
             raise
@@ -217,13 +217,28 @@ class SwarmCluster(EngineCluster):
         finally:
             broker.close()
 
+    def _redis_node(self) -> NodeInfo | None:
+        """The node of the Redis task, as the manager lists it. Redis answering is no proof that
+        the manager has heard its task run (the node's agent reports a moment later): its one
+        task that has a node and has not ended is the one."""
+        assert self.host
+        placed = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.node_id and not t.ended]
+        nodes = {n.id: n for n in dockerswarm.nodes(self.host)}
+        return nodes.get(placed[-1].node_id) if placed else None
+
+    def redis_whereabouts(self) -> str | None:
+        """"Redis ran on swarm node node3 (172.18.0.4)", recorded when Redis first answered: what a
+        failure to reach Redis names, even once that node (or the manager) is gone."""
+        node = self.redis_node
+        return f"Redis ran on swarm node {node.hostname} ({node.addr})" if node else None
+
     def wait_ready(self, broker: Broker, timeout: float = 60.0) -> None:
         """Wait until every running worker task has sent a heartbeat through Redis."""
         assert self.host
         deadline = time.monotonic() + timeout
         while True:
             info, _, _ = broker.worker_rows()
-            tasks = self._worker_tasks()
+            tasks = self._manager_call(self._worker_tasks)
             running = [t for t in tasks if not t.ended]
             self._check_placed(running)
             self._check_images(tasks)
@@ -281,9 +296,14 @@ class SwarmCluster(EngineCluster):
             return []
         self._last_check = now
         exits = []
-        for task in self._worker_tasks():
+        tasks = self._manager_call(self._worker_tasks)
+        given_up = [t for t in tasks if given_up_on(t) and t.id not in self._ended]
+        nodes = self._manager_call(lambda: dockerswarm.nodes(self.host)) if given_up else []
+        lost_with = lost_with_node(given_up, nodes)
+        for task in tasks:
             name = task_worker_name(task)
-            if not task.ended:
+            node = lost_with.get(task.id)
+            if not task.ended and node is None:
                 if task.container_id:  # before that, the name is not the worker's yet
                     self.states.setdefault(name, "starting")
                 continue
@@ -291,8 +311,21 @@ class SwarmCluster(EngineCluster):
                 continue
             self._ended.add(task.id)
             self.states[name] = "dead"
-            exits.append(self._exit_of(task, name))
+            exits.append(lost_exit(name, node) if node else self._exit_of(task, name))
         return exits
+
+    def _manager_call(self, call: Callable[[], T]) -> T:
+        """A call to the manager during the run, made again once if it failed but the manager
+        answers (a slow engine on a loaded machine); a manager that stopped answering is the
+        end of the run's way to Redis (the forwarder runs beside it), and is said so."""
+        assert self.host
+        try:
+            return call()
+        except InfraError as exc:
+            if self.host.answers():
+                return call()
+            raise RedisLost(f"the swarm manager at {self.host.base_url} stopped answering ({exc}); the "
+                            "master reached Redis through the forwarder there") from None
 
     def _exit_of(self, task: TaskInfo, name: str) -> WorkerExit:
         assert self.host
@@ -312,7 +345,8 @@ class SwarmCluster(EngineCluster):
         self.states[name] = "replaced"
         match = WORKER_NAME.fullmatch(name)
         slot = int(match.group(1)) if match else 0
-        newer = [t for t in self._worker_tasks() if t.slot == slot and not t.ended and t.container_id]
+        newer = [t for t in self._manager_call(self._worker_tasks)
+                 if t.slot == slot and not t.ended and t.desired == "running" and t.container_id]
         return task_worker_name(newer[-1]) if newer else f"a new task in slot {slot} (Swarm reschedules it)"
 
     def kill_worker(self, name: str) -> None:
@@ -355,41 +389,22 @@ class SwarmCluster(EngineCluster):
         self.teardown()
 
     def teardown(self) -> None:
-        """Remove the services, secrets, forwarder, networks and state file (by label)."""
+        """Remove the services, secrets, forwarder, networks and state file (by label). A
+        manager that does not answer (its node lost) is not waited on: what it held went with
+        it, and `mrctl down --job ID` removes the rest if it comes back."""
         if self.host is None:
             return
-        remove_cluster(self.host, self.id)
-        self.host.close()
-
-
-def display_name(container: ContainerInfo, cluster: str) -> str:
-    """A container's name as users type it: a swarm task's by its worker name (or `redis`),
-    any other by its short name (`forward`, `worker-2`)."""
-    task = container.labels.get("com.docker.swarm.task.name")  # <service>.<slot>.<task id>
-    if task is None:
-        return short_name(container.name, cluster)
-    if container.labels.get(LABEL_ROLE) != "worker":
-        return container.labels.get(LABEL_ROLE, task)
-    return f"worker-{task.split('.')[1]}.{container.id[:5]}"
-
-
-def swarm_logs(host: DockerHost, cluster: str, name: str, tail: int | str = "all",
-               follow: bool = False) -> Iterator[bytes]:
-    """`mrctl logs` of a swarm cluster: `redis`, `forward`, `worker-2` (every task of slot 2,
-    from any node, through the service's logs) or `worker-2.3f9a1` (that task only)."""
-    from mrctl.errors import SpecError
-
-    workers = dockerswarm.tasks(host, service_name(cluster, "worker"))
-    names = sorted({"redis", "forward"} | {f"worker-{t.slot}" for t in workers}
-                   | {task_worker_name(t) for t in workers})
-    if name == "forward":
-        return host.logs(forward_name(cluster), tail=tail, follow=follow)
-    if name == "redis":
-        return dockerswarm.service_logs(host, service_name(cluster, "redis"), tail, follow)
-    chosen = [t.id for t in workers if name in (f"worker-{t.slot}", task_worker_name(t))]
-    if not chosen:
-        raise SpecError(f"no worker {name!r} in cluster {cluster}; there are: {', '.join(names)}")
-    return dockerswarm.service_logs(host, service_name(cluster, "worker"), tail, follow, task_ids=chosen)
+        try:
+            if not self.host.answers():
+                log.warning("the swarm manager at %s does not answer: cluster %s's services, secrets and networks "
+                            "went with it; worker containers on other nodes stay until their engines remove "
+                            "them (mrctl down --job %s, if the manager comes back)", self.host.base_url, self.id,
+                            self.id)
+                return
+            self.host.bound_calls(TEARDOWN_TIMEOUT_S)
+            remove_cluster(self.host, self.id)
+        finally:
+            self.host.close()
 
 
 def _bytes(memory: str) -> int:

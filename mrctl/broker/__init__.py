@@ -22,6 +22,7 @@ from mrctl.broker.base import (
     ClaimRequest,
     MapCommit,
     RedisFull,
+    RedisLost,
     translated_errors,
 )
 from mrctl.broker.jobs import Jobs
@@ -30,7 +31,7 @@ from mrctl.broker.shuffle import Shuffle
 from mrctl.broker.warm import WarmClusters
 
 __all__ = ["FULL_ADVICE", "MAX_LOST_ATTEMPTS", "Broker", "Claim", "ClaimRequest", "MapCommit", "RedisFull",
-           "translated_errors"]
+           "RedisLost", "translated_errors"]
 
 
 class Broker(LiveState, WarmClusters, Shuffle, Attempts, Jobs):

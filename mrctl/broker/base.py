@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,20 @@ class RedisFull(InfraError):
     """Redis hit its maxmemory limit; nothing was evicted, the job cannot go on."""
 
 
+class RedisLost(InfraError):
+    """The connection to Redis broke or went silent, and retrying did not bring it back."""
+
+
+# A peer that vanished without a word (a swarm node killed or cut off sends no RST) is an
+# error within ~10 s instead of a read that waits forever: keepalive probes an idle connection
+# after 3 s, every 2 s, 3 times; TCP_USER_TIMEOUT ends a connection whose sent data (a command,
+# or a probe) stays unacknowledged for 10 s. A busy Redis still acknowledges at the TCP level,
+# so a long command is never cut. Linux names; the options a platform lacks are left out.
+SILENT_PEER_OPTIONS = {getattr(socket, name): value for name, value in (
+    ("TCP_KEEPIDLE", 3), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 10_000))
+    if hasattr(socket, name)}
+
+
 @dataclass(frozen=True)
 class Claim:
     """A task a worker now holds: `attempt` is its fencing token."""
@@ -59,7 +74,7 @@ def translated_errors(what: str) -> Iterator[None]:
     except redis.exceptions.AuthenticationError as exc:
         raise InfraError(f"Redis rejected mrctl's password while {what}: {exc}") from None
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise InfraError(f"lost the connection to Redis while {what}: {exc}") from None
+        raise RedisLost(f"lost the connection to Redis while {what}: {exc}") from None
 
 
 def _with_user_counters(counters: dict[str, int],
@@ -137,7 +152,8 @@ class BrokerBase:
         self.url = url
         retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), retries)
         # Keepalive is a TCP option: redis-py refuses it on a unix socket connection.
-        tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
+        tcp = {} if url.startswith("unix:") else {"socket_keepalive": True,
+                                                  "socket_keepalive_options": SILENT_PEER_OPTIONS}
         self.r = redis.Redis.from_url(
             url, retry=retry, socket_connect_timeout=5, socket_timeout=socket_timeout,
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError], **tcp,

@@ -80,6 +80,8 @@ def _translated(action: str) -> Iterator[None]:
         raise InfraError(f"{action}: Docker said: {exc.explanation or exc}") from None
     except docker.errors.DockerException as exc:
         raise InfraError(f"{action}: {exc}") from None
+    except requests.exceptions.RequestException as exc:  # the engine went silent or away (a lost node)
+        raise InfraError(f"{action}: the engine did not answer: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -152,6 +154,21 @@ class DockerHost:
 
     def close(self) -> None:
         self.client.close()
+
+    def bound_calls(self, timeout_s: float) -> None:
+        """Every later call waits at most `timeout_s` for the engine (connect and each read):
+        for an engine that may vanish, such as a swarm manager on a node that can be lost."""
+        self.client.api.timeout = timeout_s
+
+    def answers(self, timeout_s: float = 3.0) -> bool:
+        """Whether the engine answers a ping within `timeout_s`."""
+        saved, self.client.api.timeout = self.client.api.timeout, timeout_s
+        try:
+            return bool(self.client.ping())
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+        finally:
+            self.client.api.timeout = saved
 
     def __enter__(self) -> DockerHost:
         return self

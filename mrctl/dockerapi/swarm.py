@@ -114,6 +114,16 @@ def nodes(host: DockerHost) -> list[NodeInfo]:
                   key=lambda n: n.hostname)
 
 
+def label_node(host: DockerHost, node_id: str, labels: dict[str, str]) -> None:
+    """`docker node update --label-add NAME=VALUE NODE` for each label (through a manager): what
+    placement constraints such as node.labels.NAME==VALUE match."""
+    with _translated(f"labelling swarm node {node_id}"):
+        node = host.client.nodes.get(node_id)
+        spec = dict(node.attrs.get("Spec") or {})
+        spec["Labels"] = {**(spec.get("Labels") or {}), **labels}
+        node.update(spec)
+
+
 def swarm_leave(host: DockerHost) -> None:
     """`docker swarm leave --force`: only for a swarm its caller made."""
     with _translated("leaving the swarm (docker swarm leave --force)"):
@@ -228,6 +238,8 @@ def tasks(host: DockerHost, service: str) -> list[TaskInfo]:
         return []
     except docker.errors.APIError as exc:
         raise InfraError(f"listing the tasks of service {service}: {exc.explanation or exc}") from None
+    except requests.exceptions.RequestException as exc:  # the manager went silent or away
+        raise InfraError(f"listing the tasks of service {service}: the engine did not answer: {exc}") from None
     return sorted((_task(t) for t in found), key=lambda t: t.created)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from mrctl.backends import WorkerExit
 from mrctl.backends.supervision import CrashLoopGuard
-from mrctl.broker import Broker
+from mrctl.broker import Broker, RedisLost
 from mrctl.errors import Cancelled, JobFailed
 from mrctl.io.output import write_output
 from mrctl.master import signals
@@ -30,9 +30,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The master's reconnects after a lost connection to Redis: one carries it over a blip (redis-py
+# retries the connect inside it once more); more only delay the end of a run whose Redis is gone.
+# A lost swarm node's address takes up to socket_connect_timeout (5 s) per connect, and the two
+# levels multiply: the default five held a run 48 s after the kill, two up to 35 s; one at most
+# ~20 s (10 s to notice the silence, two connects).
+MASTER_RETRIES = 1
+
 
 class Cluster(Protocol):
-    """What the master loop needs from a backend."""
+    """What the master loop needs from a backend. Optionally also `redis_whereabouts() -> str |
+    None`: where Redis ran, for a backend whose Redis may be lost with a machine (swarm)."""
 
     redis_url: str
     states: dict[str, str]
@@ -83,7 +91,8 @@ class ClusterRunner:
             with open_cluster(spec, options, job_id) as cluster:
                 if options.cluster is not None:  # feed as many workers as the warm cluster has
                     spec = dataclasses.replace(spec, workers=cluster.spec.workers)
-                self.master = Master(spec, Broker(cluster.redis_url), job_id, t0=t0, lease_s=options.lease_s,
+                broker = Broker(cluster.redis_url, retries=MASTER_RETRIES)
+                self.master = Master(spec, broker, job_id, t0=t0, lease_s=options.lease_s,
                                      window=options.window_bytes, worker_output=options.worker_output)
                 final = _run_on(self.master, cluster, options, state, sink)
                 teardown_from = time.monotonic()
@@ -103,7 +112,20 @@ class ClusterRunner:
 
 def _run_on(master: Master, cluster: Cluster, options: RunOptions, state: dict[str, Any],
             sink: SnapshotSink) -> JobSnapshot:
+    try:
+        return _run_with(master, cluster, options, state, sink)
+    except RedisLost as exc:
+        where = getattr(cluster, "redis_whereabouts", lambda: None)()
+        if where is None:
+            raise
+        raise RedisLost(f"{str(exc).rstrip('.')}. {where}, which stopped answering: the job's state was in "
+                        "that Redis and went with it; run the job again") from None
+
+
+def _run_with(master: Master, cluster: Cluster, options: RunOptions, state: dict[str, Any],
+              sink: SnapshotSink) -> JobSnapshot:
     spec, broker = master.spec, master.broker
+    redis_gone = False
     try:
         signals.check()
         master.start()
@@ -114,9 +136,13 @@ def _run_on(master: Master, cluster: Cluster, options: RunOptions, state: dict[s
         state["last"] = master.snapshot(cluster.states)
         sink(state["last"])
         write_output(spec.output_path, master.output_pairs(), spec.output_format, state["last"].records_out)
+    except RedisLost:
+        redis_gone = True  # asking it for the last attempts would only wait out the retries again
+        raise
     finally:
         master.close()  # what was spilled to disk goes, whatever happened
-        _take_last_attempts(master)  # while Redis is still there
+        if not redis_gone:
+            _take_last_attempts(master)  # while Redis is still there
     master.finish("succeeded")
     master.set_phase("teardown")
     snap = master.snapshot(cluster.states, status="succeeded")
