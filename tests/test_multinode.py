@@ -438,7 +438,8 @@ def test_tasks_of_a_down_node_are_reported_once_as_lost_with_it(monkeypatch):
     """What the manager showed on cluster3 once a killed node was marked down: its tasks stay
     `running` with desired state `shutdown` for good. supervise() reports them, once, as lost
     with their node; a task of a node not yet down (desired `running`) or one being stopped on
-    a live node (it will end and be reported then) is not; replace() names the new task."""
+    a live node (it will end and be reported then) is not, nor a replacement that waits on no
+    node for its restart delay; replace() names the new task."""
     nodes = [NodeInfo("n1", "node1", "manager", "ready", "active", "172.18.0.2"),
              NodeInfo("n3", "node3", "worker", "down", "active", "172.18.0.4")]
 
@@ -446,7 +447,10 @@ def test_tasks_of_a_down_node_are_reported_once_as_lost_with_it(monkeypatch):
         return TaskInfo(tid, slot, "running", desired, "started", None, f"{tid}c0ntainer", node, created)
 
     tasks = [task("a0001", 1, "running", "n3", "1"), task("b0002", 2, "shutdown", "n3", "2"),
-             task("c0003", 3, "shutdown", "n1", "3"), task("d0004", 2, "running", "n1", "4")]
+             task("c0003", 3, "shutdown", "n1", "3"), task("d0004", 2, "running", "n1", "4"),
+             # a replacement waiting out its restart delay, on no node yet (seen in CI on a
+             # one-node swarm, where it was reported lost "with swarm node (?)")
+             TaskInfo("e0005", 3, "pending", "ready", "restart delay", None, None, "", "5")]
     monkeypatch.setattr(dockerswarm, "nodes", lambda host: nodes)
     monkeypatch.setattr(dockerswarm, "tasks", lambda host, service: tasks)
     cluster = SwarmCluster.__new__(SwarmCluster)

@@ -45,10 +45,15 @@ def task_worker_name(task: TaskInfo) -> str:
     return f"worker-{task.slot}.{(task.container_id or task.id)[:5]}"
 
 
+# Desired states past running: Swarm wants the task gone. A replacement waiting out its restart
+# delay is desired `ready` (then `running`), unassigned to a node yet: it is not given up on.
+_UNWANTED = frozenset({"shutdown", "remove", "orphaned", "complete", "failed", "rejected"})
+
+
 def given_up_on(task: TaskInfo) -> bool:
-    """Whether Swarm gave up on a task it cannot hear end: not ended, yet no longer wanted
-    running (on a down node, for good; on a live one, for the moment before it ends)."""
-    return not task.ended and task.desired != "running"
+    """Whether Swarm gave up on a task it cannot hear end: not ended, on a node, yet no longer
+    wanted (on a down node, for good; on a live one, for the moment before it ends)."""
+    return not task.ended and bool(task.node_id) and task.desired in _UNWANTED
 
 
 def lost_with_node(given_up: list[TaskInfo], nodes: list[NodeInfo]) -> dict[str, NodeInfo]:
