@@ -7,22 +7,38 @@ only read labels or check flags, never pay for it.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 from types import ModuleType
+from typing import Any
 
 
-def lazy_import(name: str) -> ModuleType:
-    """The top-level module `name`, loaded when one of its attributes is first read (the
-    standard library's importlib.util.LazyLoader recipe)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class OnFirstUse:
+    """Stands for the top-level module `name`, imported the first time one of its attributes
+    is read.
+
+    A first import cut short (a signal's exception raised inside it) leaves the package's
+    submodules that did load in sys.modules without their parent's attributes: the next
+    import then finds "module 'requests' has no attribute 'exceptions'" (seen in CI after a
+    Ctrl-C while a cluster started, with importlib.util.LazyLoader, which is worse still: on
+    Python 3.11 it keeps the half-loaded module itself). So a failed import takes out every
+    module it added, and the next use imports the package again whole."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._module is None:
+            self._module = self._import()
+        return getattr(self._module, attr)
+
+    def _import(self) -> ModuleType:
+        before = set(sys.modules)
+        try:
+            module = importlib.import_module(self._name)
+        except BaseException:
+            for added in set(sys.modules) - before:
+                sys.modules.pop(added, None)
+            raise
+        return module

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl.dockerapi import lazy_import
+from mrctl.dockerapi import OnFirstUse
 from mrctl.errors import InfraError, Interrupted
 
 # docker.errors, docker.types and requests.exceptions come with their packages (mrctl.dockerapi)
-docker = lazy_import("docker")
-requests = lazy_import("requests")
+docker = OnFirstUse("docker")
+requests = OnFirstUse("requests")
 
 log = logging.getLogger(__name__)
 

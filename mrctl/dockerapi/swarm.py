@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mrctl.dockerapi import lazy_import
+from mrctl.dockerapi import OnFirstUse
 from mrctl.dockerapi.host import DockerHost, _translated, label_filters, removing
 from mrctl.errors import InfraError
 
-docker = lazy_import("docker")  # on first use (mrctl.dockerapi)
-requests = lazy_import("requests")
+docker = OnFirstUse("docker")  # on first use (mrctl.dockerapi)
+requests = OnFirstUse("requests")
 
 ENDED_TASK_STATES = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 
