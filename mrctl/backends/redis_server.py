@@ -10,9 +10,13 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mrctl.errors import InfraError
-from mrctl.images import debian, fetched
+from mrctl.images import fetched
+
+if TYPE_CHECKING:
+    from mrctl.images import debian
 
 log = logging.getLogger(__name__)
 

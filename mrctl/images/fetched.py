@@ -20,10 +20,13 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mrctl.errors import InfraError
 from mrctl.host.dirs import cache_dir, cache_lock
-from mrctl.images import debian, rootfs
+
+if TYPE_CHECKING:  # a copy already fetched is found without the Debian archive's code (python-debian)
+    from mrctl.images import debian
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +92,8 @@ def obtain(program: Program, on_progress: debian.Progress = log.info) -> Copy:
 
 def _fetch(program: Program, on_progress: debian.Progress) -> Copy:
     """Download and unpack `program` (the caller holds its lock)."""
+    from mrctl.images import debian, rootfs
+
     try:
         source = debian.apt_source()
     except InfraError:

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mrctl.errors import SpecError
-from mrctl.images.build import ClusterImages
 
-if TYPE_CHECKING:  # docker-py only where an engine is used: checking --registry needs none
+if TYPE_CHECKING:  # checking --registry needs no engine and no image store
     from mrctl.dockerapi.host import DockerHost
+    from mrctl.images.build import ClusterImages
 
 log = logging.getLogger(__name__)
 
