@@ -5,19 +5,22 @@ reads an output file back; `mrctl.testing.run_inline` runs job classes on a few 
 """
 
 from mrctl.errors import InfraError, Interrupted, JobFailed, MrctlError, SpecError
-from mrctl.io.output import read_output
-from mrctl.job import Mapper, Reducer
 
 __version__ = "0.1.0"
 __all__ = ["Mapper", "Reducer", "MrctlError", "JobFailed", "SpecError", "InfraError", "Interrupted",
            "run", "RunResult", "read_output", "__version__"]
 
+# The rest of the public face, each from its module on first use: `import mrctl` (or any
+# mrctl.x, which imports this package first) stays light for the processes that need none of
+# them, such as a worker's heartbeat keeper, and mrctl.run loads Redis and the backends only
+# when a job is run.
+_FROM = {"Mapper": "mrctl.job", "Reducer": "mrctl.job", "read_output": "mrctl.io.output",
+         "run": "mrctl.api", "RunResult": "mrctl.api"}
+
 
 def __getattr__(name: str):
-    # mrctl.run and RunResult load the runner (Redis, the backends) only when used, so that
-    # importing mrctl for Mapper and Reducer in a job module stays light.
-    if name in ("run", "RunResult"):
-        from mrctl import api
+    if name in _FROM:
+        import importlib
 
-        return getattr(api, name)
+        return getattr(importlib.import_module(_FROM[name]), name)
     raise AttributeError(f"module 'mrctl' has no attribute {name!r}")
