@@ -8,9 +8,10 @@ import json
 
 from rich.console import Console
 
-from mrctl.observe.reporters import JsonReporter, LiveReporter, PlainReporter, choose_reporter
+from mrctl.observe.live_view import LiveReporter, render_live
+from mrctl.observe.reporters import JsonReporter, PlainReporter, choose_reporter
 from mrctl.observe.snapshot import Event, JobSnapshot, PhaseProgress, StepTasks, WorkerRow
-from mrctl.observe.views import render_live, summary_dict, summary_lines
+from mrctl.observe.views import summary_dict, summary_lines
 from mrctl.spec.bad_records import SkippedRecord
 
 MID_MAP = JobSnapshot(

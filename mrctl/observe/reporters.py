@@ -1,6 +1,6 @@
 """Reporters: what `mrctl run` shows while a job runs, fed snapshots by the runner.
 
-- LiveReporter: a rich Live view on a terminal, redrawn at most ~8 times a second, with log
+- LiveReporter (mrctl.observe.live_view): a rich Live view on a terminal, redrawn at most ~8 times a second, with log
   messages printed above it.
 - PlainReporter: no TTY, CI=true or --plain: one line per phase change, a progress line every
   few seconds, the summary; never an ANSI escape.
@@ -16,11 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import IO, Protocol
 
-from rich.console import Console
-from rich.live import Live
-
 from mrctl.observe.snapshot import JobSnapshot
-from mrctl.observe.views import phase_line, progress_line, render_live, render_summary, summary_dict, summary_lines
+from mrctl.observe.views import phase_line, progress_line, summary_dict, summary_lines
 
 
 class Reporter(Protocol):
@@ -29,36 +26,6 @@ class Reporter(Protocol):
     def log(self, message: str, level: int) -> None: ...
     def finish(self, snap: JobSnapshot) -> None: ...
     def close(self) -> None: ...
-
-
-class LiveReporter:
-    def __init__(self, console: Console, min_interval: float = 0.12,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.console = console
-        self.live = Live(console=console, auto_refresh=False, transient=False, redirect_stdout=False,
-                         redirect_stderr=False)
-        self.min_interval, self.clock, self._last = min_interval, clock, 0.0
-
-    def start(self) -> None:
-        self.live.start()
-
-    def update(self, snap: JobSnapshot) -> None:
-        now = self.clock()
-        if now - self._last >= self.min_interval or snap.phase in ("done", "teardown"):
-            self._last = now
-            self.live.update(render_live(snap), refresh=True)
-
-    def log(self, message: str, level: int) -> None:
-        style = "red" if level >= logging.ERROR else "yellow" if level >= logging.WARNING else "dim"
-        self.live.console.print(message, style=style, markup=False, highlight=False)
-
-    def finish(self, snap: JobSnapshot) -> None:
-        self.live.update(render_live(snap), refresh=True)
-        self.live.stop()
-        self.console.print(render_summary(snap))
-
-    def close(self) -> None:
-        self.live.stop()
 
 
 class PlainReporter:
@@ -136,6 +103,10 @@ def choose_reporter(mode: str | None, stdout: IO[str], stderr: IO[str],
     ci = environ.get("CI", "").lower() not in ("", "0", "false", "no")
     if mode == "plain" or ci or environ.get("TERM") == "dumb" or not stderr.isatty():
         return PlainReporter(stderr)
+    from rich.console import Console
+
+    from mrctl.observe.live_view import LiveReporter  # rich: only a terminal's view needs it
+
     return LiveReporter(Console(file=stderr))
 
 

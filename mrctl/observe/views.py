@@ -1,4 +1,6 @@
-"""How a run looks: pure functions from a JobSnapshot to text or rich renderables.
+"""How a run looks in text: pure functions from a JobSnapshot to lines and JSON (the terminal's
+live view, drawn with rich, is mrctl.observe.live_view: a plain, JSON or library run never
+imports rich).
 
 Human-facing progress goes to stderr, so stdout carries only data (the `--json` summary), as
 docker and compose do. Reporters (mrctl.observe.reporters) decide which of these to show, and when.
@@ -6,22 +8,13 @@ docker and compose do. Reporters (mrctl.observe.reporters) decide which of these
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
-
 from mrctl.observe.snapshot import JobSnapshot, PhaseProgress, StepTasks
 
 PHASE_WORDS = {
     "starting": "starting cluster", "map": "map", "barrier": "shuffle barrier",
     "reduce": "reduce", "output": "writing output", "teardown": "tearing down", "done": "done",
 }
-EVENT_STYLE = {"retry": "yellow", "refused": "magenta", "failed": "bold red", "lost": "red",
-               "timeout": "yellow", "replaced": "cyan", "chaos": "bold red", "speculative": "cyan",
-               "cancelled": "dim cyan", "info": "dim"}
-STATE_STYLE = {"idle": "dim", "mapping": "green", "reducing": "blue", "dead": "red",
-               "replaced": "dim red", "starting": "yellow"}
+
 
 
 def human_bytes(n: int) -> str:
@@ -109,51 +102,6 @@ def progress_line(snap: JobSnapshot) -> str:
     return f"[{snap.elapsed:6.1f}s] {progress_text(name, phase, snap.elapsed)}{extra}{counters}"
 
 
-def _bar(label: str, p: PhaseProgress, now: float) -> Table:
-    row = Table.grid(padding=(0, 1))
-    row.add_column(width=7)
-    row.add_column(width=30)
-    row.add_column()
-    total = max(p.total, 1)
-    row.add_row(Text(label, style="bold"), ProgressBar(total=total, completed=p.done, width=30),
-                Text(progress_text("", p, now).lstrip()))
-    return row
-
-
-def _workers_table(snap: JobSnapshot) -> Table:
-    table = Table(box=None, padding=(0, 2), header_style="bold", show_edge=False)
-    for col in ("worker", "state", "task", "done", "heartbeat"):
-        table.add_column(col)
-    for w in snap.workers:
-        task = f"{w.task} #{w.attempt}" if w.task else "-"
-        age = f"{w.heartbeat_age:.1f}s" if w.heartbeat_age is not None else "-"
-        table.add_row(w.name, Text(w.state, style=STATE_STYLE.get(w.state, "")), task,
-                      str(w.tasks_done), age)
-    return table
-
-
-def render_live(snap: JobSnapshot) -> RenderableType:
-    """The live view: phase and time, map/reduce bars, workers, recent events."""
-    header = Text.assemble(
-        ("mrctl ", "bold"), (snap.name, "bold cyan"), f"  job {snap.job_id}  ",
-        *((snap.step_label() + "  ", "bold magenta"),) if snap.steps > 1 else (),
-        ("phase: ", "dim"), (PHASE_WORDS.get(snap.phase, snap.phase), "bold"),
-        f"  {snap.elapsed:.1f}s",
-    )
-    counters = Text(f"retries {snap.retries}   refused late commits {snap.refused}   "
-                    f"lost {snap.lost}   failures {snap.failures}", style="dim")
-    parts: list[RenderableType] = [header, _bar("map", snap.map, snap.elapsed),
-                                   _bar("reduce", snap.reduce, snap.elapsed), counters]
-    shown = counter_lines(snap)[:8] + ([f"bad records skipped {snap.bad_records}"] if snap.bad_records else [])
-    if shown:
-        parts.append(Text("   ".join(shown), style="cyan"))
-    if snap.workers:
-        parts.append(_workers_table(snap))
-    for e in snap.events[-6:]:
-        parts.append(Text(f"{e.at:6.1f}s  {e.message}", style=EVENT_STYLE.get(e.kind, "")))
-    return Group(*parts)
-
-
 def summary_dict(snap: JobSnapshot) -> dict:
     """The final summary as one JSON-serialisable object (`mrctl run --json`)."""
     return {
@@ -226,9 +174,3 @@ def summary_lines(snap: JobSnapshot) -> list[str]:
     if snap.status == "succeeded" and snap.output_path:
         lines.append(f"  output: {snap.output_path}")
     return lines
-
-
-def render_summary(snap: JobSnapshot) -> RenderableType:
-    style = {"succeeded": "bold green", "failed": "bold red"}.get(snap.status, "bold yellow")
-    first, *rest = summary_lines(snap)
-    return Group(Text(first, style=style), *(Text(line) for line in rest))

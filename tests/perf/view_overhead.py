@@ -23,8 +23,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from mrctl.observe.live_view import render_live
 from mrctl.observe.snapshot import Event, JobSnapshot, PhaseProgress, WorkerRow
-from mrctl.observe.views import render_live
 from tests.perf.bench import ROOT, make_input
 
 SPEC = ROOT / "jobspecs" / "wordcount.yaml"

@@ -1,18 +1,22 @@
-"""docker-py is imported on first use, and a first use cut short (a Ctrl-C, another thread) does
-not leave it half-loaded: CI once saw "module 'requests' has no attribute 'Session'" after a
-SIGINT while a cluster started. Each check runs in a fresh interpreter, where nothing has
-imported docker-py yet."""
+"""What a process imports at start: the heavy libraries only where they are used (every mrctl
+command and every worker is a new process; the test suite starts hundreds). docker-py is
+imported on first use, and a first use cut short (a Ctrl-C, another thread) does not leave it
+half-loaded: CI once saw "module 'requests' has no attribute 'Session'" after a SIGINT while a
+cluster started. Each check runs in a fresh interpreter."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh_python(code: str) -> str:
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -24,6 +28,26 @@ def test_importing_the_docker_api_does_not_import_docker_py():
         print(sorted(m for m in ("docker", "requests", "urllib3") if m in sys.modules))
     """)
     assert out == "[]"
+
+
+def test_a_plain_run_and_a_worker_import_neither_rich_nor_pydantic_nor_docker_py():
+    """--plain, --json and mrctl.run show no live view (rich is the terminal's), a worker
+    and the CLI parse flags without pydantic (typer 0.29 imported it), a local run needs no
+    Docker."""
+    out = fresh_python("""
+        import io, sys
+        import mrctl, mrctl.api, mrctl.cli.main, mrctl.backends.local, mrctl.worker.loop
+        from mrctl.observe.reporters import choose_reporter
+        choose_reporter("plain", io.StringIO(), io.StringIO(), {})
+        choose_reporter("json", io.StringIO(), io.StringIO(), {})
+        mrctl.run, mrctl.Mapper, mrctl.read_output
+        try:  # a command, its arguments parsed as a worker's are
+            mrctl.cli.main.app(["validate", "jobspecs/wordcount.yaml"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        print(sorted(m for m in ("rich", "pydantic", "docker", "requests") if m in sys.modules))
+    """)
+    assert out.splitlines()[-1] == "[]"
 
 
 def test_a_first_use_interrupted_mid_import_is_imported_again_whole():
