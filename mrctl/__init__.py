@@ -4,7 +4,14 @@
 reads an output file back; `mrctl.testing.run_inline` runs job classes on a few records.
 """
 
+from typing import TYPE_CHECKING
+
 from mrctl.errors import InfraError, Interrupted, JobFailed, MrctlError, SpecError
+
+if TYPE_CHECKING:  # what type checkers and editors see; loaded on first use below
+    from mrctl.api import RunResult, run
+    from mrctl.io.output import read_output
+    from mrctl.job import Mapper, Reducer
 
 __version__ = "0.1.0"
 __all__ = ["Mapper", "Reducer", "MrctlError", "JobFailed", "SpecError", "InfraError", "Interrupted",
@@ -22,5 +29,10 @@ def __getattr__(name: str):
     if name in _FROM:
         import importlib
 
-        return getattr(importlib.import_module(_FROM[name]), name)
+        value = globals()[name] = getattr(importlib.import_module(_FROM[name]), name)
+        return value
     raise AttributeError(f"module 'mrctl' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM})

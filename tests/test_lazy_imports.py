@@ -40,11 +40,14 @@ def test_a_plain_run_and_a_worker_import_neither_rich_nor_pydantic_nor_docker_py
         from mrctl.observe.reporters import choose_reporter
         choose_reporter("plain", io.StringIO(), io.StringIO(), {})
         choose_reporter("json", io.StringIO(), io.StringIO(), {})
+        choose_reporter(None, io.StringIO(), io.StringIO(), {})  # no terminal: plain
         mrctl.run, mrctl.Mapper, mrctl.read_output
-        try:  # a command, its arguments parsed as a worker's are
-            mrctl.cli.main.app(["validate", "jobspecs/wordcount.yaml"])
-        except SystemExit as exc:
-            assert exc.code == 0, exc.code
+        for argv, code in ((["validate", "jobspecs/wordcount.yaml"], 0),  # an argument, parsed
+                           (["worker", "--name", "w", "--burst"], 2)):  # options; no Redis URL: 2
+            try:
+                mrctl.cli.main.app(argv)
+            except SystemExit as exc:
+                assert exc.code == code, (argv, exc.code)
         print(sorted(m for m in ("rich", "pydantic", "docker", "requests") if m in sys.modules))
     """)
     assert out.splitlines()[-1] == "[]"
@@ -62,6 +65,7 @@ def test_a_first_use_interrupted_mid_import_is_imported_again_whole():
             def find_spec(self, name, path=None, target=None):
                 if name == "requests.sessions" and not Interrupt.fired:
                     Interrupt.fired = True
+                    import fractions  # whole, as another thread's import meanwhile would be
                     raise KeyboardInterrupt
                 return None
 
@@ -71,9 +75,23 @@ def test_a_first_use_interrupted_mid_import_is_imported_again_whole():
             host.docker.from_env
         except KeyboardInterrupt:
             print("interrupted")
+        whole = sys.modules["fractions"]
         print(Interrupt.fired, host.requests.Session.__name__, callable(host.docker.from_env))
+        import fractions, requests.exceptions
+        print(fractions is whole, host.requests.exceptions is requests.exceptions)
     """)
-    assert out.splitlines() == ["interrupted", "True Session True"]
+    assert out.splitlines() == ["interrupted", "True Session True", "True True"]
+
+
+def test_the_stand_in_can_be_copied_and_pickled_without_importing():
+    out = fresh_python("""
+        import copy, pickle, sys
+        from mrctl.dockerapi import OnFirstUse
+        stand_in = OnFirstUse("docker")
+        copied, unpickled = copy.copy(stand_in), pickle.loads(pickle.dumps(stand_in))
+        print("docker" in sys.modules, callable(unpickled.from_env))
+    """)
+    assert out == "False True"
 
 
 def test_threads_using_docker_py_first_at_once_all_see_it_whole():

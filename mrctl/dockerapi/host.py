@@ -128,11 +128,13 @@ class DockerHost:
         if ssh and importlib.util.find_spec("paramiko") is None:
             raise InfraError(f"the Docker host {self.base_url} is an ssh:// URL, and docker-py's ssh support "
                              "needs paramiko: pip install 'mrctl[ssh]' (or pip install paramiko)")
+        # docker-py imported here, before the try: its except clause must not import it again
+        # while a signal's exception that cut the first import short is on its way out
+        from_env, failed = docker.from_env, docker.errors.DockerException
         try:
-            self.client = docker.from_env(timeout=timeout, environment=environment,
-                                          use_ssh_client=ssh)
+            self.client = from_env(timeout=timeout, environment=environment, use_ssh_client=ssh)
             self.client.ping()
-        except docker.errors.DockerException as exc:
+        except failed as exc:
             # docker-py wraps whatever its version probe raised, a signal's Interrupted too: a
             # Ctrl-C or SIGTERM while connecting is an interrupted run (130/143), not a lost engine
             cause: BaseException | None = exc
