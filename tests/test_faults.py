@@ -253,7 +253,12 @@ def test_paused_worker_is_a_refused_zombie(tmp_path, docker_host):
                 if row.state == "mapping":
                     (c,) = [c for c in docker_host.containers({"mrctl.job-id": snap.job_id})
                             if c.name.endswith("-" + row.name)]
-                    docker_host.pause(c.name)
+                    try:
+                        docker_host.pause(c.name)
+                    except InfraError as exc:  # runc gives up freezing a busy cgroup at times
+                        if "unable to freeze" not in str(exc):  # (seen under CI load): next snapshot
+                            raise
+                        return
                     paused.update(name=c.name, task=row.task)
                     return
         elif snap.phase == "reduce" and "unpaused" not in paused:
