@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import tarfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -114,6 +115,15 @@ def engine_address(url: str | None) -> str:
         return socket.gethostbyname(host)
     except OSError as exc:
         raise InfraError(f"cannot resolve the Docker host {host!r} of {url}: {exc}") from None
+
+
+def _creations(labels: dict[str, str]) -> dict[str, Any]:
+    """The event filter for creations of containers carrying `labels`."""
+    return {"type": "container", "event": "create", "label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+
+
+def _event_name(event: dict[str, Any]) -> str:
+    return event.get("Actor", {}).get("Attributes", {}).get("name", "?")
 
 
 class DockerHost:
@@ -380,13 +390,33 @@ class DockerHost:
 
     def containers_created(self, labels: dict[str, str], since: float) -> list[str]:
         """Names of containers carrying `labels` created since `since` (epoch seconds), removed
-        or not, from the engine's event log."""
-        filters = {"type": "container", "event": "create",
-                   "label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        or not, from the engine's event log (dockerd keeps its last 256 events: on a busy
+        engine, `creations` sees them all)."""
         with _translated("reading the engine's events"):
             events = self.client.events(since=int(since), until=int(time.time()) + 1,
-                                        filters=filters, decode=True)
-            return [e.get("Actor", {}).get("Attributes", {}).get("name", "?") for e in events]
+                                        filters=_creations(labels), decode=True)
+            return [_event_name(e) for e in events]
+
+    @contextlib.contextmanager
+    def creations(self, labels: dict[str, str]) -> Iterator[list[str]]:
+        """Names of containers carrying `labels` created while the block runs, as the engine
+        reports them live, however many other events it has meanwhile."""
+        with _translated("following the engine's events"):
+            stream = self.client.events(filters=_creations(labels), decode=True)  # subscribed on return
+        names: list[str] = []
+
+        def read() -> None:
+            with contextlib.suppress(Exception):  # until the stream is closed under it
+                for event in stream:
+                    names.append(_event_name(event))
+
+        reader = threading.Thread(target=read, name="mrctl-creations", daemon=True)
+        reader.start()
+        try:
+            yield names
+        finally:
+            stream.close()
+            reader.join(timeout=5)
 
     def container(self, name: str) -> ContainerInfo | None:
         try:
