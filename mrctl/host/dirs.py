@@ -60,16 +60,17 @@ def private_state_dir() -> Path:
     return make_private(state_dir(), PRIVATE_DIR)
 
 
-def make_private(path: Path, mode: int) -> Path:
+def make_private(path: Path, mode: int, create: bool = True) -> Path:
     """Create `path` (a directory for PRIVATE_DIR, else an empty file) with `mode`, or take
     away the group and other bits of one that exists, logging a warning that names it and its
     old mode (so a loose mode is reported once: the next look finds it tight). Missing parents
-    are created as the umask says, except a directory's own."""
+    are created as the umask says, except a directory's own. With `create` False, a missing
+    file is FileNotFoundError, not made."""
     if mode == PRIVATE_DIR:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
             path.mkdir(mode)  # the umask can only take bits away from 0700
-    else:
+    elif create:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, mode))
     old = stat.S_IMODE(path.stat().st_mode)
     if old & 0o077:
