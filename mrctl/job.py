@@ -199,14 +199,14 @@ def split_lines(text: str) -> list[str]:
     return lines
 
 
-def reduce_pairs(reducer: Reducer, key: Any, values: list[Any]) -> Iterator[tuple[Any, Any]]:
-    """Normalise a `reduce` call: a generator yields pairs, any other return value is one value."""
+def reduce_pairs(reducer: Reducer, key: Any, values: list[Any]) -> Iterable[tuple[Any, Any]]:
+    """Normalise a `reduce` call (made now): a generator yields pairs (checked as they come),
+    any other return value is one value, of `key`. Called once per key, so the common case, one
+    value, costs a tuple, not a generator."""
     result = reducer.reduce(key, values)
     if isinstance(result, Iterator):
-        for pair in result:
-            yield _as_pair(pair, reducer, "reduce")
-    else:
-        yield key, result
+        return (_as_pair(pair, reducer, "reduce") for pair in result)
+    return ((key, result),)
 
 
 def teardown_pairs(task_object: Mapper | Reducer) -> Iterator[tuple[Any, Any]]:

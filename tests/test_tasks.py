@@ -16,6 +16,7 @@ import pytest
 from conftest import sequential_wordcount
 
 from mrctl import Mapper, Reducer
+from mrctl.errors import JobCodeError
 from mrctl.io import codec
 from mrctl.io.chunks import plan_chunks, read_chunk
 from mrctl.worker import tasks
@@ -132,6 +133,42 @@ def test_the_combiner_runs_once_per_task_and_only_on_keys_with_several_values():
     assert _blob(result.blobs[0]) == ["a", [3], "b", [1], "c", [1]]
     assert combiner.calls == ["a"] and combiner.setups == 1
     assert (result.records_in, result.records_out) == (2, 3)
+
+
+def test_a_combiner_that_yields_pairs_may_emit_other_keys_and_they_merge_with_the_rest():
+    # one value of its own key (returned), or pairs of any keys (yielded): "b" gets both
+    class Spread(Reducer):
+        def reduce(self, key, values):
+            return self.spread(values) if key == "a" else sum(values)
+
+        def spread(self, values):
+            yield "b", 10
+            yield "a", len(values)
+
+    result = tasks.run_map(WordMapper(), Spread(), b"a b a\nb a c c\n", 1)
+    counts = collections.Counter("a b a b a c c".split())  # a 3, b 2, c 2
+    # in the order the combiner's pairs came: "a" (first seen) gave "b" first
+    assert _blob(result.blobs[0]) == ["b", [10, counts["b"]], "a", [counts["a"]], "c", [counts["c"]]]
+
+
+def test_an_exception_in_a_map_only_task_carries_its_line_and_a_non_pair_is_named():
+    class Faulty(Mapper):
+        def map(self, line):
+            yield line, 1
+            if line == "bad":
+                raise ZeroDivisionError("boom")  # after a pair of this line was taken
+
+    with pytest.raises(ZeroDivisionError) as info:
+        tasks.run_map(Faulty(), None, b"ok\nok\nbad\nok\n", 0)
+    assert info.value.mrctl_line == 2
+
+    class Triples(Mapper):
+        def map(self, line):
+            yield line, 1, 2
+
+    for partitions in (0, 2):
+        with pytest.raises(JobCodeError, match="Triples.map"):
+            tasks.run_map(Triples(), None, b"x\n", partitions)
 
 
 def test_setup_runs_once_and_teardown_adds_to_an_existing_key():

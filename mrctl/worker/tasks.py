@@ -106,7 +106,7 @@ def run_map(
         flat, bad = codec.unpack_blob(data) if data else [], 0
         counted[0] = len(flat) // 2
         mapper.setup()
-        pairs = _mapped_kv(mapper, flat, skipped)
+        outs = _mapped_kv(mapper, flat, skipped)
     else:
         if fmt.compression:
             data = decompress(data, fmt.compression)
@@ -114,12 +114,12 @@ def run_map(
         mapper.setup()
         if fmt.kind == "text":
             counted[0] = text.count("\n") + (1 if text and not text.endswith("\n") else 0)
-            pairs = _mapped_pairs(mapper, text, skipped)
+            outs = _mapped_lines(mapper, text, skipped)
         else:
-            pairs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
+            outs = _mapped_records(mapper, ChunkRecords(text, fmt), counted, skipped)
     if partitions == 0:
-        return _map_only(mapper, pairs, counted, bad, skipped)
-    groups = _group(pairs, mapper)
+        return _map_only(mapper, outs, counted, bad, skipped)
+    groups = _group(outs, mapper)
     records_in = counted[0]
     for k, v in teardown_pairs(mapper):
         _add(groups, k, v)
@@ -141,51 +141,59 @@ def run_map(
     return MapResult(blobs, records_in, records_out, bad, skipped.count, tuple(skipped.samples))
 
 
-def _map_only(mapper: Mapper, pairs: Iterable[tuple[Any, Any]], counted: list[int], bad: int,
-              skipped: _Skipped | None) -> MapResult:
+# A map task's records reach the grouping loop as (index, pairs) items: one per record (a
+# line, a parsed record, a pair of the step before), the record's 0-based index in the chunk
+# and its `map` call's pairs, not yet iterated (a generator, usually); or one item for a whole
+# `map_chunk` call, whose index is None (its exceptions cannot be pinned to one record). The
+# loop that iterates the pairs tags an exception with the index of the record being iterated:
+# one nested loop per task, not a chain of generators resumed for every pair.
+Outs = Iterable[tuple[int | None, Iterable[tuple[Any, Any]]]]
+
+
+def _map_only(mapper: Mapper, outs: Outs, counted: list[int], bad: int, skipped: _Skipped | None) -> MapResult:
     """A map-only task's result: every pair as emitted (teardown's last), in one blob."""
     flat: list[Any] = []
+    index = None
     try:
-        for key, value in itertools.chain(pairs, teardown_pairs(mapper)):
-            _check_plain(key, [value], "the mapper")
-            flat += (key, value)
-    except (TypeError, ValueError) as exc:
-        if _raised_here(exc):
-            raise not_a_pair(mapper, exc) from None
-        raise
+        for index, out in itertools.chain(outs, [(None, teardown_pairs(mapper))]):  # noqa: B007 - read in the handler
+            for key, value in out:
+                _check_plain(key, [value], "the mapper")
+                flat += (key, value)
+    except Exception as exc:
+        if (blamed := _blamed(exc, index, mapper)) is exc:
+            raise
+        raise blamed from None
     blobs = {0: codec.pack_blob(flat)} if flat else {}
     extra = (skipped.count, tuple(skipped.samples)) if skipped is not None else ()
     return MapResult(blobs, counted[0], len(flat) // 2, bad, *extra)
 
 
-def _mapped_pairs(mapper: Mapper, text: str, skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
-    """The mapper's pairs; with per-line `map`, an exception is tagged with its 0-based line,
-    or, given `skipped`, the line is skipped and counted there. A `map_chunk` override sees the
-    whole chunk, so its exceptions cannot be pinned to one record and always end the task."""
+def _mapped_lines(mapper: Mapper, text: str, skipped: _Skipped | None = None) -> Outs:
+    """The chunk's lines as (line index, pairs of `map(line)`), or one item for a `map_chunk`
+    override; given `skipped`, a line whose `map` raises is skipped and counted there."""
     if type(mapper).map_chunk is not Mapper.map_chunk:
-        yield from returned_pairs(mapper.map_chunk(text), mapper, "map_chunk")
+        yield None, returned_pairs(mapper.map_chunk(text), mapper, "map_chunk")
         return
+    map_line = mapper.map
     if skipped is not None:
-        map_line = mapper.map
         yield from _skipping_bad(enumerate(split_lines(text)),
                                  lambda line, index: returned_pairs(map_line(line), mapper), skipped)
         return
     index = 0
     try:
-        map_line = mapper.map
         for index, line in enumerate(split_lines(text)):  # noqa: B007 - index is read in the handler
             out = map_line(line)  # a generator, unless `return` was written for `yield`
-            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
+            yield index, out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
 
 
 def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
-                    skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
-    """The mapper's pairs, one `map` call per parsed record (map_chunk is for text only); an
-    exception is tagged with the line where its record starts, unless it names its own
-    (BadRecord does); given `skipped`, the record is skipped and counted there instead."""
+                    skipped: _Skipped | None = None) -> Outs:
+    """(line where the record starts, pairs of its `map` call), one per parsed record (map_chunk
+    is for text only); an exception is tagged with that line unless it names its own (BadRecord
+    does); given `skipped`, the record is skipped and counted there instead."""
     map_record, parse = mapper.map, records.parse
     if skipped is not None:
         yield from _skipping_bad(_counting(records, counted),
@@ -195,16 +203,16 @@ def _mapped_records(mapper: Mapper, records: ChunkRecords, counted: list[int],
     try:
         for index, raw in _counting(records, counted):  # noqa: B007 - index is read in the handler
             out = map_record(parse(raw, index))
-            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
+            yield index, out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         if not hasattr(exc, "mrctl_line"):
             exc.mrctl_line = index  # type: ignore[attr-defined]
         raise
 
 
-def _mapped_kv(mapper: Mapper, flat: list[Any], skipped: _Skipped | None = None) -> Iterable[tuple[Any, Any]]:
-    """`map(key, value)` for each pair of a flat [k1, v1, k2, v2, ...] list; an exception is
-    tagged with the pair's 0-based position, or, given `skipped`, the pair is skipped."""
+def _mapped_kv(mapper: Mapper, flat: list[Any], skipped: _Skipped | None = None) -> Outs:
+    """(pair's 0-based position, pairs of `map(key, value)`) for each pair of a flat
+    [k1, v1, k2, v2, ...] list; given `skipped`, a pair whose `map` raises is skipped."""
     map_pair = mapper.map
     if skipped is not None:
         items = ((i // 2, (flat[i], flat[i + 1])) for i in range(0, len(flat), 2))
@@ -214,7 +222,7 @@ def _mapped_kv(mapper: Mapper, flat: list[Any], skipped: _Skipped | None = None)
     try:
         for index in range(0, len(flat), 2):  # noqa: B007 - index is read in the handler
             out = map_pair(flat[index], flat[index + 1])
-            yield from out if type(out) is GeneratorType else returned_pairs(out, mapper)
+            yield index // 2, out if type(out) is GeneratorType else returned_pairs(out, mapper)
     except Exception as exc:
         exc.mrctl_line = index // 2  # type: ignore[attr-defined]
         raise
@@ -228,7 +236,7 @@ def _counting(records: ChunkRecords, counted: list[int]) -> Iterator[tuple[int, 
 
 
 def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Callable[[Any, int], Iterable[tuple[Any, Any]]],
-                  skipped: _Skipped) -> Iterable[tuple[Any, Any]]:
+                  skipped: _Skipped) -> Outs:
     """One `map` per (line, record), its pairs buffered so that a record that raises leaves none."""
     for index, record in items:
         try:
@@ -238,30 +246,43 @@ def _skipping_bad(items: Iterable[tuple[int, Any]], map_one: Callable[[Any, int]
         except Exception as exc:
             skipped.add(index, exc)
             continue
-        yield from pairs
+        yield index, pairs
 
 
-def _group(pairs: Iterable[tuple[Any, Any]], mapper: Mapper) -> dict[Any, list[Any]]:
+def _group(outs: Outs, mapper: Mapper) -> dict[Any, list[Any]]:
     """Values by key identity (codec.group_key), in emission order. The hot loop of every map
     task: kept inline, with str keys (their own identity) on the fast path; an item of the
     mapper's that is no pair fails at its unpacking, with a JobCodeError."""
     groups: dict[Any, list[Any]] = {}
     get = groups.get
     group_key = codec.group_key
+    index = None
     try:
-        for key, value in pairs:
-            if type(key) is not str:
-                key = group_key(key)
-            found = get(key)
-            if found is None:
-                groups[key] = [value]
-            else:
-                found.append(value)
-    except (TypeError, ValueError) as exc:
-        if _raised_here(exc):
-            raise not_a_pair(mapper, exc) from None
-        raise
+        for index, out in outs:  # noqa: B007 - index is read in the handler
+            for key, value in out:
+                if type(key) is not str:
+                    key = group_key(key)
+                found = get(key)
+                if found is None:
+                    groups[key] = [value]
+                else:
+                    found.append(value)
+    except Exception as exc:
+        if (blamed := _blamed(exc, index, mapper)) is exc:
+            raise
+        raise blamed from None
     return groups
+
+
+def _blamed(exc: Exception, index: int | None, mapper: Mapper) -> Exception:
+    """An exception met while a record's pairs were iterated, made to name where: an item
+    that did not unpack as a pair (a TypeError or ValueError raised by the loop itself) as a
+    JobCodeError; any other tagged with the record's index (unless it names its own line)."""
+    if isinstance(exc, TypeError | ValueError) and _raised_here(exc):
+        return not_a_pair(mapper, exc)
+    if index is not None and not hasattr(exc, "mrctl_line"):
+        exc.mrctl_line = index  # type: ignore[attr-defined]
+    return exc
 
 
 def _raised_here(exc: Exception) -> bool:
@@ -278,13 +299,21 @@ def _add(groups: dict[Any, list[Any]], key: Any, value: Any) -> None:
 
 def _combine(combiner: Reducer, groups: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
     combiner.setup()
-    combined: dict[Any, list[Any]] = defaultdict(list)
+    combined: dict[Any, list[Any]] = {}
     skip_single = not combiner.combines_every_key
     for ident, values in groups.items():
         if skip_single and len(values) == 1 and ident not in combined:  # nothing to combine: skip the call
             combined[ident] = values
             continue
-        for k, v in reduce_pairs(combiner, codec.key_of(ident), values):
+        pairs = reduce_pairs(combiner, codec.key_of(ident), values)
+        if type(pairs) is tuple:  # one value, of this key: its identity is known
+            found = combined.get(ident)
+            if found is None:
+                combined[ident] = [pairs[0][1]]
+            else:
+                found.append(pairs[0][1])
+            continue
+        for k, v in pairs:
             _add(combined, k, v)
     for k, v in teardown_pairs(combiner):
         _add(combined, k, v)
