@@ -94,7 +94,10 @@ def test_workers_killed_mid_map_and_mid_reduce(tmp_path, expected):
     assert spec.output_path.read_text(encoding="utf-8") == expected
     kinds = [e.kind for e in final.events]
     assert kinds.count("replaced") >= 2, final.events
-    assert final.retries >= 2  # each killed attempt was requeued
+    # each attempt lost with its worker was requeued; a worker whose row still said "reducing"
+    # after its reduce committed held nothing when killed (seen once in a suite run), so only
+    # the kills that met an attempt count
+    assert final.lost >= 1 and final.retries >= final.lost, (final.lost, final.retries)
 
 
 def test_mapper_that_raises_fails_after_max_attempts(tmp_path):
