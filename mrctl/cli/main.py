@@ -28,6 +28,9 @@ from mrctl.errors import SpecError
 app = typer.Typer(
     help="MapReduce on Redis and Docker containers.\n\n" + EXIT_CODES_HELP,
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    # click's plain help, as git's and docker's: rich's panels cost 70 ms of imports on every
+    # --help (half of it) and kept the docstrings' line breaks mid-sentence
+    rich_markup_mode=None,
 )
 app.command()(exit_codes(cli_run.run))
 
@@ -38,7 +41,10 @@ def validate(spec: SpecArg) -> None:
     """Check a job spec and its job modules (imported, as a worker imports them) without
     running a job.
 
-    Example: mrctl validate jobspecs/wordcount.yaml
+    Example:
+
+    \b
+      mrctl validate jobspecs/wordcount.yaml
     """
     from mrctl.spec.jobspec import load_spec
     from mrctl.worker.loader import check_imports
@@ -71,7 +77,10 @@ def worker(
 ) -> None:
     """Run a worker: claim tasks from Redis and run them (what each container runs).
 
-    Example: MRCTL_REDIS_URL_FILE=/run/mrctl/redis-url mrctl worker --name worker-1
+    Example:
+
+    \b
+      MRCTL_REDIS_URL_FILE=/run/mrctl/redis-url mrctl worker --name worker-1
     """
     import signal
 
@@ -116,8 +125,12 @@ def up(
     """Start a warm cluster (Redis and the workers) and leave it running for jobs to run on one
     after another, without a start or teardown each; prints its name on stdout.
 
-    Example: mrctl up --workers 2 --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev;
-    mrctl down --cluster dev
+    Example:
+
+    \b
+      mrctl up --workers 2 --name dev
+      mrctl run jobspecs/wordcount.yaml --cluster dev
+      mrctl down --cluster dev
     """
     from mrctl.backends.warm import up as start
     from mrctl.master.signals import SignalGuard
@@ -136,7 +149,10 @@ def status(
 ) -> None:
     """Show running clusters: job, phase, progress, workers and their heartbeats.
 
-    Example: mrctl status
+    Example:
+
+    \b
+      mrctl status
     """
     import dataclasses
     import json
@@ -163,7 +179,10 @@ def logs(
 ) -> None:
     """Print a container's logs.
 
-    Example: mrctl logs worker-2 --tail 20
+    Example:
+
+    \b
+      mrctl logs worker-2 --tail 20
     """
     from mrctl.backends import fleet as clusters
     from mrctl.dockerapi.host import DockerHost
@@ -194,7 +213,10 @@ def down(
     A cluster whose master still runs (or runs on another host) is left, one line each,
     unless --force. Local leftovers are cleaned even when Docker is not reachable.
 
-    Example: mrctl down --all
+    Example:
+
+    \b
+      mrctl down --all
     """
     from mrctl.backends import fleet as clusters
 
@@ -215,7 +237,10 @@ def images(
 ) -> None:
     """List mrctl's images, or prepare them ahead of a run with --build.
 
-    Example: mrctl images --build --push-to ssh://me@node2 --push-to tcp://10.0.0.6:2375
+    Example:
+
+    \b
+      mrctl images --build --push-to ssh://me@node2 --push-to tcp://10.0.0.6:2375
 
     Into a registry, for every node to pull: mrctl images --registry 127.0.0.1:5000
     """
@@ -246,7 +271,10 @@ def doctor(
     """Check what a run needs here (Docker engine, registry, images, Debian mirror,
     redis-server, disk) and print the fix for each problem. Exit 0 when a run would work, 3 if not.
 
-    Example: mrctl doctor
+    Example:
+
+    \b
+      mrctl doctor
     """
     import dataclasses
     import json

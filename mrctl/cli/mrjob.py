@@ -62,9 +62,15 @@ def mrjob(
     """Run an mrjob script's job unchanged on mrctl's cluster; the script's own options go
     after --.
 
-    Example: mrctl mrjob mr_word_freq_count.py books/*.txt --workers 4
+    Example:
 
-    Example: mrctl mrjob mr_log_sampler.py /var/log/dpkg.log -o sample.txt -- --sample-size 10
+    \b
+      mrctl mrjob mr_word_freq_count.py books/*.txt --workers 4
+
+    Example:
+
+    \b
+      mrctl mrjob mr_log_sampler.py /var/log/dpkg.log -o sample.txt -- --sample-size 10
 
     Output lines are mrjob's (its OUTPUT_PROTOCOL); sorted, they equal `python SCRIPT -r inline
     INPUT...`. Needs mrjob: pip install 'mrctl[mrjob]'. Exit codes as for mrctl run.

@@ -20,11 +20,21 @@ SpecArg = Annotated[Path, typer.Argument(help="The job spec (YAML), e.g. jobspec
 def run(spec: SpecArg, **flags: Any) -> None:
     """Run a MapReduce job.
 
-    Example: mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
+    Example:
 
-    Watch it in a browser (cancel it, kill a worker): mrctl run jobspecs/wordcount.yaml --ui
+    \b
+      mrctl run jobspecs/wordcount.yaml --workers 4 --timeline timeline.png
 
-    On a warm cluster: mrctl up --name dev; mrctl run jobspecs/wordcount.yaml --cluster dev
+    Watch it in a browser (cancel it, kill a worker):
+
+    \b
+      mrctl run jobspecs/wordcount.yaml --ui
+
+    On a warm cluster:
+
+    \b
+      mrctl up --name dev
+      mrctl run jobspecs/wordcount.yaml --cluster dev
 
     Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec
     error, 3 infrastructure error (Docker or Redis unavailable, image build failed),

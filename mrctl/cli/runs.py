@@ -18,7 +18,10 @@ def history(
 ) -> None:
     """List recorded runs, newest first (every run is recorded when it ends).
 
-    Example: mrctl history --limit 5
+    Example:
+
+    \b
+      mrctl history --limit 5
     """
     from mrctl.observe.history import History
     from mrctl.observe.run_view import format_history
@@ -39,7 +42,10 @@ def show(
     """Show a recorded run: summary, counters, steps, the slowest attempts, every failure with
     its traceback, and its events.
 
-    Example: mrctl show wordcount
+    Example:
+
+    \b
+      mrctl show wordcount
     """
     from mrctl.observe.history import History
     from mrctl.observe.run_view import format_run
@@ -61,7 +67,10 @@ def timeline(
     """Draw a recorded run's timeline: one row per worker, one bar per task attempt over time,
     coloured by phase and outcome, with the shuffle barrier and chaos kills marked.
 
-    Example: mrctl timeline wordcount -o timeline.png
+    Example:
+
+    \b
+      mrctl timeline wordcount -o timeline.png
     """
     from mrctl.observe.history import History
     from mrctl.observe.timeline import check_suffix, draw

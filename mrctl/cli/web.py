@@ -17,7 +17,10 @@ def ui(
     Nothing is served without the session's token: open the URL it prints
     (http://127.0.0.1:8470/?token=...); the browser keeps the token in a cookie.
 
-    Example: mrctl ui --port 8470
+    Example:
+
+    \b
+      mrctl ui --port 8470
     """
     import logging
     import sys
