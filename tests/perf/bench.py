@@ -96,6 +96,8 @@ def configs(args, paths: list[Path], out: Path) -> list[tuple[str, Callable]]:
     if "alternatives" not in args.skip:
         runs.append(("Dask bag (processes, 2)", lambda: _maybe(baselines.dask_bag(paths))))
         runs.append(("PySpark local[2]", lambda: _maybe(baselines.pyspark_local2(paths))))
+    if args.only:
+        runs = [(label, run) for label, run in runs if any(part in label for part in args.only.split("|"))]
     return runs
 
 
@@ -129,7 +131,9 @@ def bench_size(args, megabytes: int) -> list[Row]:
 
 
 def table(megabytes: int, rows: list[Row]) -> str:
-    base = next(statistics.median(r.times) for r in rows if r.label.startswith("mrctl inline (sequential, map_chunk"))
+    # (--only may leave the sequential run out: its column is then empty)
+    base = next((statistics.median(r.times) for r in rows
+                 if r.label.startswith("mrctl inline (sequential, map_chunk") and r.times), None)
     lines = [f"\n**{megabytes} MB** (median of {len(rows[0].times)} runs)\n",
              "| run | wall s | MB/s | vs sequential mrctl | output | start-up s | teardown s | Redis peak MB |",
              "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
@@ -139,7 +143,7 @@ def table(megabytes: int, rows: list[Row]) -> str:
             continue
         t = statistics.median(r.times)
         med = {k: f"{statistics.median(v):.2f}" for k, v in r.extra.items()}
-        lines.append(f"| {r.label} | {t:.2f} | {megabytes / t:.1f} | {t / base:.2f}x | "
+        lines.append(f"| {r.label} | {t:.2f} | {megabytes / t:.1f} | {f'{t / base:.2f}x' if base else ''} | "
                      f"{'exact' if r.ok else 'WRONG'} | {med.get('start-up s', '')} | "
                      f"{med.get('teardown s', '')} | {med.get('redis peak MB', '')} |")
     return "\n".join(lines)
@@ -189,6 +193,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk-mb", type=int, default=8)
     parser.add_argument("--skip", default="", help="comma-separated: docker, alternatives")
+    parser.add_argument("--only", default="", help="|-separated: run only the ways whose label contains one, "
+                                                   "e.g. 'multiprocessing|docker, 2 workers'")
     args = parser.parse_args()
     results = {mb: bench_size(args, mb) for mb in (int(s) for s in args.sizes.split(","))}
     print(f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}: {platform.processor() or platform.machine()}, "
