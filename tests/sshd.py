@@ -91,6 +91,10 @@ class SshServer:
     def log(self) -> str:
         return (self.root / "sshd.log").read_text(errors="replace")[-3000:]
 
+    def logins(self) -> int:
+        """How many logins the server has accepted (the whole log, not its tail)."""
+        return (self.root / "sshd.log").read_text(errors="replace").count("Accepted publickey")
+
     def close(self) -> None:
         stop(self.proc)
         self._log.close()

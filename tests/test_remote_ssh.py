@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 
 import pytest
 from conftest import corpus_files, sequential_wordcount
@@ -35,7 +36,8 @@ def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, do
                  "--plain", "-o", str(out), *[a for b in books for a in ("--input", str(b))], env=env)
     assert out.read_text(encoding="utf-8") == sequential_wordcount(books)
     cid = re.search(r"starting cluster (\w+)", run.stderr).group(1)
-    assert "Accepted publickey" in ssh_engine.log()  # the engine was reached through this sshd
+    # the engine was reached through this sshd, on one login: every request shared it (SshMaster)
+    assert ssh_engine.logins() == 1, ssh_engine.log()
 
     via_env = {**env, "DOCKER_HOST": ssh_engine.url}
     status = _mrctl("status", "--json", env=via_env)
@@ -44,6 +46,11 @@ def test_run_status_and_down_through_an_ssh_docker_host(tmp_path, ssh_engine, do
     assert {"redis", "worker-1", "worker-2"} <= {name for name, _ in cluster["containers"]}
     _mrctl("down", "--job", cid, env=via_env)
     assert not docker_host.containers({"mrctl.cluster": cid}) and not docker_host.networks({"mrctl.cluster": cid})
+    assert ssh_engine.logins() == 3, ssh_engine.log()  # one login for each of the three commands
+    # each command's shared connection ended with it: no ssh master left running
+    processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    masters = [line for line in processes.splitlines() if " -M -S " in line and f"-p {ssh_engine.port} " in line]
+    assert not masters, masters
 
 
 def test_an_ssh_docker_host_without_paramiko_says_what_to_install(monkeypatch):

@@ -7,6 +7,7 @@ their identity, and cleanup only ever selects by them.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import importlib.util
@@ -126,10 +127,72 @@ def _event_name(event: dict[str, Any]) -> str:
     return event.get("Actor", {}).get("Attributes", {}).get("name", "?")
 
 
+class SshMaster:
+    """One authenticated ssh connection to an ssh:// engine's host, that docker-py's requests
+    share (OpenSSH's ControlMaster). docker-py runs `ssh HOST docker system dial-stdio` for each
+    request, and a new ssh login for each took 0.37 s here (docker/docker-py#2966): 14 s of a
+    two-worker cluster's start. While this is open, PATH's first `ssh` is a wrapper that adds
+    `-o ControlPath=...` to the user's own client (its configuration, keys and jump hosts are
+    still read), so each request is a new session on the one connection. Where the master
+    cannot start without asking (BatchMode: a password, an unknown host key), nothing changes:
+    requests log in one by one, as before, and their own prompts and errors say why.
+    """
+
+    def __init__(self, url: str) -> None:
+        import shlex
+        import shutil
+        import subprocess
+        import tempfile
+
+        parts = urllib.parse.urlsplit(url)
+        real = shutil.which("ssh")
+        self.folder = tempfile.mkdtemp(prefix="mrctl-ssh-", dir="/tmp")  # short: a socket path
+        # closed at the latest when the process exits (a SIGKILLed one's master ends after 60 s idle)
+        atexit.register(self.close)
+        self.control = os.path.join(self.folder, "c")
+        self._target = [*(("-l", parts.username) if parts.username else ()),
+                        *(("-p", str(parts.port)) if parts.port else ()), "--", parts.hostname or ""]
+        self._ssh, self._shim = real, None
+        if real is None:
+            return
+        with open(os.path.join(self.folder, "master.log"), "wb") as log_file:
+            started = subprocess.run([real, "-M", "-S", self.control, "-o", "ControlPersist=60", "-o", "BatchMode=yes",
+                                      "-fnNT",
+                                      *self._target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=log_file, timeout=120, check=False)
+        if started.returncode != 0:
+            log.info("no shared ssh connection to %s (ssh exited %d): one login per request", url,
+                     started.returncode)
+            return
+        self._shim = os.path.join(self.folder, "bin")
+        os.mkdir(self._shim)
+        wrapper = os.path.join(self._shim, "ssh")
+        with open(wrapper, "w") as f:
+            f.write(f'#!/bin/sh\nexec {shlex.quote(real)} -o ControlMaster=no '
+                    f'-o ControlPath={shlex.quote(self.control)} "$@"\n')
+        os.chmod(wrapper, 0o755)
+        os.environ["PATH"] = self._shim + os.pathsep + os.environ.get("PATH", "")
+
+    def close(self) -> None:
+        """Stop the master and take the wrapper off PATH (once; later calls do nothing)."""
+        import shutil
+        import subprocess
+
+        atexit.unregister(self.close)
+        if self._shim is not None:
+            entries = os.environ.get("PATH", "").split(os.pathsep)
+            os.environ["PATH"] = os.pathsep.join(e for e in entries if e != self._shim)
+            subprocess.run([self._ssh, "-S", self.control, "-O", "exit", *self._target], stdin=subprocess.DEVNULL,
+                           capture_output=True, timeout=30, check=False)
+            self._shim = None
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class DockerHost:
     """A connection to the Docker engine: `base_url` (--docker-host), else DOCKER_HOST, else
-    the local socket. An ssh:// URL goes through the `ssh` client, and needs paramiko all the
-    same: docker-py's ssh support imports it (the `ssh` extra: pip install 'mrctl[ssh]')."""
+    the local socket. An ssh:// URL goes through the `ssh` client, one connection shared by
+    every request (SshMaster), and needs paramiko all the same: docker-py's ssh support imports
+    it (the `ssh` extra: pip install 'mrctl[ssh]')."""
 
     def __init__(self, timeout: int = 120, base_url: str | None = None) -> None:
         environment = {**os.environ, "DOCKER_HOST": base_url} if base_url else dict(os.environ)
@@ -141,6 +204,16 @@ class DockerHost:
         # docker-py imported here, before the try: its except clause must not import it again
         # while a signal's exception that cut the first import short is on its way out
         from_env, failed = docker.from_env, docker.errors.DockerException
+        self._ssh = SshMaster(self.base_url or "") if ssh else None
+        try:
+            self._connect(from_env, failed, environment, timeout, ssh)
+        except BaseException:
+            if self._ssh is not None:
+                self._ssh.close()
+            raise
+
+    def _connect(self, from_env: Any, failed: type[Exception], environment: dict[str, str], timeout: int,
+                 ssh: bool) -> None:
         try:
             self.client = from_env(timeout=timeout, environment=environment, use_ssh_client=ssh)
             self.client.ping()
@@ -166,6 +239,9 @@ class DockerHost:
 
     def close(self) -> None:
         self.client.close()
+        if self._ssh is not None:
+            self._ssh.close()
+            self._ssh = None
 
     def bound_calls(self, timeout_s: float) -> None:
         """Every later call waits at most `timeout_s` for the engine (connect and each read):
