@@ -127,6 +127,9 @@ def _event_name(event: dict[str, Any]) -> str:
     return event.get("Actor", {}).get("Attributes", {}).get("name", "?")
 
 
+_SSH_WRAPPERS: set[str] = set()  # the PATH entries of the open SshMasters' wrappers
+
+
 class SshMaster:
     """One authenticated ssh connection to an ssh:// engine's host, that docker-py's requests
     share (OpenSSH's ControlMaster). docker-py runs `ssh HOST docker system dial-stdio` for each
@@ -145,7 +148,9 @@ class SshMaster:
         import tempfile
 
         parts = urllib.parse.urlsplit(url)
-        real = shutil.which("ssh")
+        # the user's client: never another open SshMaster's wrapper (whose ControlPath would win)
+        real = shutil.which("ssh", path=os.pathsep.join(
+            e for e in os.environ.get("PATH", "").split(os.pathsep) if e not in _SSH_WRAPPERS))
         self.folder = tempfile.mkdtemp(prefix="mrctl-ssh-", dir="/tmp")  # short: a socket path
         # closed at the latest when the process exits (a SIGKILLed one's master ends after 60 s idle)
         atexit.register(self.close)
@@ -156,10 +161,10 @@ class SshMaster:
         if real is None:
             return
         with open(os.path.join(self.folder, "master.log"), "wb") as log_file:
-            started = subprocess.run([real, "-M", "-S", self.control, "-o", "ControlPersist=60", "-o", "BatchMode=yes",
-                                      "-fnNT",
-                                      *self._target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=log_file, timeout=120, check=False)
+            started = subprocess.run(
+                [real, "-M", "-S", self.control, "-o", "ControlPersist=60", "-o", "BatchMode=yes", "-fnNT",
+                 *self._target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
+                timeout=120, check=False)
         if started.returncode != 0:
             log.info("no shared ssh connection to %s (ssh exited %d): one login per request", url,
                      started.returncode)
@@ -171,6 +176,7 @@ class SshMaster:
             f.write(f'#!/bin/sh\nexec {shlex.quote(real)} -o ControlMaster=no '
                     f'-o ControlPath={shlex.quote(self.control)} "$@"\n')
         os.chmod(wrapper, 0o755)
+        _SSH_WRAPPERS.add(self._shim)
         os.environ["PATH"] = self._shim + os.pathsep + os.environ.get("PATH", "")
 
     def close(self) -> None:
@@ -182,6 +188,7 @@ class SshMaster:
         if self._shim is not None:
             entries = os.environ.get("PATH", "").split(os.pathsep)
             os.environ["PATH"] = os.pathsep.join(e for e in entries if e != self._shim)
+            _SSH_WRAPPERS.discard(self._shim)
             subprocess.run([self._ssh, "-S", self.control, "-O", "exit", *self._target], stdin=subprocess.DEVNULL,
                            capture_output=True, timeout=30, check=False)
             self._shim = None
