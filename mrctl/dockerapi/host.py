@@ -14,8 +14,12 @@ import importlib.util
 import io
 import logging
 import os
+import shlex
+import shutil
 import socket
+import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -142,57 +146,64 @@ class SshMaster:
     """
 
     def __init__(self, url: str) -> None:
-        import shlex
-        import shutil
-        import subprocess
-        import tempfile
-
         parts = urllib.parse.urlsplit(url)
         # the user's client: never another open SshMaster's wrapper (whose ControlPath would win)
-        real = shutil.which("ssh", path=os.pathsep.join(
+        self._ssh = shutil.which("ssh", path=os.pathsep.join(
             e for e in os.environ.get("PATH", "").split(os.pathsep) if e not in _SSH_WRAPPERS))
-        self.folder = tempfile.mkdtemp(prefix="mrctl-ssh-", dir="/tmp")  # short: a socket path
-        # closed at the latest when the process exits (a SIGKILLed one's master ends after 60 s idle)
-        atexit.register(self.close)
-        self.control = os.path.join(self.folder, "c")
         self._target = [*(("-l", parts.username) if parts.username else ()),
                         *(("-p", str(parts.port)) if parts.port else ()), "--", parts.hostname or ""]
-        self._ssh, self._shim = real, None
-        if real is None:
+        self.folder: str | None = None
+        self._shim: str | None = None
+        if self._ssh is None:
             return
-        with open(os.path.join(self.folder, "master.log"), "wb") as log_file:
+        try:
+            self.folder = tempfile.mkdtemp(prefix="mrctl-ssh-", dir="/tmp")  # short: a socket path
+            # closed at the latest when the process exits (a SIGKILLed one's master ends after 60 s idle)
+            atexit.register(self.close)
+            self._start(url)
+        except (OSError, subprocess.SubprocessError) as exc:  # a full /tmp, a master that hangs
+            log.info("no shared ssh connection to %s (%s): one login per request", url, exc)
+            self.close()
+
+    @property
+    def control(self) -> str:
+        """The master's socket."""
+        return os.path.join(self.folder or "", "c")
+
+    def _start(self, url: str) -> None:
+        with open(os.path.join(self.folder or "", "master.log"), "wb") as log_file:
             started = subprocess.run(
-                [real, "-M", "-S", self.control, "-o", "ControlPersist=60", "-o", "BatchMode=yes", "-fnNT",
-                 *self._target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log_file,
-                timeout=120, check=False)
+                [self._ssh or "ssh", "-M", "-S", self.control, "-o", "ControlPersist=60", "-o", "BatchMode=yes",
+                 "-fnNT", *self._target], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=log_file, timeout=120, check=False)
         if started.returncode != 0:
             log.info("no shared ssh connection to %s (ssh exited %d): one login per request", url,
                      started.returncode)
             return
-        self._shim = os.path.join(self.folder, "bin")
-        os.mkdir(self._shim)
-        wrapper = os.path.join(self._shim, "ssh")
-        with open(wrapper, "w") as f:
-            f.write(f'#!/bin/sh\nexec {shlex.quote(real)} -o ControlMaster=no '
+        shim = os.path.join(self.folder or "", "bin")
+        os.mkdir(shim)
+        with open(os.path.join(shim, "ssh"), "w") as f:
+            f.write(f'#!/bin/sh\nexec {shlex.quote(self._ssh or "ssh")} -o ControlMaster=no '
                     f'-o ControlPath={shlex.quote(self.control)} "$@"\n')
-        os.chmod(wrapper, 0o755)
-        _SSH_WRAPPERS.add(self._shim)
-        os.environ["PATH"] = self._shim + os.pathsep + os.environ.get("PATH", "")
+        os.chmod(os.path.join(shim, "ssh"), 0o755)
+        self._shim = shim
+        _SSH_WRAPPERS.add(shim)
+        os.environ["PATH"] = shim + os.pathsep + os.environ.get("PATH", "")
 
     def close(self) -> None:
         """Stop the master and take the wrapper off PATH (once; later calls do nothing)."""
-        import shutil
-        import subprocess
-
         atexit.unregister(self.close)
         if self._shim is not None:
             entries = os.environ.get("PATH", "").split(os.pathsep)
             os.environ["PATH"] = os.pathsep.join(e for e in entries if e != self._shim)
             _SSH_WRAPPERS.discard(self._shim)
-            subprocess.run([self._ssh, "-S", self.control, "-O", "exit", *self._target], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=30, check=False)
             self._shim = None
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:
+            if os.path.exists(self.control):  # a master that runs, the wrapper written or not
+                subprocess.run([self._ssh or "ssh", "-S", self.control, "-O", "exit", *self._target],
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 class DockerHost:
