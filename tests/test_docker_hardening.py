@@ -111,6 +111,22 @@ def test_worker_needs_a_readable_url_file_or_a_url(tmp_path, monkeypatch):
     assert neither.exit_code == 2 and "MRCTL_REDIS_URL_FILE" in neither.output
 
 
+@pytest.mark.parametrize(("env", "says"), [
+    ({"MRCTL_REDIS_URL_FILE": "{tmp}/nope"}, "nope (--redis-url-file, MRCTL_REDIS_URL_FILE): No such file"),
+    ({}, "needs the Redis URL"),
+    ({"MRCTL_REDIS_URL": "redis://:pw@127.0.0.1:1/0", "MRCTL_PARENT_PID": "abc"}, "MRCTL_PARENT_PID='abc'"),
+])
+def test_python_m_mrctl_worker_says_what_is_missing_with_exit_2(tmp_path, env, says):
+    """What containers and local clusters run: settings from the environment, the CLI's exit
+    codes and one line on stderr, no traceback."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MRCTL_REDIS_URL")}
+    given = {k: v.format(tmp=tmp_path) for k, v in env.items()}
+    done = subprocess.run([sys.executable, "-P", "-m", "mrctl.worker"], env={**clean, **given},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("mrctl: error: ") and says in done.stderr and "Traceback" not in done.stderr
+
+
 # -- real containers ----------------------------------------------------------------------------
 
 def _cluster_of(host, job_id: str) -> str | None:
@@ -171,7 +187,7 @@ def test_password_shows_nowhere_but_the_state_file(tmp_path, docker_host, state_
         assert "MRCTL_REDIS_URL_FILE=/run/mrctl/redis-url" in worker["Config"]["Env"]
         processes = _processes()
         assert sum(b"redis-server" in p for p in processes.values()) >= 1  # container processes
-        assert sum(b"mrctl\0worker" in p for p in processes.values()) >= 2  # are visible here
+        assert sum(b"-m\0mrctl.worker" in p for p in processes.values()) >= 2  # are visible here
         leaks = [pid for pid, p in processes.items() if password.encode() in p]
         assert not leaks, [processes[pid][:300] for pid in leaks]
         ps = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True).stdout

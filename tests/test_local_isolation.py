@@ -49,7 +49,7 @@ def _listening_tcp_inodes() -> set[str]:
 
 
 def _worker_url(children: dict[int, str]) -> str:
-    worker = next(pid for pid, cmd in children.items() if "-m mrctl worker" in cmd)
+    worker = next(pid for pid, cmd in children.items() if "-m mrctl.worker" in cmd)
     env = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
     return next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"MRCTL_REDIS_URL="))
 

@@ -139,7 +139,7 @@ class LocalCluster:
                "TMPDIR": str(self.dir)}  # what job code puts in temp files goes with the cluster
         # -P: not the caller's directory first on sys.path (a csv.py there would replace the
         # standard library's in every worker); the job's own siblings travel with its code
-        self.workers[name] = self._spawn(name, [sys.executable, "-P", "-m", "mrctl", "worker"],
+        self.workers[name] = self._spawn(name, [sys.executable, "-P", "-m", "mrctl.worker"],
                                          f"{name}.log", subprocess.DEVNULL, env)
         self.states[name] = "starting"
         return name

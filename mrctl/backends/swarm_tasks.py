@@ -28,7 +28,8 @@ WORKER_NAME = re.compile(r"worker-(\d+)(?:\.(\w+))?")
 # The worker names itself from its slot and its container's HOSTNAME (the container id's
 # first 12 characters, as Docker sets it): Swarm's templates know the slot and the task id,
 # but cannot shorten the id (a template is checked before any task exists, with empty values).
-WORKER_COMMAND = ["sh", "-c", 'exec mrctl worker --name "worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)"']
+WORKER_COMMAND = ["sh", "-c", 'MRCTL_WORKER_NAME="worker-$MRCTL_SLOT.$(echo "$HOSTNAME" | cut -c1-5)" '
+                  'exec python -P -m mrctl.worker']
 
 
 def service_name(cluster: str, role: str) -> str:

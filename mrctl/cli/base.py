@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from mrctl.errors import MrctlError
+from mrctl.errors import MrctlError, exit_status
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 success, 1 job failed (user code error after retries), 2 usage or spec "
@@ -29,12 +29,10 @@ def exit_codes(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MrctlError as exc:
-            typer.echo(f"mrctl: error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("mrctl: interrupted", err=True)
-            raise typer.Exit(130) from None
+        except (MrctlError, KeyboardInterrupt) as exc:
+            code, line = exit_status(exc)  # type: ignore[misc]
+            typer.echo(line, err=True)
+            raise typer.Exit(code) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -9,7 +9,6 @@ Exit codes: 0 success, 1 job failed, 2 usage or spec error, 3 infrastructure err
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +22,6 @@ from mrctl.cli import runs as cli_runs
 from mrctl.cli import web as cli_web
 from mrctl.cli.base import EXIT_CODES_HELP, exit_codes, setup_logging
 from mrctl.cli.run import SpecArg
-from mrctl.errors import SpecError
 
 app = typer.Typer(
     help="MapReduce on Redis and Docker containers.\n\n" + EXIT_CODES_HELP,
@@ -82,30 +80,9 @@ def worker(
     \b
       MRCTL_REDIS_URL_FILE=/run/mrctl/redis-url mrctl worker --name worker-1
     """
-    import signal
+    from mrctl.worker.main import run_worker
 
-    from mrctl.broker import Broker
-    from mrctl.worker.loop import Worker, WorkerOptions
-
-    setup_logging(logging.INFO)
-    logging.getLogger().handlers[0].setFormatter(logging.Formatter(
-        f"%(asctime)s {name or ''} %(levelname)s %(message)s", "%H:%M:%S"))
-    # SIGTERM ends the worker at once: its lease expires and the task runs elsewhere.
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    if redis_url_file is not None:
-        try:
-            redis_url = redis_url_file.read_text().strip()
-        except OSError as exc:
-            raise SpecError(f"--redis-url-file {redis_url_file}: {exc.strerror}") from None
-    if not redis_url:
-        raise SpecError("mrctl worker needs the Redis URL: --redis-url-file or --redis-url "
-                        "(MRCTL_REDIS_URL_FILE, MRCTL_REDIS_URL)")
-    # Each run in a fresh process forked from this one (mrctl.worker.runs): a warm cluster's
-    # next job must not see the last one's environment, globals or threads.
-    options = WorkerOptions(burst=burst, parent_pid=parent_pid, process_per_run=True)
-    w = Worker(Broker(redis_url), name=name, options=options) if name else Worker(
-        Broker(redis_url), options=options)
-    raise typer.Exit(w.run())
+    raise typer.Exit(run_worker(redis_url, redis_url_file, name, burst, parent_pid))
 
 
 JobOpt = Annotated[str | None, typer.Option("--job", "-j", help="Cluster id, job id or job name.")]

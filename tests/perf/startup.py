@@ -10,7 +10,8 @@ under `python -X importtime`, its import seconds summed by top-level package.
 The commands:
 - `--help`: the CLI's help (typer's rich formatting included);
 - `validate`: the CLI parsing a command and a spec (what every command and worker pays);
-- `worker start`: the imports of `mrctl worker` (the CLI, Redis, the worker loop), without Redis;
+- `worker start`: the imports of `python -m mrctl.worker` (Redis, the worker loop; not the CLI),
+  without Redis (its heartbeat keeper is forked from it: nothing to import again);
 - `run local`: the README's word count on the local backend, 2 workers, `--plain`, end to end.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from tests.perf.bench import ROOT
 
 SPEC = ROOT / "jobspecs" / "wordcount.yaml"
-WORKER_IMPORTS = "import mrctl.cli.main, mrctl.broker, mrctl.worker.loop"
+WORKER_IMPORTS = "import mrctl.worker.main, mrctl.broker, mrctl.worker.loop"
 COMMANDS = {
     "--help": ["-m", "mrctl", "--help"],
     "validate": ["-m", "mrctl", "validate", str(SPEC)],

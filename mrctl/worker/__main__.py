@@ -1,0 +1,3 @@
+from mrctl.worker.main import main
+
+main()
