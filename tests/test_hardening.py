@@ -410,15 +410,15 @@ MARKERS = {markers!r}
 
 
 def _keeper_pid():
+    # the keeper is a child of the worker's main process, which forks the run's process this
+    # code runs in (mrctl.worker.runs): its sibling, forked from the same worker (same command)
     for entry in Path("/proc").iterdir():
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             cmd = (entry / "cmdline").read_bytes()
         except (OSError, ValueError, IndexError):
             continue
-        # the keeper is a child of the worker's main process, which forks the run's process
-        # this code runs in (mrctl.worker.runs): its sibling
-        if ppid in (os.getpid(), os.getppid()) and b"mrctl.worker.heartbeat" in cmd:
+        if entry.name.isdigit() and ppid == os.getppid() and entry.name != str(os.getpid()) and b"mrctl.worker" in cmd:
             return int(entry.name)
 
 

@@ -88,7 +88,7 @@ def alive(procs: dict[int, tuple[int, str]]) -> list[str]:
 def temp_dir_of(procs: dict[int, tuple[int, str]]) -> Path:
     """The cluster's temp dir: where a worker's MRCTL_REDIS_URL points (unix socket)."""
     for pid, (_, cmd) in procs.items():
-        if "-m mrctl worker" in cmd:
+        if "-m mrctl.worker" in cmd:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             url = next(v.split(b"=", 1)[1].decode() for v in env if v.startswith(b"MRCTL_REDIS_URL="))
             return Path(unquote(urlparse(url).path)).parent
@@ -112,14 +112,20 @@ def test_sigkilled_master_takes_redis_and_workers_with_it_and_down_cleans_its_te
     children = children_of(master.pid)
     roles = sorted("redis" if "redis-server" in cmd else "worker" for _, cmd in children.values())
     assert roles == ["redis", "worker", "worker"], children
+    # each worker's heartbeat keeper and its run's process are forks of it (no interpreter
+    # started again, no second import of mrctl and Redis's client): the worker's command line
+    forks = {pid: forked for worker, (_, cmd) in children.items() if "-m mrctl.worker" in cmd
+             for pid, forked in children_of(worker).items()}
+    assert len(forks) == 4 and {cmd for _, cmd in forks.values()} <= {cmd for _, cmd in children.values()}, forks
     temp_dir = temp_dir_of(children)
     try:
         master.kill()  # SIGKILL: no teardown code runs in the master
         master.communicate(timeout=10)
         deadline = time.monotonic() + 5
-        while alive(children) and time.monotonic() < deadline:
+        while alive({**children, **forks}) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not alive(children), "children outlived the SIGKILLed master"
+        assert not alive(forks), "a worker's keeper or run's process outlived it"
         # What no signal can undo: the temp dir and the record. `mrctl down` removes them.
         records = list((state_home / "mrctl" / "local").glob("*.json"))
         assert len(records) == 1 and temp_dir.is_dir()
@@ -130,7 +136,7 @@ def test_sigkilled_master_takes_redis_and_workers_with_it_and_down_cleans_its_te
         assert not temp_dir.exists()
         assert f"deleted {temp_dir}" in down.stderr
     finally:  # on failure, leave nothing of ours behind
-        for pid, (started, _) in children.items():
+        for pid, (started, _) in {**children, **forks}.items():
             if start_time(pid) == started:
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)

@@ -2,8 +2,9 @@
 
 A thread would need the GIL, and one C call in user code (`sum(range(7 * 10**8))`) can hold
 the GIL for longer than a lease: the worker would be declared dead while it works. The keeper
-is a child process (`python -P -m mrctl.worker.heartbeat`, so nothing of the worker's own main module is
-re-run) with its own Redis connection. It:
+is a child process with its own Redis connection: forked from the worker's process after its
+imports (ForkedKeeper), or, for a worker running in a thread of a bigger process (tests), a new
+`python -P -m mrctl.worker.heartbeat` (so nothing of that process's main module is re-run). It:
 
 - publishes the worker's heartbeat and renews the leases of the tasks it holds (the one it
   runs, and the rest of its batch of tiny tasks: unstarted, or run and waiting for the batch's
@@ -24,6 +25,7 @@ running attempt: the lease only detects a worker that is gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
@@ -140,7 +143,7 @@ def main(fd: int) -> None:
     conn = Connection(fd)
     options = KeeperOptions(**json.loads(conn.recv_bytes()))
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {options.name} heartbeat "
-                        "%(levelname)s %(message)s", datefmt="%H:%M:%S")
+                        "%(levelname)s %(message)s", datefmt="%H:%M:%S", force=True)
     broker = Broker(options.redis_url, retries=1, socket_timeout=REDIS_TIMEOUT_S)
     try:
         _beat_until_gone(HeartbeatKeeper(options, broker, conn), conn)
@@ -209,6 +212,61 @@ def _end_worker(options: KeeperOptions) -> None:
 
 # -- the worker's side ----------------------------------------------------------------------------
 
+class ForkedKeeper:
+    """The keeper forked from the worker's process, after its imports: a new interpreter would
+    import Redis's client and mrctl again (about 0.15 CPU-s, once per worker and per
+    replacement). What the worker uses of a Popen: pid, returncode, poll, wait, kill."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, fd: int, worker_end: socket.socket) -> ForkedKeeper:
+        for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
+            stream.flush()
+        pid = os.fork()
+        if pid:
+            return cls(pid)
+        code = 1
+        try:  # the keeper: never returns into the worker's code
+            worker_end.close()
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            for signum in (signal.SIGTERM, signal.SIGUSR1):  # the worker's handlers are not its own
+                signal.signal(signum, signal.SIG_DFL)
+            main(fd)
+            code = 0
+        except BaseException:
+            log.exception("the heartbeat process failed")
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    stream.flush()
+            os._exit(code)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else (mrctl.worker.runs sets returncode)
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"heartbeat process {self.pid}", timeout)
+            time.sleep(0.01)
+        return self.returncode  # type: ignore[return-value]
+
+    def kill(self) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+
 class KeeperLost(Exception):
     """The heartbeat process is gone: the worker must stop, since its leases no longer renew."""
 
@@ -218,7 +276,7 @@ class HeartbeatProcess:
     """Owns the keeper process of one worker; a context manager that always stops it."""
 
     options: KeeperOptions
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen | ForkedKeeper | None = None
     conn: Connection | None = None
     state: BeatState = field(default_factory=BeatState)
     owner: int = 0  # the pid that started the keeper: only it can poll it (a run's child cannot)
@@ -227,9 +285,12 @@ class HeartbeatProcess:
         self.owner = os.getpid()
         mine, theirs = socket.socketpair()
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-P", "-m", "mrctl.worker.heartbeat", str(theirs.fileno())],  # -P: no cwd on sys.path
-                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            if threading.active_count() == 1:  # a worker process: fork, nothing to import again
+                self.process = ForkedKeeper.start(theirs.fileno(), mine)
+            else:  # a worker in a thread (tests): a fork would copy locks other threads hold
+                self.process = subprocess.Popen(  # -P: no cwd on sys.path
+                    [sys.executable, "-P", "-m", "mrctl.worker.heartbeat", str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
         self.conn = Connection(mine.detach())
