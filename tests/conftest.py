@@ -364,7 +364,7 @@ def _stray_processes() -> list[str]:
             continue
         if stat.split(") ", 1)[-1].split()[0] == "Z":
             continue  # a zombie already dead, waiting to be reaped
-        mrctl_process = "-m mrctl.worker" in cmd or "redis-server" in cmd
+        mrctl_process = "-m mrctl.worker" in cmd or "mrctl worker" in cmd or "redis-server" in cmd
         if mrctl_process and _ours(entry.name):  # a worker, its heartbeat keeper, a Redis
             found.append(f"{entry.name}: {cmd.strip()}")
     return found

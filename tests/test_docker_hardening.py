@@ -115,6 +115,7 @@ def test_worker_needs_a_readable_url_file_or_a_url(tmp_path, monkeypatch):
     ({"MRCTL_REDIS_URL_FILE": "{tmp}/nope"}, "nope (--redis-url-file, MRCTL_REDIS_URL_FILE): No such file"),
     ({}, "needs the Redis URL"),
     ({"MRCTL_REDIS_URL": "redis://:pw@127.0.0.1:1/0", "MRCTL_PARENT_PID": "abc"}, "MRCTL_PARENT_PID='abc'"),
+    ({"MRCTL_REDIS_URL": "redis://:pw@127.0.0.1:1/0", "MRCTL_PARENT_PID": "\u00b2"}, "not a process id"),
 ])
 def test_python_m_mrctl_worker_says_what_is_missing_with_exit_2(tmp_path, env, says):
     """What containers and local clusters run: settings from the environment, the CLI's exit

@@ -468,6 +468,37 @@ def test_a_dead_keeper_or_worker_is_an_infrastructure_loss_not_a_task_failure(tm
     assert any(e.kind == "replaced" for e in final.events), final.events
 
 
+def test_a_forked_keepers_handle_waits_kills_and_reaps_as_popen_does():
+    """What the worker asks of its keeper's handle when a keeper hangs (stuck on a Redis that
+    does not answer): a bounded wait times out, kill and an unbounded wait reap it (-9), and a
+    pid reaped elsewhere (mrctl.worker.runs waits on all its children) is never signalled."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from mrctl.worker.heartbeat import ForkedKeeper
+
+    pid = os.fork()
+    if pid == 0:  # a keeper that hangs
+        time.sleep(60)
+        os._exit(0)
+    keeper = ForkedKeeper(pid)
+    assert keeper.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        keeper.wait(timeout=0.2)
+    keeper.kill()
+    assert keeper.wait() == -signal.SIGKILL and keeper.poll() == -signal.SIGKILL
+    keeper.kill()  # reaped: no signal to a pid that may be someone else's now
+    other = os.fork()
+    if other == 0:
+        os._exit(5)
+    os.waitpid(other, 0)  # reaped by someone else, as runs._wait does
+    elsewhere = ForkedKeeper(other)
+    assert elsewhere.poll() == 0 and elsewhere.wait(timeout=1) == 0 and elsewhere.wait() == 0
+    elsewhere.kill()
+
+
 def test_a_replayed_claim_of_an_attempt_that_ended_gets_nothing(broker):
     from mrctl.broker import keys
 

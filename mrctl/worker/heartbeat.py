@@ -26,6 +26,7 @@ running attempt: the lease only detects a worker that is gone.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -225,13 +226,16 @@ class ForkedKeeper:
     def start(cls, fd: int, worker_end: socket.socket) -> ForkedKeeper:
         for stream in (sys.stdout, sys.stderr):  # nothing buffered is written twice
             stream.flush()
+        gc.freeze()  # the imports' objects: the keeper's collections need not touch (copy) their pages
         pid = os.fork()
         if pid:
             return cls(pid)
         code = 1
         try:  # the keeper: never returns into the worker's code
             worker_end.close()
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.close(devnull)
             for signum in (signal.SIGTERM, signal.SIGUSR1):  # the worker's handlers are not its own
                 signal.signal(signum, signal.SIG_DFL)
             main(fd)
@@ -248,13 +252,21 @@ class ForkedKeeper:
         if self.returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by someone else (mrctl.worker.runs sets returncode)
+            except ChildProcessError:  # reaped elsewhere without telling us: gone, as Popen says
+                self.returncode = 0 if self.returncode is None else self.returncode
                 return self.returncode
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
-    def wait(self, timeout: float) -> int:
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            while self.returncode is None:
+                try:
+                    self.returncode = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+                except ChildProcessError:
+                    self.returncode = 0
+            return self.returncode
         deadline = time.monotonic() + timeout
         while self.poll() is None:
             if time.monotonic() > deadline:
@@ -263,8 +275,9 @@ class ForkedKeeper:
         return self.returncode  # type: ignore[return-value]
 
     def kill(self) -> None:
-        if self.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
+        if self.poll() is None:  # not reaped: the pid is still our child's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
 
 class KeeperLost(Exception):

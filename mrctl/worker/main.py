@@ -52,9 +52,9 @@ def main() -> None:
     """`python -m mrctl.worker`: a worker configured by the environment (see the docstring)."""
     env = os.environ
     url_file = env.get("MRCTL_REDIS_URL_FILE")
-    parent = env.get("MRCTL_PARENT_PID")
+    parent = env.get("MRCTL_PARENT_PID") or None  # empty: unset, as for `mrctl worker`
     try:
-        if parent is not None and not parent.isdigit():
+        if parent is not None and not (parent.isascii() and parent.isdigit()):
             raise SpecError(f"MRCTL_PARENT_PID={parent!r}: not a process id")
         code = run_worker(env.get("MRCTL_REDIS_URL"), Path(url_file) if url_file else None,
                           env.get("MRCTL_WORKER_NAME") or None, parent_pid=int(parent) if parent else None)
