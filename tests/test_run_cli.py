@@ -189,6 +189,13 @@ def _all_containers() -> set[str]:
     return {line.split()[0] for line in lines if len(line.split()) == 1}
 
 
+def _dangling_images() -> set[str]:
+    """Untagged images whose steps came after mrctl's base image (they carry its label): what a
+    worker image build that did not finish would leave."""
+    return set(subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "dangling=true",
+                               "--filter", "label=mrctl.image=base"], capture_output=True, text=True).stdout.split())
+
+
 @pytest.mark.parametrize("delay", [1.0, 15.0], ids=["during-wheel-build", "during-docker-build"])
 def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
     # A copy of the project whose source differs by a comment, so its worker image is missing.
@@ -197,6 +204,7 @@ def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
     with (project / "mrctl" / "__init__.py").open("a") as f:
         f.write(f"# interrupted-build test {uuid.uuid4().hex}\n")
     before = _all_containers()
+    dangling_before = _dangling_images()
     builds_before = {p.name for p in Path("/tmp").glob("mrctl-build-*")}
     proc = subprocess.Popen([sys.executable, "-m", "mrctl", "run", "jobspecs/wordcount.yaml", "--plain",
                              "--output", str(tmp_path / "wc.json")], cwd=project, text=True,
@@ -215,5 +223,7 @@ def test_ctrl_c_while_the_worker_image_builds(tmp_path, docker_host, delay):
         time.sleep(0.5)
     assert not _all_containers() - before, "the interrupted build left containers behind"
     assert docker_host.image_id(tag) is None, "an interrupted build must not leave a tagged image"
+    # nor the step images it made (the copied wheels: 159 MB), untagged and of no use to anyone
+    assert not _dangling_images() - dangling_before, "the interrupted build left untagged images"
     left = {p.name for p in Path("/tmp").glob("mrctl-build-*")} - builds_before
     assert not left, f"build context left behind: {left}"

@@ -90,6 +90,36 @@ def _translated(action: str) -> Iterator[None]:
         raise InfraError(f"{action}: the engine did not answer: {exc}") from None
 
 
+@dataclass
+class _BuildSteps:
+    """What a build's output says: its lines, its image id, and the step images it made (the
+    classic builder's ` ---> ID` after each step that did not come from the cache or FROM)."""
+
+    lines: list[str] = dataclasses.field(default_factory=list)
+    made: list[str] = dataclasses.field(default_factory=list)
+    image_id: str | None = None
+    _not_ours: bool = False  # the step's image is the base (FROM) or a cached one
+
+    def take(self, chunk: dict[str, Any], on_line: Callable[[str], None]) -> None:
+        if isinstance(aux := chunk.get("aux"), dict) and aux.get("ID"):
+            self.image_id = aux["ID"]
+        for line in str(chunk.get("stream", "")).splitlines():
+            line = line.rstrip()
+            if not line:
+                continue
+            self.lines.append(line)
+            on_line(line)
+            words = line.split()
+            if line.startswith("Step ") and len(words) > 3:
+                self._not_ours = words[3].upper() == "FROM"
+            elif words == ["--->", "Using", "cache"]:
+                self._not_ours = True
+            elif len(words) == 2 and words[0] == "--->" and all(c in "0123456789abcdef" for c in words[1]):
+                if not self._not_ours:
+                    self.made.append(words[1])
+                self._not_ours = False
+
+
 @contextlib.contextmanager
 def removing(what: str, also_fine: tuple[int, ...] = ()) -> Iterator[None]:
     """A removal of `what`: gone already is fine, as are the HTTP statuses `also_fine`; any
@@ -353,24 +383,53 @@ class DockerHost:
         labels: dict[str, str],
         on_line: Callable[[str], None] = lambda line: None,
     ) -> str:
-        """Build an image from a context directory without pulling; returns its id."""
+        """Build an image from a context directory without pulling; returns its id. A build
+        that fails or is interrupted (Ctrl-C) leaves none of the step images it made: the
+        engine keeps them as untagged, dangling images (one of 159 MB per interrupted worker
+        build, the copied wheels) that nothing would ever use or remove."""
+        steps = _BuildSteps()
         try:
-            image, logs = self.client.images.build(
-                path=context_dir, dockerfile=dockerfile, tag=ref, buildargs=buildargs,
-                labels=labels, rm=True, forcerm=True, pull=False,
-            )
-            for chunk in logs:
-                line = str(chunk.get("stream", "")).rstrip()
-                if line:
-                    on_line(line)
-            return image.id
-        except docker.errors.BuildError as exc:
-            tail = "\n".join(
-                str(c.get("stream") or c.get("error") or "").rstrip() for c in exc.build_log
-            )[-3000:]
-            raise InfraError(f"building image {ref} failed: {exc.msg}\n{tail}") from None
-        except docker.errors.DockerException as exc:
-            raise InfraError(f"building image {ref} failed: {exc}") from None
+            with _translated(f"building image {ref}"):
+                stream = self.client.api.build(
+                    path=context_dir, dockerfile=dockerfile, tag=ref, buildargs=buildargs,
+                    labels=labels, rm=True, forcerm=True, pull=False, decode=True)
+                try:
+                    for chunk in stream:
+                        if "error" in chunk:
+                            raise InfraError(f"building image {ref} failed: {str(chunk['error']).strip()}\n"
+                                             + "\n".join(steps.lines)[-3000:])
+                        steps.take(chunk, on_line)
+                finally:
+                    stream.close()  # an interrupted read ends the build (the engine cancels it)
+            if steps.image_id is None:
+                raise InfraError(f"building image {ref} gave no image id:\n" + "\n".join(steps.lines)[-3000:])
+            return steps.image_id
+        except BaseException:
+            self._remove_untagged(steps.made)
+            raise
+
+    def _remove_untagged(self, image_ids: list[str], patience_s: float = 5.0) -> None:
+        """Remove the images of a build that did not finish, newest first, unless something
+        tagged them meanwhile; one the cancelled build's last container still uses is retried
+        until the engine has removed that container."""
+        deadline = time.monotonic() + patience_s
+        for image_id in reversed(image_ids):
+            while True:
+                try:
+                    if not self.client.api.inspect_image(image_id).get("RepoTags"):
+                        self.client.api.remove_image(image_id, noprune=True)
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError as exc:
+                    if exc.status_code != 409 or time.monotonic() > deadline:  # 409: in use
+                        log.warning("could not remove image %s of an unfinished build: %s", image_id,
+                                    exc.explanation or exc)
+                        break
+                    time.sleep(0.2)
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                    log.warning("could not remove image %s of an unfinished build: %s", image_id, exc)
+                    return
 
     def images(self, label: str) -> list[tuple[str, str, int]]:
         """(tags, id, size) of local images carrying `label`."""
