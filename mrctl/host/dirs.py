@@ -8,6 +8,7 @@ import fcntl
 import logging
 import os
 import stat
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,19 @@ def cache_dir() -> Path:
     """Downloads that can be fetched again (.debs, a redis-server): $XDG_CACHE_HOME/mrctl,
     else ~/.cache/mrctl."""
     return _xdg("XDG_CACHE_HOME", ".cache") / "mrctl"
+
+
+def cache_text(relative: str | Path, text: str) -> Path:
+    """`text` in the file `relative` under the cache directory, written atomically (a temp file
+    beside it, then a rename) unless it is there: for names that their content decides."""
+    path = cache_dir() / relative
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    return path
 
 
 def cache_lock_path(name: str) -> Path:

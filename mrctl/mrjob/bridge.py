@@ -23,23 +23,19 @@ counters of the attempt; `set_status(msg)` a "status" event of the run.
 
 from __future__ import annotations
 
-import atexit
-import base64
 import contextlib
-import hashlib
 import io
 import itertools
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mrctl.io.shipped import shipped_dir
 from mrctl.io.task_ids import tid_index
 from mrctl.job import Mapper, Reducer, split_lines
 
@@ -52,7 +48,7 @@ class MrjobJob:
     def __init__(self, cls: type, task_args: list[str], files: str, sort_values: bool) -> None:
         self.cls = cls
         self.task_args = list(task_args)
-        self._files = files  # base64 of a zlib'd {name: bytes} listing (see mrjob_script.pack_files)
+        self._files = files  # packed by mrctl.io.shipped.pack_files
         self.sort_values = sort_values
         self._dir: Path | None = None
 
@@ -63,25 +59,8 @@ class MrjobJob:
     def working_dir(self) -> Path:
         """This process's copy of the job's files (made once, then reused by every task)."""
         if self._dir is None:
-            digest = hashlib.sha256(self._files.encode()).hexdigest()[:16]
-            path = Path(tempfile.gettempdir()) / f"mrctl-mrjob-{os.getpid()}-{digest}"
-            if not path.is_dir():
-                staging = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-                for name, data in unpack_files(self._files).items():
-                    target = staging / name
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
-                os.replace(staging, path)
-                atexit.register(shutil.rmtree, path, True)  # a worker killed outright leaves it in
-                # its temp dir: a container's tmpfs, or a local cluster's directory
-            self._dir = path
+            self._dir = shipped_dir(self._files, "mrctl-mrjob")
         return self._dir
-
-
-def unpack_files(packed: str) -> dict[str, bytes]:
-    from mrctl.io import codec
-
-    return dict(codec.unpack(zlib.decompress(base64.b64decode(packed))))
 
 
 class _Reporter(io.RawIOBase):

@@ -40,7 +40,7 @@ from typing import Any
 from mrctl.errors import SpecError
 from mrctl.io.formats import InputFormat
 from mrctl.io.output_path import check_output_path
-from mrctl.spec import job_files, mrjob_script
+from mrctl.spec import job_files, mrjob_script, streaming
 from mrctl.spec.bad_records import BadRecordPolicy, parse_bad_records
 from mrctl.spec.doc import SpecDoc, bool_value, choice_value, int_value, number_value, string_value
 from mrctl.spec.inputs import expand_inputs
@@ -55,8 +55,8 @@ BACKENDS = ("docker", "swarm", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
             "task_timeout", "max_attempts", "max_worker_restarts", "encoding", "speculative", "backend",
-            "params", "bad_records", "sort_values", "steps", "module", "history")
-JOB_KEYS = ("module", "mapper", "reducer", "combiner")
+            "params", "bad_records", "sort_values", "steps", "module", "history", "files")
+JOB_KEYS = ("module", "mapper", "reducer", "combiner", *streaming.COMMAND_KEYS)
 WORKER_KEYS = ("count", "cpus", "memory", "pids", "placement")
 OUTPUT_KEYS = ("path", "format")
 HISTORY_KEYS = ("keep_secrets",)
@@ -226,9 +226,16 @@ def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any]) -> tu
         doc.check_keys(job, JOB_KEYS, "job.")
         if "module" in data:
             raise doc.error("module", "a top-level module: goes with steps:; with job: give job.module")
+        if streaming.is_streaming(job):
+            job = streaming.step_entry(doc, "job", job, settings["files"], first=True)
         return (StepGroup((_step_spec(doc, "job", job, doc.require(job, "module", "job."), 1, settings),)),)
-    parser = StepParser(lambda key, entry, number: _step_spec(
-        doc, key, entry, entry.get("module", data.get("module")), number, settings), doc.error)
+
+    def step(key: str, entry: dict[str, Any], number: int) -> StepSpec:
+        if streaming.is_streaming(entry):
+            entry = streaming.step_entry(doc, key, entry, settings["files"], first=number == 1)
+        return _step_spec(doc, key, entry, entry.get("module", data.get("module")), number, settings)
+
+    parser = StepParser(step, doc.error)
     program = parser.parse(data["steps"])
     modules: dict[str, Path] = {}
     for step in (s for g in program for s in g.steps):
@@ -297,7 +304,9 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     workers, limits, placement = _workers_section(doc, data.get("workers", 2))
     job_entry = data.get("job")
     mrjob = mrjob_script.from_spec(doc, job_entry) if isinstance(job_entry, dict) and "mrjob" in job_entry else None
-    output_path, output_format = _output_section(doc, data.get("output"), name, "lines" if mrjob else "json")
+    commands = streaming.uses_streaming(data)  # Hadoop Streaming's key<TAB>value lines, by default
+    output_path, output_format = _output_section(doc, data.get("output"), name,
+                                                 "lines" if mrjob else "tsv" if commands else "json")
     settings: dict[str, Any] = {
         "reducers": int_value(doc, "reducers", data.get("reducers", 4), 0),
         "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")
@@ -311,7 +320,11 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "backend": choice_value(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
         "keep_secrets": _history_section(doc, data["history"]) if "history" in data else False,
+        "files": streaming.files_of(doc, data["files"]) if "files" in data else "",
     }
+    if "files" in data and not commands:
+        raise doc.error("files", "files: ships files beside streaming commands (mapper_cmd, reducer_cmd, "
+                        "combiner_cmd); a Python job's modules travel by themselves")
     raw = doc.require(data, "input") if not over.inputs else data.get("input")
     entries = raw if isinstance(raw, list) else [raw]
     if over.inputs:  # a single input mapping lends its tag and format to the new paths
@@ -361,6 +374,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         what = "a map-only job (reducers: 0)" if "job" in data else "a last step without a reducer (map-only)"
         raise SpecError(f"{output_where}: {what} keeps every pair in input order, "
                         "repeated keys included, which one JSON object cannot; write .jsonl, .tsv or .csv")
+    del settings["files"]  # packed into the streaming steps' modules, no setting of the run
     first = program[0].steps[0]
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=first.module,
                    mapper=first.mapper or "", reducer=first.reducer, combiner=first.combiner,

@@ -11,24 +11,20 @@ ordinary job module with one mrctl step per mrjob step.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mrctl.errors import SpecError
-from mrctl.host.dirs import cache_dir
-from mrctl.io import codec
+from mrctl.host.dirs import cache_text
+from mrctl.io.shipped import pack_files
 from mrctl.spec.steps import StepGroup, StepSpec
 
-MAX_FILES_BYTES = 32 << 20  # what FILES/DIRS may ship inside the module (it travels through Redis)
 PROBE_TIMEOUT = 120
 
 
@@ -86,13 +82,7 @@ def prepare(script: Path, args: list[str], where: str) -> PreparedScript:
     source = script.read_text(encoding="utf-8")
     text = module_text(source, script.name, found["class"], found["task_args"], files, steps, found["sort_values"])
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    module = cache_dir() / "mrjob" / digest / script.name
-    if not module.exists():
-        module.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=module.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, module)
+    module = cache_text(Path("mrjob") / digest / script.name, text)
     return PreparedScript(script, module, steps, found["sort_values"], bool(steps[0].get("input_manifest")))
 
 
@@ -139,25 +129,6 @@ def refusals(found: dict[str, Any]) -> list[str]:
         problems.append(f"input paths among the script's options ({', '.join(found['inputs_in_args'])}): "
                         "give inputs to mrctl, before --")
     return problems
-
-
-def pack_files(files: dict[str, str], dirs: dict[str, str], where: str) -> str:
-    """FILES, file options and DIRS as one packed listing {name in the task's directory: bytes}."""
-    listing: dict[str, bytes] = {}
-    try:
-        for name, path in files.items():
-            listing[name] = Path(path).read_bytes()
-        for name, path in dirs.items():
-            for item in sorted(Path(path).rglob("*")):
-                if item.is_file():
-                    listing[f"{name}/{item.relative_to(path).as_posix()}"] = item.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{where}: cannot read a file the job ships: {exc}") from None
-    size = sum(len(b) for b in listing.values())
-    if size > MAX_FILES_BYTES:
-        raise SpecError(f"{where}: the job's FILES and DIRS hold {size >> 20} MiB; mrctl ships at most "
-                        f"{MAX_FILES_BYTES >> 20} MiB with a job (give large data as input instead)")
-    return base64.b64encode(zlib.compress(codec.pack(sorted(listing.items())), 6)).decode()
 
 
 def module_text(source: str, script_name: str, class_name: str, task_args: list[str], files: str,

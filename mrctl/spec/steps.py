@@ -31,7 +31,7 @@ from typing import Any
 from mrctl.errors import SpecError
 
 STEP_KEYS = ("name", "module", "mapper", "reducer", "combiner", "reducers", "sort_values", "params",
-             "repeat", "until")
+             "repeat", "until", "mapper_cmd", "reducer_cmd", "combiner_cmd")
 GROUP_KEYS = ("name", "steps", "repeat", "until")
 MAX_REPEAT = 10_000
 

@@ -1,0 +1,156 @@
+"""Streaming jobs (Hadoop Streaming's contract): commands as mapper, combiner and reducer, named
+in the spec, on every backend, against plain-Python counts of the same inputs."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, corpus_files
+
+from mrctl.master.chaos import ChaosPlan
+from mrctl.master.driver import RunOptions, run_job
+from mrctl.spec.jobspec import Overrides, load_spec
+
+TEXTS = sorted((ROOT / "jobspecs" / "data").glob("*.txt"))
+BACKENDS = ["inline", "local", pytest.param("docker", marks=pytest.mark.docker)]
+# words: runs of ASCII letters, as awk's [A-Za-z] and the reference's regex both read bytes
+MAP = "awk '{ gsub(/[^A-Za-z]+/, \" \"); for (i = 1; i <= NF; i++) print $i \"\\t1\" }'"
+SUM = "awk -F'\\t' '{ n[$1] += $2 } END { for (w in n) print w \"\\t\" n[w] }'"
+
+
+def word_counts(paths: list[Path], lower: bool = False) -> dict[str, int]:
+    counts: collections.Counter[str] = collections.Counter()
+    for path in paths:
+        data = path.read_bytes()
+        counts.update(w.decode() for w in re.findall(rb"[A-Za-z]+", data.lower() if lower else data))
+    return dict(counts)
+
+
+def line_count(paths: list[Path]) -> int:
+    """Lines as awk counts them (a last line without its newline is one)."""
+    total = 0
+    for path in paths:
+        data = path.read_bytes()
+        total += data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    return total
+
+
+def write_spec(tmp_path: Path, body: str, inputs: list[Path], name: str = "streaming") -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(f"name: {name}\ninput: {json.dumps([str(p) for p in inputs])}\n{body}")
+    return spec
+
+
+def tsv(path: Path) -> dict[str, int]:
+    pairs = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len({k for k, _ in pairs}) == len(pairs), "a key written twice"
+    return {k: int(v) for k, v in pairs}
+
+
+def _job(mapper: str = MAP, reducer: str = SUM, combiner: str | None = SUM) -> str:
+    lines = ["job:", f"  mapper_cmd: {json.dumps(mapper)}", f"  reducer_cmd: {json.dumps(reducer)}"]
+    if combiner:
+        lines.append(f"  combiner_cmd: {json.dumps(combiner)}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_streaming_example_equals_a_plain_count_on_every_backend(tmp_path, backend, request):
+    """jobspecs/wordcount_streaming.yaml (awk mapper, combiner and reducer) over its samples and
+    a book in 64 KiB chunks: each word's count, as a plain loop counts lowercased a-z runs."""
+    if backend == "docker":
+        request.getfixturevalue("clean_docker")
+    inputs = [*TEXTS, corpus_files()[0]]
+    spec = load_spec(ROOT / "jobspecs" / "wordcount_streaming.yaml", Overrides(
+        inputs=tuple(map(str, inputs)), output=str(tmp_path / "out.tsv"), backend=backend, workers=2,
+        reducers=3, chunk_size="64KiB"))
+    assert spec.output_format == "tsv"
+    final = run_job(spec)
+    assert final.status == "succeeded"
+    assert tsv(tmp_path / "out.tsv") == word_counts(inputs, lower=True)
+
+
+COUNTING_MAPPER = """#!/bin/sh
+# a shipped script: the words of its lines, and how many lines it read, as a counter
+sleep 0.3
+exec awk '{ gsub(/[^A-Za-z]+/, " "); for (i = 1; i <= NF; i++) print $i "\\t1" }
+          END { print "reporter:counter:stream,lines," NR > "/dev/stderr"
+                print "reporter:status:mapped " NR " lines" > "/dev/stderr" }'
+"""
+
+
+@pytest.mark.slow
+def test_shipped_script_counters_are_exactly_once_while_chaos_kills_workers(tmp_path):
+    """A mapper script shipped with files:, on 3 local workers of which chaos kills 2 mid-job:
+    the output is exact, and the script's counter (reporter: lines on stderr) counts each
+    input line once, however many attempts ran."""
+    (tmp_path / "count_words.sh").write_text(COUNTING_MAPPER)
+    inputs = corpus_files()[:2]
+    body = _job(mapper="./count_words.sh") + "files: [count_words.sh]\nbackend: local\nworkers: 3\n" \
+        "reducers: 3\nchunk_size: 32KiB\n"
+    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.tsv")))
+    final = run_job(spec, RunOptions(chaos=ChaosPlan(kills=2, every_s=0.3, seed=3)))
+    assert tsv(tmp_path / "out.tsv") == word_counts(inputs)
+    assert final.killed == 2 and final.lost + final.retries >= 2
+    assert ("stream", "lines", line_count(inputs)) in final.counters, final.counters
+
+
+def test_two_streaming_steps_and_a_map_only_filter(tmp_path):
+    """steps: a count, then a map-only step whose awk keeps the words seen at least 50 times."""
+    inputs = corpus_files()[:1]
+    body = ("steps:\n"
+            f"  - {{name: count, mapper_cmd: {json.dumps(MAP)}, reducer_cmd: {json.dumps(SUM)}, reducers: 2}}\n"
+            "  - {name: common, mapper_cmd: \"awk -F'\\\\t' '$2 >= 50'\", reducers: 0}\n"
+            "backend: inline\n")
+    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.tsv")))
+    run_job(spec)
+    assert tsv(tmp_path / "out.tsv") == {w: n for w, n in word_counts(inputs).items() if n >= 50}
+
+
+def _cli(spec: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mrctl", "run", str(spec), "--plain", *args],
+                          capture_output=True, text=True, timeout=120, cwd=spec.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mapper", "says"), [
+    ("sh -c 'echo broken >&2; exit 3'", "mapper_cmd \"sh -c 'echo broken >&2; exit 3'\" exited with status 3; "
+                                        "its stderr ends: broken"),
+    ("no-such-program-here", "cannot run no-such-program-here: No such file or directory"),
+    ("printf 'caf\\351\\t1\\n'", "output line 1 is not UTF-8 text"),
+])
+def test_a_failing_command_fails_the_job_with_what_it_said(tmp_path, mapper, says):
+    spec = write_spec(tmp_path, _job(mapper=mapper, combiner=None) + "backend: local\nmax_attempts: 2\n", TEXTS[:1])
+    done = _cli(spec, "-o", str(tmp_path / "out.tsv"))
+    assert done.returncode == 1, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr.split("worker traceback")[0]
+    assert not (tmp_path / "out.tsv").exists()
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ("job: {mapper_cmd: \"awk '{print\", reducer_cmd: cat}\n", "job.mapper_cmd: cannot split"),
+    ("job: {module: x.py, mapper_cmd: cat}\n", "job.module: a streaming step gives commands"),
+    ("job: {reducer_cmd: cat}\n", "job.mapper_cmd: missing"),
+    ("job: {mapper_cmd: cat, reducer_cmd: cat}\nfiles: [nowhere.sh]\n", "files: no such file"),
+    ("job: {mapper_cmd: '  ', reducer_cmd: cat}\n", "job.mapper_cmd: expected a command line"),
+])
+def test_streaming_spec_errors_say_what_and_where(tmp_path, body, says):
+    spec = write_spec(tmp_path, body, TEXTS[:1])
+    done = _cli(spec)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "streaming.yaml:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_files_without_a_streaming_step_is_refused(tmp_path):
+    (tmp_path / "job.py").write_text("from mrctl import Mapper\n\nclass M(Mapper):\n    def map(self, line):\n"
+                                     "        yield line, 1\n")
+    (tmp_path / "data.txt").write_text("x\n")
+    spec = write_spec(tmp_path, "job: {module: job.py, mapper: M}\nreducers: 0\nfiles: [data.txt]\n", TEXTS[:1])
+    done = _cli(spec)
+    assert done.returncode == 2 and "files: ships files beside streaming commands" in done.stderr, done.stderr
