@@ -8,7 +8,8 @@ The contract (Hadoop Streaming's):
 - a command is split like a shell would split it (`shlex`), and run without a shell, in a
   directory holding the spec's `files:` (executable), once per task;
 - the mapper reads the task's input records on stdin, one per line (a text input's lines; a
-  CSV or JSON-lines record's fields, or an earlier step's key and value, joined by tabs);
+  CSV row's or JSON object's values, an earlier step's key and value, joined by tabs; a record
+  whose fields would break that, a line break in one or a tab in its key, fails the task);
 - every line it writes is a pair: the text before the first tab is the key, the rest the value
   (a line without a tab is a key with an empty value); keys and values are text;
 - the reducer (and the combiner) reads its task's `key<TAB>value` lines sorted by key, each
@@ -25,6 +26,8 @@ changed silently.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import shlex
 import subprocess
 import sys
@@ -33,6 +36,8 @@ from typing import Any
 
 from mrctl.io.shipped import shipped_dir
 from mrctl.job import Mapper, Reducer
+
+log = logging.getLogger(__name__)
 
 MAX_STDERR_BYTES = 64 << 10  # of a task's stderr that reaches the worker's log
 
@@ -70,6 +75,8 @@ class _Command:
         if lines[-1] == b"":
             lines.pop()
         for number, line in enumerate(lines, 1):
+            if line.endswith(b"\r"):  # a \r\n line end, as Hadoop's line reader takes it
+                line = line[:-1]
             try:
                 key, _, value = line.decode("utf-8").partition("\t")
             except UnicodeDecodeError:
@@ -82,12 +89,13 @@ class _Command:
         (bounded), and returned (for the message of a failed attempt)."""
         rest = []
         for line in stderr.decode("utf-8", "replace").splitlines():
+            if counter := _COUNTER.fullmatch(line):
+                group, name, amount = counter.groups()  # mrctl's counter names hold no ":"
+                self.increment_counter(group.replace(":", ";") or "(none)", name.replace(":", ";") or "(none)",
+                                       int(amount))  # type: ignore[attr-defined]
+                continue
             if line.startswith("reporter:counter:"):
-                group, _, tail = line[len("reporter:counter:"):].partition(",")
-                name, _, amount = tail.rpartition(",")
-                if name and amount.strip().lstrip("-").isdigit():
-                    self.increment_counter(group, name, int(amount))  # type: ignore[attr-defined]
-                    continue
+                log.warning("%s_cmd: not a counter (reporter:counter:GROUP,NAME,AMOUNT): %s", self.role, line)
             elif line.startswith("reporter:status:"):
                 self.set_status(line[len("reporter:status:"):])  # type: ignore[attr-defined]
                 continue
@@ -99,8 +107,27 @@ class _Command:
         return said
 
 
-def _lines(records: Iterable[Iterable[Any]]) -> bytes:
-    return "".join("\t".join(_text(field) for field in record) + "\n" for record in records).encode("utf-8")
+_COUNTER = re.compile(r"reporter:counter:([^,]*),(.*),\s*([+-]?[0-9]+)\s*", re.ASCII)
+
+
+def _lines(records: Iterable[tuple[Any, ...]]) -> bytes:
+    """Records as the command's input lines: fields joined by tabs (a CSV row's or JSON object's
+    values in order). A field that would change the lines a command reads (a line break, or a
+    tab in the first field, the key) fails the task, naming the record."""
+    out = []
+    for record in records:
+        fields = list(record[0].values()) if len(record) == 1 and isinstance(record[0], dict) else record
+        texts = [_text(field) for field in fields]
+        if any("\n" in t or "\r" in t for t in texts) or (texts and "\t" in texts[0]):
+            raise CommandFailed(f"the record {_short(record)} holds a line break, or a tab in its key: as "
+                                "key<TAB>value lines it would reach the command as other records")
+        out.append("\t".join(texts) + "\n")
+    return "".join(out).encode("utf-8")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class CommandMapper(_Command, Mapper):
@@ -112,7 +139,9 @@ class CommandMapper(_Command, Mapper):
 
     def map_chunk(self, text: str) -> Iterator[tuple[str, str]]:
         data = text.encode("utf-8")
-        if data and not data.endswith(b"\n"):
+        if not data:  # an empty file: no record, no command (as for an empty task of records)
+            return iter(())
+        if not data.endswith(b"\n"):
             data += b"\n"
         return self._run(data)
 
@@ -138,10 +167,13 @@ class CommandReducer(_Command, Reducer):
         self._groups.append((key, values))
         return iter(())
 
-    def teardown(self) -> Iterator[tuple[str, str]]:
-        groups = self._groups
-        if self.combines_every_key:  # a combiner's keys come in its mapper's order: sort them
-            groups = sorted(groups, key=lambda group: _text(group[0]))
+    def teardown(self) -> Iterator[tuple[str, str]] | None:
+        if self.combines_every_key and not self._groups:  # Hadoop runs no combiner without records
+            return None
+        # by the keys' text, as the command compares them (a reduce task's come in mrctl's order,
+        # which sorts numbers as numbers, a combiner's in its mapper's order); stable, so each
+        # key's values keep their order, and keys of one text (1 and "1") come together
+        groups = sorted(self._groups, key=lambda group: _text(group[0]))
         return self._run(_lines((key, value) for key, values in groups for value in values))
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, corpus_files
 
+from mrctl.errors import JobFailed
 from mrctl.master.chaos import ChaosPlan
 from mrctl.master.driver import RunOptions, run_job
 from mrctl.spec.jobspec import Overrides, load_spec
@@ -47,7 +48,7 @@ def write_spec(tmp_path: Path, body: str, inputs: list[Path], name: str = "strea
     return spec
 
 
-def tsv(path: Path) -> dict[str, int]:
+def text_pairs(path: Path) -> dict[str, int]:
     pairs = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
     assert len({k for k, _ in pairs}) == len(pairs), "a key written twice"
     return {k: int(v) for k, v in pairs}
@@ -68,12 +69,12 @@ def test_the_streaming_example_equals_a_plain_count_on_every_backend(tmp_path, b
         request.getfixturevalue("clean_docker")
     inputs = [*TEXTS, corpus_files()[0]]
     spec = load_spec(ROOT / "jobspecs" / "wordcount_streaming.yaml", Overrides(
-        inputs=tuple(map(str, inputs)), output=str(tmp_path / "out.tsv"), backend=backend, workers=2,
+        inputs=tuple(map(str, inputs)), output=str(tmp_path / "out.txt"), backend=backend, workers=2,
         reducers=3, chunk_size="64KiB"))
-    assert spec.output_format == "tsv"
+    assert spec.output_format == "text"
     final = run_job(spec)
     assert final.status == "succeeded"
-    assert tsv(tmp_path / "out.tsv") == word_counts(inputs, lower=True)
+    assert text_pairs(tmp_path / "out.txt") == word_counts(inputs, lower=True)
 
 
 COUNTING_MAPPER = """#!/bin/sh
@@ -94,9 +95,9 @@ def test_shipped_script_counters_are_exactly_once_while_chaos_kills_workers(tmp_
     inputs = corpus_files()[:2]
     body = _job(mapper="./count_words.sh") + "files: [count_words.sh]\nbackend: local\nworkers: 3\n" \
         "reducers: 3\nchunk_size: 32KiB\n"
-    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.tsv")))
+    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.txt")))
     final = run_job(spec, RunOptions(chaos=ChaosPlan(kills=2, every_s=0.3, seed=3)))
-    assert tsv(tmp_path / "out.tsv") == word_counts(inputs)
+    assert text_pairs(tmp_path / "out.txt") == word_counts(inputs)
     assert final.killed == 2 and final.lost + final.retries >= 2
     assert ("stream", "lines", line_count(inputs)) in final.counters, final.counters
 
@@ -108,9 +109,9 @@ def test_two_streaming_steps_and_a_map_only_filter(tmp_path):
             f"  - {{name: count, mapper_cmd: {json.dumps(MAP)}, reducer_cmd: {json.dumps(SUM)}, reducers: 2}}\n"
             "  - {name: common, mapper_cmd: \"awk -F'\\\\t' '$2 >= 50'\", reducers: 0}\n"
             "backend: inline\n")
-    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.tsv")))
+    spec = load_spec(write_spec(tmp_path, body, inputs), Overrides(output=str(tmp_path / "out.txt")))
     run_job(spec)
-    assert tsv(tmp_path / "out.tsv") == {w: n for w, n in word_counts(inputs).items() if n >= 50}
+    assert text_pairs(tmp_path / "out.txt") == {w: n for w, n in word_counts(inputs).items() if n >= 50}
 
 
 def _cli(spec: Path, *args: str) -> subprocess.CompletedProcess:
@@ -127,10 +128,10 @@ def _cli(spec: Path, *args: str) -> subprocess.CompletedProcess:
 ])
 def test_a_failing_command_fails_the_job_with_what_it_said(tmp_path, mapper, says):
     spec = write_spec(tmp_path, _job(mapper=mapper, combiner=None) + "backend: local\nmax_attempts: 2\n", TEXTS[:1])
-    done = _cli(spec, "-o", str(tmp_path / "out.tsv"))
+    done = _cli(spec, "-o", str(tmp_path / "out.txt"))
     assert done.returncode == 1, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr.split("worker traceback")[0]
-    assert not (tmp_path / "out.tsv").exists()
+    assert not (tmp_path / "out.txt").exists()
 
 
 @pytest.mark.parametrize(("body", "says"), [
@@ -154,3 +155,86 @@ def test_files_without_a_streaming_step_is_refused(tmp_path):
     spec = write_spec(tmp_path, "job: {module: job.py, mapper: M}\nreducers: 0\nfiles: [data.txt]\n", TEXTS[:1])
     done = _cli(spec)
     assert done.returncode == 2 and "files: ships files beside streaming commands" in done.stderr, done.stderr
+
+
+EMIT = """#!/bin/sh
+printf 'last\\tx\\\\y\\tz\\r\\n'
+echo 'reporter:counter:a:b,emitted,+5' >&2
+echo 'reporter:counter:a,bad,--5' >&2
+"""
+
+
+def test_output_lines_are_written_as_the_command_wrote_them(tmp_path):
+    """Hadoop's text output: key<TAB>value with the value's own tabs and backslashes kept (a
+    \\r\\n line end read as the line's end); counter lines as Hadoop reads them (a group with
+    ':' and a '+5'), one that is no counter left in the log; .json still gives JSON."""
+    (tmp_path / "emit.sh").write_text(EMIT)
+    body = "job: {mapper_cmd: ./emit.sh}\nfiles: [emit.sh]\nreducers: 0\nbackend: inline\nchunk_size: 1MiB\n"
+    spec = load_spec(write_spec(tmp_path, body, TEXTS[:1]), Overrides(output=str(tmp_path / "out.txt")))
+    final = run_job(spec)
+    assert (tmp_path / "out.txt").read_bytes() == b"last\tx\\y\tz\n"
+    assert final.counters == (("a;b", "emitted", 5),)
+    spec = load_spec(write_spec(tmp_path, body, TEXTS[:1]), Overrides(output=str(tmp_path / "out.jsonl")))
+    run_job(spec)
+    assert json.loads((tmp_path / "out.jsonl").read_text()) == {"key": "last", "value": "x\\y\tz"}
+
+
+NUMBERS = """from mrctl import Mapper
+
+
+class Numbers(Mapper):
+    def map(self, line):
+        for key in (10, 1, 9, "1", 2, 1):
+            yield key, "x"
+"""
+# a reducer that counts each run of lines with the same key: a key seen twice means its lines
+# did not come together
+RUNS = ("awk -F'\\t' '$1 != prev { if (NR > 1) print prev \"\\t\" c; prev = $1; c = 0 } { c++ } "
+        "END { print prev \"\\t\" c }'")
+
+
+def test_a_streaming_reducer_gets_keys_in_text_order_after_a_python_step(tmp_path):
+    """A Python step's int keys (and a str "1") reach a streaming reducer sorted as text, each
+    key's lines together, as Hadoop's Text keys would."""
+    (tmp_path / "numbers.py").write_text(NUMBERS)
+    (tmp_path / "one.txt").write_text("one line\n")
+    body = ("steps:\n  - {name: numbers, module: numbers.py, mapper: Numbers, reducers: 0}\n"
+            f"  - {{name: runs, reducer_cmd: {json.dumps(RUNS)}, reducers: 1}}\nbackend: inline\n")
+    spec = load_spec(write_spec(tmp_path, body, [tmp_path / "one.txt"]), Overrides(output=str(tmp_path / "out.txt")))
+    run_job(spec)
+    lines = (tmp_path / "out.txt").read_text().splitlines()
+    assert lines == ["1\t3", "10\t1", "2\t1", "9\t1"]
+
+
+BROKEN = """from mrctl import Mapper
+
+
+class Multi(Mapper):
+    def map(self, line):
+        yield "multi", "x\\ny"
+"""
+
+
+def test_a_record_with_a_line_break_fails_the_task_instead_of_becoming_two(tmp_path):
+    (tmp_path / "multi.py").write_text(BROKEN)
+    body = ("steps:\n  - {name: multi, module: multi.py, mapper: Multi, reducers: 0}\n"
+            "  - {name: cat, mapper_cmd: cat, reducers: 0}\nbackend: inline\nmax_attempts: 1\n")
+    spec = load_spec(write_spec(tmp_path, body, TEXTS[:1]), Overrides(output=str(tmp_path / "out.txt")))
+    with pytest.raises(JobFailed, match="holds a line break, or a tab in its key"):
+        run_job(spec)
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_text_output_refuses_a_pair_it_could_not_give_back(tmp_path):
+    """The text format writes pairs as they are, so a key with a tab or a line break anywhere
+    would read back as other pairs: refused, and nothing is written."""
+    from mrctl.errors import SpecError
+    from mrctl.io.output import read_output, write_output
+
+    good = [("a", "b\tc\\d"), ("e", ""), ("f", 3)]
+    write_output(tmp_path / "ok.txt", good, "text")
+    assert list(read_output(tmp_path / "ok.txt", "text")) == [("a", "b\tc\\d"), ("e", ""), ("f", "3")]
+    for pair, says in ((("a\tb", "x"), "a tab"), (("a", "x\ny"), "a line break"), (("a\r", "x"), "a line break")):
+        with pytest.raises(SpecError, match=says):
+            write_output(tmp_path / "bad.txt", [pair], "text")
+        assert not (tmp_path / "bad.txt").exists()

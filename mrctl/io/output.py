@@ -5,7 +5,9 @@ A failed or interrupted run never leaves a partial output file or a temp file be
 Formats: json (one object, keys in sorted order; a non-string key is written as its JSON text),
 jsonl ({"key", "value"} per line: types kept), tsv (key<TAB>value; in text fields a backslash,
 tab, newline and carriage return are escaped as \\, \t, \n, \r, so no value can break a row;
-other values as JSON), csv (a header "key,value", RFC 4180 quoting; non-string values as JSON),
+other values as JSON), text (key<TAB>value as they are, Hadoop's text output: a streaming job's
+default; a key with a tab or a key or value with a line break is refused, not written
+ambiguously), csv (a header "key,value", RFC 4180 quoting; non-string values as JSON),
 lines (key then value, both text, as they are, one line per pair: what `mrctl mrjob` writes,
 mrjob's encoded lines, the tab inside the value; read back as (line, "")).
 """
@@ -88,8 +90,20 @@ def _lines(pairs: Iterable[tuple[Any, Any]], fmt: str) -> Iterable[str]:
     elif fmt == "lines":
         for key, value in pairs:
             yield f"{key}{value}\n"
+    elif fmt == "text":
+        for key, value in pairs:
+            key, value = _text(key), _text(value)
+            if "\t" in key or any(c in key or c in value for c in "\n\r"):
+                raise SpecError(f"text output writes key<TAB>value lines as they are, and the pair "
+                                f"({_short(key)}, {_short(value)}) holds a {'tab' if chr(9) in key else 'line break'} "
+                                "that would change what it reads back as: write .tsv (escaped) or .jsonl")
+            yield f"{key}\t{value}\n"
     else:
         raise SpecError(f"unknown output format {fmt!r}")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _text(value: Any) -> str:
@@ -133,6 +147,10 @@ def read_output(path: str | Path, fmt: str | None = None) -> Iterator[tuple[Any,
         elif fmt in ("lines", "txt"):
             for line in f:
                 yield line.rstrip("\n"), ""
+        elif fmt == "text":
+            for line in f:
+                key, _, value = line.rstrip("\n").partition("\t")
+                yield key, value
         else:
             raise SpecError(f"{path}: unknown output format {fmt!r}; expected json, jsonl, tsv, csv or lines")
 

@@ -61,5 +61,19 @@ def shipped_dir(packed: str, prefix: str, executable: bool = False) -> Path:
             if executable:
                 target.chmod(0o700)
         os.replace(staging, path)
-        atexit.register(shutil.rmtree, path, True)  # a worker killed outright leaves it in its temp dir
+        _MADE.append(path)
     return path
+
+
+_MADE: list[Path] = []  # this process's copies
+
+
+def remove_made() -> None:
+    """Remove this process's copies: at exit, and when a run's process ends (mrctl.worker.runs:
+    it leaves by os._exit, which runs no atexit hook). A worker killed outright leaves them in
+    its temp dir: a container's tmpfs, or a local cluster's directory, which go with it."""
+    while _MADE:
+        shutil.rmtree(_MADE.pop(), ignore_errors=True)
+
+
+atexit.register(remove_made)

@@ -50,7 +50,7 @@ from mrctl.spec.placement import Placement, parse_placement
 from mrctl.spec.sizes import parse_size
 from mrctl.spec.steps import StepGroup, StepParser, StepSpec
 
-OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv", "lines")
+OUTPUT_FORMATS = ("json", "jsonl", "tsv", "csv", "lines", "text")
 BACKENDS = ("docker", "swarm", "local", "inline")
 ENCODINGS = ("replace", "strict")
 TOP_KEYS = ("name", "input", "job", "reducers", "chunk_size", "workers", "output",
@@ -260,8 +260,10 @@ def _workers_section(doc: SpecDoc, value: Any) -> tuple[int, WorkerLimits, Place
 
 
 def _output_section(doc: SpecDoc, value: Any, name: str, default: str = "json") -> tuple[Path, str]:
+    """The output's path and format: `format:`, else its suffix, else `default` (an mrjob
+    script's lines whatever the suffix: its values are encoded line parts)."""
     if value is None:
-        return Path.cwd() / f"{name}.{'txt' if default == 'lines' else default}", default
+        return Path.cwd() / f"{name}.{_SUFFIX.get(default, default)}", default
     if isinstance(value, str):
         value = {"path": value}
     if not isinstance(value, dict):
@@ -270,10 +272,10 @@ def _output_section(doc: SpecDoc, value: Any, name: str, default: str = "json") 
     fmt = value.get("format")
     path = value.get("path")
     if fmt is None:
-        fmt = default if default != "json" else _format_of(path) or "json"
+        fmt = default if default == "lines" else _format_of(path) or default
     fmt = choice_value(doc, "output.format", fmt, OUTPUT_FORMATS)
     if path is None:
-        return Path.cwd() / f"{name}.{'txt' if fmt == 'lines' else fmt}", fmt
+        return Path.cwd() / f"{name}.{_SUFFIX.get(fmt, fmt)}", fmt
     return (doc.path.parent / string_value(doc, "output.path", path)).resolve(), fmt
 
 
@@ -283,6 +285,9 @@ def _history_section(doc: SpecDoc, value: Any) -> bool:
         raise doc.error("history", "expected a mapping such as {keep_secrets: true}")
     doc.check_keys(value, HISTORY_KEYS, "history.")
     return bool_value(doc, "history.keep_secrets", value.get("keep_secrets", False))
+
+
+_SUFFIX = {"lines": "txt", "text": "txt"}  # a default output's file name
 
 
 def _format_of(path: str | None) -> str | None:
@@ -306,7 +311,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
     mrjob = mrjob_script.from_spec(doc, job_entry) if isinstance(job_entry, dict) and "mrjob" in job_entry else None
     commands = streaming.uses_streaming(data)  # Hadoop Streaming's key<TAB>value lines, by default
     output_path, output_format = _output_section(doc, data.get("output"), name,
-                                                 "lines" if mrjob else "tsv" if commands else "json")
+                                                 "lines" if mrjob else "text" if commands else "json")
     settings: dict[str, Any] = {
         "reducers": int_value(doc, "reducers", data.get("reducers", 4), 0),
         "chunk_size": parse_size(data["chunk_size"], f"{doc.shown}:{doc.lines.get('chunk_size')}: chunk_size")

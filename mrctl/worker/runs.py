@@ -33,6 +33,7 @@ import sys
 from typing import TYPE_CHECKING, NoReturn
 
 from mrctl.host import lifeline
+from mrctl.io import shipped
 from mrctl.worker.heartbeat import KeeperLost
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _child(worker: Worker, parent: int) -> NoReturn:
     except BaseException:  # the job's code may raise SystemExit or worse: say so, and end
         log.exception("a run's process failed")
     finally:
+        shipped.remove_made()  # the run's copies of its job's files (os._exit runs no atexit)
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
