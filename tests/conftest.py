@@ -122,7 +122,7 @@ NEEDS = {
 }
 # Markers that make a test slow by what they start (an engine's containers, a swarm, a
 # browser, an sshd): such a test is `slow` too, and `pytest -m "not slow"` is the edit loop.
-STARTS_SLOWLY = ("docker", "swarm", "browser", "ssh")
+STARTS_SLOWLY = ("docker", "swarm", "browser", "ssh", "cargo")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's, which reads the xdist_group added here

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, corpus_files
+from conftest import ROOT, computed_once, corpus_files
 
 from mrctl.errors import JobFailed
 from mrctl.master.chaos import ChaosPlan
@@ -75,6 +78,46 @@ def test_the_streaming_example_equals_a_plain_count_on_every_backend(tmp_path, b
     final = run_job(spec)
     assert final.status == "succeeded"
     assert text_pairs(tmp_path / "out.txt") == word_counts(inputs, lower=True)
+
+
+def _rust_mapper() -> bytes:
+    """jobspecs/rust_wordcount, built once per test run by cargo: a static binary (offline: it has
+    no dependencies)."""
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="mrctl-cargo-") as target:
+            env = {**os.environ, "RUSTFLAGS": "-C target-feature=+crt-static", "CARGO_TARGET_DIR": target}
+            command = ["cargo", "build", "--release", "--offline", "--manifest-path",
+                       str(ROOT / "jobspecs" / "rust_wordcount" / "Cargo.toml")]
+            try:
+                done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+            except FileNotFoundError:
+                pytest.fail("these tests build a Rust program and cargo is not installed (https://rustup.rs); "
+                            "deselect them with -m 'not cargo'")
+            assert done.returncode == 0, done.stderr[-3000:]
+            return (Path(target) / "release" / "wc_mapper").read_bytes()
+    source = (ROOT / "jobspecs" / "rust_wordcount" / "src" / "main.rs").read_text()
+    return computed_once("jobspecs/rust_wordcount " + source, build)
+
+
+@pytest.mark.cargo
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_rust_mapper_example_equals_a_plain_count(tmp_path, backend, request):
+    """jobspecs/wordcount_rust.yaml: a mapper written in Rust, built by cargo and shipped with
+    files:, beside an awk reducer; the same counts as the plain loop, and its counter of words."""
+    if backend == "docker":
+        request.getfixturevalue("clean_docker")
+    binary = tmp_path / "rust_wordcount" / "target" / "release" / "wc_mapper"
+    binary.parent.mkdir(parents=True)
+    binary.write_bytes(_rust_mapper())
+    shutil.copy(ROOT / "jobspecs" / "wordcount_rust.yaml", tmp_path / "wordcount_rust.yaml")
+    inputs = [*TEXTS, corpus_files()[0]]
+    spec = load_spec(tmp_path / "wordcount_rust.yaml", Overrides(
+        inputs=tuple(map(str, inputs)), output=str(tmp_path / "out.txt"), backend=backend, workers=2,
+        reducers=3, chunk_size="64KiB"))
+    final = run_job(spec)
+    expected = word_counts(inputs, lower=True)
+    assert text_pairs(tmp_path / "out.txt") == expected
+    assert ("wc_mapper", "words", sum(expected.values())) in final.counters, final.counters
 
 
 COUNTING_MAPPER = """#!/bin/sh

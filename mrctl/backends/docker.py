@@ -269,7 +269,9 @@ class DockerCluster(EngineCluster):
             environment={"MRCTL_REDIS_URL_FILE": f"{SECRETS_DIR}/redis-url", "MRCTL_WORKER_NAME": short,
                          **passed_environment()},
             user=f"{WORKER_UID}:{WORKER_UID}", cap_drop=["ALL"], security_opt=["no-new-privileges:true"],
-            init=True, read_only=True, tmpfs={"/tmp": ""}, **self._worker_limits(),
+            # /tmp may hold programs to run (a streaming job's files:): exec, where Docker's
+            # default is noexec; nosuid and nodev stay. The job's own code runs anything anyway.
+            init=True, read_only=True, tmpfs={"/tmp": "exec"}, **self._worker_limits(),
         )
         self.states[short] = "starting"
         return short
