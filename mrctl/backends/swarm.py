@@ -76,6 +76,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SUPERVISE_EVERY_S = 0.5
+NOT_STARTED = "starting container failed"  # a task's message when its container never ran
 RESTART_DELAY_S = 1.0  # Swarm's default is 5 s; a lost worker is worth replacing sooner
 CALL_TIMEOUT_S = 10.0  # the manager's API, once the cluster is up: a lost manager is an error, not a hang
 TEARDOWN_TIMEOUT_S = 120  # once the manager has answered a ping: removals on a loaded machine take time
@@ -202,13 +203,24 @@ class SwarmCluster(EngineCluster):
             log.info("the engine is remote: Redis is published on %s:%d (password-protected)", address, port)
         self.redis_url = f"redis://:{self.password}@{address}:{port}/0"
 
-    def _wait_redis(self, timeout: float = 60.0) -> None:
+    def _wait_redis(self, timeout: float = 60.0, start_retries: int = 2) -> None:
         assert self.host
         broker = Broker(self.redis_url, retries=0)
         deadline = time.monotonic() + timeout
+        retried: set[str] = set()  # failed tasks already replaced
         try:
             while not broker.ping():
-                failed = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis")) if t.ended]
+                failed = [t for t in dockerswarm.tasks(self.host, service_name(self.id, "redis"))
+                          if t.ended and t.id not in retried]
+                if failed and len(retried) < start_retries and failed[-1].message.startswith(NOT_STARTED):
+                    # The engine could not start the container (moby/moby#48783: "unable to remount
+                    # [secrets] dir as readonly ... device or resource busy", now and then): no
+                    # Redis ever ran, so nothing is lost by a new task, which restart="none" would
+                    # never make by itself.
+                    log.warning("the Redis task could not start (%s): starting another", failed[-1].message)
+                    retried.update(t.id for t in failed)
+                    dockerswarm.force_update(self.host, service_name(self.id, "redis"))
+                    continue
                 if failed or time.monotonic() > deadline:
                     what = f"the Redis task {failed[-1].state}: {failed[-1].message}" if failed else \
                         f"Redis did not answer PING within {timeout:g}s"

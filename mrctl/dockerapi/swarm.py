@@ -213,6 +213,13 @@ def create_service(host: DockerHost, name: str, image: str, *, labels: dict[str,
     return str(service.id)
 
 
+def force_update(host: DockerHost, name: str) -> None:
+    """`docker service update --force`: the service replaces its tasks (a new one for a task that
+    failed, whatever the service's restart policy)."""
+    with _translated(f"updating service {name}"):
+        host.client.services.get(name).force_update()
+
+
 def services(host: DockerHost, labels: dict[str, str]) -> list[tuple[str, dict[str, str]]]:
     """(name, labels) of the services carrying all of `labels` ([] when this engine manages
     no swarm: a plain engine has no services to find)."""
