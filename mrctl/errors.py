@@ -65,15 +65,13 @@ class JobCodeError(TypeError):
     """
 
 
-def exit_status(exc: BaseException) -> tuple[int, str] | None:
+def exit_status(exc: MrctlError | KeyboardInterrupt) -> tuple[int, str]:
     """The exit code and the one line on stderr for an error that ends a command without a
-    traceback (mrctl's own, or a Ctrl-C); None for any other exception. Every entry point
-    (the CLI, the worker process) maps errors through this one function."""
+    traceback (mrctl's own, or a Ctrl-C). Every entry point (the CLI, the worker process) maps
+    errors through this one function."""
     if isinstance(exc, MrctlError):
         return exc.exit_code, f"mrctl: error: {exc}"
-    if isinstance(exc, KeyboardInterrupt):
-        return 130, "mrctl: interrupted"
-    return None
+    return 130, "mrctl: interrupted"
 
 
 def bounded(text: str, limit: int, keep: str = "start") -> str:

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from mrctl.io.shipped import shipped_dir
-from mrctl.job import Mapper, Reducer
+from mrctl.job import Mapper, Reducer, _short
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class CommandFailed(RuntimeError):
     is not UTF-8."""
 
 
-def _text(value: Any) -> str:
+def _text(value: Any) -> str:  # as mrctl.io.output writes a value (which job modules do not import)
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
@@ -123,11 +123,6 @@ def _lines(records: Iterable[tuple[Any, ...]]) -> bytes:
                                 "key<TAB>value lines it would reach the command as other records")
         out.append("\t".join(texts) + "\n")
     return "".join(out).encode("utf-8")
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 class CommandMapper(_Command, Mapper):

@@ -30,7 +30,7 @@ def exit_codes(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (MrctlError, KeyboardInterrupt) as exc:
-            code, line = exit_status(exc)  # type: ignore[misc]
+            code, line = exit_status(exc)
             typer.echo(line, err=True)
             raise typer.Exit(code) from None
 

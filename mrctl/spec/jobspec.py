@@ -215,8 +215,10 @@ def _step_spec(doc: SpecDoc, key: str, entry: dict[str, Any], module_name: Any, 
                     names["mapper"], names["reducer"], names["combiner"], reducers, sort_values, params)
 
 
-def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any]) -> tuple[StepGroup, ...]:
-    """The job's steps: `job:` (one step) or `steps:` (several, maybe repeated), never both."""
+def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any],
+             files: str = "") -> tuple[StepGroup, ...]:
+    """The job's steps: `job:` (one step) or `steps:` (several, maybe repeated), never both.
+    `files`: the spec's `files:`, packed, for its streaming steps' modules."""
     if ("job" in data) == ("steps" in data):
         raise doc.error("job", "give either job: (one MapReduce step) or steps: (a list of them)")
     if "job" in data:
@@ -227,12 +229,12 @@ def _program(doc: SpecDoc, data: dict[str, Any], settings: dict[str, Any]) -> tu
         if "module" in data:
             raise doc.error("module", "a top-level module: goes with steps:; with job: give job.module")
         if streaming.is_streaming(job):
-            job = streaming.step_entry(doc, "job", job, settings["files"], first=True)
+            job = streaming.step_entry(doc, "job", job, files, first=True)
         return (StepGroup((_step_spec(doc, "job", job, doc.require(job, "module", "job."), 1, settings),)),)
 
     def step(key: str, entry: dict[str, Any], number: int) -> StepSpec:
         if streaming.is_streaming(entry):
-            entry = streaming.step_entry(doc, key, entry, settings["files"], first=number == 1)
+            entry = streaming.step_entry(doc, key, entry, files, first=number == 1)
         return _step_spec(doc, key, entry, entry.get("module", data.get("module")), number, settings)
 
     parser = StepParser(step, doc.error)
@@ -325,8 +327,8 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         "backend": choice_value(doc, "backend", data.get("backend", "docker"), BACKENDS),
         "workers": workers,
         "keep_secrets": _history_section(doc, data["history"]) if "history" in data else False,
-        "files": streaming.files_of(doc, data["files"]) if "files" in data else "",
     }
+    shipped = streaming.files_of(doc, data["files"]) if "files" in data else ""
     if "files" in data and not commands:
         raise doc.error("files", "files: ships files beside streaming commands (mapper_cmd, reducer_cmd, "
                         "combiner_cmd); a Python job's modules travel by themselves")
@@ -366,7 +368,7 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         settings["sort_values"] = settings["sort_values"] or mrjob.sort_values
         program = mrjob.program(settings["reducers"])
     else:
-        program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}})
+        program = _program(doc, data, {**settings, "flag_params": {name for name, _ in over.params}}, shipped)
         # the modules beside them that they import travel too: readable, parsable, bounded
         job_files.bundle(dict.fromkeys(s.module for g in program for s in g.steps))
     for group in program:  # a repeat count that names a param: that param must be a count
@@ -379,7 +381,6 @@ def load_spec(path: str | Path, overrides: Overrides | None = None,
         what = "a map-only job (reducers: 0)" if "job" in data else "a last step without a reducer (map-only)"
         raise SpecError(f"{output_where}: {what} keeps every pair in input order, "
                         "repeated keys included, which one JSON object cannot; write .jsonl, .tsv or .csv")
-    del settings["files"]  # packed into the streaming steps' modules, no setting of the run
     first = program[0].steps[0]
     return JobSpec(name=name, spec_path=doc.path, inputs=inputs, module=first.module,
                    mapper=first.mapper or "", reducer=first.reducer, combiner=first.combiner,

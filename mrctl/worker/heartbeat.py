@@ -253,7 +253,7 @@ class ForkedKeeper:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:  # reaped elsewhere without telling us: gone, as Popen says
-                self.returncode = 0 if self.returncode is None else self.returncode
+                self.returncode = 0
                 return self.returncode
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)

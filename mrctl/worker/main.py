@@ -59,6 +59,6 @@ def main() -> None:
         code = run_worker(env.get("MRCTL_REDIS_URL"), Path(url_file) if url_file else None,
                           env.get("MRCTL_WORKER_NAME") or None, parent_pid=int(parent) if parent else None)
     except (MrctlError, KeyboardInterrupt) as exc:
-        code, line = exit_status(exc)  # type: ignore[misc]
+        code, line = exit_status(exc)
         print(line, file=sys.stderr)
     sys.exit(code)
