@@ -281,3 +281,21 @@ def test_text_output_refuses_a_pair_it_could_not_give_back(tmp_path):
         with pytest.raises(SpecError, match=says):
             write_output(tmp_path / "bad.txt", [pair], "text")
         assert not (tmp_path / "bad.txt").exists()
+
+
+def test_shipped_files_land_in_a_private_directory_of_the_process(tmp_path, monkeypatch):
+    """Unpacked once per process into a fresh 0700 directory (a name nobody could make first in
+    a shared /tmp), executable, reused by every task, and removed by remove_made."""
+    import stat
+
+    from mrctl.io import shipped
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    (tmp_path / "tool.sh").write_text("#!/bin/sh\necho hi\n")
+    packed = shipped.pack_files({"tool.sh": tmp_path / "tool.sh"}, {}, "test")
+    first = shipped.shipped_dir(packed, "mrctl-streaming", executable=True)
+    assert shipped.shipped_dir(packed, "mrctl-streaming", executable=True) == first
+    assert stat.S_IMODE(first.stat().st_mode) == 0o700 and first.parent == tmp_path
+    assert subprocess.run(["./tool.sh"], cwd=first, capture_output=True, text=True).stdout == "hi\n"
+    shipped.remove_made()
+    assert not first.exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import hashlib
 import os
 import shutil
 import tempfile
@@ -48,32 +47,35 @@ def unpack_files(packed: str) -> dict[str, bytes]:
 
 def shipped_dir(packed: str, prefix: str, executable: bool = False) -> Path:
     """This process's copy of the packed files (made on first use, then reused by every task),
-    in its temp dir: a container's tmpfs, or a local cluster's directory. `executable`: every
-    file may be run (a streaming job's script or static binary)."""
-    digest = hashlib.sha256(packed.encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"{prefix}-{os.getpid()}-{digest}"
-    if not path.is_dir():
-        staging = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+    in its temp dir: a container's tmpfs, or a local cluster's directory. Made by mkdtemp (0700,
+    a name nobody can take first: in a shared /tmp, a directory another user made under a name
+    mrctl would pick could hold programs of theirs). `executable`: every file may be run (a
+    streaming job's script or static binary)."""
+    key = (prefix, packed)  # the same str object each task: its hash is computed once
+    pid, path = _MADE.get(key, (0, None))
+    if pid != os.getpid() or path is None or not path.is_dir():  # a forked child makes its own
+        path = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
         for name, data in unpack_files(packed).items():
-            target = staging / name
+            target = path / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
             if executable:
                 target.chmod(0o700)
-        os.replace(staging, path)
-        _MADE.append(path)
+        _MADE[key] = (os.getpid(), path)
     return path
 
 
-_MADE: list[Path] = []  # this process's copies
+_MADE: dict[tuple[str, str], tuple[int, Path]] = {}  # (prefix, packed) -> (the process, its copy)
 
 
 def remove_made() -> None:
     """Remove this process's copies: at exit, and when a run's process ends (mrctl.worker.runs:
     it leaves by os._exit, which runs no atexit hook). A worker killed outright leaves them in
     its temp dir: a container's tmpfs, or a local cluster's directory, which go with it."""
-    while _MADE:
-        shutil.rmtree(_MADE.pop(), ignore_errors=True)
+    for key, (pid, path) in list(_MADE.items()):
+        if pid == os.getpid():
+            shutil.rmtree(path, ignore_errors=True)
+            del _MADE[key]
 
 
 atexit.register(remove_made)

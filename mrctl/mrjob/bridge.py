@@ -50,7 +50,6 @@ class MrjobJob:
         self.task_args = list(task_args)
         self._files = files  # packed by mrctl.io.shipped.pack_files
         self.sort_values = sort_values
-        self._dir: Path | None = None
 
     def task(self, step_num: int, mrc: str, extra: Iterable[str] = ()) -> Any:
         """A job made as mrjob's runners make one for a task."""
@@ -58,9 +57,7 @@ class MrjobJob:
 
     def working_dir(self) -> Path:
         """This process's copy of the job's files (made once, then reused by every task)."""
-        if self._dir is None:
-            self._dir = shipped_dir(self._files, "mrctl-mrjob")
-        return self._dir
+        return shipped_dir(self._files, "mrctl-mrjob")
 
 
 class _Reporter(io.RawIOBase):
