@@ -76,6 +76,23 @@ class Attempts(BrokerBase):
             ))
         return {1: "live", 2: "cancelled"}.get(code, "ended")
 
+    def fed_blob(self, job: str, r: int, attempt: int, timeout: float) -> bytes | None:
+        """Wake the master (it feeds as the worker takes), then take the next blob of attempt
+        `attempt`'s feed of partition r (keys.feed; empty: the end), waiting up to `timeout`
+        seconds: None when none came."""
+        with translated_errors(f"reading the feed of partition {r}"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.rpush(keys.progress(job), "1")
+            pipe.ltrim(keys.progress(job), 0, keys.WAKE_MAX - 1)
+            pipe.blpop([keys.feed(job, r, attempt)], timeout=max(timeout, 0.01))
+            got = pipe.execute()[-1]
+        return None if got is None else got[1]
+
+    def attempt_live(self, job: str, tid: str, attempt: int) -> bool:
+        """Whether attempt `attempt` of `tid` is still live (not reaped, failed or beaten)."""
+        with translated_errors(f"reading {tid}"):
+            return bool(self.r.hexists(keys.task(job, tid), f"live:{attempt}"))
+
     def commit_map(
         self, job: str, tid: str, attempt: int, worker: str,
         blobs: dict[int, bytes], counters: dict[str, int],

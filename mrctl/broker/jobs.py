@@ -87,13 +87,14 @@ class Jobs(BrokerBase):
                 self.r.unlink(*found[i:i + 1000])
         return len(found)
 
-    def add_reduce_tasks(self, job: str, partitions: Iterable[int]) -> None:
+    def add_reduce_tasks(self, job: str, partitions: Iterable[int], fed: bool = False) -> None:
         """Queue reduce tasks r:<r> for the given partitions, each once (idempotent), in one
-        round trip."""
+        round trip; `fed`: their input comes through keys.feed, not the partition's hash."""
         tids = [(r, reduce_tid(r)) for r in partitions]
+        extra = ["feed", "1"] if fed else []
         calls = [(self._add_task, [keys.task(job, tid), keys.queue(job), keys.task(job, tid), keys.wake(),
                                    keys.done(job, REDUCE)],
-                  [tid, "0", "", "kind", "reduce", "index", r]) for r, tid in tids]
+                  [tid, "0", "", "kind", "reduce", "index", r, *extra]) for r, tid in tids]
         if calls:
             with translated_errors("queueing reduce tasks"):
                 self._scripts(calls)
@@ -150,9 +151,12 @@ class Jobs(BrokerBase):
 
     def running(self, job: str) -> list[str]:
         """Ids of the tasks with at least one live attempt, in claim order."""
+        return list(dict.fromkeys(tid for tid, _ in self.live_attempts(job)))
+
+    def live_attempts(self, job: str) -> list[tuple[str, int]]:
+        """(tid, attempt) of every live attempt, in claim order."""
         with translated_errors("reading leases"):
-            members = self.r.zrange(keys.deadlines(job), 0, -1)
-        return list(dict.fromkeys(_attempt_member(m)[0] for m in members))
+            return [_attempt_member(m) for m in self.r.zrange(keys.deadlines(job), 0, -1)]
 
     def running_attempts(self, job: str, task_timeout: float) -> tuple[list[tuple[str, int, int]], int]:
         """([(tid, attempt, claimed_ms)], server now in ms) for every live attempt."""

@@ -104,6 +104,14 @@ def part(job: str, r: int) -> str:
     return f"{part_prefix(job)}{r}"
 
 
+# mrctl:<job>:feed:<r>:<attempt> -> list: a partition too large for Redis at once, fed to
+#   attempt `attempt` of reduce r a window at a time: the master RPUSHes its map blobs in map
+#   index order from its spill file (mrctl.master.partition_feed), then an empty blob (the end);
+#   the attempt's worker LPOPs them onto its own disk. Deleted when the attempt ends.
+def feed(job: str, r: int, attempt: int) -> str:
+    return f"{job_prefix(job)}feed:{r}:{attempt}"
+
+
 # mrctl:<job>:out:<r> -> string: msgpack list of reduce r's output pairs, sorted by key
 def out(job: str, r: int) -> str:
     return f"{job_prefix(job)}out:{r}"

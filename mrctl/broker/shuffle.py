@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from mrctl.broker import keys
@@ -49,6 +50,25 @@ class Shuffle(BrokerBase):
         if blobs:
             with translated_errors(f"restoring partition {r}"):
                 self.r.hset(keys.part(job, r), mapping={str(i): b for i, b in blobs.items()})
+
+    def feed_blobs(self, job: str, r: int, attempt: int, blobs: Sequence[bytes]) -> None:
+        """Append blobs (an empty one: the end) to attempt `attempt`'s feed of partition r."""
+        with translated_errors(f"feeding partition {r}"):
+            self.r.rpush(keys.feed(job, r, attempt), *blobs)
+
+    def feed_lengths(self, job: str, feeds: Sequence[tuple[int, int]]) -> list[int]:
+        """How many blobs each (partition, attempt) feed holds that its worker has not taken."""
+        with translated_errors("reading partition feeds"):
+            pipe = self.r.pipeline(transaction=False)
+            for r, attempt in feeds:
+                pipe.llen(keys.feed(job, r, attempt))
+            return pipe.execute()
+
+    def drop_feeds(self, job: str, feeds: Sequence[tuple[int, int]]) -> None:
+        """Delete the feeds of attempts that ended (what they did not take goes with them)."""
+        if feeds:
+            with translated_errors("removing partition feeds"):
+                self.r.unlink(*(keys.feed(job, r, attempt) for r, attempt in feeds))
 
     def take_output(self, job: str, r: int) -> bytes:
         """Atomically take reduce r's committed output out of Redis."""

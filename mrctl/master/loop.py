@@ -28,7 +28,8 @@ from mrctl.errors import JobFailed
 from mrctl.io.chunks import ChunkReader, ChunkRef, display_path, lines_before, plan_chunks
 from mrctl.io.task_ids import MAP, REDUCE, is_map, map_tid, task_id
 from mrctl.master.progress import ProgressMixin, user_counters
-from mrctl.master.spill import Spiller, SpillStore
+from mrctl.master.spill import Spiller
+from mrctl.master.spill_store import SpillStore
 from mrctl.observe.record import EVENTS_KEPT, AttemptBook
 from mrctl.observe.snapshot import Event, StepTasks
 from mrctl.spec import job_files

@@ -3,7 +3,8 @@
 - Committed map partitions, once Redis passes its high-water mark during a map phase: each
   partition r's blobs (map index -> blob, compressed as the workers committed them) are
   appended to a file of their own, and put back into Redis, a few partitions at a time, just
-  before reduce task r is queued (mrctl.master.loop).
+  before reduce task r is queued (mrctl.master.loop); a partition larger than Redis can take
+  back at once is fed to its reduce task a window at a time instead (mrctl.master.partition_feed).
 - Reduce outputs of the last step: moved to files as the merge needs them, and merged from
   there a pair at a time (msgpack's streaming Unpacker, zstd's stream reader), so the master's
   memory stays flat however large the output.
@@ -12,9 +13,7 @@
   at a time, instead of moved inside Redis (mrctl.master.loop). A map-only step's map outputs go
   the same way during its map phase, each as the output of its index.
 
-Files live in a temp dir of the master's own (the workers never see it: nothing assumes they
-share this filesystem), removed by close(); one its master did not live to remove is stray
-(mrctl.backends.spill_dirs). A full disk there fails the run with exit 3 (mrctl.io.disk), never a traceback.
+The files are mrctl.master.spill_store's.
 """
 
 from __future__ import annotations
@@ -22,125 +21,18 @@ from __future__ import annotations
 import heapq
 import io
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import msgpack
-
-from mrctl.backends import spill_dirs
 from mrctl.broker import FULL_ADVICE, Broker, RedisFull
 from mrctl.io import codec
-from mrctl.io.disk import full_disk_is_infra, mb
 from mrctl.io.task_ids import map_tid, reduce_tid, tid_index
+from mrctl.master.partition_feed import PartitionFeeds
+from mrctl.master.spill_store import SpillStore
 
 log = logging.getLogger(__name__)
-
-
-SPACE_FIX = ("Free some space there, or set TMPDIR to a directory on a larger disk (the master spills "
-             "there); a larger --redis-memory spills less")
-
-
-class SpillStore:
-    """Spilled partitions and outputs, by (job, partition), in run `run`'s spill directory;
-    `share_done()`: the share of the current phase's tasks committed, to project the space a
-    full disk lacked."""
-
-    def __init__(self, run: str = "", share_done: Callable[[], float] = lambda: 1.0) -> None:
-        self.run = run
-        self.share_done = share_done
-        self._dir: Path | None = None
-        self._sizes: dict[tuple[str, int], int] = {}  # spilled partition -> bytes in its file
-        self.spilled_bytes = 0  # every byte written, partitions and outputs
-
-    def _path(self, name: str) -> Path:
-        if self._dir is None:
-            with self._writing("making the spill directory", 4096):
-                self._dir = spill_dirs.create(self.run or "run")
-        return self._dir / name
-
-    def _writing(self, doing: str, size: int) -> AbstractContextManager[None]:
-        """Around a write of about `size` bytes: a full disk is an InfraError naming the place."""
-        return full_disk_is_infra(self._dir or Path(tempfile.gettempdir()), doing, lambda: self._needed(size),
-                                  SPACE_FIX)
-
-    def _needed(self, size: int) -> str:
-        spilled, share = self.spilled_bytes, self.share_done()
-        projected = (f", {share:.0%} of this phase's tasks done: about {mb(spilled / share)} in all at this pace"
-                     if 0 < share < 1 else "")
-        return f"this write needed {mb(size)}, after {mb(spilled)} spilled so far{projected}"
-
-    # -- map partitions -------------------------------------------------------------------
-
-    def add_partition(self, job: str, r: int, blobs: dict[int, bytes]) -> None:
-        """Append committed blobs (map index -> blob) of partition r."""
-        path = self._path(f"{job}.part-{r}")
-        with self._writing(f"spilling map output of partition {r}", sum(map(len, blobs.values()))), \
-                path.open("ab") as f:
-            for index, blob in blobs.items():
-                record = msgpack.packb([index, blob], use_bin_type=True)
-                f.write(record)
-                self._sizes[job, r] = self._sizes.get((job, r), 0) + len(blob)
-                self.spilled_bytes += len(record)
-
-    def partition_bytes(self, job: str, r: int) -> int:
-        return self._sizes.get((job, r), 0)
-
-    def has_partitions(self, job: str) -> bool:
-        return any(j == job and r >= 0 for j, r in self._sizes)
-
-    def take_partition(self, job: str, r: int) -> dict[int, bytes]:
-        """Partition r's spilled blobs, read back and removed from disk."""
-        if (job, r) not in self._sizes:
-            return {}
-        path = self._path(f"{job}.part-{r}")
-        with path.open("rb") as f:
-            blobs = {index: blob for index, blob in msgpack.Unpacker(f, raw=False)}
-        path.unlink()
-        del self._sizes[job, r]
-        return blobs
-
-    # -- reduce outputs -------------------------------------------------------------------
-
-    def add_output(self, job: str, r: int, blob: bytes, spilled: bool = True) -> None:
-        """Reduce r's output; `spilled`: moved out of a full Redis (counted), not just on its
-        way to the output file at the end."""
-        path = self._path(f"{job}.out-{r}")
-        with self._writing(f"moving output {r} to disk{'' if spilled else ' for the merge'}", len(blob)):
-            path.write_bytes(blob)
-        self._sizes[job, -1 - r] = len(blob)  # outputs are negative partitions: -1 - r
-        self.spilled_bytes += len(blob) if spilled else 0
-
-    def output_bytes(self, job: str, r: int) -> int:
-        return self._sizes.get((job, -1 - r), 0)
-
-    def take_output(self, job: str, r: int) -> bytes:
-        """Reduce r's output blob, read back and removed from disk."""
-        path = self._path(f"{job}.out-{r}")
-        blob = path.read_bytes()
-        path.unlink()
-        del self._sizes[job, -1 - r]
-        return blob
-
-    def output_pairs(self, job: str, r: int, remove: bool = False) -> Iterator[tuple[Any, Any]]:
-        """Reduce r's output pairs, read from its file one at a time (the blob is one msgpack
-        array [k1, v1, k2, v2, ...], maybe a zstd frame); `remove`: the file goes once read."""
-        path = self._path(f"{job}.out-{r}")
-        with path.open("rb") as raw:
-            yield from codec.stream_pairs(raw)
-        if remove:
-            path.unlink()
-            del self._sizes[job, -1 - r]
-
-    def close(self) -> None:
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
 
 
 SPILL_AT = 0.3  # Redis used_memory / maxmemory past which committed map output moves to disk
@@ -179,11 +71,16 @@ class Spiller:
     _refused_last: int | None = None  # ... at the last look
     _refusing_since: float | None = None  # when refusals began, while they go on
     _last_refusal: float = 0.0
+    feeds: PartitionFeeds = field(init=False)  # partitions too large to restore at once
+
+    def __post_init__(self) -> None:
+        self.feeds = PartitionFeeds(self.broker, self.store)
 
     def begin_step(self, job: str, reducers: int, limit: int) -> None:
         """A step begins: the outputs of the one before that went to disk are carried over."""
         self._carried = (self.job, sorted(self._drained))
         self.job, self.reducers, self.limit = job, reducers, limit
+        self.feeds.begin_step(job)
         self._next, self._inflight, self._drained, self._kept, self._carried_inflight = 0, {}, set(), set(), {}
 
     def carried(self) -> set[int]:
@@ -249,8 +146,11 @@ class Spiller:
 
     def queue_reduces(self) -> None:
         """At the barrier, and then each tick: queue reduce tasks, restoring spilled partitions
-        no more than RESTORE_BUDGET of Redis at a time (at least one)."""
+        no more than RESTORE_BUDGET of Redis at a time (at least one); one larger than that is
+        fed to its task (mrctl.master.partition_feed) within the same budget."""
+        budget = int(RESTORE_BUDGET * self.limit)
         if self._next >= self.reducers:
+            self.feeds.tick(budget - sum(self._inflight.values()))
             return
         if not self.store.has_partitions(self.job):  # nothing spilled: all at once
             self.broker.add_reduce_tasks(self.job, range(self._next, self.reducers))
@@ -258,20 +158,32 @@ class Spiller:
             return
         for tid in self.broker.done_tasks(self.job, [reduce_tid(r) for r in self._inflight]):
             del self._inflight[tid_index(tid)]
-        budget = RESTORE_BUDGET * self.limit
         while self._next < self.reducers:
             r, size = self._next, self.store.partition_bytes(self.job, self._next)
             if size > budget:
-                raise RedisFull(f"partition {r} holds {size / 1e6:.1f} MB of map output (compressed), more "
-                                f"than {RESTORE_BUDGET:.0%} of Redis's {self.limit / 1e6:.0f} MB can take back "
-                                f"at once for its reduce task. More reducers (smaller partitions; "
-                                f"{self.reducers} now) or more --redis-memory help.")
-            if self._inflight and sum(self._inflight.values()) + size > budget:
-                return
+                self._feed_partition(r, budget)
+                continue
+            if self._inflight and sum(self._inflight.values()) + self.feeds.in_flight() + size > budget:
+                break
             self.broker.restore_partition(self.job, r, self.store.take_partition(self.job, r))
             self.broker.add_reduce_tasks(self.job, [r])
             self._inflight[r] = size
             self._next += 1
+        self.feeds.tick(budget - sum(self._inflight.values()))
+
+    def _feed_partition(self, r: int, budget: int) -> None:
+        """Partition r is too large to restore: what of it is still in Redis joins what is on
+        disk, and its reduce task is queued to be fed it."""
+        if blobs := self.broker.take_partition(self.job, r):
+            self.store.add_partition(self.job, r, blobs)
+        largest = max(place.size for place in self.store.partition_places(self.job, r))
+        if largest > budget:
+            raise RedisFull(f"a map task's output for partition {r} is {largest / 1e6:.1f} MB (compressed), more "
+                            f"than {RESTORE_BUDGET:.0%} of Redis's {self.limit / 1e6:.0f} MB can take at once. "
+                            "A smaller chunk_size, more reducers or more --redis-memory help.")
+        self.feeds.add(r)
+        self.broker.add_reduce_tasks(self.job, [r], fed=True)
+        self._next += 1
 
     def feed_carried(self, fields: Callable[[int], dict[str, Any]]) -> None:
         """Map phase, each tick: queue the map tasks whose input (an output of the step before)

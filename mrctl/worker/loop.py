@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from mrctl.broker import Broker, Claim, ClaimRequest, MapCommit, keys
 from mrctl.broker.meta import JobMeta
@@ -29,6 +30,7 @@ from mrctl.worker import batching, tasks
 from mrctl.worker import runs as worker_runs
 from mrctl.worker.heartbeat import HeartbeatProcess, KeeperLost, KeeperOptions
 from mrctl.worker.loader import JobClasses, job_classes, load_module
+from mrctl.worker.sorted_runs import SortedRuns
 from mrctl.worker.user_output import OutputCapture
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,14 @@ class TaskTimeout(tasks.TaskInterrupted):
 class TaskCancelled(tasks.TaskInterrupted):
     """Raised inside user code when another attempt of its task (a speculative backup, or the
     original it backed up) committed first."""
+
+
+class AttemptEnded(Exception):
+    """The attempt was ended by others (reaped, failed, beaten by another) while the worker
+    waited for its input: nothing to report, its task runs elsewhere."""
+
+
+FEED_WAIT_S = 1.0  # a fed reduce task looks whether its attempt still lives this often while it waits
 
 
 @dataclass
@@ -281,6 +291,9 @@ class Worker:
         except (KeeperLost, InfraError):
             raise  # not the task's fault: the loop retries Redis or ends the worker; the
             # attempt's lease, no longer renewed, expires and the task runs elsewhere
+        except AttemptEnded as exc:
+            self._reannounce = True
+            log.info("task %s: %s", claim.tid, exc)
         except TaskCancelled:
             self._reannounce = True
             log.info("task %s attempt %d cancelled: another attempt committed first", claim.tid, claim.attempt)
@@ -357,16 +370,36 @@ class Worker:
             done.append(MapCommit(claim.tid, claim.attempt, result.blobs, counters, context.counters,
                                   _located(claim.fields, result.bad_samples)))
             return None, result.records_in
-        blobs = [claim.data[i] for i in sorted(claim.data)]
         context = TaskContext(claim.tid, claim.attempt, meta.params, step=_place(meta), status=status)
-        with self._user_code():
-            result = tasks.run_reduce(with_context(classes.reducer, context), tasks.merge_blobs(blobs),
-                                      sort_values=meta.sort_values)
+        with SortedRuns() as runs:
+            if claim.fields.get("feed"):  # too large for Redis at once: fed, onto this worker's disk
+                self._take_feed(job, claim, runs)
+                groups: Any = runs.groups()
+            else:
+                groups = tasks.merge_blobs(claim.data[i] for i in sorted(claim.data))
+            with self._user_code():
+                result = tasks.run_reduce(with_context(classes.reducer, context), groups,
+                                          sort_values=meta.sort_values)
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         self._ship_output(job, claim)  # before the commit: the master may end the job right after it
         ok = self.broker.commit_reduce(job, tid_index(claim.tid), claim.attempt, self.name,
                                        tasks.pack_pairs(result.pairs), counters, context.counters)
         return ok, result.records_in
+
+    def _take_feed(self, job: str, claim: Claim, runs: SortedRuns) -> None:
+        """Take the attempt's feed of its partition (keys.feed) into sorted runs, until its end;
+        the attempt ending meanwhile (reaped, failed, another attempt committed) ends this."""
+        r = tid_index(claim.tid)
+        taken = 0
+        while (blob := self.broker.fed_blob(job, r, claim.attempt, FEED_WAIT_S)) != b"":
+            if blob is None:
+                if not self.broker.attempt_live(job, claim.tid, claim.attempt):
+                    raise AttemptEnded(f"attempt {claim.attempt} of {claim.tid} ended while it was fed its input")
+                continue
+            runs.add(blob)
+            taken += len(blob)
+        log.info("task %s attempt %d: %.1f MB fed, %d sorted runs on disk", claim.tid, claim.attempt,
+                 taken / 1e6, runs.runs)
 
     @contextlib.contextmanager
     def _user_code(self) -> Iterator[None]:

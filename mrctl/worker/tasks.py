@@ -370,25 +370,33 @@ def merge_blobs(blobs: Iterable[bytes]) -> dict[Any, list[Any]]:
     return groups
 
 
-def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]], sort_values: bool = False) -> ReduceResult:
-    """Reduce every key in sorted key order; the output pairs come back sorted by key. With
-    `sort_values`, each key's values arrive sorted (codec.value_sort_key), not in input order."""
-    reducer.setup()
-    pairs: list[tuple[Any, Any]] = []
-    records_in = 0
+def sorted_groups(groups: dict[Any, list[Any]]) -> Iterator[tuple[Any, list[Any]]]:
+    """(key, values) of `groups` (by identity, as merge_blobs makes them) in codec.sort_key
+    order of the keys; keys whose sort keys tie stay in the order they were first met."""
     keys = {ident: codec.key_of(ident) for ident in groups}
     # str keys (their own identity) sort as sort_key sorts them: skip a call per key
     order = sorted(groups) if all(type(i) is str for i in groups) else \
         sorted(groups, key=lambda ident: codec.sort_key(keys[ident]))
-    for ident in order:
-        values = groups[ident]
+    return ((keys[ident], groups[ident]) for ident in order)
+
+
+def run_reduce(reducer: Reducer, groups: dict[Any, list[Any]] | Iterable[tuple[Any, list[Any]]],
+               sort_values: bool = False) -> ReduceResult:
+    """Reduce every key in sorted key order (`groups`: by identity, as merge_blobs makes them, or
+    (key, values) already in that order, as sorted_runs merges them); the output pairs come back
+    sorted by key. With `sort_values`, each key's values arrive sorted (codec.value_sort_key),
+    not in input order."""
+    reducer.setup()
+    pairs: list[tuple[Any, Any]] = []
+    records_in = 0
+    for key, values in sorted_groups(groups) if isinstance(groups, dict) else groups:
         if sort_values:
             values.sort(key=codec.value_sort_key)
         records_in += len(values)
         try:
-            pairs.extend(reduce_pairs(reducer, keys[ident], values))
+            pairs.extend(reduce_pairs(reducer, key, values))
         except Exception as exc:
-            exc.mrctl_key = keys[ident]  # type: ignore[attr-defined]  # named in the failure
+            exc.mrctl_key = key  # type: ignore[attr-defined]  # named in the failure
             raise
     pairs.extend(teardown_pairs(reducer))
     for key, value in pairs:

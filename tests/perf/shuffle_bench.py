@@ -13,7 +13,9 @@ round, interleaved:
 
 - mrctl: `mrctl run SPEC --backend docker --workers 2 --redis-memory 256mb --json -o OUT`, the
   CLI in a subprocess as a user runs it (the spec, written into the temp dir: reducers 32,
-  chunk_size 8MiB). Wall time is the subprocess's; the summary gives the job's own elapsed
+  chunk_size 8MiB; `--reducers` and `--redis-mb` change them: with few reducers a partition
+  is larger than Redis can take back at once, and is fed to its reduce task). Wall time is
+  the subprocess's; the summary gives the job's own elapsed
   seconds, Redis's peak, the bytes spilled to the master's disk and the phases. The master's
   peak RSS is ru_maxrss of RUSAGE_CHILDREN in a small wrapper process that starts the CLI: the
   largest peak of the CLI process and of any child it waited for. With the docker backend the
@@ -35,6 +37,7 @@ Ratios are against mrctl in the same round.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -56,11 +59,10 @@ ROOT = Path(__file__).resolve().parents[2]
 BASELINES = Path(shuffle_baselines.__file__).resolve()
 BENCH_PYTHON = os.environ.get("BENCH_PYTHON") or os.environ.get("SPARK_PYTHON") or ""
 WAYS = ("mrctl", "dask", "spark")
-LABELS = {"mrctl": "mrctl docker, 2 workers, Redis 256 MB",
+LABELS = {"mrctl": "mrctl docker, 2 workers",
           "dask": "Dask bag groupby (processes, 2)",
           "spark": "PySpark local[2] groupByKey"}
-REDIS_MEMORY = "256mb"
-REDIS_LIMIT = 256_000_000  # mrctl reads "256mb" as 256 * 10**6 bytes
+REDIS_MB = 256  # --redis-memory, in MB (mrctl reads "256mb" as 256 * 10**6 bytes)
 
 JOB_MODULE = '''"""Shuffle-heavy job of tests/perf/shuffle_bench.py (the contract: shuffle_baselines.py)."""
 import hashlib
@@ -87,7 +89,7 @@ job:
   module: shuffle_job.py
   mapper: FirstWordMapper
   reducer: DigestReducer
-reducers: 32
+reducers: {reducers}
 chunk_size: 8MiB
 workers: 2
 """
@@ -163,11 +165,11 @@ def mrctl_cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mrctl"]
 
 
-def run_mrctl(folder: Path, timeout_s: float) -> tuple[dict, float, dict[str, float]]:
+def run_mrctl(folder: Path, timeout_s: float, redis_mb: int = REDIS_MB) -> tuple[dict, float, dict[str, float]]:
     out = folder / "mrctl-out.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = mrctl_cli() + ["run", str(folder / "shuffle.yaml"), "--backend", "docker", "--workers", "2",
-                         "--redis-memory", REDIS_MEMORY, "--json", "-o", str(out)]
+                         "--redis-memory", f"{redis_mb}mb", "--json", "-o", str(out)]
     stdout, wall, rss = run_measured(cmd, folder, "mrctl", timeout_s, env)
     summary = json.loads(stdout.strip().splitlines()[-1])
     if summary.get("status") != "succeeded":
@@ -214,7 +216,7 @@ def bench_size(args, megabytes: int, ways: list[str]) -> tuple[dict[str, Row], s
         (folder / "input").mkdir()
         make_input(folder / "input", megabytes)
         (folder / "shuffle_job.py").write_text(JOB_MODULE, encoding="utf-8")
-        (folder / "shuffle.yaml").write_text(SPEC, encoding="utf-8")
+        (folder / "shuffle.yaml").write_text(SPEC.format(reducers=args.reducers), encoding="utf-8")
         reference, against = None, "mrctl"
         if megabytes <= args.reference_max_mb:
             t0 = time.perf_counter()
@@ -227,7 +229,8 @@ def bench_size(args, megabytes: int, ways: list[str]) -> tuple[dict[str, Row], s
             for way in ways:
                 row = rows[way]
                 try:
-                    run = run_mrctl if way == "mrctl" else lambda f, t, way=way: run_baseline(way, f, t)
+                    run = (functools.partial(run_mrctl, redis_mb=args.redis_mb) if way == "mrctl"
+                           else lambda f, t, way=way: run_baseline(way, f, t))
                     result, wall, extra = run(folder, args.timeout_min * 60)
                 except (Failed, ValueError, KeyError, OSError) as e:
                     row.failure = str(e)
@@ -254,7 +257,7 @@ def bench_size(args, megabytes: int, ways: list[str]) -> tuple[dict[str, Row], s
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def table(megabytes: int, rows: dict[str, Row], repeat: int) -> str:
+def table(megabytes: int, rows: dict[str, Row], repeat: int, reducers: int, redis_mb: int) -> str:
     mrctl = rows.get("mrctl")
     base = statistics.median(mrctl.times) if mrctl and mrctl.times else None
     lines = [f"\n**{megabytes} MB** (median of {repeat} run{'s' if repeat > 1 else ''})\n",
@@ -277,7 +280,8 @@ def table(megabytes: int, rows: dict[str, Row], repeat: int) -> str:
             phases = [(k.removeprefix("phase "), r.med(k)) for k in r.extra if k.startswith("phase ")]
             notes.append("phases " + ", ".join(f"{k} {v:.1f}" for k, v in phases))
             peak = max(r.extra["redis_peak_bytes"])
-            notes.append(f"Redis peak {'<' if peak < REDIS_LIMIT else 'NOT <'} 256 MB")
+            below = "<" if peak < redis_mb * 1e6 else "NOT <"
+            notes.append(f"{reducers} reducers, Redis peak {below} its {redis_mb} MB")
         if r.failure:
             notes.append(f"a run failed: {r.failure.splitlines()[0]}")
         ratio = f"{t / base:.2f}x" if base else ""
@@ -295,6 +299,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,2000", help="input sizes in MB, comma-separated")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per size (each takes minutes)")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated subset of {','.join(WAYS)}")
+    parser.add_argument("--reducers", type=int, default=32, help="mrctl's reducers (partitions)")
+    parser.add_argument("--redis-mb", type=int, default=REDIS_MB, help="mrctl's --redis-memory, in MB")
     parser.add_argument("--timeout-min", type=float, default=25, help="stop a run after this many minutes")
     parser.add_argument("--reference-max-mb", type=int, default=1000,
                         help="check against a plain-Python reference up to this size (it holds every line "
@@ -318,11 +324,11 @@ def main() -> None:
           f"{os.cpu_count()} cores, Python {platform.python_version()}")
     for mb, (rows, _) in results.items():
         (b1, b5, b15), (a1, a5, a15) = loads[mb]
-        print(table(mb, rows, args.repeat))
+        print(table(mb, rows, args.repeat, args.reducers, args.redis_mb))
         print(f"\nload average (1, 5, 15 min) before {mb} MB: {b1:.2f} {b5:.2f} {b15:.2f}; "
               f"after: {a1:.2f} {a5:.2f} {a15:.2f}")
     wrong = any("DIFFERS" in a for rows, _ in results.values() for r in rows.values() for a in r.agree)
-    over = any(max(r.extra.get("redis_peak_bytes", [0])) >= REDIS_LIMIT
+    over = any(max(r.extra.get("redis_peak_bytes", [0])) >= args.redis_mb * 1e6
                for rows, _ in results.values() for r in rows.values())
     if wrong or over:
         sys.exit(1)
