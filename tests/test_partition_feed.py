@@ -6,8 +6,11 @@ plain Python."""
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import random
+
+import pytest
 
 from mrctl.broker import keys
 from mrctl.io import codec
@@ -19,16 +22,17 @@ from mrctl.worker.sorted_runs import SortedRuns
 JOB = "J"
 
 
-def _live(broker, *attempts: int) -> None:
-    """Attempts `attempts` of reduce task r:0 are the live ones (the deadlines set says so)."""
+def _live(broker, *attempts: int, r: int = 0) -> None:
+    """Attempts `attempts` of reduce task r:<r> are the live ones (the deadlines set says so)."""
     broker.r.delete(keys.deadlines(JOB))
     for attempt in attempts:
-        broker.r.zadd(keys.deadlines(JOB), {f"r:0@{attempt}": 1})
+        broker.r.zadd(keys.deadlines(JOB), {f"r:{r}@{attempt}": 1})
 
 
-def _take(broker, attempt: int, n: int) -> list[bytes]:
-    """What a worker does: take up to n blobs of its feed."""
-    return [b for _ in range(n) if (b := broker.r.lpop(keys.feed(JOB, 0, attempt))) is not None]
+def _items(broker, attempt: int) -> list[tuple[int, bytes]]:
+    """(seq, blob) of what attempt's feed of partition 0 holds."""
+    return [(int(seq), blob) for seq, _, blob in
+            (item.partition(b"\n") for item in broker.r.lrange(keys.feed(JOB, 0, attempt), 0, -1))]
 
 
 def test_each_live_attempt_is_fed_in_map_order_within_the_budget_and_a_new_one_from_the_start(broker):
@@ -41,25 +45,28 @@ def test_each_live_attempt_is_fed_in_map_order_within_the_budget_and_a_new_one_f
         feeds.add(0)
         _live(broker, 1)
         feeds.tick(budget=3100)  # room for three blobs of ~1 KB
-        assert broker.r.lrange(keys.feed(JOB, 0, 1), 0, -1) == [blobs[0], blobs[1], blobs[2]]
+        assert _items(broker, 1) == [(0, blobs[0]), (1, blobs[1]), (2, blobs[2])]
         assert feeds.in_flight() == 1000 + 1001 + 1002
-        assert _take(broker, 1, 2) == [blobs[0], blobs[1]]
-        feeds.tick(budget=3100)  # two taken: two more fit
-        assert broker.r.lrange(keys.feed(JOB, 0, 1), 0, -1) == [blobs[2], blobs[3], blobs[4]]
-        feeds.tick(budget=10)  # a budget too small for any: one at least while the feed is empty
-        assert _take(broker, 1, 3) == [blobs[2], blobs[3], blobs[4]]
-        feeds.tick(budget=10)
-        assert broker.r.lrange(keys.feed(JOB, 0, 1), 0, -1) == [blobs[5]]
+        # the worker has 0 and 1, and asks for 2: that acknowledges 0 and 1, which leave Redis
+        assert [broker.fed_blob(JOB, 0, 1, seq, timeout=0.1) for seq in (0, 1, 2)] == [blobs[0], blobs[1], blobs[2]]
+        feeds.tick(budget=3100)  # 2 is still held (its worker may ask again): two more fit
+        assert _items(broker, 1) == [(2, blobs[2]), (3, blobs[3]), (4, blobs[4])]
+        feeds.tick(budget=10)  # over budget: nothing more while the feed holds some
+        assert len(_items(broker, 1)) == 3
+        assert [broker.fed_blob(JOB, 0, 1, seq, timeout=0.1) for seq in (3, 4)] == [blobs[3], blobs[4]]
+        assert broker.fed_blob(JOB, 0, 1, 5, timeout=0.1) is None  # not there yet: it waited
+        feeds.tick(budget=10)  # a budget too small for any blob: one at least when Redis holds none
+        assert _items(broker, 1) == [(5, blobs[5])]
         # attempt 1 is lost (its lease ran out), attempt 2 runs: 1's feed goes, 2's starts at map 0
         _live(broker, 2)
         feeds.tick(budget=10 ** 6)
-        assert not broker.r.exists(keys.feed(JOB, 0, 1))
-        assert broker.r.lrange(keys.feed(JOB, 0, 2), 0, -1) == [blobs[i] for i in range(10)] + [b""]
+        assert not broker.r.exists(keys.feed(JOB, 0, 1)) and not broker.r.hexists(keys.fed(JOB), "0:1")
+        assert _items(broker, 2) == [(i, blobs[i]) for i in range(10)] + [(10, b"")]
         # committed by attempt 2: the feeds and the spill file go
         broker.r.setrange(keys.done(JOB, "r"), 0, (2).to_bytes(4, "big"))
         _live(broker)
         feeds.tick(budget=10 ** 6)
-        assert not broker.r.exists(keys.feed(JOB, 0, 2))
+        assert not broker.r.exists(keys.feed(JOB, 0, 2)) and not broker.r.exists(keys.fed(JOB))
         assert store.partition_bytes(JOB, 0) == 0
         assert [p.name for p in store._dir.iterdir()] == ["owner.json"]  # the file went
     finally:
@@ -75,17 +82,85 @@ def test_a_backup_attempt_gets_a_feed_of_its_own(broker):
         _live(broker, 1, 2)
         feeds.tick(budget=100)
         for attempt in (1, 2):
-            assert broker.r.lrange(keys.feed(JOB, 0, attempt), 0, -1) == [b"a", b"bb", b""]
+            assert _items(broker, attempt) == [(0, b"a"), (1, b"bb"), (2, b"")]
     finally:
         store.close()
 
 
+def test_feeds_and_restored_partitions_share_one_budget(broker):
+    """What is restored whole and what is fed are both in Redis: together within the budget;
+    a feed past it gets one blob only when Redis holds nothing else to come back, and what
+    has committed stops counting."""
+    from mrctl.master.spill import RESTORE_BUDGET, Spiller
+
+    limit = 100_000
+    budget = int(RESTORE_BUDGET * limit)
+    spiller = Spiller(broker)
+    spiller.begin_step(JOB, 4, limit)
+    for r in (0, 1):  # fed: each map output just under the budget
+        spiller.store.add_partition(JOB, r, {i: os.urandom(budget - 100) for i in range(2)})
+    spiller.store.add_partition(JOB, 2, {0: os.urandom(15_000)})  # restored whole
+    spiller.store.add_partition(JOB, 3, {0: os.urandom(15_000)})
+    try:
+        broker.r.zadd(keys.deadlines(JOB), {"r:0@1": 1, "r:1@1": 1})
+        spiller.queue_reduces()  # the barrier
+        assert spiller._next == 3  # 0 and 1 fed, 2 restored; 3 waits for room
+        assert spiller.feeds.in_flight() == 0  # the restored one fills the budget already
+        broker.r.setrange(keys.done(JOB, "r"), 8, (1).to_bytes(4, "big"))  # r:2 committed
+        spiller.queue_reduces()
+        assert spiller._next == 4 and spiller.feeds.in_flight() == 0  # r:3 restored in its place
+        broker.r.setrange(keys.done(JOB, "r"), 12, (1).to_bytes(4, "big"))  # r:3 committed
+        spiller.queue_reduces()
+        assert spiller.feeds.in_flight() == budget - 100  # one blob, of one feed: nothing else is in Redis
+    finally:
+        spiller.store.close()
+
+
 def test_the_worker_takes_its_feed_until_the_end_and_wakes_the_master(broker):
-    broker.r.rpush(keys.feed(JOB, 0, 1), b"x", b"")
-    assert broker.fed_blob(JOB, 0, 1, timeout=0.1) == b"x"
-    assert broker.fed_blob(JOB, 0, 1, timeout=0.1) == b""
-    assert broker.fed_blob(JOB, 0, 1, timeout=0.1) is None  # nothing more: it waited
+    broker.r.rpush(keys.feed(JOB, 0, 1), b"0\nx", b"1\n")
+    assert broker.fed_blob(JOB, 0, 1, 0, timeout=0.1) == b"x"
+    assert broker.fed_blob(JOB, 0, 1, 1, timeout=0.1) == b""
     assert broker.r.llen(keys.progress(JOB)) >= 1
+
+
+@pytest.fixture
+def lossy(broker, redis_url):
+    """A Broker (retries on, as the master's and the workers' are) whose connection goes
+    through a proxy that loses the reply of a chosen script's call once."""
+    from urllib.parse import urlparse
+
+    from redis_proxy import ReplyDroppingProxy
+
+    from mrctl.broker import Broker, lua
+
+    url = urlparse(redis_url)
+    proxy = ReplyDroppingProxy(url.hostname, url.port)
+    via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=1)
+    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode() for name in ("FEED_PUSH", "FEED_TAKE")}
+    for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
+        broker.r.script_load(getattr(lua, name))
+    via.ping()
+    yield via, proxy, shas
+    via.close()
+    proxy.close()
+
+
+def test_a_take_whose_reply_is_lost_gets_the_same_blob_again_and_loses_none(broker, lossy):
+    via, proxy, shas = lossy
+    broker.feed_blobs(JOB, 0, 1, 0, [b"a", b"b", b"c", b""])
+    got = [via.fed_blob(JOB, 0, 1, 0, timeout=0.1)]
+    proxy.drop_reply_of(shas["FEED_TAKE"])
+    got += [via.fed_blob(JOB, 0, 1, seq, timeout=0.1) for seq in (1, 2, 3)]
+    assert proxy.dropped == 1 and got == [b"a", b"b", b"c", b""]
+
+
+def test_a_push_whose_reply_is_lost_appends_nothing_twice(broker, lossy):
+    via, proxy, shas = lossy
+    via.feed_blobs(JOB, 0, 1, 0, [b"a"])
+    proxy.drop_reply_of(shas["FEED_PUSH"])
+    via.feed_blobs(JOB, 0, 1, 1, [b"b", b"c"])
+    via.feed_blobs(JOB, 0, 1, 3, [b""])
+    assert proxy.dropped == 1 and _items(broker, 1) == [(0, b"a"), (1, b"b"), (2, b"c"), (3, b"")]
 
 
 def _blobs(rng: random.Random, n: int, keys_of) -> tuple[list[bytes], list[tuple]]:

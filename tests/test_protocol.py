@@ -23,6 +23,7 @@ def test_key_layout_is_pinned():
     assert keys.chunk("J", "m:3") == "mrctl:J:chunk:m:3" and keys.chunk_prefix("J") == "mrctl:J:chunk:"
     assert keys.part("J", 2) == "mrctl:J:part:2"
     assert keys.feed("J", 2, 3) == "mrctl:J:feed:2:3"
+    assert keys.fed("J") == "mrctl:J:fed"
     assert keys.out("J", 2) == "mrctl:J:out:2"
     assert keys.leases("J") == "mrctl:J:leases"
     assert keys.deadlines("J") == "mrctl:J:deadlines"

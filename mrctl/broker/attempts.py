@@ -76,17 +76,22 @@ class Attempts(BrokerBase):
             ))
         return {1: "live", 2: "cancelled"}.get(code, "ended")
 
-    def fed_blob(self, job: str, r: int, attempt: int, timeout: float) -> bytes | None:
-        """Wake the master (it feeds as the worker takes), then take the next blob of attempt
-        `attempt`'s feed of partition r (keys.feed; empty: the end), waiting up to `timeout`
-        seconds: None when none came."""
+    def fed_blob(self, job: str, r: int, attempt: int, seq: int, timeout: float) -> bytes | None:
+        """Item `seq` of attempt `attempt`'s feed of partition r (keys.feed; an empty blob: the
+        end), acknowledging those before it; wakes the master first (it feeds as the worker
+        takes). Waits up to `timeout` seconds for it to come: None when it did not. Sent again
+        after a lost reply, a take returns the same item (lua.FEED_TAKE)."""
+        feed = keys.feed(job, r, attempt)
         with translated_errors(f"reading the feed of partition {r}"):
             pipe = self.r.pipeline(transaction=False)
             pipe.rpush(keys.progress(job), "1")
             pipe.ltrim(keys.progress(job), 0, keys.WAKE_MAX - 1)
-            pipe.blpop([keys.feed(job, r, attempt)], timeout=max(timeout, 0.01))
+            self._feed_take(keys=[feed], args=[seq], client=pipe)
             got = pipe.execute()[-1]
-        return None if got is None else got[1]
+            if got is None:  # the feed is empty now: block until the master appends (a move in place)
+                self.r.blmove(feed, feed, max(timeout, 0.01), "LEFT", "LEFT")  # type: ignore[arg-type]
+                got = self._feed_take(keys=[feed], args=[seq])
+        return None if got is None else got.partition(b"\n")[2]
 
     def attempt_live(self, job: str, tid: str, attempt: int) -> bool:
         """Whether attempt `attempt` of `tid` is still live (not reaped, failed or beaten)."""

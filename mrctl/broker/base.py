@@ -173,6 +173,8 @@ class BrokerBase:
         self._take_hash = self.r.register_script(lua.TAKE_HASH)
         self._take_fields = self.r.register_script(lua.TAKE_FIELDS)
         self._field_sizes = self.r.register_script(lua.FIELD_SIZES)
+        self._feed_push = self.r.register_script(lua.FEED_PUSH)
+        self._feed_take = self.r.register_script(lua.FEED_TAKE)
 
     def _scripts(self, calls: list[tuple[Any, list, list]]) -> list[Any]:
         """Several Lua script calls in one round trip: EVALSHA in a pipeline (without the

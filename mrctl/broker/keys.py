@@ -104,12 +104,18 @@ def part(job: str, r: int) -> str:
     return f"{part_prefix(job)}{r}"
 
 
-# mrctl:<job>:feed:<r>:<attempt> -> list: a partition too large for Redis at once, fed to
-#   attempt `attempt` of reduce r a window at a time: the master RPUSHes its map blobs in map
-#   index order from its spill file (mrctl.master.partition_feed), then an empty blob (the end);
-#   the attempt's worker LPOPs them onto its own disk. Deleted when the attempt ends.
+# mrctl:<job>:feed:<r>:<attempt> -> list of "<seq>\n<blob>": a partition too large for Redis
+#   at once, fed to attempt `attempt` of reduce r a window at a time: the master appends its
+#   map blobs in map index order from its spill file (mrctl.master.partition_feed), then an
+#   empty blob (the end), seq counting from 0 (lua.FEED_PUSH); the attempt's worker takes them
+#   in order onto its own disk (lua.FEED_TAKE). Deleted when the attempt ends.
 def feed(job: str, r: int, attempt: int) -> str:
     return f"{job_prefix(job)}feed:{r}:{attempt}"
+
+
+# mrctl:<job>:fed -> hash: "<r>:<attempt>" -> items appended to that feed so far
+def fed(job: str) -> str:
+    return f"{job_prefix(job)}fed"
 
 
 # mrctl:<job>:out:<r> -> string: msgpack list of reduce r's output pairs, sorted by key

@@ -532,6 +532,33 @@ end
 return redis.call('HGETALL', KEYS[2])
 """
 
+# KEYS: feed (keys.feed), fed (keys.fed)   ARGV: feed name (its field in fed), first, items
+# Append a window of items to a reduce attempt's feed iff the feed holds exactly `first` items
+# so far (fed's field counts them), and count them: a push sent again after its reply was lost
+# appends nothing twice. Each item is "<seq>\n<blob>", seq counting from 0. Returns the count.
+FEED_PUSH = """
+local pushed = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if pushed ~= tonumber(ARGV[2]) then return pushed end
+for i = 3, #ARGV do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+redis.call('HSET', KEYS[2], ARGV[1], pushed + #ARGV - 2)
+return pushed + #ARGV - 2
+"""
+
+# KEYS: feed   ARGV: seq (the item the worker wants next)
+# The worker's take: drop the items before `seq` (the worker has them: asking for the next one
+# acknowledges them) and return item `seq` without removing it, or nil while it has not come.
+# A take sent again after its reply was lost returns the same item: none is lost or repeated.
+FEED_TAKE = """
+local want = tonumber(ARGV[1])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then return false end
+  local cut = string.find(head, '\\n', 1, true)
+  if tonumber(string.sub(head, 1, cut - 1)) >= want then return head end
+  redis.call('LPOP', KEYS[1])
+end
+"""
+
 # KEYS: a hash. Returns [field, bytes of its value, ...] for every field, in one round trip.
 FIELD_SIZES = """
 local sizes = {}

@@ -51,13 +51,19 @@ class Shuffle(BrokerBase):
             with translated_errors(f"restoring partition {r}"):
                 self.r.hset(keys.part(job, r), mapping={str(i): b for i, b in blobs.items()})
 
-    def feed_blobs(self, job: str, r: int, attempt: int, blobs: Sequence[bytes]) -> None:
-        """Append blobs (an empty one: the end) to attempt `attempt`'s feed of partition r."""
+    def feed_blobs(self, job: str, r: int, attempt: int, first: int, blobs: Sequence[bytes]) -> None:
+        """Append blobs (an empty one: the end) to attempt `attempt`'s feed of partition r as its
+        items `first`, `first` + 1, ... (lua.FEED_PUSH: sent again, it appends nothing twice)."""
+        items = [b"%d\n%s" % (first + i, blob) for i, blob in enumerate(blobs)]
         with translated_errors(f"feeding partition {r}"):
-            self.r.rpush(keys.feed(job, r, attempt), *blobs)
+            count = int(self._feed_push(keys=[keys.feed(job, r, attempt), keys.fed(job)],
+                                        args=[f"{r}:{attempt}", first, *items]))
+        if count != first + len(items):
+            raise InfraError(f"the feed of partition {r} to attempt {attempt} holds {count} items where the master "
+                             f"had appended {first}: was its Redis changed by something else?")
 
     def feed_lengths(self, job: str, feeds: Sequence[tuple[int, int]]) -> list[int]:
-        """How many blobs each (partition, attempt) feed holds that its worker has not taken."""
+        """How many items each (partition, attempt) feed holds that its worker has not taken."""
         with translated_errors("reading partition feeds"):
             pipe = self.r.pipeline(transaction=False)
             for r, attempt in feeds:
@@ -68,7 +74,10 @@ class Shuffle(BrokerBase):
         """Delete the feeds of attempts that ended (what they did not take goes with them)."""
         if feeds:
             with translated_errors("removing partition feeds"):
-                self.r.unlink(*(keys.feed(job, r, attempt) for r, attempt in feeds))
+                pipe = self.r.pipeline(transaction=False)
+                pipe.unlink(*(keys.feed(job, r, attempt) for r, attempt in feeds))
+                pipe.hdel(keys.fed(job), *(f"{r}:{attempt}" for r, attempt in feeds))
+                pipe.execute()
 
     def take_output(self, job: str, r: int) -> bytes:
         """Atomically take reduce r's committed output out of Redis."""

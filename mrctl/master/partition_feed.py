@@ -25,12 +25,14 @@ from mrctl.master.spill_store import BlobPlace, SpillStore
 log = logging.getLogger(__name__)
 
 
+PUSH_BYTES = 32 << 20  # at most this much in one append (a command's size counts in Redis too)
+
+
 @dataclass
 class _Feed:
-    """One attempt's feed: how far it got, and the sizes of the blobs it has not taken yet."""
+    """One attempt's feed: how far it got, and the sizes of the items it has not taken yet."""
 
-    pushed: int = 0  # blobs appended so far (the end not counted)
-    ended: bool = False  # the end appended
+    items: int = 0  # items appended so far: blobs in map index order, then the end (an empty one)
     untaken: collections.deque[int] = field(default_factory=collections.deque)  # oldest first
 
 
@@ -58,9 +60,11 @@ class PartitionFeeds:
         """Bytes fed and not taken yet (in Redis now)."""
         return sum(sum(feed.untaken) for feed in self._feeds.values())
 
-    def tick(self, budget: int) -> None:
+    def tick(self, budget: int, restored: int = 0) -> None:
         """Forget committed partitions (their files go) and ended attempts (their feeds go), then
-        feed the live attempts while the bytes in Redis stay within `budget`."""
+        feed the live attempts while what is in Redis to come back (`restored` bytes of whole
+        partitions and what is fed) stays within `budget`; past it, one blob still goes when
+        nothing else is in Redis (a blob over the whole budget was refused by the Spiller)."""
         if not self._parts:
             return
         tids = {reduce_tid(r): r for r in self._parts}
@@ -74,9 +78,9 @@ class PartitionFeeds:
         for at in live:
             self._feeds.setdefault(at, _Feed())
         self._note_taken()
-        room = budget - self.in_flight()
+        in_redis = restored + self.in_flight()
         for (r, attempt), feed in sorted(self._feeds.items()):
-            room -= self._top_up(r, attempt, feed, room)
+            in_redis += self._top_up(r, attempt, feed, budget - in_redis, alone=in_redis == 0)
 
     def _finish(self, r: int) -> None:
         gone = [at for at in self._feeds if at[0] == r]
@@ -94,24 +98,25 @@ class PartitionFeeds:
             while len(untaken) > left:
                 untaken.popleft()
 
-    def _top_up(self, r: int, attempt: int, feed: _Feed, room: int) -> int:
-        """Append partition r's next blobs to this feed within `room` bytes (one at least when
-        it holds none), the end after the last; the bytes appended."""
-        places, blobs, size = self._parts[r], [], 0
-        while feed.pushed < len(places):
-            place = places[feed.pushed]
-            if (feed.untaken or blobs) and size + place.size > room:
+    def _top_up(self, r: int, attempt: int, feed: _Feed, room: int, alone: bool) -> int:
+        """Append partition r's next blobs to this feed within `room` bytes (one past it when
+        `alone`), and the end after the last; the bytes appended."""
+        places, appended = self._parts[r], 0
+        while feed.items <= len(places):
+            blobs: list[bytes] = []
+            size = 0
+            while feed.items + len(blobs) < len(places) and size < PUSH_BYTES:
+                place = places[feed.items + len(blobs)]
+                if appended + size + place.size > room and not (alone and appended + size == 0):
+                    break
+                blobs.append(self.store.read_blob(self.job, r, place))
+                size += place.size
+            if feed.items + len(blobs) == len(places):
+                blobs.append(b"")  # the end
+            if not blobs:
                 break
-            blobs.append(self.store.read_blob(self.job, r, place))
-            size += place.size
-            feed.untaken.append(place.size)
-            feed.pushed += 1
-        if feed.pushed == len(places) and not feed.ended:
-            blobs.append(b"")
-            feed.untaken.append(0)
-            feed.ended = True
-        if blobs:
-            self.broker.feed_blobs(self.job, r, attempt, blobs)
-        return size
-
-
+            self.broker.feed_blobs(self.job, r, attempt, feed.items, blobs)
+            feed.items += len(blobs)
+            feed.untaken.extend(len(blob) for blob in blobs)
+            appended += size
+        return appended

@@ -149,27 +149,26 @@ class Spiller:
         no more than RESTORE_BUDGET of Redis at a time (at least one); one larger than that is
         fed to its task (mrctl.master.partition_feed) within the same budget."""
         budget = int(RESTORE_BUDGET * self.limit)
-        if self._next >= self.reducers:
-            self.feeds.tick(budget - sum(self._inflight.values()))
-            return
-        if not self.store.has_partitions(self.job):  # nothing spilled: all at once
+        if self._next < self.reducers and not self.store.has_partitions(self.job):  # nothing spilled: all at once
             self.broker.add_reduce_tasks(self.job, range(self._next, self.reducers))
             self._next = self.reducers
             return
-        for tid in self.broker.done_tasks(self.job, [reduce_tid(r) for r in self._inflight]):
-            del self._inflight[tid_index(tid)]
+        if self._inflight:
+            for tid in self.broker.done_tasks(self.job, [reduce_tid(r) for r in self._inflight]):
+                del self._inflight[tid_index(tid)]
         while self._next < self.reducers:
             r, size = self._next, self.store.partition_bytes(self.job, self._next)
             if size > budget:
                 self._feed_partition(r, budget)
                 continue
-            if self._inflight and sum(self._inflight.values()) + self.feeds.in_flight() + size > budget:
+            in_redis = sum(self._inflight.values()) + self.feeds.in_flight()
+            if in_redis and in_redis + size > budget:
                 break
             self.broker.restore_partition(self.job, r, self.store.take_partition(self.job, r))
             self.broker.add_reduce_tasks(self.job, [r])
             self._inflight[r] = size
             self._next += 1
-        self.feeds.tick(budget - sum(self._inflight.values()))
+        self.feeds.tick(budget, restored=sum(self._inflight.values()))
 
     def _feed_partition(self, r: int, budget: int) -> None:
         """Partition r is too large to restore: what of it is still in Redis joins what is on

@@ -371,15 +371,15 @@ class Worker:
                                   _located(claim.fields, result.bad_samples)))
             return None, result.records_in
         context = TaskContext(claim.tid, claim.attempt, meta.params, step=_place(meta), status=status)
-        with SortedRuns() as runs:
+        # in _user_code: a timeout interrupts the feed and the merge as it does the job's code
+        with SortedRuns() as runs, self._user_code():
             if claim.fields.get("feed"):  # too large for Redis at once: fed, onto this worker's disk
                 self._take_feed(job, claim, runs)
                 groups: Any = runs.groups()
             else:
                 groups = tasks.merge_blobs(claim.data[i] for i in sorted(claim.data))
-            with self._user_code():
-                result = tasks.run_reduce(with_context(classes.reducer, context), groups,
-                                          sort_values=meta.sort_values)
+            result = tasks.run_reduce(with_context(classes.reducer, context), groups,
+                                      sort_values=meta.sort_values)
         counters = {"reduces_done": 1, "records_out": len(result.pairs)}
         self._ship_output(job, claim)  # before the commit: the master may end the job right after it
         ok = self.broker.commit_reduce(job, tid_index(claim.tid), claim.attempt, self.name,
@@ -389,15 +389,14 @@ class Worker:
     def _take_feed(self, job: str, claim: Claim, runs: SortedRuns) -> None:
         """Take the attempt's feed of its partition (keys.feed) into sorted runs, until its end;
         the attempt ending meanwhile (reaped, failed, another attempt committed) ends this."""
-        r = tid_index(claim.tid)
-        taken = 0
-        while (blob := self.broker.fed_blob(job, r, claim.attempt, FEED_WAIT_S)) != b"":
+        r, seq, taken = tid_index(claim.tid), 0, 0
+        while (blob := self.broker.fed_blob(job, r, claim.attempt, seq, FEED_WAIT_S)) != b"":
             if blob is None:
                 if not self.broker.attempt_live(job, claim.tid, claim.attempt):
                     raise AttemptEnded(f"attempt {claim.attempt} of {claim.tid} ended while it was fed its input")
                 continue
             runs.add(blob)
-            taken += len(blob)
+            seq, taken = seq + 1, taken + len(blob)
         log.info("task %s attempt %d: %.1f MB fed, %d sorted runs on disk", claim.tid, claim.attempt,
                  taken / 1e6, runs.runs)
 
