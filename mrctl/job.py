@@ -92,16 +92,24 @@ class _TaskCode:
         once, however often it ran. `group` may not contain ":"; `amount` is an int (it may be
         negative).
         """
-        if not isinstance(group, str) or not group or ":" in group:
-            raise ValueError(f"counter group must be a non-empty string without ':', got {group!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"counter name must be a non-empty string, got {name!r}")
-        if isinstance(amount, bool) or not isinstance(amount, int):
-            raise TypeError(f"counter amount must be an int, got {amount!r}")
-        if self._mrctl_counters is None:  # an object made outside a task (a unit test)
-            self._mrctl_counters = {}
         counters = self._mrctl_counters
-        counters[group, name] = counters.get((group, name), 0) + amount
+        if counters is None:  # an object made outside a task (a unit test)
+            counters = self._mrctl_counters = {}
+        try:  # a counter counted before was checked then: jobs count once per record
+            total = counters[group, name]
+        except (KeyError, TypeError):
+            _check_counter(group, name)
+            total = 0
+        if type(amount) is not int and (isinstance(amount, bool) or not isinstance(amount, int)):
+            raise TypeError(f"counter amount must be an int, got {amount!r}")
+        counters[group, name] = total + amount
+
+
+def _check_counter(group: Any, name: Any) -> None:
+    if not isinstance(group, str) or not group or ":" in group:
+        raise ValueError(f"counter group must be a non-empty string without ':', got {group!r}")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"counter name must be a non-empty string, got {name!r}")
 
 
 def with_context(cls: type[T], context: TaskContext) -> T:
