@@ -21,6 +21,7 @@ from mrctl.broker.base import (
     translated_errors,
 )
 from mrctl.broker.meta import JobMeta
+from mrctl.errors import InfraError
 from mrctl.io.task_ids import reduce_tid, tid_index, tid_kind
 
 
@@ -91,7 +92,12 @@ class Attempts(BrokerBase):
             if got is None:  # the feed is empty now: block until the master appends (a move in place)
                 self.r.blmove(feed, feed, max(timeout, 0.01), "LEFT", "LEFT")  # type: ignore[arg-type]
                 got = self._feed_take(keys=[feed], args=[seq])
-        return None if got is None else got.partition(b"\n")[2]
+        if got is None:
+            return None
+        found, _, blob = got.partition(b"\n")
+        if int(found) != seq:  # FEED_PUSH appends without gaps: another seq means a broken feed
+            raise InfraError(f"the feed of partition {r} gave item {int(found)} where item {seq} was next")
+        return blob
 
     def attempt_live(self, job: str, tid: str, attempt: int) -> bool:
         """Whether attempt `attempt` of `tid` is still live (not reaped, failed or beaten)."""

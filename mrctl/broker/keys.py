@@ -17,7 +17,7 @@ def current_job() -> str:
     return f"{PREFIX}:current"
 
 
-# mrctl:workers -> hash: worker name -> JSON {state, task, attempt, tasks_done, pid, host}
+# mrctl:workers -> hash: worker name -> JSON {state, task, attempt, tasks_done, pid, job}
 def workers() -> str:
     return f"{PREFIX}:workers"
 
@@ -132,7 +132,8 @@ def taken(job: str, token: str) -> str:
 # mrctl:<job>:stats -> hash of counters: maps_done, reduces_done, retries, refused, failures,
 #   lost, timeouts, records_in, records_out, map_records_out, bytes_done, map_ms (time in map
 #   code), decode_errors, bad_records (records skipped), and the job's own counters as
-#   counter:<group>:<name> (increment_counter; a group has no ':'), all added by COMMIT
+#   counter:<group>:<name> (increment_counter; a group has no ':'), all added by COMMIT; and
+#   failed_attempts, added by FAIL
 def stats(job: str) -> str:
     return f"{job_prefix(job)}stats"
 
@@ -154,7 +155,7 @@ def parse_counter_field(field: str) -> tuple[str, str] | None:
 
 
 # mrctl:<job>:bad -> hash: map tid -> JSON list of the first few records that attempt skipped
-#   ([line within the chunk (0-based), error message] each); written only by a successful commit
+#   ([input file, line in it, error message] each); written only by a successful commit
 def bad_records(job: str) -> str:
     return f"{job_prefix(job)}bad"
 

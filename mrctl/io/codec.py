@@ -79,7 +79,8 @@ def stream_pairs(raw: IO[bytes]) -> Iterator[tuple[Any, Any]]:
 
 
 def encode_key(key: Any) -> bytes:
-    """The stable byte encoding of a key: the input of the default partitioner."""
+    """The stable byte encoding of a key: the input of the default partitioner for a key that
+    is not a str (a str is partitioned by its UTF-8 bytes)."""
     return pack(key)
 
 
