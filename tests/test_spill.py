@@ -223,6 +223,7 @@ def _digests(inputs) -> dict[str, list]:
             for word, lines in _expected(inputs).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("die_first", [False, True], ids=["fed", "fed-again-after-its-worker-died"])
 def test_a_partition_larger_than_redis_can_take_back_is_fed_to_its_reduce_task_exactly(tmp_path, die_first):
     """33 MB of lines in one partition, through a 16 MiB Redis: more than Redis can hold at all,

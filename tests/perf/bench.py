@@ -15,8 +15,10 @@ import collections
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,13 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mrctl.master.driver import run_job
-from mrctl.spec.jobspec import JobSpec
+from mrctl.spec.jobspec import JobSpec, Overrides, load_spec
 from tests.perf import baselines
 
 ROOT = Path(__file__).resolve().parents[2]
 # The eight Gutenberg books beside the checkout, or wherever MRCTL_CORPUS points.
 CORPUS = Path(os.environ.get("MRCTL_CORPUS") or ROOT.parent / "shared" / "corpus" / "gutenberg")
 JOB = ROOT / "jobspecs" / "wordcount.py"
+STREAMING = "mrctl docker, 2 workers, streaming"  # words of a-z only (awk's): their own reference
+STREAMING_AWK = f"{STREAMING}, awk mapper and reducer"
+STREAMING_RUST = f"{STREAMING}, Rust mapper, awk reducer"
 
 
 @dataclass
@@ -78,6 +83,44 @@ def mrctl_run(paths: list[Path], out: Path, backend: str, workers: int, mapper: 
     return out.read_text(encoding="utf-8"), extra
 
 
+def streaming_run(paths: list[Path], folder: Path, spec_name: str, workers: int,
+                  chunk_size: int) -> tuple[str, dict[str, float]]:
+    """A streaming example (jobspecs/SPEC_NAME.yaml) on docker; its text output as the JSON the
+    other ways write (compared with the ASCII reference: awk reads bytes)."""
+    shutil.copy(ROOT / "jobspecs" / f"{spec_name}.yaml", folder / f"{spec_name}.yaml")
+    out = folder / "out.txt"
+    spec = load_spec(folder / f"{spec_name}.yaml", Overrides(
+        inputs=tuple(map(str, paths)), output=str(out), backend="docker", workers=workers,
+        chunk_size=str(chunk_size)))
+    final = run_job(spec)
+    counts = collections.Counter({k: int(v) for k, v in (line.split("\t") for line in
+                                                         out.read_text(encoding="utf-8").splitlines())})
+    out.unlink()
+    return expected_json(counts), {"start-up s": dict(final.phase_seconds).get("starting", 0.0)}
+
+
+def rust_mapper(folder: Path) -> bool:
+    """jobspecs/rust_wordcount built by cargo (offline, static) where wordcount_rust.yaml ships
+    it from, under `folder`; False when cargo is missing or fails."""
+    target = folder / "rust_wordcount" / "target"
+    env = {**os.environ, "RUSTFLAGS": "-C target-feature=+crt-static", "CARGO_TARGET_DIR": str(target)}
+    try:
+        done = subprocess.run(["cargo", "build", "--release", "--offline", "--manifest-path",
+                               str(ROOT / "jobspecs" / "rust_wordcount" / "Cargo.toml")],
+                              env=env, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+        return False
+    return done.returncode == 0
+
+
+def ascii_counts(paths: list[Path]) -> collections.Counter:
+    """The streaming examples' words: runs of a-z after lowercasing, read as bytes (as awk does)."""
+    counts: collections.Counter = collections.Counter()
+    for path in paths:
+        counts.update(w.decode() for w in re.findall(rb"[a-z]+", path.read_bytes().lower()))
+    return counts
+
+
 def configs(args, paths: list[Path], out: Path) -> list[tuple[str, Callable]]:
     chunk = args.chunk_mb << 20
     runs: list[tuple[str, Callable]] = [
@@ -93,6 +136,9 @@ def configs(args, paths: list[Path], out: Path) -> list[tuple[str, Callable]]:
                          lambda n=n: mrctl_run(paths, out, "docker", n, "FastWordMapper", chunk)))
         runs.append(("mrctl docker, 2 workers, map",
                      lambda: mrctl_run(paths, out, "docker", 2, "WordMapper", chunk)))
+        runs.append((STREAMING_AWK, lambda: streaming_run(paths, out.parent, "wordcount_streaming", 2, chunk)))
+        if "rust" not in args.skip and rust_mapper(out.parent):
+            runs.append((STREAMING_RUST, lambda: streaming_run(paths, out.parent, "wordcount_rust", 2, chunk)))
     if "alternatives" not in args.skip:
         runs.append(("Dask bag (processes, 2)", lambda: _maybe(baselines.dask_bag(paths))))
         runs.append(("PySpark local[2]", lambda: _maybe(baselines.pyspark_local2(paths))))
@@ -110,9 +156,12 @@ def bench_size(args, megabytes: int) -> list[Row]:
     try:
         paths = make_input(folder, megabytes)
         reference = expected_json(baselines.optimised_single(paths))
+        ascii_reference = None
         rows = []
         for label, run in configs(args, paths, folder / "out.json"):
             row = Row(label)
+            if label.startswith(STREAMING) and ascii_reference is None:
+                ascii_reference = expected_json(ascii_counts(paths))
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
                 text, extra = run()
@@ -120,7 +169,7 @@ def bench_size(args, megabytes: int) -> list[Row]:
                 if text is None:
                     row.ok, row.times = False, []
                     break
-                row.ok &= text == reference
+                row.ok &= text == (ascii_reference if label.startswith(STREAMING) else reference)
                 for k, v in extra.items():
                     row.extra[k].append(v)
             print(f"  {megabytes} MB  {label}: {[round(t, 2) for t in row.times]}", flush=True)
@@ -192,7 +241,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,500", help="input sizes in MB, comma-separated")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk-mb", type=int, default=8)
-    parser.add_argument("--skip", default="", help="comma-separated: docker, alternatives")
+    parser.add_argument("--skip", default="", help="comma-separated: docker, rust, alternatives")
     parser.add_argument("--only", default="", help="|-separated: run only the ways whose label contains one, "
                                                    "e.g. 'multiprocessing|docker, 2 workers'")
     args = parser.parse_args()
