@@ -174,3 +174,20 @@ def test_bad_chaos_option_is_a_usage_error():
     with pytest.raises(SpecError) as info:
         parse_chaos("kill=lots")
     assert info.value.exit_code == 2 and "kill=N" in str(info.value)
+
+
+def test_chaos_kills_only_workers_of_the_backend_never_one_that_joined_from_elsewhere():
+    """A worker started outside the backend (another machine's, or one in another language)
+    shows in the snapshot, busy, but the backend cannot kill it: chaos and the web page's kill
+    pick among the backend's own (before, the local backend raised KeyError mid-run)."""
+    from mrctl.master.chaos import ChaosMonkey, ChaosPlan, busy_workers
+    from mrctl.observe.snapshot import JobSnapshot, WorkerRow
+
+    snap = JobSnapshot("J", "wc", "map", 10.0, workers=(
+        WorkerRow("worker-1", "mapping", "m:0", 1), WorkerRow("outsider", "mapping", "m:1", 1),
+        WorkerRow("worker-2", "idle")))
+    own = {"worker-1": "running", "worker-2": "running"}
+    assert busy_workers(snap, own) == ["worker-1"]
+    monkey = ChaosMonkey(ChaosPlan(kills=5, every_s=0.0, seed=1))
+    assert {monkey.victim(snap, own) for _ in range(5)} == {"worker-1"}
+    assert monkey.victim(JobSnapshot("J", "wc", "map", 11.0, workers=snap.workers[1:]), own) is None

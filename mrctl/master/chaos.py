@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from mrctl.errors import SpecError
@@ -43,9 +44,11 @@ def parse_chaos(text: str) -> ChaosPlan:
     return plan
 
 
-def busy_workers(snap: JobSnapshot) -> list[str]:
-    """The workers running a task in `snap`: the ones a kill makes a learner watch recover."""
-    return [w.name for w in snap.workers if w.state in ("mapping", "reducing")]
+def busy_workers(snap: JobSnapshot, own: Collection[str]) -> list[str]:
+    """The workers of `own` (the backend's: it can kill only those) running a task in `snap`:
+    the ones a kill makes a learner watch recover. A worker that joined the cluster from
+    elsewhere shows in the snapshot too, but is not the backend's to kill."""
+    return [w.name for w in snap.workers if w.state in ("mapping", "reducing") and w.name in own]
 
 
 class ChaosMonkey:
@@ -57,15 +60,15 @@ class ChaosMonkey:
         self.killed: list[str] = []
         self.next_at: float | None = None
 
-    def victim(self, snap: JobSnapshot) -> str | None:
-        """The worker to kill now, if any (a busy one, chosen at random)."""
+    def victim(self, snap: JobSnapshot, own: Collection[str]) -> str | None:
+        """The worker to kill now, if any (a busy one of `own`, chosen at random)."""
         if len(self.killed) >= self.plan.kills or snap.phase not in ("map", "reduce"):
             return None
         if self.next_at is None:
             self.next_at = snap.elapsed + self.plan.every_s
         if snap.elapsed < self.next_at:
             return None
-        busy = busy_workers(snap)
+        busy = busy_workers(snap, own)
         if not busy:
             return None
         self.next_at = snap.elapsed + self.plan.every_s

@@ -182,7 +182,7 @@ def _drive(master: Master, cluster: Cluster, options: RunOptions,
             sink(state["last"])
             live.publish(state["last"])
             next_snapshot = now + options.snapshot_s
-            if victim := monkey.victim(state["last"]):
+            if victim := monkey.victim(state["last"], cluster.states):
                 _kill(master, cluster, victim)
             _obey(live.commands(), master, cluster, state["last"])
         if done:
@@ -211,7 +211,7 @@ def _kill(master: Master, cluster: Cluster, victim: str, why: str = "") -> None:
 def _obey(commands: list[str], master: Master, cluster: Cluster, snap: JobSnapshot) -> None:
     """Carry out the web page's commands: cancel stops the run like a Ctrl-C (Cancelled unwinds
     through every teardown); kill kills a random busy worker, as --chaos does."""
-    busy = busy_workers(snap)
+    busy = busy_workers(snap, cluster.states)
     for command in commands:
         if command == "cancel":
             master.add_event("cancelled", "cancelled from the web page")
