@@ -14,6 +14,7 @@ import importlib.util
 import io
 import logging
 import os
+import secrets
 import shlex
 import shutil
 import socket
@@ -25,6 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mrctl.dockerapi import OnFirstUse
@@ -88,6 +90,12 @@ def _translated(action: str) -> Iterator[None]:
         raise InfraError(f"{action}: {exc}") from None
     except requests.exceptions.RequestException as exc:  # the engine went silent or away (a lost node)
         raise InfraError(f"{action}: the engine did not answer: {exc}") from None
+
+
+# An image build's id, as a build argument that a Dockerfile may declare and put in a LABEL
+# right after FROM (Dockerfile.worker does): every step image of the build then carries it.
+BUILD_ARG, BUILD_LABEL = "MRCTL_BUILD", "mrctl.build"
+LATE_STEP_S = 3.0  # how long after an unfinished build its last step may still be committed
 
 
 @dataclass
@@ -386,8 +394,14 @@ class DockerHost:
         """Build an image from a context directory without pulling; returns its id. A build
         that fails or is interrupted (Ctrl-C) leaves none of the step images it made: the
         engine keeps them as untagged, dangling images (one of 159 MB per interrupted worker
-        build, the copied wheels) that nothing would ever use or remove."""
+        build, the copied wheels) that nothing would ever use or remove. Those its output
+        named are removed at once; with a Dockerfile that labels its steps with BUILD_ARG, so
+        is one the engine commits after the build was cut short (watched LATE_STEP_S)."""
         steps = _BuildSteps()
+        build_id = ""
+        if BUILD_ARG in Path(context_dir, dockerfile).read_text(encoding="utf-8", errors="replace"):
+            build_id = secrets.token_hex(8)  # its step images carry it (LABEL mrctl.build=...)
+            buildargs = {**buildargs, BUILD_ARG: build_id}
         try:
             with _translated(f"building image {ref}"):
                 stream = self.client.api.build(
@@ -406,7 +420,26 @@ class DockerHost:
             return steps.image_id
         except BaseException:
             self._remove_untagged(steps.made)
+            if build_id:
+                self._remove_late_steps(build_id)
             raise
+
+    def _remove_late_steps(self, build_id: str, watch_s: float = LATE_STEP_S) -> None:
+        """Remove the untagged step images of build `build_id` that its output never named: a
+        step the engine was running when the client stopped reading (a COPY of the wheels) is
+        still committed after the build is cancelled, up to the step's length later; so look
+        for them for `watch_s` seconds."""
+        deadline = time.monotonic() + watch_s
+        while True:
+            try:
+                found = self.client.api.images(filters={"dangling": True, "label": f"{BUILD_LABEL}={build_id}"})
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+                log.warning("could not look for the step images of an unfinished build: %s", exc)
+                return
+            self._remove_untagged([i["Id"] for i in sorted(found, key=lambda i: i.get("Created", 0))])
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.25)
 
     def _remove_untagged(self, image_ids: list[str], patience_s: float = 5.0) -> None:
         """Remove the images of a build that did not finish, newest first, unless something
