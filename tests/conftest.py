@@ -340,6 +340,31 @@ def broker(redis_url):
     b.close()
 
 
+@pytest.fixture
+def lossy(broker, redis_url):
+    """A Broker (with retries, as the master's and the workers' are) whose connection goes
+    through a proxy that loses the reply of a chosen request once (redis_proxy), and the SHA of
+    each Lua script (lua.NAME -> sha) a test may arm it with."""
+    import hashlib
+    from urllib.parse import urlparse
+
+    from redis_proxy import ReplyDroppingProxy
+
+    from mrctl.broker import Broker, lua
+
+    url = urlparse(redis_url)
+    proxy = ReplyDroppingProxy(url.hostname, url.port)
+    via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=3)
+    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode()
+            for name in ("CLAIM", "COMMIT", "ADD_TASK", "ADD_MAP_TASKS", "FEED_PUSH", "FEED_TAKE")}
+    for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
+        broker.r.script_load(getattr(lua, name))
+    via.ping()
+    yield via, proxy, shas
+    via.close()
+    proxy.close()
+
+
 def _ours(pid: str) -> bool:
     """Whether a process carries this session's id in its environment (inherited from us)."""
     try:

@@ -210,29 +210,6 @@ def test_keeper_interrupts_at_task_timeout_and_reports_cancellation(broker):
 
 # -- 11.4: a CLAIM or COMMIT whose reply is lost, retried by the client ---------------------------
 
-@pytest.fixture
-def lossy(broker, redis_url):
-    """A Broker (with retries) whose connection goes through a reply-dropping proxy."""
-    import hashlib
-    from urllib.parse import urlparse
-
-    from redis_proxy import ReplyDroppingProxy
-
-    from mrctl.broker import Broker, lua
-
-    url = urlparse(redis_url)
-    proxy = ReplyDroppingProxy(url.hostname, url.port)
-    via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=3)
-    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode()
-            for name in ("CLAIM", "COMMIT", "ADD_TASK", "ADD_MAP_TASKS")}
-    for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
-        broker.r.script_load(getattr(lua, name))
-    via.ping()
-    yield via, proxy, shas
-    via.close()
-    proxy.close()
-
-
 def _two_map_tasks(broker):
     broker.publish_job("J", JobMeta(state="running", reducers=1), {"m.py": ""})
     broker.add_map_task("J", "m:0", {"kind": "map"}, b"a\n")

@@ -6,11 +6,8 @@ plain Python."""
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 import random
-
-import pytest
 
 from mrctl.broker import keys
 from mrctl.io import codec
@@ -121,28 +118,6 @@ def test_the_worker_takes_its_feed_until_the_end_and_wakes_the_master(broker):
     assert broker.fed_blob(JOB, 0, 1, 0, timeout=0.1) == b"x"
     assert broker.fed_blob(JOB, 0, 1, 1, timeout=0.1) == b""
     assert broker.r.llen(keys.progress(JOB)) >= 1
-
-
-@pytest.fixture
-def lossy(broker, redis_url):
-    """A Broker (retries on, as the master's and the workers' are) whose connection goes
-    through a proxy that loses the reply of a chosen script's call once."""
-    from urllib.parse import urlparse
-
-    from redis_proxy import ReplyDroppingProxy
-
-    from mrctl.broker import Broker, lua
-
-    url = urlparse(redis_url)
-    proxy = ReplyDroppingProxy(url.hostname, url.port)
-    via = Broker(f"redis://127.0.0.1:{proxy.port}/0", retries=1)
-    shas = {name: hashlib.sha1(getattr(lua, name).encode()).hexdigest().encode() for name in ("FEED_PUSH", "FEED_TAKE")}
-    for name in shas:  # cached in Redis, so that the dropped reply is the script's, not NOSCRIPT
-        broker.r.script_load(getattr(lua, name))
-    via.ping()
-    yield via, proxy, shas
-    via.close()
-    proxy.close()
 
 
 def test_a_take_whose_reply_is_lost_gets_the_same_blob_again_and_loses_none(broker, lossy):
